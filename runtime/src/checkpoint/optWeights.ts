@@ -1,0 +1,177 @@
+// Opens the weights of an OPT model folder in any layout the facebook/opt-* repositories use
+// (single or sharded safetensors, single or sharded pytorch_model.bin; `model.decoder.*` or bare
+// `decoder.*` keys; tied or untied lm_head), checks every name and shape against the config,
+// and reads tensors lazily as float32, one at a time.
+
+import { open, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type OptConfig, hasFinalLayerNorm, hasProjection } from '../config.js';
+import { CheckpointError } from '../errors.js';
+import { toFloat32 } from './dtype.js';
+import { readSafetensors } from './safetensors.js';
+import type { TensorRef } from './tensorRef.js';
+import { readTorchBin } from './torchBin.js';
+
+/** Weight files in the order they are preferred (safetensors never runs code; .bin is a pickle). */
+const LAYOUTS = [
+  { index: 'model.safetensors.index.json', single: 'model.safetensors', read: readSafetensors },
+  { index: 'pytorch_model.bin.index.json', single: 'pytorch_model.bin', read: readTorchBin },
+] as const;
+
+/** Every parameter of the decoder and its heads, with its PyTorch shape, under canonical names. */
+export function expectedParameters(c: OptConfig): Map<string, number[]> {
+  const d = c.hidden_size, proj = c.word_embed_proj_dim, f = c.ffn_dim;
+  const p = new Map<string, number[]>();
+  const linear = (name: string, out: number, inp: number, bias: boolean) => {
+    p.set(`${name}.weight`, [out, inp]);
+    if (bias) p.set(`${name}.bias`, [out]);
+  };
+  const layerNorm = (name: string) => {
+    if (!c.layer_norm_elementwise_affine) return;
+    p.set(`${name}.weight`, [d]);
+    p.set(`${name}.bias`, [d]);
+  };
+  p.set('model.decoder.embed_tokens.weight', [c.vocab_size, proj]);
+  p.set('model.decoder.embed_positions.weight', [c.max_position_embeddings + 2, d]);
+  if (hasProjection(c)) {
+    linear('model.decoder.project_in', d, proj, false);
+    linear('model.decoder.project_out', proj, d, false);
+  }
+  if (hasFinalLayerNorm(c)) layerNorm('model.decoder.final_layer_norm');
+  for (let i = 0; i < c.num_hidden_layers; i++) {
+    const l = `model.decoder.layers.${i}`;
+    for (const m of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) linear(`${l}.self_attn.${m}`, d, d, c.enable_bias);
+    layerNorm(`${l}.self_attn_layer_norm`);
+    linear(`${l}.fc1`, f, d, c.enable_bias);
+    linear(`${l}.fc2`, d, f, c.enable_bias);
+    layerNorm(`${l}.final_layer_norm`);
+  }
+  return p;
+}
+
+/** Head parameters by architecture; the decoder's are shared by all. */
+export function headParameters(c: OptConfig): Map<string, number[]> {
+  const proj = c.word_embed_proj_dim;
+  const p = new Map<string, number[]>();
+  const arch = c.architectures[0];
+  if (arch === 'OPTForCausalLM') p.set('lm_head.weight', [c.vocab_size, proj]);
+  if (arch === 'OPTForSequenceClassification') p.set('score.weight', [c.num_labels, proj]);
+  if (arch === 'OPTForQuestionAnswering') {
+    p.set('qa_outputs.weight', [2, proj]);
+    p.set('qa_outputs.bias', [2]);
+  }
+  return p;
+}
+
+/** Maps a checkpoint key to its canonical name: bare `decoder.*` (350m, 6.7b, 13b, 30b) → `model.decoder.*`. */
+export function canonicalName(key: string): string {
+  return key.startsWith('decoder.') ? `model.${key}` : key;
+}
+
+export interface OptWeights {
+  /** The files the weights came from, for cache keys and messages. */
+  readonly files: string[];
+  /** Canonical name → where it lives. Includes `lm_head.weight` (tied: pointing at embed_tokens). */
+  readonly tensors: ReadonlyMap<string, TensorRef>;
+  /** Whether lm_head shares the embedding matrix (absent from the files, or stored as an identical copy). */
+  readonly tiedLmHead: boolean;
+  /** Reads a tensor as float32 (one positioned read; nothing is cached). */
+  read(name: string): Promise<Float32Array>;
+}
+
+export async function openOptWeights(dir: string, config: OptConfig): Promise<OptWeights> {
+  const { files, refs } = await findWeightFiles(dir);
+  const tensors = new Map<string, TensorRef>();
+  for (const ref of refs) tensors.set(canonicalName(ref.name), ref);
+
+  const expected = expectedParameters(config);
+  for (const [name, shape] of headParameters(config)) expected.set(name, shape);
+
+  // A tied lm_head is usually absent from the file; if stored, it is a copy (or a view of the same storage).
+  let tiedLmHead = false;
+  const embed = tensors.get('model.decoder.embed_tokens.weight');
+  if (expected.has('lm_head.weight')) {
+    const head = tensors.get('lm_head.weight');
+    if (!head && config.tie_word_embeddings && embed) {
+      tensors.set('lm_head.weight', { ...embed, name: 'lm_head.weight' });
+      tiedLmHead = true;
+    } else if (head && embed && config.tie_word_embeddings) {
+      tiedLmHead = head.file === embed.file && head.offset === embed.offset;
+    }
+  }
+
+  const missing = [...expected.keys()].filter((n) => !tensors.has(n));
+  if (missing.length > 0) {
+    const hint = missing.includes('lm_head.weight') && !config.tie_word_embeddings
+      ? 'config.json sets tie_word_embeddings=false, so lm_head.weight must be in the checkpoint'
+      : 'the checkpoint does not match config.json: check that both come from the same model';
+    throw new CheckpointError(dir, `${missing.length} weight(s) missing, e.g. ${missing.slice(0, 3).join(', ')}`, hint);
+  }
+  for (const [name, shape] of expected) {
+    const ref = tensors.get(name)!;
+    if (ref.shape.length !== shape.length || ref.shape.some((v, i) => v !== shape[i])) {
+      throw new CheckpointError(ref.file, `${ref.name} has shape [${ref.shape}] but config.json implies [${shape}]`, 'the checkpoint does not match config.json');
+    }
+    if (!['F32', 'F16', 'BF16', 'F64'].includes(ref.dtype)) {
+      throw new CheckpointError(ref.file, `${ref.name} has dtype ${ref.dtype}, which cannot hold weights`, 'expected F32, F16 or BF16');
+    }
+  }
+
+  return {
+    files,
+    tensors,
+    tiedLmHead,
+    read: (name) => readTensor(tensors, name),
+  };
+}
+
+async function readTensor(tensors: ReadonlyMap<string, TensorRef>, name: string): Promise<Float32Array> {
+  const ref = tensors.get(name);
+  if (!ref) throw new Error(`internal: no tensor ${name}`);
+  const bytes = Buffer.allocUnsafe(ref.length);
+  const fh = await open(ref.file, 'r');
+  try {
+    const { bytesRead } = await fh.read(bytes, 0, ref.length, ref.offset);
+    if (bytesRead !== ref.length) {
+      throw new CheckpointError(ref.file, `${ref.name}: read ${bytesRead} of ${ref.length} bytes`, 'the file is truncated: download it again');
+    }
+  } finally {
+    await fh.close();
+  }
+  return toFloat32(bytes, ref.dtype, ref.file);
+}
+
+async function findWeightFiles(dir: string): Promise<{ files: string[]; refs: TensorRef[] }> {
+  for (const layout of LAYOUTS) {
+    const indexFile = join(dir, layout.index);
+    if (await exists(indexFile)) {
+      const shards = await readShardIndex(indexFile);
+      const files = shards.map((s) => join(dir, s));
+      for (const f of files) {
+        if (!(await exists(f))) throw new CheckpointError(f, `shard listed in ${layout.index} is missing`, 'download every shard of the checkpoint');
+      }
+      const refs = (await Promise.all(files.map((f) => layout.read(f)))).flat();
+      return { files, refs };
+    }
+    const single = join(dir, layout.single);
+    if (await exists(single)) return { files: [single], refs: await layout.read(single) };
+  }
+  throw new CheckpointError(dir, 'no weights found', 'expected model.safetensors, pytorch_model.bin, or their sharded *.index.json form, as published on huggingface.co/facebook/opt-*');
+}
+
+async function readShardIndex(file: string): Promise<string[]> {
+  let index: { weight_map?: Record<string, string> };
+  try {
+    index = JSON.parse(await readFile(file, 'utf8')) as typeof index;
+  } catch (err) {
+    throw new CheckpointError(file, `not valid JSON: ${(err as Error).message}`);
+  }
+  if (!index.weight_map || typeof index.weight_map !== 'object') {
+    throw new CheckpointError(file, 'has no weight_map', 'a shard index maps each weight name to its shard file');
+  }
+  return [...new Set(Object.values(index.weight_map))].sort();
+}
+
+async function exists(file: string): Promise<boolean> {
+  return stat(file).then(() => true, () => false);
+}

@@ -1,0 +1,45 @@
+// The only module that imports onnxruntime-node: creates inference sessions for a device and
+// runs them. Everything above it speaks in plain typed arrays and this module's Tensor type.
+
+import * as ort from 'onnxruntime-node';
+import { UsageError } from './errors.js';
+
+export type Tensor = ort.Tensor;
+export const Tensor = ort.Tensor;
+
+export const DEVICES = ['cpu', 'webgpu', 'cuda'] as const;
+export type Device = (typeof DEVICES)[number];
+
+export interface SessionSettings {
+  device: Device;
+  /** Intra-op threads; 0 lets onnxruntime choose (one per physical core). */
+  threads: number;
+}
+
+export const DEFAULT_SESSION_SETTINGS: SessionSettings = { device: 'cpu', threads: 0 };
+
+export interface ModelSession {
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>>;
+  release(): Promise<void>;
+}
+
+export async function createSession(modelPath: string, settings: SessionSettings): Promise<ModelSession> {
+  if (!(DEVICES as readonly string[]).includes(settings.device)) {
+    throw new UsageError(`unknown device "${settings.device}": choose one of ${DEVICES.join(', ')}`);
+  }
+  const session = await ort.InferenceSession.create(modelPath, {
+    executionProviders: [settings.device],
+    graphOptimizationLevel: 'all',
+    intraOpNumThreads: settings.threads,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+  });
+  return {
+    inputNames: session.inputNames,
+    outputNames: session.outputNames,
+    run: (feeds) => session.run(feeds) as Promise<Record<string, Tensor>>,
+    release: () => session.release(),
+  };
+}
