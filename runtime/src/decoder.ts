@@ -14,7 +14,6 @@ export interface DecoderShape {
   headDim: number;
   vocabSize: number;
   maxPositions: number;
-  kvType: 'float32' | 'float16';
 }
 
 /** The per-layer key/value tensors [B, H, P, hd] after some tokens. Owned by whoever holds it. */
@@ -46,6 +45,7 @@ export class OptDecoder {
   private readonly _hasKeepInput: boolean;
   private readonly _hasPositionIds: boolean;
   private readonly _hasCacheBranch: boolean;
+  private readonly _kvType: 'float32' | 'float16';
 
   constructor(private readonly _session: ModelSession, readonly shape: DecoderShape) {
     const inputs = new Set(_session.inputNames);
@@ -55,10 +55,14 @@ export class OptDecoder {
     this._hasKeepInput = inputs.has('num_logits_to_keep');
     this._hasPositionIds = inputs.has('position_ids');
     this._hasCacheBranch = inputs.has('use_cache_branch');
+    const kvType = _session.inputTypes['past_key_values.0.key'];
+    if (kvType !== 'float32' && kvType !== 'float16') throw new UsageError(`the ONNX model's KV cache is ${kvType}; expected float32 or float16`);
+    this._kvType = kvType;
   }
 
   async forward(x: ForwardInput): Promise<ForwardOutput> {
-    const { numLayers, numHeads, headDim, vocabSize, maxPositions, kvType } = this.shape;
+    const { numLayers, numHeads, headDim, vocabSize, maxPositions } = this.shape;
+    const kvType = this._kvType;
     const b = x.batch;
     const s = x.inputIds.length / b;
     const p = x.past?.length ?? 0;

@@ -21,6 +21,8 @@ export const DEFAULT_SESSION_SETTINGS: SessionSettings = { device: 'cpu', thread
 export interface ModelSession {
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
+  /** Element type of each tensor input ('float32', 'float16', 'int64', …). */
+  readonly inputTypes: Readonly<Record<string, string>>;
   run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>>;
   release(): Promise<void>;
 }
@@ -39,6 +41,7 @@ export async function createSession(modelPath: string, settings: SessionSettings
   return {
     inputNames: session.inputNames,
     outputNames: session.outputNames,
+    inputTypes: Object.fromEntries(session.inputMetadata.map((m) => [m.name, m.isTensor ? m.type : 'non-tensor'])),
     run: (feeds) => session.run(feeds) as Promise<Record<string, Tensor>>,
     release: () => session.release(),
   };

@@ -1,0 +1,27 @@
+// The README's main job on a fresh, offline machine: make a small random OPT checkpoint with the
+// project's fixture generator (real Hugging Face layout, GPT-2's real BPE files), then run the
+// `opt` CLI on it: tokenize, convert, and last-position logits.
+
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { writeOptCheckpoint } from '../test/fixtures/optCheckpoint.js';
+
+const dir = process.argv[2] ?? '.cache/demo-model';
+if (!existsSync(`${dir}/config.json`)) {
+  console.log(`writing a random 125m-style OPT checkpoint to ${dir}`);
+  await writeOptCheckpoint(dir, { preset: '125m-style', tokenizer: true });
+}
+
+const opt = (...args: string[]) => execFileSync(process.execPath, ['--import', 'tsx', 'runtime/src/cli.ts', ...args], { encoding: 'utf8' });
+const text = 'Hello, world! The quick brown fox';
+
+console.log(`\n$ opt tokenize --model ${dir} --text "${text}"`);
+console.log(opt('tokenize', '--model', dir, '--text', text));
+
+for (const dtype of ['fp32', 'int8']) {
+  console.log(`$ opt convert --model ${dir} --dtype ${dtype}`);
+  console.log(opt('convert', '--model', dir, '--dtype', dtype));
+  console.log(`$ opt logits --model ${dir} --dtype ${dtype} --text "${text}" --top-k 5   (full logits vector omitted here)`);
+  const { logits, ...rest } = JSON.parse(opt('logits', '--model', dir, '--dtype', dtype, '--text', text, '--top-k', '5')) as { logits: number[] };
+  console.log(JSON.stringify({ ...rest, logits: `[${logits.length} values]` }, null, 2), '\n');
+}
