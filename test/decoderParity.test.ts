@@ -103,23 +103,25 @@ describe('checkpoint layouts give the same model', () => {
 
 describe('reduced precisions stay within their error bounds', () => {
   // Bounds relative to the largest reference logit; measured errors are reported in the issue notes.
-  const BOUNDS = { fp16: 0.01, int8: 0.03, int4: 0.25 } as const;
+  const BOUNDS = { fp16: 0.01, int8: 0.05, int4: 0.4 } as const;
   let f: Fixture;
   before(async () => {
     f = await fixture({ preset: '125m-style', seed: 3 });
   });
   for (const dtype of ['fp16', 'int8', 'int4'] as const) {
-    test(`${dtype}: relative max error ≤ ${BOUNDS[dtype]}, same top-1 token on most positions`, async () => {
+    test(`${dtype}: relative max error ≤ ${BOUNDS[dtype]}, same top-1 token on most positions`, async (t) => {
       const dec = await openDecoder(f, cacheDir, dtype, dtype !== 'fp16');
       const out = await dec.forward({ inputIds: ids64([PROMPT]), batch: 1, attentionMask: ids64([PROMPT.map(() => 1)]), logitsToKeep: PROMPT.length });
       const ref = naiveLogits(f, [PROMPT])[0]!;
-      let agree = 0;
+      let agree = 0, worst = 0;
       for (let k = 0; k < PROMPT.length; k++) {
         const got = row(out.logits, f.config.vocab_size, out.keep, 0, k);
         const rel = maxAbsDiff(got, ref[k]!) / maxAbs(ref[k]!);
+        worst = Math.max(worst, rel);
         assert.ok(rel <= BOUNDS[dtype], `position ${k}: relative error ${rel.toFixed(4)}`);
         if (argmax(got) === argmax(ref[k]!)) agree++;
       }
+      t.diagnostic(`${dtype}: worst relative error ${worst.toFixed(4)}, top-1 agreement ${agree}/${PROMPT.length}`);
       assert.ok(agree >= PROMPT.length - (dtype === 'int4' ? 3 : 1), `top-1 agreed on ${agree}/${PROMPT.length}`);
       await dec.release();
     });
