@@ -12,15 +12,15 @@ if (!existsSync(`${dir}/config.json`)) {
   await writeOptCheckpoint(dir, { preset: '125m-style', tokenizer: true });
 }
 
-const opt = (...args: string[]) => execFileSync(process.execPath, ['--import', 'tsx', 'runtime/src/cli.ts', ...args], { encoding: 'utf8' });
+const opt = (...args: string[]) => execFileSync(process.execPath, ['--import', 'tsx', 'runtime/src/cli.ts', ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });
 const text = 'Hello, world! The quick brown fox';
 
 console.log(`\n$ opt tokenize --model ${dir} --text "${text}"`);
-console.log(opt('tokenize', '--model', dir, '--text', text));
+console.log(JSON.stringify(JSON.parse(opt('tokenize', '--model', dir, '--text', text)), null, 2));
 
 for (const dtype of ['fp32', 'int8']) {
   console.log(`$ opt convert --model ${dir} --dtype ${dtype}`);
-  console.log(opt('convert', '--model', dir, '--dtype', dtype));
+  console.log(JSON.stringify(JSON.parse(opt('convert', '--model', dir, '--dtype', dtype)), null, 2));
   console.log(`$ opt logits --model ${dir} --dtype ${dtype} --text "${text}" --top-k 5   (full logits vector omitted here)`);
   const { logits, ...rest } = JSON.parse(opt('logits', '--model', dir, '--dtype', dtype, '--text', text, '--top-k', '5')) as { logits: number[] };
   console.log(JSON.stringify({ ...rest, logits: `[${logits.length} values]` }, null, 2), '\n');

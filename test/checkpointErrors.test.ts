@@ -108,7 +108,7 @@ test('unknown tensor dtype in safetensors', async () => {
 test('a pickle that would run code is refused, naming the global', async () => {
   const f = await fixture();
   await rm(join(f.dir, 'model.safetensors'));
-  await writeMaliciousTorchBin(join(f.dir, 'pytorch_model.bin'), 'os', 'system');
+  await writeMaliciousTorchBin(join(f.dir, 'pytorch_model.bin'), 'os.system');
   await rejectsWith(convert(f.dir), 'pytorch_model.bin', 'os.system');
 });
 

@@ -53,7 +53,7 @@ async function main(argv: string[]): Promise<void> {
   const run = commands[command];
   if (!run) throw new UsageError(`unknown command "${command}"\n\n${USAGE}`);
   const result = await run(values);
-  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  process.stdout.write(`${JSON.stringify(result)}\n`); // one line: pipe through jq to read it
 }
 
 async function logits(v: Values) {

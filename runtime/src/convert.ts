@@ -7,7 +7,7 @@ import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/prom
 import { homedir } from 'node:os';
 import { basename, join } from 'node:path';
 import { type OptConfig, readOptConfig } from './config.js';
-import { openOptWeights } from './checkpoint/optWeights.js';
+import { type OptWeights, openOptWeights } from './checkpoint/optWeights.js';
 import { ExternalDataFile, GraphBuilder } from './onnx/graphBuilder.js';
 import { type OptGraphOptions, DEFAULT_GRAPH_OPTIONS, OPSETS, buildOptGraph } from './onnx/optGraph.js';
 
@@ -50,14 +50,7 @@ export async function convertCheckpoint(dir: string, options: ConvertOptions = {
   const tmp = `${target}.tmp-${process.pid}-${Date.now()}`;
   await mkdir(tmp, { recursive: true });
   try {
-    const data = await ExternalDataFile.create(join(tmp, `${MODEL_FILE}.data`));
-    const g = new GraphBuilder(data);
-    try {
-      await buildOptGraph(g, config, weights, graphOptions);
-    } finally {
-      await data.close();
-    }
-    await writeFile(join(tmp, MODEL_FILE), g.encode('opt_decoder', OPSETS, metadata(dir, config, graphOptions)));
+    await writeOnnxModel(dir, join(tmp, MODEL_FILE), graphOptions, { config, weights });
     await writeFile(join(tmp, 'meta.json'), JSON.stringify({ source: dir, files: weights.files.map((f) => basename(f)), options: graphOptions, formatVersion: GRAPH_FORMAT_VERSION }, null, 2));
     await rm(target, { recursive: true, force: true });
     await rename(tmp, target); // atomic publish: a crash mid-conversion never leaves a half-written model in the cache
@@ -66,6 +59,30 @@ export async function convertCheckpoint(dir: string, options: ConvertOptions = {
     throw err;
   }
   return { modelPath, converted: true, seconds: (performance.now() - started) / 1000 };
+}
+
+/**
+ * Writes the decoder of the checkpoint in `dir` to `modelFile`, its weights streamed into
+ * `<modelFile>.data` (or `dataFile`), e.g. `onnx/model.onnx` + `onnx/model.onnx_data` for
+ * transformers.js. Not cached; `convertCheckpoint` is the cached entry point.
+ */
+export async function writeOnnxModel(
+  dir: string,
+  modelFile: string,
+  graphOptions: OptGraphOptions,
+  opened?: { config: OptConfig; weights: OptWeights },
+  dataFile = `${modelFile}.data`,
+): Promise<void> {
+  const config = opened?.config ?? (await readOptConfig(dir));
+  const weights = opened?.weights ?? (await openOptWeights(dir, config));
+  const data = await ExternalDataFile.create(dataFile);
+  const g = new GraphBuilder(data);
+  try {
+    await buildOptGraph(g, config, weights, graphOptions);
+  } finally {
+    await data.close();
+  }
+  await writeFile(modelFile, g.encode('opt_decoder', OPSETS, metadata(dir, config, graphOptions)));
 }
 
 function pickGraphOptions(o: ConvertOptions): Partial<OptGraphOptions> {
