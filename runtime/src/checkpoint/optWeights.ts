@@ -128,7 +128,8 @@ export async function openOptWeights(dir: string, config: OptConfig): Promise<Op
 async function readTensor(tensors: ReadonlyMap<string, TensorRef>, name: string): Promise<Float32Array> {
   const ref = tensors.get(name);
   if (!ref) throw new Error(`internal: no tensor ${name}`);
-  const bytes = Buffer.allocUnsafe(ref.length);
+  // Read into a fresh ArrayBuffer so float32 data is used in place, without a second copy.
+  const bytes = new Uint8Array(new ArrayBuffer(ref.length));
   const fh = await open(ref.file, 'r');
   try {
     const { bytesRead } = await fh.read(bytes, 0, ref.length, ref.offset);
@@ -138,7 +139,7 @@ async function readTensor(tensors: ReadonlyMap<string, TensorRef>, name: string)
   } finally {
     await fh.close();
   }
-  return toFloat32(bytes, ref.dtype, ref.file);
+  return ref.dtype === 'F32' ? new Float32Array(bytes.buffer) : toFloat32(bytes, ref.dtype, ref.file);
 }
 
 async function findWeightFiles(dir: string): Promise<{ files: string[]; refs: TensorRef[] }> {
