@@ -9,10 +9,15 @@ import { convertCheckpoint } from './convert.js';
 import { DEVICES, type Device } from './session.js';
 import { OptTokenizer } from './tokenizer/optTokenizer.js';
 import { topK } from './topk.js';
+import { generate, generateStream } from './generation/generate.js';
 
 const USAGE = `usage: opt <command> [options]
 
 commands:
+  generate  --model DIR "prompt" [--max-new-tokens N] [--do-sample] [--temperature T] [--top-p P]
+            [--top-k K] [--typical-p P] [--repetition-penalty R] [--no-repeat-ngram-size N]
+            [--num-return-sequences N] [--seed S] [--stop STRING]… [--json]
+                                                                   streams the continuation to stdout
   logits    --model DIR (--ids 2,133,… | --text "…") [--top-k N]   last-position logits and top-k, as JSON
   tokenize  --model DIR --text "…" [--no-special]                  token ids and tokens, as JSON
   convert   --model DIR [--force]                                  build (or find) the cached ONNX model
@@ -29,7 +34,7 @@ const OPTIONS = {
   model: { type: 'string' },
   ids: { type: 'string' },
   text: { type: 'string' },
-  'top-k': { type: 'string', default: '10' },
+  'top-k': { type: 'string' }, // logits: how many to list (default 10); generate: top_k sampling
   'no-special': { type: 'boolean', default: false },
   dtype: { type: 'string', default: 'auto' },
   device: { type: 'string', default: 'cpu' },
@@ -38,6 +43,18 @@ const OPTIONS = {
   'cache-dir': { type: 'string' },
   force: { type: 'boolean', default: false },
   help: { type: 'boolean', short: 'h', default: false },
+  // generate
+  'max-new-tokens': { type: 'string' },
+  'do-sample': { type: 'boolean' },
+  temperature: { type: 'string' },
+  'top-p': { type: 'string' },
+  'typical-p': { type: 'string' },
+  'repetition-penalty': { type: 'string' },
+  'no-repeat-ngram-size': { type: 'string' },
+  'num-return-sequences': { type: 'string' },
+  seed: { type: 'string' },
+  stop: { type: 'string', multiple: true },
+  json: { type: 'boolean', default: false },
 } as const;
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
@@ -49,11 +66,62 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(USAGE);
     return;
   }
+  if (command === 'generate') return generateCommand(values, positionals.slice(1));
   const commands: Record<string, (v: Values) => Promise<unknown>> = { logits, tokenize, convert };
   const run = commands[command];
   if (!run) throw new UsageError(`unknown command "${command}"\n\n${USAGE}`);
   const result = await run(values);
   process.stdout.write(`${JSON.stringify(result)}\n`); // one line: pipe through jq to read it
+}
+
+/** Streams one row's text as it is generated; with several rows, prints each when it is done. */
+async function generateCommand(v: Values, prompts: string[]): Promise<void> {
+  if (prompts.length === 0) throw new UsageError('generate needs a prompt: opt generate --model DIR "Once upon a time"');
+  const num = (flag: keyof Values, parse: (s: string) => number = Number) => {
+    const s = v[flag] as string | undefined;
+    if (s === undefined) return undefined;
+    const n = parse(s);
+    if (Number.isNaN(n)) throw new UsageError(`--${flag} must be a number, got "${s}"`);
+    return n;
+  };
+  const options = Object.fromEntries(Object.entries({
+    max_new_tokens: num('max-new-tokens'),
+    do_sample: v['do-sample'],
+    temperature: num('temperature'),
+    top_p: num('top-p'),
+    top_k: num('top-k'),
+    typical_p: num('typical-p'),
+    repetition_penalty: num('repetition-penalty'),
+    no_repeat_ngram_size: num('no-repeat-ngram-size'),
+    num_return_sequences: num('num-return-sequences'),
+    seed: num('seed'),
+    stop_strings: v.stop,
+  }).filter(([, x]) => x !== undefined));
+  const model = await loadOptModel(requireModel(v), {
+    dtype: dtypeOf(v),
+    device: deviceOf(v),
+    threads: intOf(v.threads, '--threads', 0),
+    fused: !v['plain-ops'],
+    cacheDir: v['cache-dir'],
+  });
+  try {
+    const onWarning = (w: string) => process.stderr.write(`opt: warning: ${w}\n`);
+    if (v.json) {
+      const rows = await generate(model, prompts, { ...options, onWarning });
+      process.stdout.write(`${JSON.stringify(rows.map((r) => ({ prompt: r.prompt, generated_text: r.text, token_ids: r.tokenIds, finish_reason: r.finishReason })))}\n`);
+      return;
+    }
+    const single = prompts.length === 1 && (options.num_return_sequences ?? 1) === 1;
+    let echoed = false; // the prompt is echoed once generation has started, so a refused option prints nothing
+    for await (const e of generateStream(model, prompts, { ...options, return_full_text: !single, onWarning })) {
+      if (single && !echoed) echoed = process.stdout.write(prompts[0]!) || true;
+      if (single && e.type === 'token') process.stdout.write(e.text);
+      else if (!single && e.type === 'done') process.stdout.write(`--- [${e.sequence}] ${e.result.finishReason}\n${e.result.text}\n`);
+    }
+    if (single) process.stdout.write('\n');
+  } finally {
+    await model.dispose();
+  }
 }
 
 async function logits(v: Values) {
@@ -74,7 +142,7 @@ async function logits(v: Values) {
       attentionMask: new BigInt64Array(ids.length).fill(1n),
       logitsToKeep: 1,
     });
-    const k = intOf(v['top-k'], '--top-k', 0);
+    const k = intOf(v['top-k'] ?? '10', '--top-k', 0);
     return {
       model: model.dir,
       dtype: model.source.dtype,

@@ -1,0 +1,157 @@
+// The generation loop: Hugging Face `generate` over the ONNX decoder. Prompts are left-padded
+// into one batch (expanded by num_return_sequences), prefilled once, then decoded one token per
+// step with the KV cache; each row runs the logits processors, picks a token, streams its text,
+// and stops on EOS, length or a stop string. An AbortSignal ends it within one decode step.
+//
+// Legend: B rows (prompts × num_return_sequences), L padded prompt length, V vocab rows, Vt tokenizer vocab.
+
+import type { OptDecoder, KvCache } from '../decoder.js';
+import type { OptConfig } from '../config.js';
+import { UsageError } from '../errors.js';
+import type { OptTokenizer } from '../tokenizer/optTokenizer.js';
+import { type GenerationOptions, type ResolvedGenerationOptions, resolveGenerationOptions, resolveLengths } from './generationConfig.js';
+import { createLogitsScratch, logitsPlan, processLogits } from './logitsProcessors.js';
+import { argmax, createRng, sampleCategorical } from './sampling.js';
+import { StopStringMatcher } from './stopStrings.js';
+
+/** What generation needs of a loaded model (an `OptModel` has all of it). */
+export interface GenerationModel {
+  readonly config: OptConfig;
+  readonly generationConfig: Record<string, unknown> | undefined;
+  readonly tokenizer: OptTokenizer;
+  readonly decoder: OptDecoder;
+}
+
+export type FinishReason = 'eos' | 'length' | 'stop';
+
+export type GenerationEvent =
+  /** New text of row `sequence` (possibly '' while a multi-byte character is incomplete). */
+  | { type: 'token'; sequence: number; tokenId: number; text: string }
+  | { type: 'done'; sequence: number; result: GeneratedSequence };
+
+export interface GeneratedSequence {
+  /** Index of the prompt this row continues. */
+  prompt: number;
+  /** The prompt (when return_full_text) followed by the generated text, special tokens removed. */
+  text: string;
+  /** Generated token ids (EOS included when it ended the row). */
+  tokenIds: number[];
+  finishReason: FinishReason;
+}
+
+export interface GenerateParams extends Partial<GenerationOptions> {
+  signal?: AbortSignal;
+  /** What transformers would only warn about (ignored sampling options, conflicting lengths). */
+  onWarning?: (message: string) => void;
+}
+
+/** Streams generation events for each prompt × num_return_sequences row. */
+export async function* generateStream(model: GenerationModel, prompts: string | readonly string[], params: GenerateParams = {}): AsyncGenerator<GenerationEvent> {
+  const { signal, onWarning, ...user } = params;
+  const { config, tokenizer, decoder } = model;
+  const o = resolveGenerationOptions(user, model.generationConfig, config);
+  const texts = typeof prompts === 'string' ? [prompts] : [...prompts];
+  const encoded = await tokenizer.encodeBatch(texts);
+
+  // Rows: each prompt repeated num_return_sequences times, consecutively (HF's expand order).
+  const rowPrompt = texts.flatMap((_, p) => Array<number>(o.num_return_sequences).fill(p));
+  const b = rowPrompt.length;
+  const promptLen = Math.max(...encoded.map((ids) => ids.length));
+  if (promptLen > config.max_position_embeddings) {
+    throw new UsageError(`the prompt has ${promptLen} tokens but the model has ${config.max_position_embeddings} positions: shorten it`);
+  }
+  const lengths = resolveLengths(o, promptLen);
+  for (const w of [...o.warnings, ...lengths.warnings]) onWarning?.(w);
+  const maxLength = Math.min(lengths.maxLength, config.max_position_embeddings);
+
+  // Per-row token history, left-padded as HF sees it (processors read padding too).
+  const tokens: number[][] = rowPrompt.map((p) => [...Array<number>(promptLen - encoded[p]!.length).fill(o.pad_token_id), ...encoded[p]!]);
+  const maskRows: number[][] = rowPrompt.map((p) => tokens[0]!.map((_, j) => (j < promptLen - encoded[p]!.length ? 0 : 1)));
+  const maskBuffer = new BigInt64Array(b * maxLength); // reused every step: rows written at the current width
+  const stepIds = new BigInt64Array(b);
+  const plan = logitsPlan(o, promptLen);
+  const vocab = Math.min(tokenizer.vocabSize, config.vocab_size); // rows past the tokenizer are never sampled
+  const scratch = createLogitsScratch(vocab);
+  const rng = createRng(o.seed);
+  const streams = rowPrompt.map(() => tokenizer.createStreamDecoder({ skipSpecialTokens: true }));
+  const stops = rowPrompt.map(() => new StopStringMatcher(o.stop_strings));
+  const generatedText = rowPrompt.map(() => '');
+  const finished: (FinishReason | undefined)[] = rowPrompt.map(() => undefined);
+  const eos = new Set(o.eos_token_id);
+
+  let past: KvCache | undefined;
+  let input = BigInt64Array.from(tokens.flat(), BigInt);
+  for (let length = promptLen; length < maxLength; length++) {
+    signal?.throwIfAborted();
+    const mask = fillMask(maskBuffer, maskRows, b, length);
+    const out = await decoder.forward({ inputIds: input, batch: b, attentionMask: mask, past, logitsToKeep: 1 });
+    past = out.present;
+    signal?.throwIfAborted();
+
+    for (let r = 0; r < b; r++) {
+      let next = o.pad_token_id; // finished rows keep receiving padding, as in HF
+      if (!finished[r]) {
+        const scores = out.logits.subarray(r * config.vocab_size, r * config.vocab_size + vocab);
+        processLogits(scores, tokens[r]!, length - promptLen, plan, scratch);
+        next = o.do_sample ? sampleCategorical(scores, rng, scratch) : argmax(scores);
+      }
+      tokens[r]!.push(next);
+      maskRows[r]!.push(1);
+      stepIds[r] = BigInt(next);
+      if (finished[r]) continue;
+
+      let text = streams[r]!.push(next);
+      const stopAt = stops[r]!.push(text);
+      if (stopAt >= 0) text = text.slice(0, stopAt - generatedText[r]!.length); // end the text with the stop string
+      generatedText[r] += text;
+      yield { type: 'token', sequence: r, tokenId: next, text };
+      if (eos.has(next)) finished[r] = 'eos';
+      else if (stopAt >= 0) finished[r] = 'stop';
+      else if (length + 1 >= maxLength) finished[r] = 'length';
+      if (finished[r]) yield { type: 'done', sequence: r, result: result(r) };
+    }
+    if (finished.every(Boolean)) return;
+    input = stepIds;
+  }
+
+  function result(r: number): GeneratedSequence {
+    const tail = finished[r] === 'stop' ? '' : streams[r]!.flush();
+    const text = generatedText[r]! + tail;
+    const p = rowPrompt[r]!;
+    return {
+      prompt: p,
+      text: o.return_full_text ? texts[p]! + text : text,
+      tokenIds: tokens[r]!.slice(promptLen),
+      finishReason: finished[r]!,
+    };
+  }
+}
+
+/** Runs generation to the end and returns one result per row, in row order. */
+export async function generate(model: GenerationModel, prompts: string | readonly string[], params: GenerateParams = {}): Promise<GeneratedSequence[]> {
+  const results: GeneratedSequence[] = [];
+  for await (const event of generateStream(model, prompts, params)) {
+    if (event.type === 'done') results[event.sequence] = event.result;
+  }
+  return results;
+}
+
+/** transformers' `pipeline('text-generation')` shape: one list of `{ generated_text }` per prompt. */
+export function textGenerationPipeline(model: GenerationModel) {
+  return async (prompts: string | readonly string[], params: GenerateParams = {}): Promise<{ generated_text: string }[][]> => {
+    const rows = await generate(model, prompts, params);
+    const byPrompt: { generated_text: string }[][] = [];
+    for (const row of rows) (byPrompt[row.prompt] ??= []).push({ generated_text: row.text });
+    return byPrompt;
+  };
+}
+
+function fillMask(buffer: BigInt64Array, rows: number[][], b: number, width: number): BigInt64Array {
+  for (let r = 0; r < b; r++) {
+    const row = rows[r]!;
+    for (let j = 0; j < width; j++) buffer[r * width + j] = BigInt(row[j]!);
+  }
+  return buffer.subarray(0, b * width);
+}
+
+export type { ResolvedGenerationOptions };
