@@ -10,6 +10,7 @@ import { DEVICES, type Device } from './session.js';
 import { OptTokenizer } from './tokenizer/optTokenizer.js';
 import { topK } from './topk.js';
 import { generate, generateStream } from './generation/generate.js';
+import { resolveModel } from './hub/resolveModel.js';
 
 const USAGE = `usage: opt <command> [options]
 
@@ -97,7 +98,7 @@ async function generateCommand(v: Values, prompts: string[]): Promise<void> {
     seed: num('seed'),
     stop_strings: v.stop,
   }).filter(([, x]) => x !== undefined));
-  const model = await loadOptModel(requireModel(v), {
+  const model = await loadOptModel(await requireModel(v), {
     dtype: dtypeOf(v),
     device: deviceOf(v),
     threads: intOf(v.threads, '--threads', 0),
@@ -125,7 +126,7 @@ async function generateCommand(v: Values, prompts: string[]): Promise<void> {
 }
 
 async function logits(v: Values) {
-  const model = await loadOptModel(requireModel(v), {
+  const model = await loadOptModel(await requireModel(v), {
     dtype: dtypeOf(v),
     device: deviceOf(v),
     threads: intOf(v.threads, '--threads', 0),
@@ -158,20 +159,29 @@ async function logits(v: Values) {
 
 async function tokenize(v: Values) {
   if (v.text === undefined) throw new UsageError('tokenize needs --text "…"');
-  const tokenizer = await OptTokenizer.fromDir(requireModel(v));
+  const tokenizer = await OptTokenizer.fromDir(await requireModel(v));
   const ids = await tokenizer.encode(v.text, { addSpecialTokens: !v['no-special'] });
   return { ids, tokens: ids.map((id) => tokenizer.idToToken(id) ?? null) };
 }
 
 async function convert(v: Values) {
   const dtype = resolveDtype(dtypeOf(v), deviceOf(v));
-  const r = await convertCheckpoint(requireModel(v), { dtype, fused: !v['plain-ops'], cacheDir: v['cache-dir'], force: v.force });
+  const r = await convertCheckpoint(await requireModel(v), { dtype, fused: !v['plain-ops'], cacheDir: v['cache-dir'], force: v.force });
   return { model_path: r.modelPath, dtype, converted: r.converted, seconds: Number(r.seconds.toFixed(3)) };
 }
 
-function requireModel(v: Values): string {
-  if (!v.model) throw new UsageError('--model DIR is required (a folder with config.json and weights)');
-  return v.model;
+/** --model as a local folder, or a Hub id resolved through the Hugging Face cache (downloading what is missing). */
+async function requireModel(v: Values): Promise<string> {
+  if (!v.model) throw new UsageError('--model is required: a folder with config.json and weights, or a Hub id such as facebook/opt-125m');
+  let last = 0;
+  return resolveModel(v.model, {
+    onProgress: ({ file, received, total }) => {
+      const now = Date.now();
+      if (now - last < 500 && received !== total) return;
+      last = now;
+      process.stderr.write(`opt: downloading ${file}: ${(received / 2 ** 20).toFixed(1)}${total ? ` / ${(total / 2 ** 20).toFixed(1)}` : ''} MiB\n`);
+    },
+  });
 }
 
 function dtypeOf(v: Values): DtypeChoice {

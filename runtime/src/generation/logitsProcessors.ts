@@ -4,37 +4,11 @@
 
 import { UsageError } from '../errors.js';
 import type { ResolvedGenerationOptions } from './generationConfig.js';
-import { sortIdsAscending, sortIdsDescending } from './indexSort.js';
+import { applyTopP, applyTypicalP } from './massWarpers.js';
+import { checkScratch, type LogitsScratch } from './scratch.js';
 
-/** Reusable buffers, sized to the vocabulary (the logits row length). */
-export interface LogitsScratch {
-  readonly vocab: number;
-  /** Candidate token ids for sorting. */
-  readonly idx: Int32Array;
-  /** Per-token-id float64 values (probabilities, typicality); also the sampler's weights. */
-  readonly probs: Float64Array;
-  /** Top-k min-heap of values. */
-  readonly heap: Float32Array;
-  /** Repetition penalty: the call in which each id was last penalised, so repeats count once. */
-  readonly seen: Uint32Array;
-  epoch: number;
-}
-
-export function createLogitsScratch(vocab: number): LogitsScratch {
-  if (!Number.isInteger(vocab) || vocab < 1) throw new UsageError(`vocabulary size must be a positive integer, got ${vocab}`);
-  return {
-    vocab,
-    idx: new Int32Array(vocab),
-    probs: new Float64Array(vocab),
-    heap: new Float32Array(vocab),
-    seen: new Uint32Array(vocab),
-    epoch: 0,
-  };
-}
-
-function checkScratch(scores: Float32Array, scratch: LogitsScratch): void {
-  if (scratch.vocab < scores.length) throw new UsageError(`scratch was made for ${scratch.vocab} tokens but the row has ${scores.length}`);
-}
+export { applyTopP, applyTypicalP } from './massWarpers.js';
+export { createLogitsScratch, type LogitsScratch } from './scratch.js';
 
 /**
  * RepetitionPenaltyLogitsProcessor: every token id present in `tokens` (prompt included, each id once)
@@ -143,115 +117,6 @@ function heapDown(heap: Float32Array, at: number, size: number): void {
     at = child;
   }
   heap[at] = v;
-}
-
-/**
- * TopPLogitsWarper (min_tokens_to_keep = 1). transformers sorts ascending, takes the cumulative softmax
- * and removes tokens whose cumulative probability is <= 1 - top_p. Equivalently, walking from the most
- * probable token down, a token is kept iff the probability mass strictly before it is < top_p, and the
- * most probable token is always kept. Only tokens within `span` logits of the maximum are sorted: when
- * their mass already reaches top_p, every token below them has at least that much mass before it and is
- * removed, so the result is exact; otherwise the span widens. Equal scores are ordered as a stable
- * ascending sort would order them (lower id counts as less probable). top_p >= 1 is a no-op, as generate
- * does not add the warper then.
- */
-export function applyTopP(scores: Float32Array, topP: number, scratch: LogitsScratch): void {
-  checkScratch(scores, scratch);
-  if (!(topP < 1)) return;
-  const n = scores.length;
-  let max = -Infinity;
-  for (let i = 0; i < n; i++) if (scores[i]! > max) max = scores[i]!;
-  if (!(max > -Infinity) || max === Infinity) return; // nothing to rank (all filtered) or no finite softmax
-  let total = 0;
-  for (let i = 0; i < n; i++) {
-    const x = scores[i]!;
-    if (x !== -Infinity) total += Math.exp(x - max);
-  }
-  const idx = scratch.idx;
-  const probs = scratch.probs;
-  let m = 0;
-  for (let span = 16; ; span *= 4) {
-    const floor = span > 1024 ? -Infinity : max - span;
-    m = 0;
-    let mass = 0;
-    for (let i = 0; i < n; i++) {
-      const x = scores[i]!;
-      if (x >= floor && x !== -Infinity) {
-        const p = Math.exp(x - max) / total;
-        probs[i] = p;
-        mass += p;
-        idx[m++] = i;
-      }
-    }
-    // The margin keeps float rounding of `mass` from deciding the boundary; the full walk below decides it.
-    if (floor === -Infinity || mass >= topP + 1e-9) break;
-  }
-  sortIdsDescending(idx, m, scores);
-  let keep = 1;
-  let before = probs[idx[0]!]!;
-  while (keep < m && before < topP) {
-    before += probs[idx[keep]!]!;
-    keep++;
-  }
-  const lastId = idx[keep - 1]!;
-  const lastValue = scores[lastId]!;
-  for (let i = 0; i < n; i++) {
-    const x = scores[i]!;
-    if (x < lastValue || (x === lastValue && i < lastId)) scores[i] = -Infinity;
-  }
-}
-
-/**
- * TypicalLogitsWarper (min_tokens_to_keep = 1): ranks tokens by |-log p - H| (H the entropy), keeps the
- * most typical tokens up to and including the first whose cumulative probability reaches `mass`, plus
- * every token tied with it, and always the most typical one. Already-filtered tokens (-Infinity) rank last
- * with infinite distance, so only finite ones are sorted. mass >= 1 is a no-op (generate skips the warper).
- */
-export function applyTypicalP(scores: Float32Array, mass: number, scratch: LogitsScratch): void {
-  checkScratch(scores, scratch);
-  if (!(mass < 1)) return;
-  const n = scores.length;
-  let max = -Infinity;
-  for (let i = 0; i < n; i++) if (scores[i]! > max) max = scores[i]!;
-  if (!(max > -Infinity) || max === Infinity) return;
-  let sum = 0;
-  for (let i = 0; i < n; i++) {
-    const x = scores[i]!;
-    if (x !== -Infinity) sum += Math.exp(x - max);
-  }
-  const logZ = max + Math.log(sum);
-  let entropy = 0; // nansum: -inf * 0 terms are skipped
-  for (let i = 0; i < n; i++) {
-    const x = scores[i]!;
-    if (x === -Infinity) continue;
-    const logp = x - logZ;
-    entropy -= Math.exp(logp) * logp;
-  }
-  const idx = scratch.idx;
-  const shifted = scratch.probs;
-  let m = 0;
-  for (let i = 0; i < n; i++) {
-    const x = scores[i]!;
-    if (x === -Infinity) continue;
-    shifted[i] = Math.abs(-(x - logZ) - entropy);
-    idx[m++] = i;
-  }
-  sortIdsAscending(idx, m, shifted);
-  // last_ind = how many sorted tokens have cumulative probability < mass (a prefix: the sum only grows).
-  let cumulative = 0;
-  let lastInd = 0;
-  while (lastInd < m) {
-    cumulative += Math.exp(scores[idx[lastInd]!]! - logZ);
-    if (!(cumulative < mass)) break;
-    lastInd++;
-  }
-  // Past the finite tokens the threshold is +Infinity (or the clamped last one): nothing is removed.
-  if (lastInd >= m) return;
-  const threshold = shifted[idx[lastInd]!]!;
-  for (let j = lastInd + 1; j < m; j++) {
-    const id = idx[j]!;
-    if (shifted[id]! > threshold) scores[id] = -Infinity;
-  }
 }
 
 /** Which processors run and with what values, fixed for one generation. */
