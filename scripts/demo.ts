@@ -1,6 +1,6 @@
 // The README's main job on a fresh, offline machine: make a small random OPT checkpoint with the
 // project's fixture generator (real Hugging Face layout, GPT-2's real BPE files), then run the
-// `opt` CLI on it: tokenize, convert, and last-position logits.
+// `opt` CLI on it: tokenize, convert, last-position logits, and streamed generation.
 
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -24,4 +24,10 @@ for (const dtype of ['fp32', 'int8']) {
   console.log(`$ opt logits --model ${dir} --dtype ${dtype} --text "${text}" --top-k 5   (full logits vector omitted here)`);
   const { logits, ...rest } = JSON.parse(opt('logits', '--model', dir, '--dtype', dtype, '--text', text, '--top-k', '5')) as { logits: number[] };
   console.log(JSON.stringify({ ...rest, logits: `[${logits.length} values]` }, null, 2), '\n');
+}
+
+// Random weights generate word salad; what matters is that the whole path runs as it would on facebook/opt-125m.
+for (const args of [['--max-new-tokens', '16'], ['--do-sample', '--top-p', '0.95', '--temperature', '0.8', '--repetition-penalty', '1.2', '--seed', '42', '--max-new-tokens', '16']]) {
+  console.log(`$ opt generate --model ${dir} "${text}" ${args.join(' ')}`);
+  console.log(opt('generate', '--model', dir, text, ...args));
 }

@@ -88,6 +88,20 @@ describe('opt CLI', () => {
     assert.equal(second.model_path, first.model_path);
   });
 
+  test('generate streams the greedy continuation; --json matches it; seeded sampling repeats', () => {
+    const streamed = opt('generate', '--model', f.dir, '--dtype', 'fp32', 'Hello world', '--max-new-tokens', '6');
+    assert.equal(streamed.code, 0, streamed.stderr);
+    const json = JSON.parse(opt('generate', '--model', f.dir, '--dtype', 'fp32', 'Hello world', '--max-new-tokens', '6', '--json').stdout) as { generated_text: string; token_ids: number[]; finish_reason: string }[];
+    assert.equal(streamed.stdout, `${json[0]!.generated_text}\n`);
+    assert.equal(json[0]!.token_ids.length, 6);
+    assert.equal(json[0]!.finish_reason, 'length');
+    const sample = ['generate', '--model', f.dir, 'Hi', '--do-sample', '--top-p', '0.9', '--temperature', '0.7', '--seed', '7', '--max-new-tokens', '8', '--num-return-sequences', '2'];
+    const a = opt(...sample), b = opt(...sample);
+    assert.equal(a.code, 0, a.stderr);
+    assert.equal(a.stdout, b.stdout);
+    assert.match(a.stdout, /--- \[0\] length[\s\S]*--- \[1\] length/);
+  });
+
   test('bad input exits with code 2 and a message saying what to do', () => {
     const cases: [string[], RegExp][] = [
       [['logits', '--model', join(tmp.path, 'nope'), '--ids', '2'], /model folder not found/],
@@ -95,6 +109,10 @@ describe('opt CLI', () => {
       [['logits', '--model', f.dir, '--dtype', 'int3', '--ids', '2'], /--dtype must be one of auto, fp32, fp16, int8, int4/],
       [['logits', '--model', f.dir], /--ids 2,133,… or --text/],
       [['frobnicate'], /unknown command "frobnicate"/],
+      [['generate', '--model', f.dir, 'Hi', '--do-sample', '--temperature=-1'], /temperature must be a strictly positive number/],
+      [['generate', '--model', f.dir, 'Hi', '--do-sample', '--top-p', '1.5'], /top_p/],
+      [['generate', '--model', f.dir], /generate needs a prompt/],
+      [['generate', '--model', f.dir, Array(80).fill('word').join(' ')], /model has 64 positions/],
       [['logits', '--model', f.dir, '--ids', Array(70).fill(5).join(','), '--dtype', 'fp32'], /exceeds the model's 64 positions/],
     ];
     for (const [args, message] of cases) {
