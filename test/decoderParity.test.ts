@@ -79,6 +79,39 @@ for (const [name, options] of VARIANTS) {
   });
 }
 
+describe('the in-place KV cache (contrib-op graphs)', () => {
+  let f: Fixture;
+  before(async () => {
+    f = await fixture({ preset: '125m-style', seed: 17, config: { max_position_embeddings: 200 } });
+  });
+
+  test('a multi-token extension of a cached prefix matches every position', async () => {
+    const dec = await openDecoder(f, cacheDir);
+    assert.ok(dec.inPlaceCache);
+    const ref = naiveLogits(f, [PROMPT])[0]!;
+    const first = await dec.forward({ inputIds: ids64([PROMPT.slice(0, 5)]), batch: 1, attentionMask: ids64([[1, 1, 1, 1, 1]]), logitsToKeep: 1 });
+    const ext = await dec.forward({ inputIds: ids64([PROMPT.slice(5)]), batch: 1, attentionMask: ids64([PROMPT.map(() => 1)]), past: first.present, logitsToKeep: 4 });
+    for (let k = 0; k < 4; k++) assert.ok(maxAbsDiff(row(ext.logits, f.config.vocab_size, 4, 0, k), ref[5 + k]!) < TOL, `position ${5 + k}`);
+    await dec.release();
+  });
+
+  test('the cache grows past its capacity without changing the logits, and reuses caller-owned logits', async () => {
+    const dec = await openDecoder(f, cacheDir);
+    const ids = Array.from({ length: 70 }, (_, i) => 4 + ((i * 37) % 900));
+    const ref = naiveLogits(f, [ids])[0]!;
+    let out = await dec.forward({ inputIds: ids64([ids.slice(0, 60)]), batch: 1, attentionMask: ids64([Array(60).fill(1)]), logitsToKeep: 1 });
+    assert.equal(out.present.capacity, 64);
+    const buffer = new Float32Array(f.config.vocab_size);
+    for (let t = 60; t < 70; t++) {
+      out = await dec.forward({ inputIds: ids64([[ids[t]!]]), batch: 1, attentionMask: ids64([Array(t + 1).fill(1)]), past: out.present, logitsToKeep: 1, logitsBuffer: buffer });
+      assert.equal(out.logits.buffer, buffer.buffer, 'logits written into the caller buffer');
+      assert.ok(maxAbsDiff(out.logits, ref[t]!) < TOL, `position ${t}`);
+    }
+    assert.equal(out.present.capacity, 128);
+    await dec.release();
+  });
+});
+
 describe('checkpoint layouts give the same model', () => {
   const LAYOUTS: FixtureOptions[] = [
     { format: 'safetensors', dtype: 'F32', lmHead: 'absent' },

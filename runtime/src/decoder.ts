@@ -16,10 +16,17 @@ export interface DecoderShape {
   maxPositions: number;
 }
 
-/** The per-layer key/value tensors [B, H, P, hd] after some tokens. Owned by whoever holds it. */
+/**
+ * The per-layer key/value tensors after some tokens: [B, H, P, hd] for graphs that grow the cache
+ * by Concat, or [B, H, capacity, hd] buffers that fused graphs update in place (positions ≥ P are
+ * stale). A forward step that extends an in-place cache reuses its buffers, so the cache passed in
+ * must not be used again at its old length after a later step has written past it.
+ */
 export interface KvCache {
   readonly batch: number;
   readonly length: number; // P
+  /** Positions the buffers hold (≥ length). */
+  readonly capacity: number;
   readonly tensors: readonly Tensor[]; // key0, value0, key1, value1, …
 }
 
@@ -32,6 +39,10 @@ export interface ForwardInput {
   past?: KvCache;
   /** Logits are returned for the last K positions only (1 in generation). */
   logitsToKeep: number;
+  /** In-place caches: positions to reserve when the cache is created or grown (e.g. the generation's max length). */
+  reserve?: number;
+  /** Fill this buffer with the logits instead of allocating one (it must hold B × K × V floats; graphs that keep K only). */
+  logitsBuffer?: Float32Array;
 }
 
 export interface ForwardOutput {
@@ -46,6 +57,8 @@ export class OptDecoder {
   private readonly _hasPositionIds: boolean;
   private readonly _hasCacheBranch: boolean;
   private readonly _kvType: 'float32' | 'float16';
+  /** The graph updates a fixed-capacity cache in place (GroupQueryAttention with a shared buffer). */
+  readonly inPlaceCache: boolean;
 
   constructor(private readonly _session: ModelSession, readonly shape: DecoderShape) {
     const inputs = new Set(_session.inputNames);
@@ -58,6 +71,7 @@ export class OptDecoder {
     const kvType = _session.inputTypes['past_key_values.0.key'];
     if (kvType !== 'float32' && kvType !== 'float16') throw new UsageError(`the ONNX model's KV cache is ${kvType}; expected float32 or float16`);
     this._kvType = kvType;
+    this.inPlaceCache = _session.inputShapes['past_key_values.0.key']?.[2] === 'max_sequence_length';
   }
 
   async forward(x: ForwardInput): Promise<ForwardOutput> {
@@ -77,25 +91,55 @@ export class OptDecoder {
       input_ids: new Tensor('int64', x.inputIds, [b, s]),
       attention_mask: new Tensor('int64', x.attentionMask, [b, t]),
     };
+    const cache = this.inPlaceCache ? this._cacheFor(x.past, b, t, x.reserve ?? t) : undefined;
     for (let i = 0; i < numLayers; i++) {
       for (const [j, kind] of (['key', 'value'] as const).entries()) {
-        feeds[`past_key_values.${i}.${kind}`] = x.past?.tensors[2 * i + j] ?? emptyKv(kvType, b, numHeads, headDim);
+        feeds[`past_key_values.${i}.${kind}`] = cache?.tensors[2 * i + j] ?? x.past?.tensors[2 * i + j] ?? emptyKv(kvType, b, numHeads, 0, headDim);
       }
     }
     if (this._hasKeepInput) feeds.num_logits_to_keep = new Tensor('int64', BigInt64Array.of(BigInt(keep)), []);
     if (this._hasPositionIds) feeds.position_ids = new Tensor('int64', positionIds(x.attentionMask, b, t, s), [b, s]);
     if (this._hasCacheBranch) feeds.use_cache_branch = new Tensor('bool', Uint8Array.of(p > 0 ? 1 : 0), [1]);
 
-    const out = await this._session.run(feeds);
-    const present: Tensor[] = [];
-    for (let i = 0; i < numLayers; i++) present.push(out[`present.${i}.key`]!, out[`present.${i}.value`]!);
+    // In-place caches and caller-owned logits are bound as outputs: the step allocates neither.
+    let fetches: Record<string, Tensor | null> | undefined;
+    if (cache || x.logitsBuffer) {
+      fetches = { logits: null };
+      if (x.logitsBuffer && this._hasKeepInput) fetches.logits = new Tensor('float32', x.logitsBuffer.subarray(0, b * keep * vocabSize), [b, keep, vocabSize]);
+      for (let i = 0; i < numLayers; i++) {
+        fetches[`present.${i}.key`] = cache?.tensors[2 * i] ?? null;
+        fetches[`present.${i}.value`] = cache?.tensors[2 * i + 1] ?? null;
+      }
+    }
+    const out = await this._session.run(feeds, fetches);
+    let present: KvCache;
+    if (cache) present = { ...cache, length: t };
+    else {
+      const tensors: Tensor[] = [];
+      for (let i = 0; i < numLayers; i++) tensors.push(out[`present.${i}.key`]!, out[`present.${i}.value`]!);
+      present = { batch: b, length: t, capacity: t, tensors };
+    }
 
     const logitsTensor = out.logits!;
-    const returned = logitsTensor.dims[1]!;
-    let logits = logitsTensor.data as Float32Array;
     if (logitsTensor.type !== 'float32') throw new UsageError(`the ONNX model returns ${logitsTensor.type} logits; expected float32`);
+    const returned = logitsTensor.dims[1]!;
+    let logits = fetches?.logits ? (fetches.logits.data as Float32Array) : (logitsTensor.data as Float32Array);
     if (returned !== keep) logits = lastPositions(logits, b, returned, keep, vocabSize);
-    return { logits, keep, present: { batch: b, length: t, tensors: present } };
+    return { logits, keep, present };
+  }
+
+  /** The buffers for a step ending at `t` positions: the past's own, or new ones (copying the past) when it is full. */
+  private _cacheFor(past: KvCache | undefined, b: number, t: number, reserve: number): KvCache {
+    if (past && t <= past.capacity) return past;
+    const { numLayers, numHeads, headDim } = this.shape;
+    const capacity = Math.min(this.shape.maxPositions, roundUp(Math.max(t, reserve), CACHE_GRANULE));
+    const tensors: Tensor[] = [];
+    for (let i = 0; i < 2 * numLayers; i++) {
+      const fresh = emptyKv(this._kvType, b, numHeads, capacity, headDim);
+      if (past) copyPositions(past.tensors[i]!, fresh, b * numHeads, past.length, past.capacity, capacity, headDim);
+      tensors.push(fresh);
+    }
+    return { batch: b, length: past?.length ?? 0, capacity, tensors };
   }
 
   release(): Promise<void> {
@@ -103,8 +147,21 @@ export class OptDecoder {
   }
 }
 
-function emptyKv(type: 'float32' | 'float16', b: number, h: number, hd: number): Tensor {
-  return type === 'float16' ? new Tensor('float16', new Uint16Array(0), [b, h, 0, hd]) : new Tensor('float32', new Float32Array(0), [b, h, 0, hd]);
+/** In-place caches grow in steps of this many positions. */
+const CACHE_GRANULE = 64;
+
+const roundUp = (n: number, step: number) => Math.ceil(n / step) * step;
+
+function emptyKv(type: 'float32' | 'float16', b: number, h: number, positions: number, hd: number): Tensor {
+  const n = b * h * positions * hd;
+  return type === 'float16' ? new Tensor('float16', new Uint16Array(n), [b, h, positions, hd]) : new Tensor('float32', new Float32Array(n), [b, h, positions, hd]);
+}
+
+/** Copies the first `length` positions of each of `rows` [positions, hd] blocks from one capacity to another. */
+function copyPositions(from: Tensor, to: Tensor, rows: number, length: number, fromCap: number, toCap: number, hd: number): void {
+  const src = from.data as Float32Array | Uint16Array;
+  const dst = to.data as Float32Array | Uint16Array;
+  for (let r = 0; r < rows; r++) dst.set(src.subarray(r * fromCap * hd, (r * fromCap + length) * hd), r * toCap * hd);
 }
 
 /** HF's generate-time position ids for exports that take them: cumsum(mask) - 1, padding → 1. */

@@ -23,7 +23,10 @@ export interface ModelSession {
   readonly outputNames: readonly string[];
   /** Element type of each tensor input ('float32', 'float16', 'int64', …). */
   readonly inputTypes: Readonly<Record<string, string>>;
-  run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>>;
+  /** Declared shape of each tensor input: sizes, or symbolic names such as 'batch_size'. */
+  readonly inputShapes: Readonly<Record<string, readonly (number | string)[]>>;
+  /** Runs the model; `fetches` maps output names to preallocated tensors to fill (null: allocate). */
+  run(feeds: Record<string, Tensor>, fetches?: Record<string, Tensor | null>): Promise<Record<string, Tensor>>;
   release(): Promise<void>;
 }
 
@@ -42,7 +45,8 @@ export async function createSession(modelPath: string, settings: SessionSettings
     inputNames: session.inputNames,
     outputNames: session.outputNames,
     inputTypes: Object.fromEntries(session.inputMetadata.map((m) => [m.name, m.isTensor ? m.type : 'non-tensor'])),
-    run: (feeds) => session.run(feeds) as Promise<Record<string, Tensor>>,
+    inputShapes: Object.fromEntries(session.inputMetadata.map((m) => [m.name, m.isTensor ? m.shape : []])),
+    run: (feeds, fetches) => (fetches ? session.run(feeds, fetches) : session.run(feeds)) as Promise<Record<string, Tensor>>,
     release: () => session.release(),
   };
 }

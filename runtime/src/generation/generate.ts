@@ -69,6 +69,7 @@ export async function* generateStream(model: GenerationModel, prompts: string | 
   const maskRows: number[][] = rowPrompt.map((p) => tokens[0]!.map((_, j) => (j < promptLen - encoded[p]!.length ? 0 : 1)));
   const maskBuffer = new BigInt64Array(b * maxLength); // reused every step: rows written at the current width
   const stepIds = new BigInt64Array(b);
+  const logitsBuffer = new Float32Array(b * config.vocab_size); // every step's logits land here
   const plan = logitsPlan(o, promptLen);
   const vocab = Math.min(tokenizer.vocabSize, config.vocab_size); // rows past the tokenizer are never sampled
   const scratch = createLogitsScratch(vocab);
@@ -84,7 +85,7 @@ export async function* generateStream(model: GenerationModel, prompts: string | 
   for (let length = promptLen; length < maxLength; length++) {
     signal?.throwIfAborted();
     const mask = fillMask(maskBuffer, maskRows, b, length);
-    const out = await decoder.forward({ inputIds: input, batch: b, attentionMask: mask, past, logitsToKeep: 1 });
+    const out = await decoder.forward({ inputIds: input, batch: b, attentionMask: mask, past, logitsToKeep: 1, reserve: maxLength, logitsBuffer });
     past = out.present;
     signal?.throwIfAborted();
 

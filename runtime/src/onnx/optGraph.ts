@@ -15,7 +15,11 @@ export type GraphDtype = 'fp32' | 'fp16' | 'int8' | 'int4';
 
 export interface OptGraphOptions {
   dtype: GraphDtype;
-  /** Use onnxruntime's contrib operators (MultiHeadAttention, SkipLayerNormalization); plain ONNX otherwise. */
+  /**
+   * Use onnxruntime's contrib operators: GroupQueryAttention over a fixed-capacity KV cache that is
+   * updated in place (past and present share one buffer of `max_sequence_length` positions) and
+   * SkipLayerNormalization. Otherwise plain ONNX operators, the cache growing by Concat (Optimum's layout).
+   */
   fused: boolean;
   /** Declare the `num_logits_to_keep` input; without it the graph returns logits for every position (Optimum's layout). */
   logitsToKeepInput: boolean;
@@ -40,6 +44,18 @@ export interface WeightReader {
 }
 
 const MS = 'com.microsoft';
+
+interface Shapes {
+  idsShape: string; // [B, S]
+  shapeBSD: string;
+  shapeBSHd: string;
+  shapeND: string;
+}
+
+interface CacheLengths {
+  seqlensK: string;
+  total: string;
+}
 const INT64_MAX = Number.MAX_SAFE_INTEGER; // Slice clamps ends; any value ≥ the dimension works.
 const FP32_MIN = -3.4028234663852886e38; // torch.finfo(float32).min, HF's mask value
 
@@ -81,7 +97,7 @@ class OptGraph {
     const past: [string, string][] = [];
     for (let i = 0; i < c.num_hidden_layers; i++) {
       const kv: [string, string] = [pastKey(i), pastValue(i)];
-      for (const name of kv) g.input(name, this._float, ['batch_size', this._heads, 'past_sequence_length', this._hd]);
+      for (const name of kv) g.input(name, this._float, ['batch_size', this._heads, this._cacheDim, this._hd]);
       past.push(kv);
     }
     const keep = this.o.logitsToKeepInput ? g.input('num_logits_to_keep', 'int64', []) : undefined;
@@ -93,7 +109,8 @@ class OptGraph {
     const shapeBSD = g.op1('Concat', [idsShape, g.constant('int64', [1], [this._d])], { axis: 0 });
     const shapeBSHd = g.op1('Concat', [idsShape, g.constant('int64', [2], [this._heads, this._hd])], { axis: 0 });
     const shapeND = g.constant('int64', [2], [-1, this._d]);
-    const shapes = { shapeBSD, shapeBSHd, shapeND };
+    const shapes: Shapes = { idsShape, shapeBSD, shapeBSHd, shapeND };
+    const cacheLengths = this.o.fused ? this._cacheLengths(idsShape, totalLen) : undefined;
 
     // Embeddings: h0 [N, D] = project_in(embed(ids)) + embed_positions(cumsum(mask) * mask - 1 + 2).
     const embedName = 'model.decoder.embed_tokens.weight';
@@ -113,7 +130,7 @@ class OptGraph {
     for (let i = 0; i < c.num_hidden_layers; i++) {
       const l = `model.decoder.layers.${i}`;
       const next = i + 1 < c.num_hidden_layers ? `model.decoder.layers.${i + 1}.self_attn_layer_norm` : hasFinalLayerNorm(c) ? 'model.decoder.final_layer_norm' : undefined;
-      [h, normed] = await this._layer(i, l, h, normed, next, past[i]!, attnMask, shapes);
+      [h, normed] = await this._layer(i, l, h, normed, next, past[i]!, attnMask, shapes, cacheLengths);
     }
     // After the loop, pre-LN: `normed` is the final LayerNorm's output (or h itself when removed).
     let out = c.do_layer_norm_before ? normed : h;
@@ -143,7 +160,8 @@ class OptGraph {
     nextNorm: string | undefined,
     past: [string, string],
     attnMask: string,
-    shapes: { shapeBSD: string; shapeBSHd: string; shapeND: string },
+    shapes: Shapes,
+    cacheLengths: CacheLengths | undefined,
   ): Promise<[string, string]> {
     const { g, c } = this;
     const preLN = c.do_layer_norm_before;
@@ -151,7 +169,7 @@ class OptGraph {
 
     // Attention block.
     const attnIn = preLN ? normed : h;
-    const attn = await this._attention(i, l, attnIn, past, attnMask, shapes, fusedNorm);
+    const attn = await this._attention(i, l, attnIn, past, attnMask, shapes, cacheLengths, fusedNorm);
     let h1: string, a1: string;
     if (preLN) {
       if (fusedNorm) {
@@ -196,24 +214,26 @@ class OptGraph {
     x: string,
     past: [string, string],
     attnMask: string,
-    shapes: { shapeBSD: string; shapeBSHd: string; shapeND: string },
+    shapes: Shapes,
+    cacheLengths: CacheLengths | undefined,
     deferOutBias: boolean,
   ): Promise<{ out: string; bias?: string }> {
     const { g, c } = this;
     const d = this._d;
     const qkv = await this._qkvLinear(x, `${l}.self_attn`); // [N, 3D]
-    const [q, k, v] = g.op('Split', [qkv, g.constant('int64', [3], [d, d, d])], { axis: 1 }, { outputs: 3 }) as [string, string, string];
     let ctx: string; // [N, D]
-    if (this.o.fused) {
-      const to3d = (t: string) => g.op1('Reshape', [t, shapes.shapeBSD]); // [B, S, D]
+    if (cacheLengths) {
+      // Packed QKV [B, S, 3D]; the new keys and values are written into the shared cache buffer at T - S.
+      const packed = g.op1('Reshape', [qkv, g.op1('Concat', [shapes.idsShape, g.constant('int64', [1], [3 * d])], { axis: 0 })]);
       const [o] = g.op(
-        'MultiHeadAttention',
-        [to3d(q), to3d(k), to3d(v), '', '', attnMask, past[0], past[1]],
-        { num_heads: this._heads, scale: float(1.0) }, // q is pre-scaled (folded into q_proj)
-        { domain: MS, outputs: [`${l}.self_attn.mha_out`, presentKey(i), presentValue(i)] },
+        'GroupQueryAttention',
+        [packed, '', '', past[0], past[1], cacheLengths.seqlensK, cacheLengths.total, '', '', '', attnMask],
+        { num_heads: this._heads, kv_num_heads: this._heads, scale: float(1.0) }, // q is pre-scaled (folded into q_proj)
+        { domain: MS, outputs: [`${l}.self_attn.gqa_out`, presentKey(i), presentValue(i)] },
       );
       ctx = g.op1('Reshape', [o!, shapes.shapeND]);
     } else {
+      const [q, k, v] = g.op('Split', [qkv, g.constant('int64', [3], [d, d, d])], { axis: 1 }, { outputs: 3 }) as [string, string, string];
       const heads = (t: string) => g.op1('Transpose', [g.op1('Reshape', [t, shapes.shapeBSHd])], { perm: [0, 2, 1, 3] }); // [B, H, S, hd]
       const keys = g.op('Concat', [past[0], heads(k)], { axis: 2 }, { outputs: [presentKey(i)] })[0]!; // [B, H, T, hd]
       const values = g.op('Concat', [past[1], heads(v)], { axis: 2 }, { outputs: [presentValue(i)] })[0]!;
@@ -225,7 +245,7 @@ class OptGraph {
       ctx = g.op1('Reshape', [o, shapes.shapeND]);
     }
     for (const name of [presentKey(i), presentValue(i)]) {
-      g.output(name, name, this._float, ['batch_size', this._heads, 'total_sequence_length', this._hd]);
+      g.output(name, name, this._float, ['batch_size', this._heads, this.o.fused ? this._cacheDim : 'total_sequence_length', this._hd]);
     }
     if (deferOutBias && c.enable_bias) {
       return { out: await this._linear(ctx, `${l}.self_attn.out_proj`, d, d, false), bias: await this._floatWeight(`${l}.self_attn.out_proj.bias`, [d]) };
@@ -355,9 +375,25 @@ class OptGraph {
     return g.op1('And', [causal, padding]);
   }
 
-  /** The additive form MultiHeadAttention takes: 0 where allowed, a large negative value elsewhere. */
+  /** GroupQueryAttention's lengths: every row spans T positions (left padding is masked by the bias). */
+  private _cacheLengths(idsShape: string, totalLen: string): CacheLengths {
+    const { g } = this;
+    const t32 = g.op1('Cast', [totalLen], { to: 6 }); // int32 [1]
+    const batch = g.op1('Slice', [idsShape, g.constant('int64', [1], [0]), g.constant('int64', [1], [1])]); // [1] = B
+    return {
+      seqlensK: g.op1('Expand', [g.op1('Sub', [t32, g.constant('int32', [1], [1])]), batch]), // int32 [B] = T - 1
+      total: g.op1('Squeeze', [t32, g.constant('int64', [1], [0])]), // int32 scalar T
+    };
+  }
+
+  /** The KV inputs' sequence dimension: the buffer's capacity (fused) or the cached length (plain). */
+  private get _cacheDim(): string {
+    return this.o.fused ? 'max_sequence_length' : 'past_sequence_length';
+  }
+
+  /** The additive form GroupQueryAttention takes: 0 where allowed, a large negative value elsewhere. */
   private _additiveMask(allowed: string): string {
-    // fp16 cannot hold float32's min; -10000 (MHA's own mask_filter_value) still zeroes exp() without overflow.
+    // fp16 cannot hold float32's min; -10000 still zeroes exp() without overflowing to -inf.
     const blocked = this._float === 'float16' ? -10000 : FP32_MIN;
     return this.g.op1('Where', [allowed, this._scalar(0), this._scalar(blocked)]);
   }
