@@ -141,9 +141,10 @@ describe('reduced precisions stay within their error bounds', () => {
   before(async () => {
     f = await fixture({ preset: '125m-style', seed: 3 });
   });
-  for (const dtype of ['fp16', 'int8', 'int4'] as const) {
-    test(`${dtype}: relative max error ≤ ${BOUNDS[dtype]}, same top-1 token on most positions`, async (t) => {
-      const dec = await openDecoder(f, cacheDir, dtype, dtype !== 'fp16');
+  const CASES = [['fp16', false], ['fp16', true], ['int8', true], ['int4', true]] as const;
+  for (const [dtype, fused] of CASES) {
+    test(`${dtype}${fused ? '' : ' (plain ops)'}: relative max error ≤ ${BOUNDS[dtype]}, same top-1 token on most positions`, async (t) => {
+      const dec = await openDecoder(f, cacheDir, dtype, fused);
       const out = await dec.forward({ inputIds: ids64([PROMPT]), batch: 1, attentionMask: ids64([PROMPT.map(() => 1)]), logitsToKeep: PROMPT.length });
       const ref = naiveLogits(f, [PROMPT])[0]!;
       let agree = 0, worst = 0;
