@@ -1,0 +1,88 @@
+// The engine contract: what the protocol server, the OpenAI-compatible HTTP server and the CLI ask
+// of a loaded model. The local engine runs inference on a worker thread; the requests it serves
+// are scheduled by priority so an inline completion never waits behind a long generation.
+
+/** Sampling options with Hugging Face's names (a subset of GenerationOptions the servers expose). */
+export interface SamplingOptions {
+  max_new_tokens?: number;
+  do_sample?: boolean;
+  temperature?: number;
+  top_p?: number;
+  top_k?: number;
+  typical_p?: number;
+  repetition_penalty?: number;
+  no_repeat_ngram_size?: number;
+  seed?: number;
+  stop_strings?: string[];
+}
+
+/**
+ * inline: ghost-text completions, latency-critical; a newer one for the same document supersedes
+ * the older. interactive: rewrite of a selection, waited on by the user. background: palette
+ * generation and server requests, served when nothing more urgent is running.
+ */
+export type Priority = 'inline' | 'interactive' | 'background';
+
+export interface EngineRequest {
+  prompt: string;
+  options: SamplingOptions;
+  priority: Priority;
+  /** Inline requests from the same document supersede each other. */
+  documentId?: string;
+}
+
+export type FinishReason = 'eos' | 'length' | 'stop';
+
+export interface EngineResult {
+  /** The generated text only (never the prompt). */
+  text: string;
+  finishReason: FinishReason;
+  /** Tokens of the prompt as run (after any truncation). */
+  promptTokens: number;
+  /** Of those, tokens whose KV state came from the prefix cache (not prefilled again). */
+  reusedTokens: number;
+  completionTokens: number;
+  /** The prompt was longer than the model's positions allow and lost tokens from its start. */
+  truncated: boolean;
+  timings: { queuedMs: number; prefillMs: number; decodeMs: number };
+}
+
+export interface EngineInfo {
+  modelId: string;
+  dir: string;
+  device: string;
+  dtype: string;
+  maxPositions: number;
+  loadSeconds: number;
+}
+
+export interface EngineStatus {
+  info: EngineInfo | undefined;
+  rssBytes: number;
+  /** Decode speed over recent requests. */
+  recentTokensPerSecond: number | undefined;
+  lastLatencyMs: number | undefined;
+  queued: Record<Priority, number>;
+  running: number;
+  prefixCache: { entries: number; bytes: number; hits: number; misses: number };
+}
+
+/** Rejections carry one of these names so servers can map them (e.g. to HTTP 429 or 499). */
+export class EngineBusyError extends Error {
+  override readonly name = 'EngineBusyError';
+}
+export class SupersededError extends Error {
+  override readonly name = 'SupersededError';
+}
+
+export interface Engine {
+  info(): EngineInfo;
+  /**
+   * Runs one request; `onText` receives the generated text as it grows (deltas). Rejects with an
+   * AbortError when `signal` aborts (within one decode step), SupersededError when a newer inline
+   * request for the same document replaced it, EngineBusyError when the queue is full.
+   */
+  generate(request: EngineRequest, onText?: (delta: string) => void, signal?: AbortSignal): Promise<EngineResult>;
+  status(): Promise<EngineStatus>;
+  dispose(): Promise<void>;
+}
