@@ -67,7 +67,7 @@ describe('generate', () => {
     let done;
     for await (const e of generateStream(model, 'Emoji: 🧑‍💻', { max_new_tokens: 12, do_sample: true, seed: 3, return_full_text: false })) {
       if (e.type === 'token') streamed += e.text;
-      else done = e.result;
+      else if (e.type === 'done') done = e.result;
     }
     assert.ok(done);
     assert.equal(streamed, done.text);

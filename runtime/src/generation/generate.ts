@@ -1,12 +1,14 @@
 // The generation loop: Hugging Face `generate` over the ONNX decoder. Prompts are left-padded
-// into one batch (expanded by num_return_sequences), prefilled once, then decoded one token per
-// step with the KV cache; each row runs the logits processors, picks a token, streams its text,
-// and stops on EOS, length or a stop string. An AbortSignal ends it within one decode step.
+// into one batch (expanded by num_return_sequences), prefilled (in chunks, reusing a cached KV
+// prefix when one matches), then decoded one token per step; each row runs the logits processors,
+// picks a token, streams its text, and stops on EOS, length or a stop string. An AbortSignal ends
+// it within one decode step. Every `next()` of the stream is at most one model step, so a
+// scheduler can interleave several generations.
 //
-// Legend: B rows (prompts × num_return_sequences), L padded prompt length, V vocab rows, Vt tokenizer vocab.
+// Legend: B rows (prompts × num_return_sequences), L padded prompt length, V vocab rows.
 
-import type { OptDecoder, KvCache } from '../decoder.js';
 import type { OptConfig } from '../config.js';
+import type { KvCache, OptDecoder } from '../decoder.js';
 import { UsageError } from '../errors.js';
 import type { OptTokenizer } from '../tokenizer/optTokenizer.js';
 import { type GenerationOptions, type ResolvedGenerationOptions, resolveGenerationOptions, resolveLengths } from './generationConfig.js';
@@ -25,6 +27,8 @@ export interface GenerationModel {
 export type FinishReason = 'eos' | 'length' | 'stop';
 
 export type GenerationEvent =
+  /** Prompt tokens processed so far (one event per prefill chunk). */
+  | { type: 'prefill'; done: number; total: number }
   /** New text of row `sequence` (possibly '' while a multi-byte character is incomplete). */
   | { type: 'token'; sequence: number; tokenId: number; text: string }
   | { type: 'done'; sequence: number; result: GeneratedSequence };
@@ -37,36 +41,66 @@ export interface GeneratedSequence {
   /** Generated token ids (EOS included when it ended the row). */
   tokenIds: number[];
   finishReason: FinishReason;
+  /** Prompt tokens as run (after truncation), reused from the prefix cache, and whether truncation happened. */
+  promptTokens: number;
+  reusedTokens: number;
+  truncated: boolean;
+}
+
+/** KV states of earlier prompts, for single-prompt generation on graphs with an in-place cache. */
+export interface PrefixStore {
+  /** Hands over (and forgets) the stored state sharing the longest token prefix with `tokens`. */
+  take(tokens: readonly number[]): { tokens: readonly number[]; cache: KvCache } | undefined;
+  /** Keeps a state: `cache` holds the KV of exactly `tokens`. */
+  put(tokens: readonly number[], cache: KvCache): void;
 }
 
 export interface GenerateParams extends Partial<GenerationOptions> {
   signal?: AbortSignal;
   /** What transformers would only warn about (ignored sampling options, conflicting lengths). */
   onWarning?: (message: string) => void;
+  /** A prompt longer than the model allows: 'error' (default) or drop tokens after BOS from its start. */
+  truncate?: 'error' | 'left';
+  prefixStore?: PrefixStore;
+  /** Prompt tokens per prefill step (in-place caches only), so one step never runs long. */
+  prefillChunk?: number;
 }
 
 /** Streams generation events for each prompt × num_return_sequences row. */
 export async function* generateStream(model: GenerationModel, prompts: string | readonly string[], params: GenerateParams = {}): AsyncGenerator<GenerationEvent> {
-  const { signal, onWarning, ...user } = params;
+  const { signal, onWarning, truncate = 'error', prefixStore, prefillChunk, ...user } = params;
   const { config, tokenizer, decoder } = model;
   const o = resolveGenerationOptions(user, model.generationConfig, config);
   const texts = typeof prompts === 'string' ? [prompts] : [...prompts];
   const encoded = await tokenizer.encodeBatch(texts);
+  const maxPositions = config.max_position_embeddings;
 
   // Rows: each prompt repeated num_return_sequences times, consecutively (HF's expand order).
   const rowPrompt = texts.flatMap((_, p) => Array<number>(o.num_return_sequences).fill(p));
   const b = rowPrompt.length;
+  let truncated = false;
+  if (truncate === 'left') {
+    const newTokens = o.max_new_tokens ?? (o.max_length_is_default ? o.max_length : 1);
+    const room = maxPositions - Math.max(1, Math.min(newTokens, maxPositions - 2));
+    for (const [p, ids] of encoded.entries()) {
+      if (ids.length <= room) continue;
+      const keepBos = ids[0] === tokenizer.bosTokenId ? 1 : 0;
+      encoded[p] = [...ids.slice(0, keepBos), ...ids.slice(ids.length - (room - keepBos))];
+      truncated = true;
+    }
+  }
   const promptLen = Math.max(...encoded.map((ids) => ids.length));
-  if (promptLen > config.max_position_embeddings) {
-    throw new UsageError(`the prompt has ${promptLen} tokens but the model has ${config.max_position_embeddings} positions: shorten it`);
+  if (promptLen > maxPositions) {
+    throw new UsageError(`the prompt has ${promptLen} tokens but the model has ${maxPositions} positions: shorten it`);
   }
   const lengths = resolveLengths(o, promptLen);
   for (const w of [...o.warnings, ...lengths.warnings]) onWarning?.(w);
-  const maxLength = Math.min(lengths.maxLength, config.max_position_embeddings);
+  const maxLength = Math.min(lengths.maxLength, maxPositions);
 
   // Per-row token history, left-padded as HF sees it (processors read padding too).
-  const tokens: number[][] = rowPrompt.map((p) => [...Array<number>(promptLen - encoded[p]!.length).fill(o.pad_token_id), ...encoded[p]!]);
-  const maskRows: number[][] = rowPrompt.map((p) => tokens[0]!.map((_, j) => (j < promptLen - encoded[p]!.length ? 0 : 1)));
+  const padOf = (p: number) => promptLen - encoded[p]!.length;
+  const tokens: number[][] = rowPrompt.map((p) => [...Array<number>(padOf(p)).fill(o.pad_token_id), ...encoded[p]!]);
+  const maskRows: number[][] = rowPrompt.map((p) => tokens[0]!.map((_, j) => (j < padOf(p) ? 0 : 1)));
   const maskBuffer = new BigInt64Array(b * maxLength); // reused every step: rows written at the current width
   const stepIds = new BigInt64Array(b);
   const logitsBuffer = new Float32Array(b * config.vocab_size); // every step's logits land here
@@ -80,39 +114,68 @@ export async function* generateStream(model: GenerationModel, prompts: string | 
   const finished: (FinishReason | undefined)[] = rowPrompt.map(() => undefined);
   const eos = new Set(o.eos_token_id);
 
+  // A cached KV prefix (single row, in-place cache): prefill only what differs. At least one
+  // prompt token is always run, for its logits.
+  const store = b === 1 && decoder.inPlaceCache ? prefixStore : undefined;
   let past: KvCache | undefined;
-  let input = BigInt64Array.from(tokens.flat(), BigInt);
-  for (let length = promptLen; length < maxLength; length++) {
-    signal?.throwIfAborted();
-    const mask = fillMask(maskBuffer, maskRows, b, length);
-    const out = await decoder.forward({ inputIds: input, batch: b, attentionMask: mask, past, logitsToKeep: 1, reserve: maxLength, logitsBuffer });
-    past = out.present;
-    signal?.throwIfAborted();
+  let reused = 0;
+  const found = store?.take(tokens[0]!);
+  if (found) {
+    reused = Math.min(commonPrefix(found.tokens, tokens[0]!), promptLen - 1);
+    if (reused > 0) past = { ...found.cache, length: reused };
+    else store!.put(found.tokens, found.cache); // nothing shared: leave it for another prompt
+  }
 
-    for (let r = 0; r < b; r++) {
-      let next = o.pad_token_id; // finished rows keep receiving padding, as in HF
-      if (!finished[r]) {
-        const scores = out.logits.subarray(r * config.vocab_size, r * config.vocab_size + vocab);
-        processLogits(scores, tokens[r]!, length - promptLen, plan, scratch);
-        next = o.do_sample ? sampleCategorical(scores, rng, scratch) : argmax(scores);
-      }
-      tokens[r]!.push(next);
-      maskRows[r]!.push(1);
-      stepIds[r] = BigInt(next);
-      if (finished[r]) continue;
-
-      let text = streams[r]!.push(next);
-      const stopAt = stops[r]!.push(text);
-      if (stopAt >= 0) text = text.slice(0, stopAt - generatedText[r]!.length); // end the text with the stop string
-      generatedText[r] += text;
-      yield { type: 'token', sequence: r, tokenId: next, text };
-      if (eos.has(next)) finished[r] = 'eos';
-      else if (stopAt >= 0) finished[r] = 'stop';
-      else if (length + 1 >= maxLength) finished[r] = 'length';
-      if (finished[r]) yield { type: 'done', sequence: r, result: result(r) };
+  let fed = reused; // positions whose KV is in `past`
+  let input: BigInt64Array;
+  try {
+    // Prefill, in chunks when the cache is updated in place (each chunk extends it).
+    const chunk = decoder.inPlaceCache && prefillChunk ? prefillChunk : promptLen;
+    let out;
+    while (true) {
+      signal?.throwIfAborted();
+      const end = Math.min(promptLen, fed + chunk);
+      input = BigInt64Array.from(tokens.flatMap((row) => row.slice(fed, end)), BigInt);
+      out = await decoder.forward({ inputIds: input, batch: b, attentionMask: fillMask(maskBuffer, maskRows, b, end), past, logitsToKeep: 1, reserve: maxLength, logitsBuffer });
+      past = out.present;
+      fed = end;
+      if (fed === promptLen) break;
+      yield { type: 'prefill', done: fed, total: promptLen };
     }
-    if (finished.every(Boolean)) return;
-    input = stepIds;
+
+    for (let length = promptLen; ; length++) {
+      signal?.throwIfAborted();
+      for (let r = 0; r < b; r++) {
+        let next = o.pad_token_id; // finished rows keep receiving padding, as in HF
+        if (!finished[r]) {
+          const scores = out.logits.subarray(r * config.vocab_size, r * config.vocab_size + vocab);
+          processLogits(scores, tokens[r]!, length - promptLen, plan, scratch);
+          next = o.do_sample ? sampleCategorical(scores, rng, scratch) : argmax(scores);
+        }
+        tokens[r]!.push(next);
+        maskRows[r]!.push(1);
+        stepIds[r] = BigInt(next);
+        if (finished[r]) continue;
+
+        let text = streams[r]!.push(next);
+        const stopAt = stops[r]!.push(text);
+        if (stopAt >= 0) text = text.slice(0, stopAt - generatedText[r]!.length); // end the text with the stop string
+        generatedText[r] += text;
+        yield { type: 'token', sequence: r, tokenId: next, text };
+        if (eos.has(next)) finished[r] = 'eos';
+        else if (stopAt >= 0) finished[r] = 'stop';
+        else if (length + 1 >= maxLength) finished[r] = 'length';
+        if (finished[r]) yield { type: 'done', sequence: r, result: result(r) };
+      }
+      if (finished.every(Boolean)) break;
+      signal?.throwIfAborted();
+      out = await decoder.forward({ inputIds: stepIds, batch: b, attentionMask: fillMask(maskBuffer, maskRows, b, length + 1), past, logitsToKeep: 1, reserve: maxLength, logitsBuffer });
+      past = out.present;
+      fed = length + 1;
+    }
+  } finally {
+    // The cache holds the KV of the first `fed` tokens: keep it for the next prompt that shares them.
+    if (store && past) store.put(tokens[0]!.slice(0, fed), { ...past, length: fed });
   }
 
   function result(r: number): GeneratedSequence {
@@ -124,6 +187,9 @@ export async function* generateStream(model: GenerationModel, prompts: string | 
       text: o.return_full_text ? texts[p]! + text : text,
       tokenIds: tokens[r]!.slice(promptLen),
       finishReason: finished[r]!,
+      promptTokens: encoded[p]!.length,
+      reusedTokens: reused,
+      truncated,
     };
   }
 }
@@ -145,6 +211,13 @@ export function textGenerationPipeline(model: GenerationModel) {
     for (const row of rows) (byPrompt[row.prompt] ??= []).push({ generated_text: row.text });
     return byPrompt;
   };
+}
+
+function commonPrefix(a: readonly number[], b: readonly number[]): number {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a[i] === b[i]) i++;
+  return i;
 }
 
 function fillMask(buffer: BigInt64Array, rows: number[][], b: number, width: number): BigInt64Array {

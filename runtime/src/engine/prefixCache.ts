@@ -1,0 +1,85 @@
+// KV states of recent prompts, so a completion request that shares most of its prompt with an
+// earlier one (typing one more character, deleting one) prefills only the tokens that changed.
+// Bounded by bytes, least recently used first out. A state is handed over on `take` (its buffers
+// are then extended in place by the new request) and comes back with `put` when that one ends.
+
+import type { KvCache } from '../decoder.js';
+import type { PrefixStore } from '../generation/generate.js';
+
+interface Entry {
+  tokens: readonly number[];
+  cache: KvCache;
+  bytes: number;
+  used: number; // recency counter
+}
+
+export interface PrefixCacheStats {
+  entries: number;
+  bytes: number;
+  hits: number;
+  misses: number;
+}
+
+export class PrefixCache implements PrefixStore {
+  private readonly _entries: Entry[] = [];
+  private _clock = 0;
+  private _hits = 0;
+  private _misses = 0;
+
+  /** `minShared`: fewer shared tokens than this is a miss (a lone BOS is shared by every prompt). */
+  constructor(private readonly _budgetBytes: number, private readonly _minShared = 2) {}
+
+  take(tokens: readonly number[]): { tokens: readonly number[]; cache: KvCache } | undefined {
+    let best = -1, bestShared = 0;
+    for (const [i, e] of this._entries.entries()) {
+      const shared = sharedPrefix(e.tokens, tokens);
+      if (shared > bestShared || (shared === bestShared && shared > 0 && e.used > this._entries[best]!.used)) {
+        best = i;
+        bestShared = shared;
+      }
+    }
+    if (best < 0 || bestShared < this._minShared) {
+      this._misses++;
+      return undefined;
+    }
+    this._hits++;
+    const [e] = this._entries.splice(best, 1);
+    return { tokens: e!.tokens, cache: e!.cache };
+  }
+
+  put(tokens: readonly number[], cache: KvCache): void {
+    const bytes = cacheBytes(cache);
+    if (bytes > this._budgetBytes || tokens.length === 0) return;
+    // A state whose tokens extend (or equal) a stored one's makes that one redundant.
+    for (let i = this._entries.length - 1; i >= 0; i--) {
+      const e = this._entries[i]!;
+      if (e.tokens.length <= tokens.length && sharedPrefix(e.tokens, tokens) === e.tokens.length) this._entries.splice(i, 1);
+    }
+    this._entries.push({ tokens, cache, bytes, used: ++this._clock });
+    let total = this._entries.reduce((n, e) => n + e.bytes, 0);
+    while (total > this._budgetBytes) {
+      const oldest = this._entries.reduce((a, e) => (e.used < a.used ? e : a));
+      this._entries.splice(this._entries.indexOf(oldest), 1);
+      total -= oldest.bytes;
+    }
+  }
+
+  clear(): void {
+    this._entries.length = 0;
+  }
+
+  stats(): PrefixCacheStats {
+    return { entries: this._entries.length, bytes: this._entries.reduce((n, e) => n + e.bytes, 0), hits: this._hits, misses: this._misses };
+  }
+}
+
+function sharedPrefix(a: readonly number[], b: readonly number[]): number {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a[i] === b[i]) i++;
+  return i;
+}
+
+function cacheBytes(cache: KvCache): number {
+  return cache.tensors.reduce((n, t) => n + (t.data as ArrayBufferView).byteLength, 0);
+}

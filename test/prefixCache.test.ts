@@ -1,0 +1,85 @@
+// Prefix KV-cache reuse: typing char by char re-runs only the changed tail, deleting reuses up to
+// the edit, results equal generation without the cache, and the byte budget evicts LRU states.
+// Also chunked prefill and left truncation of over-long prompts.
+
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { generate } from '../runtime/src/generation/generate.js';
+import { PrefixCache } from '../runtime/src/engine/prefixCache.js';
+import { type OptModel, loadOptModel } from '../runtime/src/model.js';
+import { writeOptCheckpoint } from './fixtures/optCheckpoint.js';
+import { tempDir } from './helpers/decoderHarness.js';
+
+const tmp = tempDir('prefix');
+after(() => tmp.remove());
+
+describe('prefix cache', () => {
+  let model: OptModel;
+  before(async () => {
+    const f = await writeOptCheckpoint(join(tmp.path, 'model'), { seed: 8, config: { max_position_embeddings: 256 } });
+    model = await loadOptModel(f.dir, { dtype: 'fp32', cacheDir: join(tmp.path, 'cache') });
+  });
+  after(() => model.dispose());
+
+  const greedy = { max_new_tokens: 4, return_full_text: false } as const;
+
+  test('typing a line char by char prefills only the changed tokens, with unchanged results', async () => {
+    const store = new PrefixCache(64 << 20);
+    const line = 'function fibonacci(n) { return n < 2 ? n : fibonacci(n - 1) + fibonacci(n - 2); }';
+    const prefilled: number[] = [];
+    for (let i = 40; i <= line.length; i += 3) {
+      const prompt = line.slice(0, i);
+      const [cached] = await generate(model, prompt, { ...greedy, prefixStore: store });
+      const [plain] = await generate(model, prompt, greedy);
+      assert.deepEqual(cached!.tokenIds, plain!.tokenIds, `prompt of ${i} chars`);
+      prefilled.push(cached!.promptTokens - cached!.reusedTokens);
+    }
+    // After the first request, each keystroke re-runs at most the last couple of tokens (BPE may re-merge the tail).
+    assert.ok(prefilled[0]! > 10);
+    for (const n of prefilled.slice(1)) assert.ok(n <= 3, `prefilled ${n} tokens: ${prefilled.join(',')}`);
+    assert.ok(store.stats().hits >= prefilled.length - 1);
+  });
+
+  test('deleting a character reuses the state up to the edit', async () => {
+    const store = new PrefixCache(64 << 20);
+    const text = 'The quick brown fox jumps over the lazy dog and keeps running far away';
+    await generate(model, text, { ...greedy, prefixStore: store });
+    const edited = text.slice(0, 30) + text.slice(31);
+    const [r] = await generate(model, edited, { ...greedy, prefixStore: store });
+    const head = await model.tokenizer.encode(text.slice(0, 30));
+    assert.ok(r!.reusedTokens >= head.length - 2, `reused ${r!.reusedTokens} of ${r!.promptTokens}`);
+    assert.ok(r!.reusedTokens < r!.promptTokens - 5);
+    const [plain] = await generate(model, edited, greedy);
+    assert.deepEqual(r!.tokenIds, plain!.tokenIds);
+  });
+
+  test('the byte budget evicts the least recently used state', async () => {
+    const one = new PrefixCache(64 << 20);
+    await generate(model, 'first prompt here', { ...greedy, prefixStore: one });
+    const perEntry = one.stats().bytes;
+    const store = new PrefixCache(perEntry * 2 + 1);
+    for (const p of ['alpha beta gamma', 'delta epsilon zeta', 'eta theta iota']) await generate(model, p, { ...greedy, prefixStore: store });
+    assert.equal(store.stats().entries, 2);
+    const [r] = await generate(model, 'alpha beta gamma delta', { ...greedy, prefixStore: store });
+    assert.equal(r!.reusedTokens, 0, 'the oldest state was evicted');
+    const [s] = await generate(model, 'eta theta iota kappa', { ...greedy, prefixStore: store });
+    assert.ok(s!.reusedTokens > 2);
+  });
+
+  test('chunked prefill gives the same tokens', async () => {
+    const prompt = 'A longer prompt that will be prefilled in several small chunks of a few tokens each.';
+    const [whole] = await generate(model, prompt, greedy);
+    const [chunked] = await generate(model, prompt, { ...greedy, prefillChunk: 5 });
+    assert.deepEqual(chunked!.tokenIds, whole!.tokenIds);
+  });
+
+  test('an over-long prompt is truncated from the left when asked, keeping BOS', async () => {
+    const long = Array(300).fill('word').join(' ');
+    await assert.rejects(generate(model, long, greedy), /model has 256 positions/);
+    const [r] = await generate(model, long, { ...greedy, truncate: 'left' });
+    assert.equal(r!.truncated, true);
+    assert.equal(r!.promptTokens, 256 - 4);
+    assert.equal(r!.tokenIds.length, 4);
+  });
+});
