@@ -19,13 +19,14 @@ const OPT_FILES: Record<string, string | Buffer> = {
   'generation_config.json': JSON.stringify({ bos_token_id: 2, eos_token_id: 2 }),
   'vocab.json': JSON.stringify({ '<s>': 0, '<pad>': 1, '</s>': 2, hello: 3 }),
   'merges.txt': '#version: 0.2\nh e\n',
+  'added_tokens.json': '', // empty: a zero-byte blob must download too
   'tokenizer_config.json': JSON.stringify({ add_bos_token: true }),
   'special_tokens_map.json': JSON.stringify({ bos_token: '</s>' }),
   'model.safetensors': WEIGHTS,
   'pytorch_model.bin': randomBytes(4096),
   'README.md': '# not needed\n',
 };
-const SMALL = ['config.json', 'generation_config.json', 'vocab.json', 'merges.txt', 'tokenizer_config.json', 'special_tokens_map.json'];
+const SMALL = ['config.json', 'generation_config.json', 'vocab.json', 'merges.txt', 'tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json'];
 
 let hub: FakeHub;
 let tmp: string;
@@ -137,6 +138,11 @@ describe('resolveModel', { timeout: 60_000 }, () => {
     await resolveModel(id1, { env });
     await assertHubLayout(cache, id1, sharded, [...SMALL, 'model.safetensors.index.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors']);
 
+    // A shard name from the index never escapes the snapshot folder; nor does a revision.
+    const evil = addRepo({ files: { ...small, 'model.safetensors.index.json': JSON.stringify({ weight_map: { a: '../../../escape.safetensors' } }) } });
+    await assert.rejects(resolveModel(evil, { env }), (e: unknown) => e instanceof CheckpointError && /not a safe file name/.test(e.message));
+    await assert.rejects(resolveModel(ID, { env, revision: '../../x' }), UsageError);
+
     const binOnly = { ...small, 'pytorch_model.bin': randomBytes(5000) };
     const id2 = addRepo({ files: binOnly });
     await resolveModel(id2, { env });
@@ -198,6 +204,9 @@ describe('resolveModel', { timeout: 60_000 }, () => {
     await assertHubLayout(cache, id, OPT_FILES, [...SMALL, 'model.safetensors']);
     const env2 = setup().env;
     await resolveModel(id, { env: { ...env2, HUGGING_FACE_HUB_TOKEN: 'hf_secret' } });
+    const gated = addRepo({ files: OPT_FILES, gated: true });
+    await assert.rejects(resolveModel(gated, { env: { ...env, HF_TOKEN: 'hf_secret' } }), (e: unknown) =>
+      e instanceof CheckpointError && /HTTP 403/.test(e.message) && /gated or private/.test(e.message) && /accepted the conditions/.test(e.message));
   });
 
   test('does not forward the token when the LFS redirect leaves the Hub host', async () => {
@@ -306,10 +315,14 @@ describe('resolveModel', { timeout: 60_000 }, () => {
     const oid = sha256(WEIGHTS);
     hub.stallAfter.set(oid, 400_000);
     const { env, cache } = setup();
-    const controller = new AbortController();
-    hub.onStall = () => setTimeout(() => controller.abort(new Error('user cancelled')), 200);
-    await assert.rejects(resolveModel(ID, { env, signal: controller.signal }), /user cancelled/);
     const partial = join(cache, repoFolderName(ID), 'blobs', `${oid}.incomplete`);
+    const controller = new AbortController();
+    // Cancel once the client has written everything the server sent before going quiet.
+    hub.onStall = async () => {
+      while ((await stat(partial).catch(() => undefined))?.size !== 400_000) await new Promise((r) => setTimeout(r, 10));
+      controller.abort(new Error('user cancelled'));
+    };
+    await assert.rejects(resolveModel(ID, { env, signal: controller.signal }), /user cancelled/);
     assert.equal((await stat(partial)).size, 400_000);
 
     resetFaults();

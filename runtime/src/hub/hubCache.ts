@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { copyFile, lstat, mkdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { CheckpointError } from '../errors.js';
 
 // huggingface_hub's ENV_VARS_TRUE_VALUES, compared upper-cased.
 const TRUE_VALUES = new Set(['1', 'ON', 'YES', 'TRUE']);
@@ -41,7 +42,7 @@ export function repoFolderName(repoId: string): string {
 export function checkRelativeFile(file: string): string {
   const parts = file.split('/');
   if (!file || isAbsolute(file) || file.includes('\\') || parts.some((p) => p === '' || p === '.' || p === '..')) {
-    throw new Error(`refusing the repository file name ${JSON.stringify(file)}`);
+    throw new CheckpointError(JSON.stringify(file), 'is not a safe file name inside a repository snapshot (absolute, empty part, or ..)');
   }
   return file;
 }
@@ -53,7 +54,7 @@ export class RepoCache {
   }
 
   blobPath(etag: string): string {
-    if (!/^[\w.-]+$/.test(etag) || etag.startsWith('.')) throw new Error(`unusable ETag ${JSON.stringify(etag)}`);
+    if (!/^[\w.-]+$/.test(etag) || etag.startsWith('.')) throw new CheckpointError(this.repoId, `the Hub gave the ETag ${JSON.stringify(etag)}, which cannot name a blob file`, 'check HF_ENDPOINT');
     return join(this.dir, 'blobs', etag);
   }
 
@@ -79,7 +80,7 @@ export class RepoCache {
     const path = join(this.dir, 'refs', ...checkRelativeFile(revision).split('/'));
     if ((await readFile(path, 'utf8').catch(() => undefined)) === commit) return;
     await mkdir(dirname(path), { recursive: true });
-    const tmp = `${path}.${process.pid}.${Date.now()}.tmp`;
+    const tmp = tmpName(path);
     await writeFile(tmp, commit); // no trailing newline: Python writes the bare hash
     await rename(tmp, path);
   }
@@ -92,7 +93,7 @@ export class RepoCache {
     await mkdir(dirname(pointer), { recursive: true });
     if (!envFlag(env, 'HF_HUB_DISABLE_SYMLINKS')) {
       // Made under a temporary name and renamed over: concurrent callers never see a missing or half-made pointer.
-      const tmp = `${pointer}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+      const tmp = tmpName(pointer);
       try {
         await symlink(relative(dirname(resolve(pointer)), resolve(blob)), tmp);
         await rename(tmp, pointer);
@@ -103,10 +104,15 @@ export class RepoCache {
       }
     }
     if (newBlob) return rename(blob, pointer);
-    const tmp = `${pointer}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+    const tmp = tmpName(pointer);
     await copyFile(blob, tmp);
     await rename(tmp, pointer);
   }
+}
+
+/** Unique per call, so concurrent writers (in this process or another) never share a temporary file. */
+function tmpName(path: string): string {
+  return `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
 }
 
 /** True when the path exists (following links: a dangling snapshot link does not count). */

@@ -189,8 +189,9 @@ export interface BlobDownload {
 /** The connection broke or ended early mid-body: worth resuming (file system errors are not). */
 class StreamBreak extends Error {}
 
-async function sizeOf(path: string): Promise<number> {
-  return stat(path).then((s) => s.size, () => 0);
+/** Length of a file, or undefined when there is none (an empty file is not a missing one). */
+async function sizeOf(path: string): Promise<number | undefined> {
+  return stat(path).then((s) => s.size, () => undefined);
 }
 
 /** Downloads to blob.incomplete, resuming with Range, then verifies and renames; never leaves a bad blob. */
@@ -200,14 +201,14 @@ export async function downloadBlob(ctx: HubContext, d: BlobDownload): Promise<vo
   await mkdir(dirname(d.blob), { recursive: true });
   for (let failures = 0; ; ) {
     let have = await sizeOf(partial);
-    if (size !== undefined && have > size) {
+    if (size !== undefined && have !== undefined && have > size) {
       await rm(partial, { force: true });
-      have = 0;
+      have = undefined;
     }
     if (size !== undefined && have === size) break;
-    const before = have;
+    const before = have ?? 0;
     try {
-      const ended = await fetchInto(ctx, d, partial, have);
+      const ended = await fetchInto(ctx, d, partial, have ?? 0);
       // Too long is left to verify(); too short is a connection that closed early: resume.
       if (size === undefined || ended >= size) break;
       throw new StreamBreak(`the body ended after ${ended} of ${size} bytes`);
@@ -215,7 +216,7 @@ export async function downloadBlob(ctx: HubContext, d: BlobDownload): Promise<vo
       if (isAbort(ctx)) throw ctx.signal!.reason;
       if (!(err instanceof StreamBreak)) throw err;
       // http_get: a connection dropped mid-body is resumed, a few times unless bytes keep coming.
-      if ((await sizeOf(partial)) > before) failures = 0;
+      if (((await sizeOf(partial)) ?? 0) > before) failures = 0;
       if (++failures > STREAM_RETRIES) {
         throw new HubRequestError('network', `the download of ${d.file} kept breaking off (${describeNetworkError(err)}); the partial file is kept for the next try`, d.url, undefined, undefined, { cause: err });
       }
@@ -291,7 +292,7 @@ async function fetchInto(ctx: HubContext, d: BlobDownload, partial: string, have
 
 /** Size, then content: sha256 for LFS etags (64 hex), the git blob sha1 for small files (40 hex). */
 async function verify(partial: string, d: BlobDownload): Promise<void> {
-  const actualSize = await sizeOf(partial);
+  const actualSize = (await sizeOf(partial)) ?? 0;
   const { etag, size } = d.meta;
   let problem: string | undefined;
   if (size !== undefined && actualSize !== size) {

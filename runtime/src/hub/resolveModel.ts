@@ -38,7 +38,7 @@ export async function resolveModel(idOrPath: string, options: ResolveModelOption
   try {
     checkRelativeFile(revision);
   } catch {
-    throw new UsageError(`--revision ${JSON.stringify(revision)} is not a branch, tag or commit hash`);
+    throw new UsageError(`revision ${JSON.stringify(revision)} is not a branch, tag or commit hash`);
   }
   const cache = new RepoCache(hubCacheDir(env), idOrPath);
   const cached = await cachedSnapshot(cache, revision);
