@@ -7,6 +7,7 @@ import { type OptConfig, headDim, readGenerationConfig, readOptConfig } from './
 import { convertCheckpoint } from './convert.js';
 import { OptDecoder } from './decoder.js';
 import { CheckpointError, UsageError } from './errors.js';
+import { availableMemoryBytes, estimateModelBytes, gib } from './memory.js';
 import type { GraphDtype } from './onnx/optGraph.js';
 import { type Device, createSession } from './session.js';
 import { OptTokenizer } from './tokenizer/optTokenizer.js';
@@ -21,6 +22,10 @@ export interface LoadOptions {
   /** onnxruntime contrib operators (default) or plain ONNX operators. */
   fused?: boolean;
   cacheDir?: string;
+  /** Refuse, before loading, a model whose estimated footprint exceeds the available memory. */
+  checkMemory?: boolean;
+  /** For tests: the memory to check against (default: what the OS reports available). */
+  availableMemoryBytes?: number;
 }
 
 export interface ModelSource {
@@ -61,6 +66,14 @@ export async function loadOptModel(dir: string, options: LoadOptions = {}): Prom
   const config = await readOptConfig(dir);
   if (config.architectures[0] !== 'OPTForCausalLM') {
     throw new UsageError(`${dir} holds an ${config.architectures[0]} checkpoint, which has no language-model head: text generation needs OPTForCausalLM`);
+  }
+  if (options.checkMemory) {
+    const need = estimateModelBytes(config, dtype);
+    const have = options.availableMemoryBytes ?? availableMemoryBytes();
+    if (need > have) {
+      const smaller = dtype === 'int4' ? 'a smaller model' : 'a smaller model or a lower precision (--dtype int4)';
+      throw new UsageError(`this model needs about ${gib(need)} of memory at ${dtype}, but only ${gib(have)} is available: choose ${smaller}`);
+    }
   }
   const [tokenizer, generationConfig] = await Promise.all([OptTokenizer.fromDir(dir), readGenerationConfig(dir)]);
   const source = await locateModel(dir, dtype, options);

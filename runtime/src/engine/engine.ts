@@ -5,6 +5,7 @@
 /** Sampling options with Hugging Face's names (a subset of GenerationOptions the servers expose). */
 export interface SamplingOptions {
   max_new_tokens?: number;
+  min_new_tokens?: number;
   do_sample?: boolean;
   temperature?: number;
   top_p?: number;

@@ -29,6 +29,8 @@ export type FinishReason = 'eos' | 'length' | 'stop';
 export type GenerationEvent =
   /** Prompt tokens processed so far (one event per prefill chunk). */
   | { type: 'prefill'; done: number; total: number }
+  /** The tokens of one decode step are out; the next `next()` runs the model. */
+  | { type: 'step'; length: number }
   /** New text of row `sequence` (possibly '' while a multi-byte character is incomplete). */
   | { type: 'token'; sequence: number; tokenId: number; text: string }
   | { type: 'done'; sequence: number; result: GeneratedSequence };
@@ -168,6 +170,7 @@ export async function* generateStream(model: GenerationModel, prompts: string | 
         if (finished[r]) yield { type: 'done', sequence: r, result: result(r) };
       }
       if (finished.every(Boolean)) break;
+      yield { type: 'step', length: length + 1 };
       signal?.throwIfAborted();
       out = await decoder.forward({ inputIds: stepIds, batch: b, attentionMask: fillMask(maskBuffer, maskRows, b, length + 1), past, logitsToKeep: 1, reserve: maxLength, logitsBuffer });
       past = out.present;

@@ -1,0 +1,176 @@
+// The local engine: a model on an inference worker thread behind the Engine contract. Requests
+// stream text back as it is generated; aborting one reaches the worker at once and stops it
+// within one decode step.
+
+import { Worker } from 'node:worker_threads';
+import { CheckpointError, UsageError } from '../errors.js';
+import type { DtypeChoice } from '../model.js';
+import type { Device } from '../session.js';
+import { type Engine, EngineBusyError, type EngineInfo, type EngineRequest, type EngineResult, type EngineStatus, SupersededError } from './engine.js';
+import type { FromWorker, ToWorker, WireError } from './workerMessages.js';
+
+export interface LocalEngineOptions {
+  /** A model folder or a Hugging Face id. */
+  model: string;
+  dtype?: DtypeChoice;
+  device?: Device;
+  threads?: number;
+  cacheDir?: string;
+  /** Requests waiting or running before new ones are refused (default 16). */
+  queueLimit?: number;
+  /** Memory for KV states of recent prompts (default 256 MiB). */
+  prefixCacheBytes?: number;
+  /** Prompt tokens per prefill step (default 256). */
+  prefillChunk?: number;
+  /** Loading progress (downloads, conversion). */
+  onProgress?: (message: string) => void;
+}
+
+interface Pending {
+  onText?: (delta: string) => void;
+  resolve(result: EngineResult): void;
+  reject(error: Error): void;
+}
+
+/**
+ * The worker beside this module: `.js` when bundled. Run from source, the worker first registers
+ * tsx's loader itself (loader hooks given on the command line do not reach worker threads in Node 20).
+ */
+function spawnWorker(): Worker {
+  const self = import.meta.url;
+  if (!self.endsWith('.ts')) return new Worker(new URL('./engineWorker.js', self));
+  const entry = JSON.stringify(new URL('./engineWorker.ts', self).href);
+  return new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${entry}); });`, { eval: true });
+}
+
+export async function createLocalEngine(options: LocalEngineOptions): Promise<Engine> {
+  const worker = spawnWorker();
+  const pending = new Map<number, Pending>();
+  const statusWaiters = new Map<number, (s: Extract<FromWorker, { type: 'status' }>['status']) => void>();
+  let nextId = 1;
+  let info: EngineInfo | undefined;
+  let closed = false;
+  const post = (m: ToWorker) => worker.postMessage(m);
+
+  const loaded = new Promise<EngineInfo>((resolve, reject) => {
+    worker.on('message', (m: FromWorker) => {
+      switch (m.type) {
+        case 'loaded':
+          info = m.info;
+          resolve(m.info);
+          break;
+        case 'loadFailed':
+          reject(revive(m.error));
+          break;
+        case 'progress':
+          options.onProgress?.(m.message);
+          break;
+        case 'text':
+          pending.get(m.id)?.onText?.(m.delta);
+          break;
+        case 'done':
+          pending.get(m.id)?.resolve(m.result);
+          pending.delete(m.id);
+          break;
+        case 'error':
+          pending.get(m.id)?.reject(revive(m.error));
+          pending.delete(m.id);
+          break;
+        case 'status':
+          statusWaiters.get(m.id)?.(m.status);
+          statusWaiters.delete(m.id);
+          break;
+        case 'closed':
+          break;
+      }
+    });
+    worker.on('error', (err) => {
+      reject(err);
+      for (const p of pending.values()) p.reject(new Error(`the inference worker crashed: ${err.message}`));
+      pending.clear();
+    });
+    worker.on('exit', () => {
+      closed = true;
+      for (const p of pending.values()) p.reject(new Error('the inference worker exited'));
+      pending.clear();
+    });
+  });
+  post({ type: 'load', options: { ...options, onProgress: undefined } });
+  try {
+    await loaded;
+  } catch (err) {
+    await worker.terminate();
+    throw err;
+  }
+
+  return {
+    info: () => info!,
+    generate(request: EngineRequest, onText?: (delta: string) => void, signal?: AbortSignal): Promise<EngineResult> {
+      if (closed) return Promise.reject(new Error('the engine is closed'));
+      if (signal?.aborted) return Promise.reject(signal.reason as Error);
+      const id = nextId++;
+      return new Promise<EngineResult>((resolve, reject) => {
+        const onAbort = () => post({ type: 'cancel', id });
+        signal?.addEventListener('abort', onAbort, { once: true });
+        const settle = () => signal?.removeEventListener('abort', onAbort);
+        pending.set(id, {
+          onText,
+          resolve: (r) => (settle(), resolve(r)),
+          // An abort is reported with the caller's own reason, as fetch does.
+          reject: (e) => (settle(), reject(signal?.aborted && e.name === 'AbortError' ? (signal.reason as Error) : e)),
+        });
+        post({ type: 'submit', id, request });
+      });
+    },
+    async status(): Promise<EngineStatus> {
+      const id = nextId++;
+      const s = closed ? undefined : await new Promise<Extract<FromWorker, { type: 'status' }>['status']>((resolve) => {
+        statusWaiters.set(id, resolve);
+        post({ type: 'status', id });
+      });
+      return {
+        info,
+        rssBytes: process.memoryUsage().rss,
+        recentTokensPerSecond: s?.recentTokensPerSecond,
+        lastLatencyMs: s?.lastLatencyMs,
+        queued: s?.queued ?? { inline: 0, interactive: 0, background: 0 },
+        running: s?.running ?? 0,
+        prefixCache: s?.prefixCache ?? { entries: 0, bytes: 0, hits: 0, misses: 0 },
+      };
+    },
+    async dispose(): Promise<void> {
+      if (closed) return;
+      const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+      post({ type: 'shutdown' });
+      const timer = setTimeout(() => void worker.terminate(), 5000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** Rebuilds an error of the right class from its wire form. */
+function revive(e: WireError): Error {
+  switch (e.name) {
+    case 'EngineBusyError':
+      return new EngineBusyError(e.message);
+    case 'SupersededError':
+      return new SupersededError(e.message);
+    case 'AbortError':
+      return new DOMException(e.message, 'AbortError');
+    case 'UsageError':
+      return new UsageError(e.message);
+    case 'CheckpointError': {
+      const err = new Error(e.message);
+      err.name = 'CheckpointError';
+      return err;
+    }
+    default: {
+      const err = new Error(e.message);
+      err.name = e.name;
+      return err;
+    }
+  }
+}
+
+export type { CheckpointError };

@@ -1,0 +1,166 @@
+// Interleaves generations one model step at a time, most urgent first: inline completions, then
+// interactive rewrites, then background generation. A newer inline request for a document
+// supersedes the older one, a cancelled job stops at its next step, and the queue is bounded.
+
+import { type GeneratedSequence, type GenerationEvent, type GenerationModel, generateStream } from '../generation/generate.js';
+import { EngineBusyError, type EngineRequest, type EngineResult, type Priority, SupersededError } from './engine.js';
+import type { PrefixCache } from './prefixCache.js';
+
+const RANK: Record<Priority, number> = { inline: 0, interactive: 1, background: 2 };
+
+export interface JobCallbacks {
+  onText(delta: string): void;
+  onDone(result: EngineResult): void;
+  onError(error: Error): void;
+}
+
+interface Job {
+  id: number;
+  request: EngineRequest;
+  callbacks: JobCallbacks;
+  controller: AbortController;
+  gen?: AsyncGenerator<GenerationEvent>;
+  enqueuedAt: number;
+  startedAt?: number;
+  firstTokenAt?: number;
+  lastStep: number;
+  text: string;
+}
+
+export interface SchedulerOptions {
+  /** Jobs waiting or running; one more is refused with EngineBusyError. */
+  queueLimit: number;
+  prefixCache: PrefixCache;
+  /** Prompt tokens per prefill step, so an inline request waits at most one chunk behind another job. */
+  prefillChunk: number;
+}
+
+export class Scheduler {
+  private readonly _jobs: Job[] = [];
+  private _pumping = false;
+  private _steps = 0;
+  private readonly _recent: { tokens: number; decodeMs: number }[] = [];
+  private _lastLatencyMs: number | undefined;
+
+  constructor(private readonly _model: GenerationModel, private readonly _options: SchedulerOptions) {}
+
+  submit(id: number, request: EngineRequest, callbacks: JobCallbacks): void {
+    if (request.priority === 'inline' && request.documentId !== undefined) {
+      for (const job of this._jobs) {
+        if (job.request.priority === 'inline' && job.request.documentId === request.documentId) {
+          job.controller.abort(new SupersededError(`a newer completion request for ${request.documentId} replaced this one`));
+        }
+      }
+    }
+    const live = this._jobs.filter((j) => !j.controller.signal.aborted).length;
+    if (live >= this._options.queueLimit) {
+      callbacks.onError(new EngineBusyError(`the runtime is busy: ${live} requests are queued or running (limit ${this._options.queueLimit}); retry shortly`));
+      return;
+    }
+    this._jobs.push({ id, request, callbacks, controller: new AbortController(), enqueuedAt: performance.now(), lastStep: 0, text: '' });
+    void this._pump();
+  }
+
+  cancel(id: number): void {
+    this._jobs.find((j) => j.id === id)?.controller.abort();
+  }
+
+  stats() {
+    const queued: Record<Priority, number> = { inline: 0, interactive: 0, background: 0 };
+    for (const j of this._jobs) if (!j.gen) queued[j.request.priority]++;
+    const tokens = this._recent.reduce((n, r) => n + r.tokens, 0);
+    const ms = this._recent.reduce((n, r) => n + r.decodeMs, 0);
+    return {
+      queued,
+      running: this._jobs.filter((j) => j.gen).length,
+      steps: this._steps,
+      recentTokensPerSecond: ms > 0 ? (tokens / ms) * 1000 : undefined,
+      lastLatencyMs: this._lastLatencyMs,
+    };
+  }
+
+  /** Runs steps until no job is left; one pump at a time. */
+  private async _pump(): Promise<void> {
+    if (this._pumping) return;
+    this._pumping = true;
+    try {
+      for (let job = this._next(); job; job = this._next()) await this._step(job);
+    } finally {
+      this._pumping = false;
+    }
+  }
+
+  /** Cancelled jobs first (they end without model work), then by priority, then least recently stepped. */
+  private _next(): Job | undefined {
+    let best: Job | undefined;
+    for (const j of this._jobs) {
+      if (!best) best = j;
+      else if (j.controller.signal.aborted !== best.controller.signal.aborted) best = j.controller.signal.aborted ? j : best;
+      else if (RANK[j.request.priority] !== RANK[best.request.priority]) best = RANK[j.request.priority] < RANK[best.request.priority] ? j : best;
+      else if (j.lastStep < best.lastStep) best = j;
+    }
+    return best;
+  }
+
+  private async _step(job: Job): Promise<void> {
+    const signal = job.controller.signal;
+    if (signal.aborted && !job.gen) return this._finish(job, undefined, signal.reason as Error);
+    try {
+      if (!job.gen) {
+        job.startedAt = performance.now();
+        job.gen = generateStream(this._model, job.request.prompt, {
+          ...job.request.options,
+          return_full_text: false,
+          signal,
+          truncate: 'left',
+          prefixStore: this._options.prefixCache,
+          prefillChunk: this._options.prefillChunk,
+        });
+      }
+      // Advance by one model step: a prefill chunk, or one token (and its text).
+      for (;;) {
+        const { value: event, done } = await job.gen.next();
+        this._steps++;
+        job.lastStep = this._steps;
+        if (done) throw new Error('internal: generation ended without a result');
+        if (event.type === 'prefill' || event.type === 'step') return;
+        if (event.type === 'token') {
+          job.firstTokenAt ??= performance.now();
+          if (event.text) {
+            job.text += event.text;
+            job.callbacks.onText(event.text);
+          }
+          continue; // then 'step' or 'done', without running the model
+        }
+        return this._finish(job, event.result);
+      }
+    } catch (err) {
+      this._finish(job, undefined, signal.aborted ? (signal.reason as Error) : (err as Error));
+    }
+  }
+
+  private _finish(job: Job, result: GeneratedSequence | undefined, error?: Error): void {
+    this._jobs.splice(this._jobs.indexOf(job), 1);
+    void job.gen?.return(undefined); // runs its cleanup: the KV state goes back to the prefix cache
+    if (!result) {
+      job.callbacks.onError(error ?? new Error('generation failed'));
+      return;
+    }
+    const now = performance.now();
+    const started = job.startedAt ?? now;
+    const firstToken = job.firstTokenAt ?? now;
+    const timings = { queuedMs: started - job.enqueuedAt, prefillMs: firstToken - started, decodeMs: now - firstToken };
+    this._lastLatencyMs = now - job.enqueuedAt;
+    this._recent.push({ tokens: result.tokenIds.length - 1, decodeMs: timings.decodeMs });
+    if (this._recent.length > 16) this._recent.shift();
+    job.callbacks.onDone({
+      text: result.text,
+      finishReason: result.finishReason,
+      promptTokens: result.promptTokens,
+      reusedTokens: result.reusedTokens,
+      completionTokens: result.tokenIds.length,
+      truncated: result.truncated,
+      timings,
+    });
+  }
+}

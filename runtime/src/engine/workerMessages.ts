@@ -1,0 +1,27 @@
+// Messages between the local engine (main thread) and its inference worker.
+
+import type { EngineInfo, EngineRequest, EngineResult, EngineStatus } from './engine.js';
+import type { LocalEngineOptions } from './localEngine.js';
+
+export type ToWorker =
+  | { type: 'load'; options: LocalEngineOptions }
+  | { type: 'submit'; id: number; request: EngineRequest }
+  | { type: 'cancel'; id: number }
+  | { type: 'status'; id: number }
+  | { type: 'shutdown' };
+
+/** Errors cross the thread boundary as plain data; `name` keeps their class (AbortError, EngineBusyError, …). */
+export interface WireError {
+  name: string;
+  message: string;
+}
+
+export type FromWorker =
+  | { type: 'loaded'; info: EngineInfo }
+  | { type: 'loadFailed'; error: WireError }
+  | { type: 'progress'; message: string }
+  | { type: 'text'; id: number; delta: string }
+  | { type: 'done'; id: number; result: EngineResult }
+  | { type: 'error'; id: number; error: WireError }
+  | { type: 'status'; id: number; status: Omit<EngineStatus, 'info' | 'rssBytes'> }
+  | { type: 'closed' };
