@@ -11,6 +11,9 @@ import { OptTokenizer } from './tokenizer/optTokenizer.js';
 import { topK } from './topk.js';
 import { generate, generateStream } from './generation/generate.js';
 import { resolveModel } from './hub/resolveModel.js';
+import { startRpcServer } from './server/rpcServer.js';
+import { startOpenAiServer } from './server/openaiServer.js';
+import { createLocalEngine } from './engine/localEngine.js';
 
 const USAGE = `usage: opt <command> [options]
 
@@ -19,6 +22,9 @@ commands:
             [--top-k K] [--typical-p P] [--repetition-penalty R] [--no-repeat-ngram-size N]
             [--num-return-sequences N] [--seed S] [--stop STRING]… [--json]
                                                                    streams the continuation to stdout
+  serve     --model DIR|ID [--host 127.0.0.1] [--port 8000] [--api-key KEY]
+                                                                   OpenAI-compatible /v1/completions server
+  rpc                                                              the runtime process: JSON-RPC over stdio (what the editor starts)
   logits    --model DIR (--ids 2,133,… | --text "…") [--top-k N]   last-position logits and top-k, as JSON
   tokenize  --model DIR --text "…" [--no-special]                  token ids and tokens, as JSON
   convert   --model DIR [--force]                                  build (or find) the cached ONNX model
@@ -56,6 +62,10 @@ const OPTIONS = {
   seed: { type: 'string' },
   stop: { type: 'string', multiple: true },
   json: { type: 'boolean', default: false },
+  // serve
+  host: { type: 'string', default: '127.0.0.1' },
+  port: { type: 'string', default: '8000' },
+  'api-key': { type: 'string' },
 } as const;
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
@@ -68,6 +78,12 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (command === 'generate') return generateCommand(values, positionals.slice(1));
+  if (command === 'serve') return serveCommand(values);
+  if (command === 'rpc') {
+    // stdout carries the protocol: nothing else may write to it from here on.
+    startRpcServer(process.stdin, process.stdout, { onClose: (code) => process.exit(code) });
+    return;
+  }
   const commands: Record<string, (v: Values) => Promise<unknown>> = { logits, tokenize, convert };
   const run = commands[command];
   if (!run) throw new UsageError(`unknown command "${command}"\n\n${USAGE}`);
@@ -123,6 +139,33 @@ async function generateCommand(v: Values, prompts: string[]): Promise<void> {
   } finally {
     await model.dispose();
   }
+}
+
+/** Serves /v1/completions until interrupted. The API key may also come from OPT_API_KEY. */
+async function serveCommand(v: Values): Promise<void> {
+  if (!v.model) throw new UsageError('--model is required: a folder with config.json and weights, or a Hub id such as facebook/opt-125m');
+  const engine = await createLocalEngine({
+    model: v.model,
+    dtype: dtypeOf(v),
+    device: deviceOf(v),
+    threads: intOf(v.threads, '--threads', 0),
+    cacheDir: v['cache-dir'],
+    onProgress: (m) => process.stderr.write(`opt: ${m}\n`),
+  });
+  const server = await startOpenAiServer(engine, {
+    host: v.host,
+    port: intOf(v.port, '--port', 0),
+    apiKey: v['api-key'] ?? process.env.OPT_API_KEY,
+    log: (line) => process.stderr.write(`${line}\n`),
+  }).catch(async (err: unknown) => {
+    await engine.dispose();
+    throw err;
+  });
+  await new Promise<void>((resolve) => {
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => resolve());
+  });
+  await server.close();
+  await engine.dispose();
 }
 
 async function logits(v: Values) {

@@ -30,6 +30,8 @@ export interface EngineRequest {
   priority: Priority;
   /** Inline requests from the same document supersede each other. */
   documentId?: string;
+  /** Prompt tokens kept from the end of the prompt (default: what the model's positions allow). */
+  maxPromptTokens?: number;
 }
 
 export type FinishReason = 'eos' | 'length' | 'stop';
@@ -65,6 +67,8 @@ export interface EngineStatus {
   lastLatencyMs: number | undefined;
   queued: Record<Priority, number>;
   running: number;
+  /** Model steps (any job's) run between the last cancellation reaching the engine and that job ending. */
+  stepsAfterLastCancel?: number;
   prefixCache: { entries: number; bytes: number; hits: number; misses: number };
 }
 

@@ -46,6 +46,7 @@ port.on('message', (m: ToWorker) => {
           lastLatencyMs: s?.lastLatencyMs,
           queued: s?.queued ?? { inline: 0, interactive: 0, background: 0 },
           running: s?.running ?? 0,
+          stepsAfterLastCancel: s?.stepsAfterLastCancel,
           prefixCache: prefixCache?.stats() ?? { entries: 0, bytes: 0, hits: 0, misses: 0 },
         },
       });

@@ -135,6 +135,7 @@ export async function createLocalEngine(options: LocalEngineOptions): Promise<En
         lastLatencyMs: s?.lastLatencyMs,
         queued: s?.queued ?? { inline: 0, interactive: 0, background: 0 },
         running: s?.running ?? 0,
+        stepsAfterLastCancel: s?.stepsAfterLastCancel,
         prefixCache: s?.prefixCache ?? { entries: 0, bytes: 0, hits: 0, misses: 0 },
       };
     },

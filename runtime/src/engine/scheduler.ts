@@ -24,6 +24,8 @@ interface Job {
   startedAt?: number;
   firstTokenAt?: number;
   lastStep: number;
+  /** The scheduler's step count when this job was cancelled, to measure how fast cancellation bites. */
+  cancelledAtStep?: number;
   text: string;
 }
 
@@ -41,13 +43,15 @@ export class Scheduler {
   private _steps = 0;
   private readonly _recent: { tokens: number; decodeMs: number }[] = [];
   private _lastLatencyMs: number | undefined;
+  private _stepsAfterLastCancel: number | undefined;
 
   constructor(private readonly _model: GenerationModel, private readonly _options: SchedulerOptions) {}
 
   submit(id: number, request: EngineRequest, callbacks: JobCallbacks): void {
     if (request.priority === 'inline' && request.documentId !== undefined) {
       for (const job of this._jobs) {
-        if (job.request.priority === 'inline' && job.request.documentId === request.documentId) {
+        if (job.request.priority === 'inline' && job.request.documentId === request.documentId && !job.controller.signal.aborted) {
+          job.cancelledAtStep = this._steps;
           job.controller.abort(new SupersededError(`a newer completion request for ${request.documentId} replaced this one`));
         }
       }
@@ -62,7 +66,10 @@ export class Scheduler {
   }
 
   cancel(id: number): void {
-    this._jobs.find((j) => j.id === id)?.controller.abort();
+    const job = this._jobs.find((j) => j.id === id);
+    if (!job || job.controller.signal.aborted) return;
+    job.cancelledAtStep = this._steps;
+    job.controller.abort();
   }
 
   stats() {
@@ -76,6 +83,7 @@ export class Scheduler {
       steps: this._steps,
       recentTokensPerSecond: ms > 0 ? (tokens / ms) * 1000 : undefined,
       lastLatencyMs: this._lastLatencyMs,
+      stepsAfterLastCancel: this._stepsAfterLastCancel,
     };
   }
 
@@ -113,6 +121,7 @@ export class Scheduler {
           return_full_text: false,
           signal,
           truncate: 'left',
+          maxPromptTokens: job.request.maxPromptTokens,
           prefixStore: this._options.prefixCache,
           prefillChunk: this._options.prefillChunk,
         });
@@ -120,10 +129,11 @@ export class Scheduler {
       // Advance by one model step: a prefill chunk, or one token (and its text).
       for (;;) {
         const { value: event, done } = await job.gen.next();
-        this._steps++;
-        job.lastStep = this._steps;
         if (done) throw new Error('internal: generation ended without a result');
-        if (event.type === 'prefill' || event.type === 'step') return;
+        if (event.type === 'prefill' || event.type === 'step') {
+          job.lastStep = ++this._steps;
+          return;
+        }
         if (event.type === 'token') {
           job.firstTokenAt ??= performance.now();
           if (event.text) {
@@ -132,6 +142,7 @@ export class Scheduler {
           }
           continue; // then 'step' or 'done', without running the model
         }
+        job.lastStep = ++this._steps;
         return this._finish(job, event.result);
       }
     } catch (err) {
@@ -142,6 +153,7 @@ export class Scheduler {
   private _finish(job: Job, result: GeneratedSequence | undefined, error?: Error): void {
     this._jobs.splice(this._jobs.indexOf(job), 1);
     void job.gen?.return(undefined); // runs its cleanup: the KV state goes back to the prefix cache
+    if (job.cancelledAtStep !== undefined) this._stepsAfterLastCancel = this._steps - job.cancelledAtStep;
     if (!result) {
       job.callbacks.onError(error ?? new Error('generation failed'));
       return;

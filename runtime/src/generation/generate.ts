@@ -61,16 +61,21 @@ export interface GenerateParams extends Partial<GenerationOptions> {
   signal?: AbortSignal;
   /** What transformers would only warn about (ignored sampling options, conflicting lengths). */
   onWarning?: (message: string) => void;
-  /** A prompt longer than the model allows: 'error' (default) or drop tokens after BOS from its start. */
+  /** A prompt longer than the model allows (or than maxPromptTokens): 'error' (default) or drop tokens after BOS from its start. */
   truncate?: 'error' | 'left';
+  /** With truncate 'left': the most prompt tokens to keep. */
+  maxPromptTokens?: number;
   prefixStore?: PrefixStore;
   /** Prompt tokens per prefill step (in-place caches only), so one step never runs long. */
   prefillChunk?: number;
 }
 
+/** Left truncation drops prompt tokens in multiples of this. */
+const TRUNCATE_GRANULE = 64;
+
 /** Streams generation events for each prompt × num_return_sequences row. */
 export async function* generateStream(model: GenerationModel, prompts: string | readonly string[], params: GenerateParams = {}): AsyncGenerator<GenerationEvent> {
-  const { signal, onWarning, truncate = 'error', prefixStore, prefillChunk, ...user } = params;
+  const { signal, onWarning, truncate = 'error', maxPromptTokens, prefixStore, prefillChunk, ...user } = params;
   const { config, tokenizer, decoder } = model;
   const o = resolveGenerationOptions(user, model.generationConfig, config);
   const texts = typeof prompts === 'string' ? [prompts] : [...prompts];
@@ -83,11 +88,14 @@ export async function* generateStream(model: GenerationModel, prompts: string | 
   let truncated = false;
   if (truncate === 'left') {
     const newTokens = o.max_new_tokens ?? (o.max_length_is_default ? o.max_length : 1);
-    const room = maxPositions - Math.max(1, Math.min(newTokens, maxPositions - 2));
+    const room = Math.min(maxPromptTokens ?? Infinity, maxPositions - Math.max(1, Math.min(newTokens, maxPositions - 2)));
     for (const [p, ids] of encoded.entries()) {
       if (ids.length <= room) continue;
+      // The cut moves in whole granules, so while the user types at the end the kept tokens (and
+      // their positions) stay the same for a while and the prefix cache keeps hitting.
       const keepBos = ids[0] === tokenizer.bosTokenId ? 1 : 0;
-      encoded[p] = [...ids.slice(0, keepBos), ...ids.slice(ids.length - (room - keepBos))];
+      const drop = Math.min(ids.length - keepBos - 1, Math.ceil((ids.length - room) / TRUNCATE_GRANULE) * TRUNCATE_GRANULE);
+      encoded[p] = [...ids.slice(0, keepBos), ...ids.slice(keepBos + drop)];
       truncated = true;
     }
   }

@@ -1,0 +1,96 @@
+// The one protocol between the extension and the runtime process: JSON-RPC 2.0 over the runtime's
+// stdio (vscode-jsonrpc framing). Every request, notification and error code is declared here with
+// its types; neither side sends a raw method string. Cancellation is JSON-RPC's own
+// `$/cancelRequest` (a CancellationToken on either side); streamed text arrives as `$/progress`
+// on the request's `partialResultToken`. Imports neither `vscode` nor onnxruntime.
+
+import { NotificationType, ProgressType, RequestType, RequestType0 } from 'vscode-jsonrpc';
+import type { EngineInfo, EngineResult, EngineStatus, SamplingOptions } from '../runtime/src/engine/engine.js';
+
+export type { EngineInfo, EngineResult, EngineStatus, SamplingOptions };
+
+/** Bumped on any incompatible change; the runtime refuses an initialize with another version. */
+export const PROTOCOL_VERSION = 1;
+
+export type ProgressToken = string | number;
+
+export interface InitializeParams {
+  protocolVersion: number;
+  /** A model folder or a Hugging Face id (e.g. facebook/opt-125m). */
+  model: string;
+  dtype?: 'auto' | 'fp32' | 'fp16' | 'int8' | 'int4';
+  device?: 'cpu' | 'webgpu' | 'cuda';
+  threads?: number;
+  cacheDir?: string;
+  queueLimit?: number;
+  prefixCacheMiB?: number;
+}
+
+export interface InitializeResult {
+  protocolVersion: number;
+  info: EngineInfo;
+}
+
+export interface CompleteParams {
+  /** Inline completions from one document supersede each other. */
+  documentId: string;
+  /** Text before the cursor. */
+  prefix: string;
+  /** Text after the cursor (OPT has no fill-in-the-middle: used by the client to avoid duplicating it). */
+  suffix: string;
+  /** Prompt tokens kept from the end of `prefix` (default: what the model's positions allow). */
+  maxContextTokens?: number;
+  options?: SamplingOptions;
+  partialResultToken?: ProgressToken;
+}
+
+export interface GenerateParams {
+  prompt: string;
+  options?: SamplingOptions;
+  partialResultToken?: ProgressToken;
+}
+
+export type CompletionResult = EngineResult;
+
+export interface PartialText {
+  /** Text generated since the previous partial result. */
+  delta: string;
+}
+
+export interface LogParams {
+  level: 'info' | 'warn' | 'error';
+  message: string;
+}
+
+export interface LoadProgressParams {
+  message: string;
+}
+
+export const Initialize = new RequestType<InitializeParams, InitializeResult, void>('initialize');
+/** Inline completion at the cursor: latency-critical. */
+export const Complete = new RequestType<CompleteParams, CompletionResult, void>('opt/complete');
+/** Palette generation: runs in the background, never delays inline completions. */
+export const Generate = new RequestType<GenerateParams, CompletionResult, void>('opt/generate');
+/** Rewrite of a selection (the client builds the few-shot prompt): interactive priority. */
+export const Rewrite = new RequestType<GenerateParams, CompletionResult, void>('opt/rewrite');
+export const Status = new RequestType0<EngineStatus, void>('opt/status');
+/** Releases the model; the process exits on the following `exit` notification or when stdin closes. */
+export const Shutdown = new RequestType0<void, void>('shutdown');
+export const Exit = new NotificationType<void>('exit');
+export const Log = new NotificationType<LogParams>('opt/log');
+export const LoadProgress = new NotificationType<LoadProgressParams>('opt/loadProgress');
+export const PartialResult = new ProgressType<PartialText>();
+
+/** Error codes in replies, beyond JSON-RPC's own (-32700…-32600, MethodNotFound, InvalidParams). */
+export const RuntimeErrorCodes = {
+  /** The request was cancelled by the client or superseded by a newer one for the same document. */
+  Cancelled: -32800,
+  /** The runtime's queue is full; retry shortly. */
+  Busy: -32001,
+  /** A request arrived before a successful initialize. */
+  NotInitialized: -32002,
+  /** The model could not be loaded (message says why and what to do). */
+  ModelLoadFailed: -32010,
+  /** The model or generation failed. */
+  GenerationFailed: -32011,
+} as const;

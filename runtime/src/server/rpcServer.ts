@@ -1,0 +1,197 @@
+// The runtime process's side of the protocol: serves `protocol/protocol.ts` over a pair of
+// streams (the process's stdio), with the model in a local engine on a worker thread. Malformed
+// input gets an error reply and the server keeps serving; the process exits when its parent goes
+// away (stdin closes).
+
+import type { Readable, Writable } from 'node:stream';
+import {
+  type CancellationToken,
+  type MessageConnection,
+  ResponseError,
+  ErrorCodes,
+  StreamMessageReader,
+  StreamMessageWriter,
+  createMessageConnection,
+} from 'vscode-jsonrpc/node';
+import {
+  Complete,
+  type CompletionResult,
+  Exit,
+  Generate,
+  type GenerateParams,
+  Initialize,
+  type InitializeParams,
+  LoadProgress,
+  Log,
+  PartialResult,
+  PROTOCOL_VERSION,
+  type ProgressToken,
+  Rewrite,
+  RuntimeErrorCodes,
+  Shutdown,
+  Status,
+} from '../../../protocol/protocol.js';
+import type { Engine, EngineRequest, Priority, SamplingOptions } from '../engine/engine.js';
+import { createLocalEngine } from '../engine/localEngine.js';
+
+export interface RpcServerOptions {
+  /** Called once the connection closes (stdin ended, or `exit`). */
+  onClose?: (code: number) => void;
+}
+
+/**
+ * vscode-jsonrpc's reader stops at the first malformed frame of a chunk and leaves any valid
+ * messages after it in its buffer until more bytes arrive. This one resumes at once, so a request
+ * sent right behind garbage is still answered.
+ */
+class ResilientReader extends StreamMessageReader {
+  private _failed = false;
+
+  protected override fireError(error: unknown): void {
+    this._failed = true;
+    super.fireError(error);
+  }
+
+  static attach(input: Readable): ResilientReader {
+    const reader = new ResilientReader(input);
+    const self = reader as unknown as { onData(data: Buffer): void };
+    const onData = self.onData.bind(reader);
+    self.onData = (data: Buffer) => {
+      onData(data);
+      for (let rounds = 0; reader._failed && rounds < 1000; rounds++) {
+        reader._failed = false;
+        onData(Buffer.alloc(0)); // process what is still buffered
+      }
+    };
+    return reader;
+  }
+}
+
+export function startRpcServer(input: Readable, output: Writable, options: RpcServerOptions = {}): MessageConnection {
+  const connection = createMessageConnection(ResilientReader.attach(input), new StreamMessageWriter(output));
+  let engine: Engine | undefined;
+  let loading: Promise<Engine> | undefined;
+  let closing = false;
+  const log = (level: 'info' | 'warn' | 'error', message: string) => {
+    process.stderr.write(`[opt-runtime] ${level}: ${message}\n`);
+    void connection.sendNotification(Log, { level, message }).catch(() => undefined);
+  };
+
+  connection.onRequest(Initialize, async (params: InitializeParams) => {
+    if (params?.protocolVersion !== PROTOCOL_VERSION) {
+      throw new ResponseError(ErrorCodes.InvalidRequest, `protocol version ${String(params?.protocolVersion)} is not supported: this runtime speaks version ${PROTOCOL_VERSION}; update the extension and the runtime together`);
+    }
+    if (typeof params.model !== 'string' || params.model === '') throw new ResponseError(ErrorCodes.InvalidParams, 'initialize needs `model`: a model folder or a Hugging Face id such as facebook/opt-125m');
+    const previous = engine;
+    engine = undefined;
+    await previous?.dispose();
+    loading = createLocalEngine({
+      model: params.model,
+      dtype: params.dtype,
+      device: params.device,
+      threads: params.threads,
+      cacheDir: params.cacheDir,
+      queueLimit: params.queueLimit,
+      prefixCacheBytes: params.prefixCacheMiB !== undefined ? params.prefixCacheMiB * 2 ** 20 : undefined,
+      onProgress: (message) => void connection.sendNotification(LoadProgress, { message }).catch(() => undefined),
+    });
+    try {
+      engine = await loading;
+    } catch (err) {
+      log('error', (err as Error).message);
+      throw new ResponseError(RuntimeErrorCodes.ModelLoadFailed, (err as Error).message);
+    } finally {
+      loading = undefined;
+    }
+    log('info', `loaded ${engine.info().modelId} (${engine.info().dtype} on ${engine.info().device}) in ${engine.info().loadSeconds.toFixed(2)} s`);
+    return { protocolVersion: PROTOCOL_VERSION, info: engine.info() };
+  });
+
+  const run = async (request: EngineRequest, token: CancellationToken, partial: ProgressToken | undefined): Promise<CompletionResult> => {
+    const live = engine ?? (loading ? await loading.catch(() => undefined) : undefined);
+    if (!live) throw new ResponseError(RuntimeErrorCodes.NotInitialized, 'no model is loaded: send initialize first');
+    const controller = new AbortController();
+    const subscription = token.onCancellationRequested(() => controller.abort());
+    try {
+      const onText = partial === undefined ? undefined : (delta: string) => void connection.sendProgress(PartialResult, partial, { delta }).catch(() => undefined);
+      return await live.generate(request, onText, controller.signal);
+    } catch (err) {
+      throw toResponseError(err as Error);
+    } finally {
+      subscription.dispose();
+    }
+  };
+
+  connection.onRequest(Complete, (params, token) => {
+    requireString(params?.prefix, 'prefix');
+    requireString(params?.documentId, 'documentId');
+    return run({ prompt: params.prefix, options: sampling(params.options), priority: 'inline', documentId: params.documentId, maxPromptTokens: params.maxContextTokens }, token, params.partialResultToken);
+  });
+  const generation = (priority: Priority) => (params: GenerateParams, token: CancellationToken) => {
+    requireString(params?.prompt, 'prompt');
+    return run({ prompt: params.prompt, options: sampling(params.options), priority }, token, params.partialResultToken);
+  };
+  connection.onRequest(Generate, generation('background'));
+  connection.onRequest(Rewrite, generation('interactive'));
+
+  connection.onRequest(Status, async () => {
+    if (!engine) return { info: undefined, rssBytes: process.memoryUsage().rss, recentTokensPerSecond: undefined, lastLatencyMs: undefined, queued: { inline: 0, interactive: 0, background: 0 }, running: 0, prefixCache: { entries: 0, bytes: 0, hits: 0, misses: 0 } };
+    return engine.status();
+  });
+
+  connection.onRequest(Shutdown, async () => {
+    const e = engine;
+    engine = undefined;
+    await e?.dispose();
+  });
+  connection.onNotification(Exit, () => close(0));
+
+  // Unparseable input: say so on stderr and in a log notification, and keep reading.
+  connection.onError(([error]) => log('warn', `ignored malformed input: ${error.message}`));
+  connection.onClose(() => close(0));
+  input.on('end', () => close(0));
+
+  function close(code: number): void {
+    if (closing) return;
+    closing = true;
+    void (async () => {
+      await engine?.dispose().catch(() => undefined);
+      connection.dispose();
+      options.onClose?.(code);
+    })();
+  }
+
+  connection.listen();
+  return connection;
+}
+
+function requireString(v: unknown, name: string): void {
+  if (typeof v !== 'string') throw new ResponseError(ErrorCodes.InvalidParams, `\`${name}\` must be a string`);
+}
+
+const SAMPLING_KEYS = new Set(['max_new_tokens', 'min_new_tokens', 'do_sample', 'temperature', 'top_p', 'top_k', 'typical_p', 'repetition_penalty', 'no_repeat_ngram_size', 'seed', 'stop_strings']);
+
+function sampling(options: unknown): SamplingOptions {
+  if (options === undefined || options === null) return {};
+  if (typeof options !== 'object' || Array.isArray(options)) throw new ResponseError(ErrorCodes.InvalidParams, '`options` must be an object of sampling options');
+  for (const key of Object.keys(options)) {
+    if (!SAMPLING_KEYS.has(key)) throw new ResponseError(ErrorCodes.InvalidParams, `unknown option \`${key}\`; known: ${[...SAMPLING_KEYS].join(', ')}`);
+  }
+  return options as SamplingOptions;
+}
+
+function toResponseError(err: Error): ResponseError<void> {
+  if (err instanceof ResponseError) return err;
+  switch (err.name) {
+    case 'AbortError':
+      return new ResponseError(RuntimeErrorCodes.Cancelled, 'cancelled');
+    case 'SupersededError':
+      return new ResponseError(RuntimeErrorCodes.Cancelled, err.message);
+    case 'EngineBusyError':
+      return new ResponseError(RuntimeErrorCodes.Busy, err.message);
+    case 'UsageError':
+      return new ResponseError(ErrorCodes.InvalidParams, err.message);
+    default:
+      return new ResponseError(RuntimeErrorCodes.GenerationFailed, err.message);
+  }
+}
