@@ -1,15 +1,27 @@
-// Bundles the runtime CLI with esbuild. Native packages (onnxruntime-node, tokenizers) stay
-// external: they load their platform binaries at run time.
+// Bundles the runtime (CLI and its inference worker) and the extension with esbuild. Native
+// packages (onnxruntime-node, tokenizers) stay external: they load their platform binaries at run
+// time; `vscode` is provided by the editor.
+import { existsSync } from 'node:fs';
 import { build } from 'esbuild';
 
+const common = { bundle: true, platform: 'node', target: 'node20', sourcemap: true, logLevel: 'info' };
+
 await build({
-  entryPoints: { 'runtime/cli': 'runtime/src/cli.ts' },
+  ...common,
+  entryPoints: { 'runtime/cli': 'runtime/src/cli.ts', 'runtime/engineWorker': 'runtime/src/engine/engineWorker.ts' },
   outdir: 'dist',
-  bundle: true,
-  platform: 'node',
-  target: 'node20',
   format: 'esm',
-  sourcemap: true,
   external: ['onnxruntime-node', 'tokenizers'],
-  logLevel: 'info',
+  // CommonJS dependencies bundled into ESM may call require() for Node built-ins.
+  banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
 });
+
+if (existsSync('extension/src/main.ts')) {
+  await build({
+    ...common,
+    entryPoints: { 'extension/main': 'extension/src/main.ts' },
+    outdir: 'dist',
+    format: 'cjs', // VS Code loads extensions as CommonJS
+    external: ['vscode'],
+  });
+}
