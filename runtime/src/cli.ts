@@ -4,7 +4,7 @@
 
 import { parseArgs } from 'node:util';
 import { CheckpointError, UsageError } from './errors.js';
-import { DTYPES, type DtypeChoice, loadOptModel, resolveDtype } from './model.js';
+import { DTYPES, type DtypeChoice, type LoadOptions, loadOptModel, resolveDtype } from './model.js';
 import { convertCheckpoint } from './convert.js';
 import { DEVICES, type Device } from './session.js';
 import { OptTokenizer } from './tokenizer/optTokenizer.js';
@@ -114,13 +114,7 @@ async function generateCommand(v: Values, prompts: string[]): Promise<void> {
     seed: num('seed'),
     stop_strings: v.stop,
   }).filter(([, x]) => x !== undefined));
-  const model = await loadOptModel(await requireModel(v), {
-    dtype: dtypeOf(v),
-    device: deviceOf(v),
-    threads: intOf(v.threads, '--threads', 0),
-    fused: !v['plain-ops'],
-    cacheDir: v['cache-dir'],
-  });
+  const model = await loadOptModel(await requireModel(v), loadOptionsOf(v));
   try {
     const onWarning = (w: string) => process.stderr.write(`opt: warning: ${w}\n`);
     if (v.json) {
@@ -169,13 +163,7 @@ async function serveCommand(v: Values): Promise<void> {
 }
 
 async function logits(v: Values) {
-  const model = await loadOptModel(await requireModel(v), {
-    dtype: dtypeOf(v),
-    device: deviceOf(v),
-    threads: intOf(v.threads, '--threads', 0),
-    fused: !v['plain-ops'],
-    cacheDir: v['cache-dir'],
-  });
+  const model = await loadOptModel(await requireModel(v), loadOptionsOf(v));
   try {
     const ids = v.ids !== undefined ? parseIds(v.ids, model.config.vocab_size) : v.text !== undefined ? await model.tokenizer.encode(v.text) : undefined;
     if (!ids) throw new UsageError('logits needs --ids 2,133,… or --text "…"');
@@ -225,6 +213,10 @@ async function requireModel(v: Values): Promise<string> {
       process.stderr.write(`opt: downloading ${file}: ${(received / 2 ** 20).toFixed(1)}${total ? ` / ${(total / 2 ** 20).toFixed(1)}` : ''} MiB\n`);
     },
   });
+}
+
+function loadOptionsOf(v: Values): LoadOptions {
+  return { dtype: dtypeOf(v), device: deviceOf(v), threads: intOf(v.threads, '--threads', 0), fused: !v['plain-ops'], cacheDir: v['cache-dir'] };
 }
 
 function dtypeOf(v: Values): DtypeChoice {

@@ -19,6 +19,8 @@
 // Shape letters in comments: B batch, S sequence (query positions), T key positions (= S here, no
 // cache), H hidden_size, P word_embed_proj_dim, F ffn_dim, V vocab_size, nh heads, hd head_dim.
 
+import { mulberry32 } from '../helpers/prng.js';
+
 export interface NaiveOptConfig {
   // field names exactly as in config.json
   vocab_size: number;
@@ -197,17 +199,6 @@ export function weightsFromMap(map: ReadonlyMap<string, Float64Array | Float32Ar
 // ---------------------------------------------------------------------------------------------
 // Seeded random weights for fixtures
 
-/** mulberry32: a small deterministic PRNG returning uniform values in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export interface RandomOptWeights {
   /** Parameter name → values (Float32, as a checkpoint would hold them). Tied: lm_head.weight === embed_tokens. */
