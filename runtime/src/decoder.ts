@@ -39,7 +39,11 @@ export interface ForwardInput {
   past?: KvCache;
   /** Logits are returned for the last K positions only (1 in generation). */
   logitsToKeep: number;
-  /** In-place caches: positions to reserve when the cache is created or grown (e.g. the generation's max length). */
+  /**
+   * In-place caches: positions to reserve when the cache is created or grown. Each step costs
+   * time in proportion to the capacity (onnxruntime copies the whole buffer), so by default the
+   * cache holds what is needed, rounded up to a granule, and grows as generation goes on.
+   */
   reserve?: number;
   /** Fill this buffer with the logits instead of allocating one (it must hold B × K × V floats; graphs that keep K only). */
   logitsBuffer?: Float32Array;

@@ -146,7 +146,7 @@ export async function* generateStream(model: GenerationModel, prompts: string | 
       signal?.throwIfAborted();
       const end = Math.min(promptLen, fed + chunk);
       input = BigInt64Array.from(tokens.flatMap((row) => row.slice(fed, end)), BigInt);
-      out = await decoder.forward({ inputIds: input, batch: b, attentionMask: fillMask(maskBuffer, maskRows, b, end), past, logitsToKeep: 1, reserve: maxLength, logitsBuffer });
+      out = await decoder.forward({ inputIds: input, batch: b, attentionMask: fillMask(maskBuffer, maskRows, b, end), past, logitsToKeep: 1, logitsBuffer });
       past = out.present;
       fed = end;
       if (fed === promptLen) break;
@@ -180,7 +180,7 @@ export async function* generateStream(model: GenerationModel, prompts: string | 
       if (finished.every(Boolean)) break;
       yield { type: 'step', length: length + 1 };
       signal?.throwIfAborted();
-      out = await decoder.forward({ inputIds: stepIds, batch: b, attentionMask: fillMask(maskBuffer, maskRows, b, length + 1), past, logitsToKeep: 1, reserve: maxLength, logitsBuffer });
+      out = await decoder.forward({ inputIds: stepIds, batch: b, attentionMask: fillMask(maskBuffer, maskRows, b, length + 1), past, logitsToKeep: 1, logitsBuffer });
       past = out.present;
       fed = length + 1;
     }
