@@ -12,7 +12,7 @@ import { ExternalDataFile, GraphBuilder } from './onnx/graphBuilder.js';
 import { type OptGraphOptions, DEFAULT_GRAPH_OPTIONS, OPSETS, buildOptGraph } from './onnx/optGraph.js';
 
 /** Bump when the graph builder changes what it emits, so stale cached models are rebuilt. */
-const GRAPH_FORMAT_VERSION = 2;
+const GRAPH_FORMAT_VERSION = 4;
 const MODEL_FILE = 'model.onnx';
 const SAMPLE_BYTES = 1 << 20;
 
