@@ -21,7 +21,9 @@ if (existsSync('extension/src/main.ts')) {
     ...common,
     entryPoints: { 'extension/main': 'extension/src/main.ts' },
     outdir: 'dist',
-    format: 'cjs', // VS Code loads extensions as CommonJS
+    // VS Code loads extensions as CommonJS; package.json says "type": "module", so the bundle is .cjs.
+    format: 'cjs',
+    outExtension: { '.js': '.cjs' },
     external: ['vscode'],
   });
 }

@@ -1,0 +1,155 @@
+// Ghost text. Reads the cursor's surroundings, answers from the cache when it can (backspacing,
+// retyping, typing what was predicted), otherwise waits for typing to pause and asks the engine,
+// turning VS Code's cancellation token into a protocol cancel so a keystroke stops the model within
+// one decode step. The logic lives in completion/*.ts; this file only adapts it to VS Code.
+
+import * as vscode from 'vscode';
+import { Commands } from './commandIds.js';
+import { suffixKeyOf } from './completion/completionCache.js';
+import { cursorContext } from './completion/contextWindow.js';
+import { Debouncer } from './completion/debounce.js';
+import { type InlineSuggestion, completionEnded, finishCompletion, stopStringsFor, wantsMultiline } from './completion/postprocess.js';
+import type { Ctx } from './ctx.js';
+import { EngineUnavailableError, isCancellation } from './engines/completionEngine.js';
+
+/** Lines below the cursor read for dropping repeated lines. */
+const NEXT_LINES = 4;
+
+export class InlineCompletionProvider implements vscode.InlineCompletionItemProvider, vscode.Disposable {
+  private readonly _debouncer: Debouncer;
+  private _lastUnavailable: string | undefined;
+
+  constructor(private readonly _ctx: Ctx) {
+    this._debouncer = new Debouncer(() => _ctx.config.debounceMs);
+  }
+
+  async provideInlineCompletionItems(
+    document: vscode.TextDocument,
+    position: vscode.Position,
+    context: vscode.InlineCompletionContext,
+    token: vscode.CancellationToken,
+  ): Promise<vscode.InlineCompletionItem[] | undefined> {
+    const ctx = this._ctx;
+    const config = ctx.config;
+    const manual = context.triggerKind === vscode.InlineCompletionTriggerKind.Invoke;
+    // Paused globally or for this language: only an explicit trigger asks.
+    if (!manual && !config.inlineEnabledFor(document.languageId)) return undefined;
+    // The suggest widget is open: its item would have to be extended; leave that to the widget.
+    if (context.selectedCompletionInfo) return undefined;
+
+    const offset = document.offsetAt(position);
+    const maxChars = config.maxContextChars;
+    const before = document.getText(new vscode.Range(document.positionAt(Math.max(0, offset - maxChars)), position));
+    const lastLine = Math.min(document.lineCount - 1, position.line + NEXT_LINES);
+    const after = document.getText(new vscode.Range(position, document.lineAt(lastLine).range.end));
+    // The whole line's prefix (the clipped window may start inside a very long line).
+    const linePrefix = document.lineAt(position.line).text.slice(0, position.character);
+    const cursor = { ...cursorContext(before, after, { maxPrefixChars: maxChars, nextLineCount: NEXT_LINES }), linePrefix };
+    if (cursor.prefix.trim() === '') return undefined;
+
+    const policy = config.inlinePolicy;
+    const multiline = wantsMultiline(policy.multiline, cursor);
+    const documentId = document.uri.toString();
+    const key = { documentId, prefix: cursor.prefix, suffixKey: `${multiline ? 'm' : 's'}${suffixKeyOf(cursor.lineSuffix, cursor.nextLines)}` };
+    ctx.inlineCounters.requests++;
+
+    const started = performance.now();
+    const hit = ctx.cache.get(key, { includeEmpty: !manual });
+    if (hit) {
+      ctx.inlineCounters.cacheHits++;
+      this._record(document, position, hit.suggestion, 'cache', performance.now() - started);
+      return hit.suggestion ? [this._item(position, linePrefix, hit.suggestion)] : undefined;
+    }
+
+    const abort = new AbortController();
+    const subscription = token.onCancellationRequested(() => abort.abort());
+    try {
+      if (token.isCancellationRequested) return undefined;
+      if (!manual && !(await this._debouncer.wait(abort.signal))) {
+        ctx.inlineCounters.cancelled++;
+        return undefined;
+      }
+      const requested = performance.now();
+      ctx.inlineCounters.engineCalls++;
+      const result = await ctx.engine().run(
+        {
+          kind: 'complete',
+          documentId,
+          prompt: cursor.prefix,
+          suffix: after,
+          maxContextTokens: config.maxContextTokens,
+          options: { max_new_tokens: config.inlineMaxNewTokens, do_sample: false, stop_strings: stopStringsFor(multiline, policy.stopSequences) },
+        },
+        { signal: abort.signal, onText: (_delta, soFar) => completionEnded(soFar, cursor, policy, multiline) },
+      );
+      ctx.noteEngineOutcome(undefined);
+      this._lastUnavailable = undefined;
+      const suggestion = finishCompletion(result.text, cursor, policy, multiline);
+      ctx.cache.set(key, suggestion);
+      const latencyMs = performance.now() - requested;
+      const decodeSeconds = result.timings.decodeMs / 1000;
+      this._record(document, position, suggestion, 'engine', latencyMs, {
+        promptTokens: result.promptTokens,
+        reusedTokens: result.reusedTokens,
+        completionTokens: result.completionTokens,
+        tokensPerSecond: decodeSeconds > 0 && result.completionTokens > 1 ? (result.completionTokens - 1) / decodeSeconds : undefined,
+        finishReason: result.finishReason,
+      });
+      ctx.log.trace(`inline: ${result.completionTokens} tokens in ${latencyMs.toFixed(0)} ms (${result.promptTokens} prompt, ${result.reusedTokens} reused) → ${JSON.stringify(suggestion?.text ?? null)}`);
+      if (token.isCancellationRequested || !suggestion) return undefined;
+      return [this._item(position, linePrefix, suggestion)];
+    } catch (err) {
+      if (isCancellation(err)) {
+        ctx.inlineCounters.cancelled++;
+        return undefined;
+      }
+      ctx.inlineCounters.errors++;
+      ctx.noteEngineOutcome(err);
+      const message = (err as Error).message;
+      // Unavailable engines are reported by the status bar; log each distinct reason once.
+      if (!(err instanceof EngineUnavailableError) || message !== this._lastUnavailable) ctx.log.warn(`inline completion failed: ${message}`);
+      if (err instanceof EngineUnavailableError) this._lastUnavailable = message;
+      return undefined;
+    } finally {
+      subscription.dispose();
+    }
+  }
+
+  /**
+   * The item replaces the line from its start to the end of the echoed suffix (VS Code prefers
+   * replacements, and renders only what is inserted), so its text starts with the line's prefix.
+   */
+  private _item(position: vscode.Position, linePrefix: string, s: InlineSuggestion): vscode.InlineCompletionItem {
+    const range = new vscode.Range(position.line, 0, position.line, position.character + s.replaceSuffix);
+    return new vscode.InlineCompletionItem(linePrefix + s.text, range, { title: 'Accepted', command: Commands.inlineAccepted, arguments: [s.text.length] });
+  }
+
+  private _record(
+    document: vscode.TextDocument,
+    position: vscode.Position,
+    s: InlineSuggestion | undefined,
+    source: 'cache' | 'engine',
+    latencyMs: number,
+    extra: { promptTokens?: number; reusedTokens?: number; completionTokens?: number; tokensPerSecond?: number; finishReason?: string } = {},
+  ): void {
+    const c = this._ctx.inlineCounters;
+    if (s) c.shown++;
+    else c.empty++;
+    this._ctx.recordInline({
+      at: new Date().toISOString(),
+      uri: document.uri.toString(),
+      line: position.line,
+      character: position.character,
+      source,
+      text: s?.text,
+      replaceSuffix: s?.replaceSuffix ?? 0,
+      multiline: s?.multiline ?? false,
+      latencyMs: Math.round(latencyMs * 10) / 10,
+      ...extra,
+    });
+  }
+
+  dispose(): void {
+    this._debouncer.dispose();
+  }
+}

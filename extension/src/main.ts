@@ -1,0 +1,32 @@
+// The extension's entry point, kept thin: build the context, register the commands and the
+// inline-completion provider, start. Deactivation stops the runtime and waits for it to exit.
+
+import * as vscode from 'vscode';
+import { commandTable } from './commands.js';
+import { Ctx } from './ctx.js';
+import { InlineCompletionProvider } from './inlineCompletionProvider.js';
+import { RewritePreview } from './rewrite/rewritePreview.js';
+
+let ctx: Ctx | undefined;
+
+export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  ctx = new Ctx(context);
+  const preview = new RewritePreview(ctx);
+  ctx.pushExtCleanup(preview);
+  for (const [id, handler] of Object.entries(commandTable(ctx, preview))) {
+    ctx.pushExtCleanup(vscode.commands.registerCommand(id, handler));
+  }
+  const provider = new InlineCompletionProvider(ctx);
+  ctx.pushExtCleanup(provider);
+  const documents: vscode.DocumentSelector = [{ scheme: 'file' }, { scheme: 'untitled' }, { scheme: 'vscode-notebook-cell' }, { scheme: 'vscode-remote' }];
+  ctx.pushExtCleanup(vscode.languages.registerInlineCompletionItemProvider(documents, provider));
+  await ctx.start();
+  // Last: the e2e harness waits for this line before typing (text typed earlier gets no ghost text).
+  ctx.log.info('activated');
+}
+
+export async function deactivate(): Promise<void> {
+  const c = ctx;
+  ctx = undefined;
+  await c?.stopAndDispose();
+}

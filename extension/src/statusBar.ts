@@ -1,0 +1,121 @@
+// The one status bar item: what the engine is doing (starting, downloading with progress, loading,
+// ready with model/device/dtype and the last latency and speed, paused, error) and, while a
+// generation or rewrite runs, that. Clicking opens the OPT menu, or the log when there is an error.
+
+import * as vscode from 'vscode';
+import { Commands } from './commandIds.js';
+import { shortProgress } from './loadProgress.js';
+import type { RuntimeState } from './runtimeSupervisor.js';
+
+export interface StatusInputs {
+  engine: 'local' | 'openai';
+  runtime: RuntimeState;
+  /** The model setting (shown before the runtime reports its own id). */
+  model: string;
+  /** Inline completions off globally (`paused`) or for the active editor's language. */
+  inline: { enabled: boolean; languageEnabled: boolean; languageId: string | undefined };
+  /** A running generation or rewrite. */
+  busy: string | undefined;
+  last: { latencyMs: number; tokensPerSecond: number | undefined } | undefined;
+  /** The remote engine's last error. */
+  remoteError: string | undefined;
+}
+
+export type StatusKind = 'idle' | 'loading' | 'ready' | 'busy' | 'paused' | 'error';
+
+export class StatusBar implements vscode.Disposable {
+  private readonly _item: vscode.StatusBarItem;
+  private _kind: StatusKind = 'idle';
+
+  constructor() {
+    this._item = vscode.window.createStatusBarItem('optComplete.status', vscode.StatusBarAlignment.Right, 100);
+    this._item.name = 'OPT Complete';
+    this._item.show();
+  }
+
+  get kind(): StatusKind {
+    return this._kind;
+  }
+
+  get text(): string {
+    return this._item.text;
+  }
+
+  update(s: StatusInputs): void {
+    const item = this._item;
+    const rt = s.runtime;
+    const shortModel = (id: string) => id.replace(/\/+$/, '').split(/[\\/]/).pop() ?? id;
+    const tooltip = new vscode.MarkdownString(undefined, true);
+    tooltip.isTrusted = { enabledCommands: [Commands.showLog, Commands.selectModel, Commands.startRuntime, Commands.restartRuntime, Commands.cancelLoad, Commands.toggleInline] };
+    let kind: StatusKind;
+    let text: string;
+    item.backgroundColor = undefined;
+    item.command = Commands.statusMenu;
+
+    if (s.engine === 'local' && rt.kind === 'failed') {
+      kind = 'error';
+      text = '$(error) OPT';
+      item.backgroundColor = new vscode.ThemeColor('statusBarItem.errorBackground');
+      item.command = Commands.showLog;
+      tooltip.appendMarkdown(`**OPT Complete: the runtime is not running**\n\n${escape(rt.reason)}\n\n[Show log](command:${Commands.showLog}) · [Choose model](command:${Commands.selectModel}) · [Restart](command:${Commands.restartRuntime})`);
+    } else if (s.engine === 'openai' && s.remoteError) {
+      kind = 'error';
+      text = '$(error) OPT';
+      item.backgroundColor = new vscode.ThemeColor('statusBarItem.errorBackground');
+      item.command = Commands.showLog;
+      tooltip.appendMarkdown(`**OPT Complete: the server failed**\n\n${escape(s.remoteError)}\n\n[Show log](command:${Commands.showLog})`);
+    } else if (s.busy) {
+      kind = 'busy';
+      text = `$(loading~spin) OPT: ${s.busy}`;
+      tooltip.appendMarkdown(`**OPT Complete**: ${escape(s.busy)}`);
+    } else if (s.engine === 'local' && (rt.kind === 'loading' || rt.kind === 'restarting')) {
+      kind = 'loading';
+      if (rt.kind === 'restarting') {
+        text = '$(sync~spin) OPT restarting';
+        tooltip.appendMarkdown(`**OPT Complete: restarting the runtime** in ${rt.delayMs} ms\n\n${escape(rt.reason)}\n\n[Show log](command:${Commands.showLog})`);
+      } else {
+        const p = rt.progress;
+        text = `$(sync~spin) OPT ${p?.downloading ? 'downloading' : 'loading'}${p?.fraction !== undefined ? ` ${Math.round(p.fraction * 100)}%` : ''}`;
+        tooltip.appendMarkdown(`**OPT Complete: ${p?.downloading ? 'downloading' : 'loading'} ${escape(rt.model)}**\n\n${escape(p?.message ?? 'starting the runtime')} (${shortProgress(p)})\n\n[Cancel](command:${Commands.cancelLoad}) · [Show log](command:${Commands.showLog})`);
+      }
+    } else if (!s.inline.enabled || !s.inline.languageEnabled) {
+      kind = 'paused';
+      text = '$(debug-pause) OPT';
+      tooltip.appendMarkdown(!s.inline.enabled
+        ? `**OPT Complete: inline completions are paused**\n\n[Resume](command:${Commands.toggleInline})`
+        : `**OPT Complete: inline completions are off for ${escape(s.inline.languageId ?? 'this language')}**\n\nUse the menu to turn them on.`);
+    } else if (s.engine === 'local' && rt.kind !== 'ready') {
+      kind = 'idle';
+      text = '$(circle-outline) OPT';
+      tooltip.appendMarkdown(rt.kind === 'held'
+        ? `**OPT Complete: the runtime is stopped** (${escape(rt.reason)})\n\n[Start](command:${Commands.startRuntime})`
+        : `**OPT Complete**: ${escape(shortModel(s.model))} loads when first needed\n\n[Start now](command:${Commands.startRuntime}) · [Choose model](command:${Commands.selectModel})`);
+    } else {
+      kind = 'ready';
+      const info = rt.kind === 'ready' ? rt.info : undefined;
+      const model = s.engine === 'openai' ? 'remote' : shortModel(info?.modelId ?? s.model);
+      const latency = s.last ? ` ${Math.round(s.last.latencyMs)} ms` : '';
+      text = `$(chip) ${model}${latency}`;
+      const rows: [string, string][] = s.engine === 'openai'
+        ? [['Engine', 'OpenAI-compatible server']]
+        : [['Model', info?.modelId ?? s.model], ['Device', info?.device ?? '?'], ['Precision', info?.dtype ?? '?'], ['Loaded in', info ? `${info.loadSeconds.toFixed(1)} s` : '?']];
+      if (s.last) {
+        rows.push(['Last completion', `${Math.round(s.last.latencyMs)} ms`]);
+        if (s.last.tokensPerSecond !== undefined) rows.push(['Speed', `${s.last.tokensPerSecond.toFixed(1)} tokens/s`]);
+      }
+      tooltip.appendMarkdown(`**OPT Complete: ready**\n\n| | |\n|---|---|\n${rows.map(([k, v]) => `| ${k} | ${escape(v)} |`).join('\n')}\n\n[Show log](command:${Commands.showLog})`);
+    }
+    this._kind = kind;
+    item.text = text;
+    item.tooltip = tooltip;
+    item.accessibilityInformation = { label: `OPT Complete: ${kind}` };
+  }
+
+  dispose(): void {
+    this._item.dispose();
+  }
+}
+
+function escape(s: string): string {
+  return s.replace(/[\\`*_{}[\]()#+\-.!|<>]/g, (c) => `\\${c}`);
+}

@@ -1,0 +1,83 @@
+// The extension's model table and settings logic: the memory estimate copied from the runtime
+// agrees with runtime/src/memory.ts for every size and precision, parameter counts match the
+// published sizes, and settings turn into sampling options and per-language switches as documented.
+
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { estimateModelBytes as runtimeEstimate } from '../runtime/src/memory.js';
+import { parseOptConfig } from '../runtime/src/config.js';
+import { resolveDtype as runtimeResolveDtype } from '../runtime/src/model.js';
+import { MODEL_DTYPES, OPT_SIZES, estimateModelBytes, formatBytes, formatParams, knownSize, memoryLine, parameterCount, resolveDtype } from '../extension/src/models/optModels.js';
+import { languageEnabled, samplingFromSettings } from '../extension/src/settings.js';
+
+describe('OPT sizes and memory', () => {
+  test('the copied estimate equals the runtime\'s for every size and precision', () => {
+    for (const size of OPT_SIZES) {
+      const config = parseOptConfig({ model_type: 'opt', ...size.shape });
+      for (const dtype of MODEL_DTYPES) {
+        assert.equal(estimateModelBytes(size.shape, dtype), runtimeEstimate(config, dtype), `${size.id} ${dtype}`);
+      }
+    }
+  });
+
+  test('parameter counts match the published sizes (arXiv 2205.01068)', () => {
+    const published: Record<string, number> = { '125m': 125.2e6, '350m': 331.2e6, '1.3b': 1.316e9, '2.7b': 2.652e9, '6.7b': 6.659e9, '13b': 12.85e9, '30b': 29.97e9, '66b': 65.72e9 };
+    for (const size of OPT_SIZES) {
+      const n = parameterCount(size.shape);
+      assert.ok(Math.abs(n / published[size.label]! - 1) < 0.005, `${size.id}: ${n} vs ${published[size.label]}`);
+    }
+    assert.equal(formatParams(parameterCount(OPT_SIZES[0]!.shape)), '125M');
+    assert.equal(formatParams(parameterCount(OPT_SIZES[2]!.shape)), '1.3B');
+    assert.equal(formatParams(parameterCount(OPT_SIZES[7]!.shape)), '66B');
+  });
+
+  test('bigger models and wider precisions need more memory; 66b at fp16 does not fit 64 GiB', () => {
+    for (const dtype of MODEL_DTYPES) {
+      const bytes = OPT_SIZES.map((s) => estimateModelBytes(s.shape, dtype));
+      assert.deepEqual([...bytes].sort((a, b) => a - b), bytes, dtype);
+    }
+    const big = OPT_SIZES.find((s) => s.label === '66b')!;
+    assert.ok(estimateModelBytes(big.shape, 'int4') < estimateModelBytes(big.shape, 'int8'));
+    assert.match(memoryLine(big.shape, 64 * 2 ** 30), /int4 40 GiB · int8 71 GiB \(too big\) · fp16 123 GiB \(too big\)/);
+    assert.doesNotMatch(memoryLine(OPT_SIZES[0]!.shape, 64 * 2 ** 30), /too big/);
+  });
+
+  test('auto precision resolves as the runtime resolves it', () => {
+    for (const device of ['cpu', 'webgpu', 'cuda'] as const) {
+      for (const dtype of ['auto', 'fp32', 'fp16', 'int8', 'int4'] as const) assert.equal(resolveDtype(dtype, device), runtimeResolveDtype(dtype, device), `${dtype} on ${device}`);
+    }
+    assert.equal(resolveDtype('auto', 'auto'), 'int8', 'device auto is the CPU');
+  });
+
+  test('a model id or folder names its size when it can', () => {
+    assert.equal(knownSize('facebook/opt-1.3b')?.label, '1.3b');
+    assert.equal(knownSize('/models/opt-125m')?.label, '125m');
+    assert.equal(knownSize('C:\\models\\OPT-350M\\')?.label, '350m');
+    assert.equal(knownSize('facebook/opt-iml-1.3b'), undefined);
+    assert.equal(knownSize('/models/mine'), undefined);
+  });
+
+  test('byte formatting', () => {
+    assert.equal(formatBytes(512 * 2 ** 20), '512 MiB');
+    assert.equal(formatBytes(1.5 * 2 ** 30), '1.5 GiB');
+    assert.equal(formatBytes(123.4 * 2 ** 30), '123 GiB');
+  });
+});
+
+describe('settings', () => {
+  test('generation settings become Hugging Face sampling options; temperature 0 is greedy', () => {
+    const base = { temperature: 0.8, topP: 0.95, topK: 50, repetitionPenalty: 1.1, maxNewTokens: 128, seed: null };
+    assert.deepEqual(samplingFromSettings(base), { max_new_tokens: 128, repetition_penalty: 1.1, do_sample: true, temperature: 0.8, top_p: 0.95, top_k: 50 });
+    assert.deepEqual(samplingFromSettings({ ...base, temperature: 0 }), { max_new_tokens: 128, repetition_penalty: 1.1, do_sample: false });
+    assert.deepEqual(samplingFromSettings({ ...base, topP: 1, topK: 0, repetitionPenalty: 1, seed: 7 }), { max_new_tokens: 128, do_sample: true, temperature: 0.8, seed: 7 });
+  });
+
+  test('per-language switch: own entry, then "*", then on', () => {
+    assert.equal(languageEnabled({ '*': true, plaintext: false }, 'plaintext'), false);
+    assert.equal(languageEnabled({ '*': false, markdown: true }, 'markdown'), true);
+    assert.equal(languageEnabled({ '*': false }, 'python'), false);
+    assert.equal(languageEnabled({}, 'python'), true);
+    assert.equal(languageEnabled(undefined, 'python'), true);
+    assert.equal(languageEnabled({ python: 'yes' }, 'python'), true, 'non-boolean entries are ignored');
+  });
+});
