@@ -48,10 +48,11 @@ describe('local engine', () => {
       if (++deltas === 3) controller.abort();
     }, controller.signal);
     await assert.rejects(p, { name: 'AbortError' });
-    assert.ok(deltas <= 5, `${deltas} deltas arrived`);
-    assert.ok(performance.now() - started < 5000);
+    assert.ok(deltas < 400 && performance.now() - started < 5000);
     const s = await engine.status();
     assert.equal(s.running, 0);
+    // Deltas already posted by the worker may still arrive; the model itself stops at once.
+    assert.ok(s.stepsAfterLastCancel !== undefined && s.stepsAfterLastCancel <= 1, `steps after cancel: ${s.stepsAfterLastCancel}`);
   });
 
   test('a newer inline request for the same document supersedes the older', async () => {
