@@ -2,46 +2,69 @@
 // step) against the contrib-op graph (GroupQueryAttention updating a fixed-capacity cache in place,
 // logits written into a caller-owned buffer). Reports the median step time and the median bytes of
 // ArrayBuffer memory the step allocates, at several context lengths. Run:
-//   node --import tsx bench/decodeStep.ts [--dtype int8] [--threads 2]
-// (the opt-125m-shaped checkpoint comes from bench/graphOptions.ts, which writes it on first use).
+//   node --import tsx bench/decodeStep.ts [--dtype int8] [--threads 2] [--steps 24]
+// (bench/run.ts calls measureDecodeStep in a child process).
 
-import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { convertCheckpoint } from '../runtime/src/convert.js';
 import { type KvCache, OptDecoder } from '../runtime/src/decoder.js';
+import type { GraphDtype } from '../runtime/src/onnx/optGraph.js';
 import { createSession } from '../runtime/src/session.js';
+import { CHECKPOINT_DIR, DECODER_SHAPE, ONNX_CACHE_DIR, ensureCheckpoint, median } from './lib/util.js';
 
-const { values } = parseArgs({ options: { dtype: { type: 'string', default: 'int8' }, threads: { type: 'string', default: '2' }, dir: { type: 'string', default: '.cache/bench-opt-125m' }, steps: { type: 'string', default: '24' } } });
-const cacheDir = join(values.dir, '..', 'bench-onnx-cache');
-const V = 50272;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
-const decoders: [string, OptDecoder][] = [];
-for (const fused of [false, true]) {
-  const { modelPath } = await convertCheckpoint(values.dir, { dtype: values.dtype as 'int8', fused, cacheDir });
-  const session = await createSession(modelPath, { device: 'cpu', threads: Number(values.threads) });
-  decoders.push([fused ? 'in-place cache (GroupQueryAttention)' : 'Concat cache (plain ops)', new OptDecoder(session, { numLayers: 12, numHeads: 12, headDim: 64, vocabSize: V, maxPositions: 2048 })]);
+export interface DecodeStepRow {
+  context: number;
+  cache: string;
+  msPerToken: number;
+  /** Median growth of process.memoryUsage().arrayBuffers over a step (a GC in between reads negative; the median ignores those). */
+  arrayBufferBytesPerStep: number;
 }
 
-console.log(`opt-125m shapes, ${values.dtype}, ${values.threads} threads, batch 1; medians over ${values.steps} steps\n`);
-console.log('| context | cache | decode ms/token | ArrayBuffer bytes allocated per step |');
-console.log('|---|---|---|---|');
-for (const context of [128, 512, 1024]) {
-  for (const [name, dec] of decoders) {
-    const prompt = BigInt64Array.from({ length: context }, (_, i) => BigInt(4 + ((i * 7919) % 50000)));
-    const logitsBuffer = new Float32Array(V);
-    let past: KvCache = (await dec.forward({ inputIds: prompt, batch: 1, attentionMask: new BigInt64Array(context).fill(1n), logitsToKeep: 1, reserve: context + Number(values.steps) })).present;
-    const mask = new BigInt64Array(context + Number(values.steps)).fill(1n);
-    const times: number[] = [], bytes: number[] = [];
-    for (let t = 0; t < Number(values.steps); t++) {
-      const before = process.memoryUsage().arrayBuffers;
-      const s = performance.now();
-      const out = await dec.forward({ inputIds: BigInt64Array.of(BigInt(100 + t)), batch: 1, attentionMask: mask.subarray(0, context + t + 1), past, logitsToKeep: 1, logitsBuffer });
-      times.push(performance.now() - s);
-      bytes.push(process.memoryUsage().arrayBuffers - before); // negative when a GC ran in between: the median ignores those
-      past = out.present;
-    }
-    console.log(`| ${context} | ${name} | ${median(times).toFixed(2)} | ${median(bytes).toLocaleString('en')} |`);
+export async function measureDecodeStep(p: { dtype?: GraphDtype; threads?: number; steps?: number; contexts?: number[] } = {}): Promise<{ dtype: GraphDtype; threads: number; steps: number; rows: DecodeStepRow[] }> {
+  const dtype = p.dtype ?? 'int8', threads = p.threads ?? 2, steps = p.steps ?? 24;
+  await ensureCheckpoint();
+  const decoders: [string, OptDecoder][] = [];
+  for (const fused of [false, true]) {
+    const { modelPath } = await convertCheckpoint(CHECKPOINT_DIR, { dtype, fused, cacheDir: ONNX_CACHE_DIR });
+    const session = await createSession(modelPath, { device: 'cpu', threads });
+    decoders.push([fused ? 'in-place cache (GroupQueryAttention)' : 'Concat cache (plain ops)', new OptDecoder(session, DECODER_SHAPE)]);
   }
+  const rows: DecodeStepRow[] = [];
+  for (const context of p.contexts ?? [128, 512, 1024]) {
+    for (const [name, dec] of decoders) {
+      const prompt = BigInt64Array.from({ length: context }, (_, i) => BigInt(4 + ((i * 7919) % 50000)));
+      const logitsBuffer = new Float32Array(DECODER_SHAPE.vocabSize);
+      let past: KvCache = (await dec.forward({ inputIds: prompt, batch: 1, attentionMask: new BigInt64Array(context).fill(1n), logitsToKeep: 1, reserve: context + steps })).present;
+      const mask = new BigInt64Array(context + steps).fill(1n);
+      const times: number[] = [], bytes: number[] = [];
+      for (let t = 0; t < steps; t++) {
+        const before = process.memoryUsage().arrayBuffers;
+        const s = performance.now();
+        const out = await dec.forward({ inputIds: BigInt64Array.of(BigInt(100 + t)), batch: 1, attentionMask: mask.subarray(0, context + t + 1), past, logitsToKeep: 1, logitsBuffer });
+        times.push(performance.now() - s);
+        bytes.push(process.memoryUsage().arrayBuffers - before);
+        past = out.present;
+      }
+      rows.push({ context, cache: name, msPerToken: median(times), arrayBufferBytesPerStep: median(bytes) });
+    }
+  }
+  for (const [, dec] of decoders) await dec.release();
+  return { dtype, threads, steps, rows };
 }
-for (const [, dec] of decoders) await dec.release();
+
+export function decodeStepTable(r: { dtype: string; threads: number; steps: number; rows: DecodeStepRow[] }): string {
+  const lines = [
+    `opt-125m shapes, ${r.dtype}, ${r.threads} threads, batch 1; medians over ${r.steps} steps`,
+    '',
+    '| context | cache | decode ms/token | ArrayBuffer bytes allocated per step |',
+    '|---|---|---|---|',
+  ];
+  for (const x of r.rows) lines.push(`| ${x.context} | ${x.cache} | ${x.msPerToken.toFixed(2)} | ${x.arrayBufferBytesPerStep.toLocaleString('en')} |`);
+  return lines.join('\n');
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const { values } = parseArgs({ options: { dtype: { type: 'string', default: 'int8' }, threads: { type: 'string', default: '2' }, steps: { type: 'string', default: '24' } } });
+  console.log(decodeStepTable(await measureDecodeStep({ dtype: values.dtype as GraphDtype, threads: Number(values.threads), steps: Number(values.steps) })));
+}

@@ -1,29 +1,18 @@
 // Measures the graph choices of the converter side by side on one opt-125m-shaped random
 // checkpoint: precision (fp32 / int8 / int4), onnxruntime contrib operators or plain ONNX, and
 // MatMulNBits accuracy_level. Prints a markdown table of medians; run with
-//   node --import tsx bench/graphOptions.ts [--threads 2] [--steps 32]
-// Figures are for comparing rows within one run; absolute times drift on shared machines.
+//   node --import tsx bench/graphOptions.ts [--threads 2] [--steps 32] [--prompt 128]
+// (bench/run.ts calls measureGraphOptions in a child process). Compare rows within one run.
 
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { convertCheckpoint } from '../runtime/src/convert.js';
 import { OptDecoder } from '../runtime/src/decoder.js';
 import type { OptGraphOptions } from '../runtime/src/onnx/optGraph.js';
 import { createSession } from '../runtime/src/session.js';
-import { writeOptCheckpoint } from '../test/fixtures/optCheckpoint.js';
+import { CHECKPOINT_DIR, DECODER_SHAPE, ONNX_CACHE_DIR, ensureCheckpoint, median, timeRepeated } from './lib/util.js';
 
-const { values } = parseArgs({ options: { threads: { type: 'string', default: '2' }, steps: { type: 'string', default: '32' }, prompt: { type: 'string', default: '128' }, dir: { type: 'string', default: '.cache/bench-opt-125m' } } });
-const threads = Number(values.threads), steps = Number(values.steps), promptLen = Number(values.prompt);
-const OPT_125M = { vocab_size: 50272, hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, ffn_dim: 3072, max_position_embeddings: 2048, word_embed_proj_dim: 768, do_layer_norm_before: true };
-
-if (!existsSync(join(values.dir, 'config.json'))) {
-  console.error(`writing an opt-125m-shaped random checkpoint to ${values.dir} …`);
-  await writeOptCheckpoint(values.dir, { config: OPT_125M, tokenizer: true });
-}
-const cacheDir = join(values.dir, '..', 'bench-onnx-cache');
-
-const CASES: [string, Partial<OptGraphOptions>][] = [
+export const GRAPH_CASES: [string, Partial<OptGraphOptions>][] = [
   ['fp32, plain ops', { dtype: 'fp32', fused: false }],
   ['fp32, contrib ops', { dtype: 'fp32', fused: true }],
   ['int8, accuracy_level 0', { dtype: 'int8', fused: true, accuracyLevel: 0 }],
@@ -32,35 +21,77 @@ const CASES: [string, Partial<OptGraphOptions>][] = [
   ['int4, accuracy_level 4', { dtype: 'int4', fused: true, accuracyLevel: 4 }],
 ];
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const rows: string[] = [];
-for (const [name, options] of CASES) {
-  const cold = await convertCheckpoint(values.dir, { ...options, cacheDir, force: true });
-  const t0 = performance.now();
-  await convertCheckpoint(values.dir, { ...options, cacheDir });
-  const session = await createSession(cold.modelPath, { device: 'cpu', threads });
-  const warmLoad = performance.now() - t0;
-  const dec = new OptDecoder(session, { numLayers: 12, numHeads: 12, headDim: 64, vocabSize: 50272, maxPositions: 2048 });
-  const prompt = BigInt64Array.from({ length: promptLen }, (_, i) => BigInt(4 + ((i * 7919) % 50000)));
-  const prefillTimes: number[] = [];
-  let out;
-  for (let r = 0; r < 3; r++) {
-    const s = performance.now();
-    out = await dec.forward({ inputIds: prompt, batch: 1, attentionMask: new BigInt64Array(promptLen).fill(1n), logitsToKeep: 1 });
-    prefillTimes.push(performance.now() - s);
-  }
-  const stepTimes: number[] = [];
-  for (let t = 0; t < steps; t++) {
-    const s = performance.now();
-    out = await dec.forward({ inputIds: BigInt64Array.of(BigInt(100 + t)), batch: 1, attentionMask: new BigInt64Array(promptLen + t + 1).fill(1n), past: out!.present, logitsToKeep: 1 });
-    stepTimes.push(performance.now() - s);
-  }
-  await dec.release();
-  const decodeMs = median(stepTimes);
-  rows.push(`| ${name} | ${cold.seconds.toFixed(2)} | ${warmLoad.toFixed(0)} | ${(promptLen / (median(prefillTimes) / 1000)).toFixed(0)} | ${decodeMs.toFixed(2)} | ${(1000 / decodeMs).toFixed(1)} |`);
-  console.error(rows.at(-1));
+export interface GraphOptionRow {
+  name: string;
+  /** Seconds a conversion took in this run (undefined: the model came from the cache). */
+  convertSeconds?: number;
+  warmLoadMs: number;
+  prefillTokensPerSecond: number;
+  decodeMsPerToken: number;
+  decodeTokensPerSecond: number;
+  decodeSteps: number;
 }
-console.log(`\nopt-125m shapes, random weights, CPU, ${threads} threads, prompt ${promptLen} tokens, ${steps} decode steps (medians)\n`);
-console.log('| graph | convert s | warm load ms | prefill tok/s | decode ms/token | decode tok/s |');
-console.log('|---|---|---|---|---|---|');
-for (const r of rows) console.log(r);
+
+export interface GraphOptionsParams {
+  threads?: number;
+  /** Decode steps per case (fewer when a case is slow: each case has a time budget). */
+  steps?: number;
+  promptLen?: number;
+  /** Rebuild every model, to report conversion time (the CLI default). */
+  force?: boolean;
+  budgetMs?: number;
+}
+
+export async function measureGraphOptions(p: GraphOptionsParams = {}): Promise<{ threads: number; promptLen: number; rows: GraphOptionRow[] }> {
+  const threads = p.threads ?? 2, steps = p.steps ?? 32, promptLen = p.promptLen ?? 128, budgetMs = p.budgetMs ?? 6000;
+  await ensureCheckpoint();
+  const rows: GraphOptionRow[] = [];
+  for (const [name, options] of GRAPH_CASES) {
+    const converted = await convertCheckpoint(CHECKPOINT_DIR, { ...options, cacheDir: ONNX_CACHE_DIR, force: p.force });
+    const t0 = performance.now();
+    await convertCheckpoint(CHECKPOINT_DIR, { ...options, cacheDir: ONNX_CACHE_DIR });
+    const session = await createSession(converted.modelPath, { device: 'cpu', threads });
+    const warmLoadMs = performance.now() - t0;
+    const dec = new OptDecoder(session, DECODER_SHAPE);
+    const prompt = BigInt64Array.from({ length: promptLen }, (_, i) => BigInt(4 + ((i * 7919) % 50000)));
+    const mask = new BigInt64Array(promptLen + steps).fill(1n);
+    const logitsBuffer = new Float32Array(DECODER_SHAPE.vocabSize);
+    const prefill = () => dec.forward({ inputIds: prompt, batch: 1, attentionMask: mask.subarray(0, promptLen), logitsToKeep: 1, reserve: promptLen + steps, logitsBuffer });
+    const prefillTimes = await timeRepeated(prefill, { min: 1, max: 3, budgetMs });
+    let past = (await prefill()).present;
+    let t = 0;
+    const stepTimes = await timeRepeated(async () => {
+      past = (await dec.forward({ inputIds: BigInt64Array.of(BigInt(100 + t)), batch: 1, attentionMask: mask.subarray(0, promptLen + ++t), past, logitsToKeep: 1, logitsBuffer })).present;
+    }, { min: 3, max: steps, budgetMs });
+    await dec.release();
+    const decodeMs = median(stepTimes);
+    rows.push({
+      name,
+      convertSeconds: converted.converted ? converted.seconds : undefined,
+      warmLoadMs,
+      prefillTokensPerSecond: promptLen / (median(prefillTimes) / 1000),
+      decodeMsPerToken: decodeMs,
+      decodeTokensPerSecond: 1000 / decodeMs,
+      decodeSteps: stepTimes.length,
+    });
+  }
+  return { threads, promptLen, rows };
+}
+
+export function graphOptionsTable(r: { threads: number; promptLen: number; rows: GraphOptionRow[] }): string {
+  const lines = [
+    `opt-125m shapes, random weights, CPU, ${r.threads} threads, prompt ${r.promptLen} tokens (medians)`,
+    '',
+    '| graph | convert s | warm load ms | prefill tok/s | decode ms/token | decode tok/s | decode steps |',
+    '|---|---|---|---|---|---|---|',
+  ];
+  for (const x of r.rows) {
+    lines.push(`| ${x.name} | ${x.convertSeconds?.toFixed(2) ?? 'cached'} | ${x.warmLoadMs.toFixed(0)} | ${x.prefillTokensPerSecond.toFixed(0)} | ${x.decodeMsPerToken.toFixed(2)} | ${x.decodeTokensPerSecond.toFixed(1)} | ${x.decodeSteps} |`);
+  }
+  return lines.join('\n');
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const { values } = parseArgs({ options: { threads: { type: 'string', default: '2' }, steps: { type: 'string', default: '32' }, prompt: { type: 'string', default: '128' } } });
+  console.log(graphOptionsTable(await measureGraphOptions({ threads: Number(values.threads), steps: Number(values.steps), promptLen: Number(values.prompt), force: true })));
+}

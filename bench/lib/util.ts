@@ -1,0 +1,239 @@
+// Shared pieces of the benchmark suite: paths, the opt-125m-shaped checkpoint, statistics, the
+// machine description, and running one measurement in a child process (so each configuration
+// has its own peak RSS and a crash or hang in one section cannot take the others with it).
+
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { cpus, loadavg, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+import { writeOptCheckpoint } from '../../test/fixtures/optCheckpoint.js';
+
+export const ROOT = resolve(import.meta.dirname, '..', '..');
+export const OUT_DIR = join(ROOT, 'bench', 'out');
+/** The random checkpoint with opt-125m's exact shapes, and where its converted models are cached. */
+export const CHECKPOINT_DIR = join(ROOT, '.cache', 'bench-opt-125m');
+export const ONNX_CACHE_DIR = join(ROOT, '.cache', 'bench-onnx-cache');
+/** The checkpoint exported in transformers.js's layout (onnx/model.onnx + model.onnx_data, tokenizer.json). */
+export const PEER_MODEL_NAME = 'bench-opt-125m-tjs';
+export const PEER_ROOT = join(ROOT, '.cache', 'bench-peer');
+
+export const OPT_125M = {
+  vocab_size: 50272, hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, ffn_dim: 3072,
+  max_position_embeddings: 2048, word_embed_proj_dim: 768, do_layer_norm_before: true,
+};
+export const DECODER_SHAPE = { numLayers: 12, numHeads: 12, headDim: 64, vocabSize: 50272, maxPositions: 2048 };
+
+export async function ensureCheckpoint(dir = CHECKPOINT_DIR): Promise<string> {
+  if (!existsSync(join(dir, 'config.json')) || !existsSync(join(dir, 'model.safetensors'))) {
+    console.error(`writing an opt-125m-shaped random checkpoint to ${dir} …`);
+    await writeOptCheckpoint(dir, { config: OPT_125M, tokenizer: true, seed: 1 });
+  }
+  return dir;
+}
+
+export const median = (xs: readonly number[]): number => percentile(xs, 50);
+
+/** Nearest-rank percentile (p in 0..100); NaN for an empty list. */
+export function percentile(xs: readonly number[], p: number): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+}
+
+/**
+ * Runs `fn` at least `min` and at most `max` times, stopping early once `budgetMs` is spent;
+ * returns each run's milliseconds.
+ */
+export async function timeRepeated(fn: () => Promise<unknown>, o: { min: number; max: number; budgetMs: number }): Promise<number[]> {
+  const times: number[] = [];
+  const started = performance.now();
+  while (times.length < o.max && (times.length < o.min || performance.now() - started < o.budgetMs)) {
+    const s = performance.now();
+    await fn();
+    times.push(performance.now() - s);
+  }
+  return times;
+}
+
+export function fileBytes(path: string): number {
+  return existsSync(path) ? statSync(path).size : 0;
+}
+
+/** Bytes of every file in a folder (not recursive). */
+export function folderBytes(dir: string): number {
+  return readdirSync(dir).reduce((n, f) => n + fileBytes(join(dir, f)), 0);
+}
+
+export interface MachineInfo {
+  cpuModel: string;
+  logicalCores: number;
+  ramBytes: number;
+  node: string;
+  onnxruntime: string;
+  transformersJs: string;
+  date: string;
+  loadAverage: number[];
+}
+
+export function machineInfo(): MachineInfo {
+  const cpuModel = /^model name\s*:\s*(.+)$/m.exec(safeRead('/proc/cpuinfo'))?.[1] ?? cpus()[0]?.model ?? 'unknown';
+  const version = (pkg: string) => (JSON.parse(safeRead(join(ROOT, 'node_modules', pkg, 'package.json')) || '{}') as { version?: string }).version ?? 'missing';
+  return {
+    cpuModel,
+    logicalCores: cpus().length,
+    ramBytes: totalmem(),
+    node: process.version,
+    onnxruntime: `onnxruntime-node ${version('onnxruntime-node')}`,
+    transformersJs: version('@huggingface/transformers'),
+    date: new Date().toISOString(),
+    loadAverage: loadavg(),
+  };
+}
+
+/** Per process: name, parent and CPU ticks (1/100 s), from /proc. */
+export function cpuSnapshot(): Map<number, { name: string; ppid: number; ticks: number }> {
+  const m = new Map<number, { name: string; ppid: number; ticks: number }>();
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    const stat = safeRead(`/proc/${pid}/stat`);
+    const close = stat.lastIndexOf(')');
+    if (close < 0) continue;
+    const f = stat.slice(close + 2).split(' ');
+    m.set(Number(pid), { name: stat.slice(stat.indexOf('(') + 1, close), ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) });
+  }
+  return m;
+}
+
+type Snapshot = Map<number, { name: string; ppid: number; ticks: number }>;
+
+/** Whether `pid` is this process or one of its descendants. */
+function isOurs(pid: number, ...snapshots: Snapshot[]): boolean {
+  for (let p = pid, hops = 0; p > 1 && hops < 64; hops++) {
+    if (p === process.pid) return true;
+    p = snapshots.map((s) => s.get(p)?.ppid).find((x) => x !== undefined) ?? 0;
+  }
+  return false;
+}
+
+/** CPU seconds per other process between two snapshots (a process new in `b` counts all its time). */
+function othersDelta(a: Snapshot, b: Snapshot): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [pid, v] of b) {
+    if (isOurs(pid, b, a)) continue;
+    const sec = (v.ticks - (a.get(pid)?.ticks ?? 0)) / 100;
+    if (sec > 0) out.set(`${v.name} (${pid})`, (out.get(`${v.name} (${pid})`) ?? 0) + sec);
+  }
+  return out;
+}
+
+/**
+ * Watches the CPU time of processes other than this one and its descendants, sampling every
+ * second (so short-lived ones are seen too): benchmarks on a shared machine drift with it.
+ */
+export class CpuMonitor {
+  private _last: Snapshot = cpuSnapshot();
+  private readonly _started = performance.now();
+  private readonly _seconds = new Map<string, number>();
+  private readonly _timer = setInterval(() => this._sample(), 1000);
+
+  private _sample(): void {
+    const now = cpuSnapshot();
+    for (const [name, sec] of othersDelta(this._last, now)) this._seconds.set(name, (this._seconds.get(name) ?? 0) + sec);
+    this._last = now;
+  }
+
+  /** Average cores other processes used since the start, and the busiest of them. */
+  stop(threshold = 0.1): { cores: number; busy: string[] } {
+    clearInterval(this._timer);
+    this._sample();
+    const elapsed = (performance.now() - this._started) / 1000;
+    const total = [...this._seconds.values()].reduce((a, b) => a + b, 0);
+    const busy = [...this._seconds].filter(([, sec]) => sec / elapsed >= threshold).sort((x, y) => y[1] - x[1]).map(([n, sec]) => `${n.replace(/ \(\d+\)$/, '')} ${((100 * sec) / elapsed).toFixed(0)}%`);
+    return { cores: total / elapsed, busy };
+  }
+}
+
+/** CPU use of other processes over `sampleMs`. */
+export async function otherProcessesCpu(sampleMs = 1000): Promise<{ cores: number; busy: string[] }> {
+  const monitor = new CpuMonitor();
+  await new Promise((r) => setTimeout(r, sampleMs));
+  return monitor.stop();
+}
+
+/**
+ * Waits (up to `maxWaitMs`) until other processes use less than `maxCores` of CPU, so a section
+ * does not start in the middle of someone else's build; returns what was seen last.
+ */
+export async function waitForQuiet(maxWaitMs: number, maxCores = 0.3): Promise<{ waitedMs: number; cores: number; busy: string[] }> {
+  const started = performance.now();
+  for (;;) {
+    const seen = await otherProcessesCpu();
+    const waitedMs = performance.now() - started;
+    if (seen.cores < maxCores || waitedMs >= maxWaitMs) return { waitedMs, ...seen };
+  }
+}
+
+/** utime + stime of a process in seconds, from /proc/<pid>/stat (clock ticks of 1/100 s). */
+export function processCpuSeconds(pid: number): number {
+  const stat = safeRead(`/proc/${pid}/stat`);
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+function safeRead(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+export interface ChildOutcome<T> {
+  ok: boolean;
+  result?: T;
+  error?: string;
+  seconds: number;
+}
+
+/**
+ * Runs task `task` of bench/child.ts with `params` in a fresh Node process and returns what it
+ * wrote. A child that throws, exits without a result or outlives `timeoutMs` is reported, not fatal.
+ */
+export function runChild<T>(task: string, params: unknown, timeoutMs: number): Promise<ChildOutcome<T>> {
+  mkdirSync(OUT_DIR, { recursive: true });
+  const outFile = join(OUT_DIR, `child-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}.json`);
+  const started = performance.now();
+  return new Promise((resolvePromise) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'child.ts'), task, JSON.stringify(params), outFile], { cwd: ROOT, stdio: ['ignore', 'inherit', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => {
+      stderr = (stderr + d.toString()).slice(-4000);
+      process.stderr.write(d);
+    });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      const seconds = (performance.now() - started) / 1000;
+      let parsed: { ok: boolean; result?: T; error?: string } | undefined;
+      try {
+        parsed = JSON.parse(readFileSync(outFile, 'utf8')) as typeof parsed;
+      } catch {
+        parsed = undefined;
+      }
+      rmSync(outFile, { force: true });
+      if (parsed) return resolvePromise({ ...parsed, seconds });
+      const why = timedOut ? `timed out after ${(timeoutMs / 1000).toFixed(0)} s` : `exited with ${signal ?? `code ${code}`} and no result`;
+      resolvePromise({ ok: false, error: `${why}; stderr tail: ${lastLines(stderr, 6)}`, seconds });
+    });
+  });
+}
+
+function lastLines(s: string, n: number): string {
+  return s.trim().split('\n').slice(-n).join(' | ');
+}
+
+export const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
+export const fixed = (x: number | undefined, digits = 1): string => (x === undefined || !Number.isFinite(x) ? '—' : x.toFixed(digits));

@@ -1,0 +1,373 @@
+// Turns bench/out/results.json into the markdown summary bench/RESULTS.md: the machine, the
+// targets met or not, every section's tables, ours/theirs ratios, the decode profile and the
+// findings it supports. Called by bench/run.ts (or `npm run bench -- --report-only`).
+
+import type { DecodeStepRow } from './decodeStep.js';
+import type { GraphOptionRow } from './graphOptions.js';
+import type { BandwidthResult } from './sections/bandwidth.js';
+import type { EditorResult } from './sections/editor.js';
+import type { ColdResult, OursResult } from './sections/ours.js';
+import type { ExportResult, PeerResult } from './sections/peer.js';
+import type { ArenaResult, ProfileCase, SessionSettingRow } from './sections/profile.js';
+import type { Measured, Results, SectionName } from './run.js';
+
+const f = (x: number | undefined, digits = 1): string => (x === undefined || !Number.isFinite(x) ? '—' : x.toLocaleString('en', { minimumFractionDigits: digits, maximumFractionDigits: digits }));
+const mb = (bytes: number | undefined): string => (bytes === undefined ? '—' : `${f(bytes / 2 ** 20, 0)} MiB`);
+const ratio = (a: number | undefined, b: number | undefined): string => (a === undefined || b === undefined || !b ? '—' : `${f(a / b, 2)}`);
+
+function runsOf<T>(r: Results, section: SectionName, task: string): Measured<T>[] {
+  return (r.sections[section]?.runs ?? []).filter((x) => x.task === task) as Measured<T>[];
+}
+const okResults = <T>(r: Results, section: SectionName, task: string): T[] => runsOf<T>(r, section, task).filter((x) => x.ok).map((x) => x.result!);
+
+function failures(r: Results, section: SectionName): string[] {
+  const s = r.sections[section];
+  if (!s) return [`*Not run in this invocation.*`];
+  const out: string[] = [];
+  if (s.error) out.push(`**Section failed:** \`${s.error.split('\n')[0]}\``);
+  for (const x of s.runs.filter((x) => !x.ok)) out.push(`**${x.task} ${JSON.stringify(x.params)} failed:** ${x.error?.split('\n').slice(0, 2).join(' ')}`);
+  const busy = s.runs.filter((x) => x.othersCores >= 0.3);
+  if (busy.length > 0) out.push(`*Other processes used CPU during ${busy.length} of this section's ${s.runs.length} measurements (${busy.map((x) => `${x.task}${paramsTag(x.params)}: ${f(x.othersCores, 1)} cores`).join('; ')}; busiest: ${[...new Set(busy.flatMap((x) => x.othersBusy.slice(0, 2)))].slice(0, 4).join(', ')}). On a 2-core machine those figures are low.*`);
+  return out;
+}
+
+function paramsTag(p: unknown): string {
+  const o = p as { dtype?: string; threads?: number };
+  return o && (o.dtype || o.threads) ? ` ${o.dtype ?? ''}${o.threads ? `/${o.threads}t` : ''}` : '';
+}
+
+function sectionHeader(r: Results, section: SectionName, title: string): string[] {
+  const s = r.sections[section];
+  const when = s ? ` *(measured ${s.measuredAt.slice(0, 16).replace('T', ' ')} UTC at ${s.commit ?? '?'}, ${s.quick ? 'quick' : 'full'} mode, ${f(s.seconds, 0)} s)*` : '';
+  return [`## ${title}`, '', ...(when ? [when.trim(), ''] : []), ...failures(r, section).flatMap((l) => [l, ''])];
+}
+
+/** Everything the tables and the targets need, pulled out of the raw results once. */
+function digest(r: Results) {
+  const ours = okResults<OursResult>(r, 'ours', 'ours');
+  const cold = okResults<ColdResult>(r, 'ours', 'ours-cold');
+  const peers = okResults<PeerResult>(r, 'peer', 'peer');
+  const oursAt = (dtype: string, threads: number) => ours.find((o) => o.dtype === dtype && o.threads === threads);
+  const peerAt = (dtype: string, threads: number) => peers.find((o) => o.dtype === dtype && o.threads === threads);
+  /** transformers.js's best precision at a thread count: the fastest greedy decode. */
+  const peerBest = (threads: number) => peers.filter((o) => o.threads === threads).sort((a, b) => (b.generation.greedy?.decodeTokensPerSecond ?? 0) - (a.generation.greedy?.decodeTokensPerSecond ?? 0))[0];
+  const bandwidth = okResults<BandwidthResult>(r, 'bandwidth', 'bandwidth')[0];
+  const editor = okResults<EditorResult>(r, 'editor', 'editor')[0];
+  const profile = okResults<{ threads: number; cases: ProfileCase[] }>(r, 'profile', 'profile')[0];
+  const settings = okResults<SessionSettingRow[]>(r, 'profile', 'session-settings')[0];
+  const decodeStep = okResults<{ dtype: string; threads: number; steps: number; rows: DecodeStepRow[] }>(r, 'graph', 'decode-step')[0];
+  const graph = okResults<{ threads: number; promptLen: number; rows: GraphOptionRow[] }>(r, 'graph', 'graph-options')[0];
+  const exported = okResults<ExportResult>(r, 'peer', 'peer-export')[0];
+  const baseline = okResults<{ rssBytes: number; peakRssBytes: number }>(r, 'ours', 'baseline')[0];
+  const arena = okResults<ArenaResult>(r, 'profile', 'arena');
+  const int8Bytes = bandwidth?.decodeBytes.find((d) => d.dtype === 'int8')?.totalBytes;
+  const ceiling = (threads: number) => {
+    const bw = bandwidth?.large.find((b) => b.threads === threads)?.medianGBps;
+    return bw && int8Bytes ? (bw * 1e9) / int8Bytes : undefined;
+  };
+  return { ours, cold, peers, oursAt, peerAt, peerBest, bandwidth, editor, profile, settings, decodeStep, graph, exported, baseline, arena, int8Bytes, ceiling };
+}
+
+type Digest = ReturnType<typeof digest>;
+
+export function renderReport(r: Results): string {
+  const d = digest(r);
+  const m = r.machine;
+  const out: string[] = [
+    '# Benchmarks',
+    '',
+    'Generated by `npm run bench` (bench/run.ts) from bench/out/results.json; `npm run bench -- --quick` runs a ~3-minute subset,',
+    '`--only ours,peer,bandwidth,editor,graph,profile` refreshes some sections, `--report-only` rewrites this file.',
+    'The model is a **random checkpoint with opt-125m\'s exact shapes** (vocab 50272, hidden 768, 12 layers, 12 heads, ffn 3072,',
+    '2048 positions): speed and memory are those of opt-125m, the generated text is not. Figures are medians.',
+    '',
+    '| machine | |',
+    '|---|---|',
+    `| CPU | ${m.cpuModel}, ${m.logicalCores} logical cores |`,
+    `| RAM | ${f(m.ramBytes / 2 ** 30, 1)} GiB |`,
+    `| runtime | Node ${m.node}, ${m.onnxruntime}, @huggingface/transformers ${m.transformersJs} |`,
+    `| date | ${m.date} |`,
+    `| code | commit ${r.code?.commit ?? '?'}${r.code?.runtimeChanged.length ? ` with uncommitted runtime changes (${r.code.runtimeChanged.length} files)` : ''} |`,
+    `| run | ${r.quick ? 'quick' : 'full'}, ${f(r.seconds / 60, 1)} min; load average at start ${m.loadAverage.map((x) => f(x, 2)).join(' / ')} |`,
+    '',
+    ...targets(d),
+    ...oursSection(r, d),
+    ...peerSection(r, d),
+    ...bandwidthSection(r, d),
+    ...editorSection(r, d),
+    ...graphSection(r, d),
+    ...profileSection(r, d),
+    ...findings(d),
+  ];
+  return `${out.join('\n')}\n`;
+}
+
+function targets(d: Digest): string[] {
+  const ours = d.oursAt('int8', 2);
+  const best = d.peerBest(2);
+  const rows: string[] = [];
+  const row = (target: string, measured: string, met: boolean | undefined) => rows.push(`| ${target} | ${measured} | ${met === undefined ? 'not measured' : met ? '**met**' : '**not met**'} |`);
+  const oursDecode = ours?.generation.greedy.decodeTokensPerSecond;
+  const theirs = best?.generation.greedy?.decodeTokensPerSecond;
+  row('decode ≥ 2× transformers.js (its best precision), int8, batch 1, 2 threads', `ours ${f(oursDecode)} tok/s vs transformers.js ${best?.dtype ?? '—'} ${f(theirs)} tok/s = **${ratio(oursDecode, theirs)}×**`, oursDecode && theirs ? oursDecode >= 2 * theirs : undefined);
+  const ceil = d.ceiling(2);
+  row('decode ≥ 50% of the bandwidth ceiling (int8, 2 threads)', `${f(oursDecode)} of ${f(ceil, 0)} tok/s = **${f(oursDecode && ceil ? (100 * oursDecode) / ceil : undefined, 0)}%**`, oursDecode && ceil ? oursDecode >= 0.5 * ceil : undefined);
+  const lat = d.editor ? Math.max(...d.editor.sessions.map((s) => s.paused.keystrokeToResultMs.p50)) : undefined;
+  row('p50 keystroke → completion ≤ 250 ms (single line, 1,500-token context, prefix cache warm)', d.editor ? d.editor.sessions.map((s) => `${s.document}: **${f(s.paused.keystrokeToResultMs.p50, 0)} ms** when typing stops (${d.editor!.debounceMs} ms debounce + ${f(s.paused.requestMs.p50, 0)} ms request); ${f(s.keystrokeToResultMs.p50, 0)} ms for the ${s.shown} of ${s.requests} completions shown while typing`).join('; ') : '—', lat === undefined ? undefined : lat <= 250);
+  const warm = d.ours.length ? Math.max(...d.ours.map((o) => o.warmLoadMs)) : undefined;
+  row('warm load ≤ 1 s', d.ours.map((o) => `${o.dtype}/${o.threads}t ${f(o.warmLoadMs, 0)} ms`).join(', ') || '—', warm === undefined ? undefined : warm <= 1000);
+  const rss = d.ours.filter((o) => o.threads === 2).map((o) => ({ o, x: o.peakRssBytes / o.modelBytes }));
+  row('peak RSS ≤ 2× the weights\' size (the converted model files of that precision; 2 threads)', rss.map(({ o, x }) => `${o.dtype}: peak ${mb(o.peakRssBytes)} = **${f(x, 2)}×** ${mb(o.modelBytes)} (after generation only: ${f(o.rssAfterGenerationBytes / o.modelBytes, 2)}×)`).join('; ') || '—', rss.length ? rss.every(({ x }) => x <= 2) : undefined);
+  return ['## Targets', '', '| target | measured | verdict |', '|---|---|---|', ...rows, ''];
+}
+
+function oursSection(r: Results, d: Digest): string[] {
+  const out = sectionHeader(r, 'ours', '1. Our runtime: load, prefill, time to first token, decode, memory');
+  if (d.ours.length === 0) return out;
+  const lengths = d.ours[0]!.prefill.map((p) => p.tokens);
+  const g = d.ours[0]!.generation.greedy;
+  out.push(
+    `Each row is its own child process. Decode: ${g.promptTokens}-token prompt + ${g.newTokens} new tokens through \`generateStream\`, tokens/s over tokens 2…${g.newTokens}; TTFT = call → first token (tokenization + prefill + sampling). Top-p: p 0.95, temperature 0.8, top_k 0 (the whole vocabulary; on random weights the nucleus is most of the vocabulary, a worst case); top-k: k 50, temperature 0.8 (what transformers.js can do). Prefill: one \`OptDecoder.forward\` over the prompt (no chunking). "step ms" is the decoder alone at the same context.`,
+    '',
+    `| precision | threads | ${lengths.map((n) => `prefill ${n} tok/s`).join(' | ')} | TTFT ms | decode tok/s greedy | top-p | top-k | step ms |`,
+    `|---|---|${lengths.map(() => '---|').join('')}---|---|---|---|---|`,
+  );
+  for (const o of d.ours) {
+    out.push(`| ${o.dtype} | ${o.threads} | ${o.prefill.map((p) => f(p.tokensPerSecond, 0)).join(' | ')} | ${f(o.generation.greedy.ttftMs, 0)} | ${f(o.generation.greedy.decodeTokensPerSecond)} | ${f(o.generation.topP.decodeTokensPerSecond)} | ${f(o.generation.topK.decodeTokensPerSecond)} | ${f(o.decoderStepMs, 2)} |`);
+  }
+  out.push(
+    '',
+    `Load and memory. Cold load = convert (forced) + open, as a first start; warm load = \`loadOptModel\` on the cached model (median), split into its parts timed alone. RSS: after the warm load, after the generation runs above, and the process peak (\`maxRSS\`) after the one-shot prefills of up to ${Math.max(...lengths)} tokens.`,
+    '',
+    '| precision | threads | cold load s (convert s) | warm load ms | lookup / tokenizer / session ms | RSS after load | after generation | peak | model files | peak / model files |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+  );
+  for (const o of d.ours) {
+    const c = d.cold.find((x) => x.dtype === o.dtype && x.threads === o.threads);
+    const w = o.warmLoadParts;
+    out.push(`| ${o.dtype} | ${o.threads} | ${f(c?.coldLoadSeconds, 2)} (${f(c?.convertSeconds, 2)}) | ${f(o.warmLoadMs, 0)} | ${f(w.cacheLookupMs, 0)} / ${f(w.tokenizerMs, 0)} / ${f(w.sessionMs, 0)} | ${mb(o.rssAfterLoadBytes)} | ${mb(o.rssAfterGenerationBytes)} | ${mb(o.peakRssBytes)} | ${mb(o.modelBytes)} | ${f(o.peakRssBytes / o.modelBytes, 2)} |`);
+  }
+  const base = d.baseline;
+  out.push('');
+  if (base) out.push(`A process that only loads Node, onnxruntime-node, the runtime's modules and the tokenizer holds ${mb(base.rssBytes)} (peak ${mb(base.peakRssBytes)}).`);
+  if (d.cold.length) out.push(`Conversion peak RSS (the cold-load processes): ${d.cold.map((c) => `${c.dtype}/${c.threads}t ${mb(c.convertPeakRssBytes)}`).join(', ')}.`);
+  out.push('');
+  return out;
+}
+
+function peerSection(r: Results, d: Digest): string[] {
+  const out = sectionHeader(r, 'peer', '2. Side by side with transformers.js');
+  if (d.exported) {
+    out.push(`Export (${d.exported.reused ? 'reused' : `written in ${f(d.exported.seconds, 1)} s`}): our plain-ONNX graph (Concat KV cache, logits for every position, no \`num_logits_to_keep\`) as \`onnx/model.onnx\` + \`model.onnx_data\` (fp32) and our int8 graph (com.microsoft MatMulNBits, block 32, accuracy_level 4) as \`onnx/model_quantized.onnx\` + \`model_quantized.onnx_data\`, loaded with \`dtype: 'fp32'\` / \`'q8'\`; tokenizer.json from the test fixtures. Loaded with \`AutoModelForCausalLM.from_pretrained(…, { local_files_only: true, dtype, device: 'cpu', session_options: { intraOpNumThreads } })\`, generation from the same token ids.`, '');
+  }
+  for (const dtype of ['q8', 'fp32']) {
+    const tried = runsOf<PeerResult>(r, 'peer', 'peer').filter((x) => (x.params as { dtype: string }).dtype === dtype);
+    const worked = tried.filter((x) => x.ok).length;
+    if (tried.length) out.push(`- \`dtype: '${dtype}'\`: ${worked === tried.length ? 'loads and generates' : worked ? `worked in ${worked} of ${tried.length} runs` : `**fails**: ${tried[0]!.error?.split('\n')[0]}`}.`);
+  }
+  const note = d.peers[0]?.importNote;
+  if (note) out.push(`- Import: ${note}.`);
+  if (d.peers.length) out.push(`- transformers.js's tokenizer gives our ids for the prompt: ${d.peers.every((p) => p.tokenizerMatches) ? 'yes' : '**no**'}.`);
+  out.push('');
+  if (d.peers.length === 0) return out;
+
+  const lengths = d.peers[0]!.prefill.map((p) => p.tokens);
+  out.push(
+    'transformers.js on its own (prefill = one `generate` of a single token, which also returns logits for every prompt position; TTFT includes its tokenizer):',
+    '',
+    `| dtype | threads | load ms | ${lengths.map((n) => `prefill ${n} tok/s`).join(' | ')} | TTFT ms | decode tok/s greedy | top-k | peak RSS |`,
+    `|---|---|---|${lengths.map(() => '---|').join('')}---|---|---|---|`,
+  );
+  for (const p of d.peers) out.push(`| ${p.dtype} | ${p.threads} | ${f(p.loadMs, 0)} | ${p.prefill.map((x) => f(x.tokensPerSecond, 0)).join(' | ')} | ${f(p.generation.greedy?.ttftMs, 0)} | ${f(p.generation.greedy?.decodeTokensPerSecond)} | ${f(p.generation.topK?.decodeTokensPerSecond)} | ${mb(p.peakRssBytes)} |`);
+  out.push('');
+
+  const threadsList = [...new Set(d.peers.map((p) => p.threads))];
+  for (const threads of threadsList) {
+    const pairs: [string, OursResult | undefined, PeerResult | undefined][] = [
+      [`ours int8 vs transformers.js's best (${d.peerBest(threads)?.dtype})`, d.oursAt('int8', threads), d.peerBest(threads)],
+      ['ours fp32 vs transformers.js fp32', d.oursAt('fp32', threads), d.peerAt('fp32', threads)],
+      ['ours int8 vs transformers.js q8 (same quantized weights)', d.oursAt('int8', threads), d.peerAt('q8', threads)],
+    ];
+    for (const [title, o, p] of pairs) {
+      if (!o || !p) continue;
+      out.push(`**${title}, ${threads} thread${threads > 1 ? 's' : ''}** (ours/theirs > 1 is better for ours on rates, < 1 on times and memory):`, '', '| figure | ours | theirs | ours/theirs |', '|---|---|---|---|');
+      const fig = (name: string, a: number | undefined, b: number | undefined, digits = 1) => out.push(`| ${name} | ${f(a, digits)} | ${f(b, digits)} | ${ratio(a, b)} |`);
+      fig('warm load ms', o.warmLoadMs, p.loadMs, 0);
+      for (const x of p.prefill) fig(`prefill ${x.tokens} tok/s`, o.prefill.find((y) => y.tokens === x.tokens)?.tokensPerSecond, x.tokensPerSecond, 0);
+      fig('TTFT ms (128-token prompt)', o.generation.greedy.ttftMs, p.generation.greedy?.ttftMs, 0);
+      fig('decode tok/s, greedy', o.generation.greedy.decodeTokensPerSecond, p.generation.greedy?.decodeTokensPerSecond);
+      fig('decode tok/s, top-k 50 sampling', o.generation.topK.decodeTokensPerSecond, p.generation.topK?.decodeTokensPerSecond);
+      fig('peak RSS MiB', o.peakRssBytes / 2 ** 20, p.peakRssBytes / 2 ** 20, 0);
+      out.push('');
+    }
+  }
+
+  out.push('**Same tokens?** (ours vs transformers.js from the same prompt ids)', '');
+  for (const p of d.peers) {
+    const o = d.oursAt(p.dtype === 'q8' ? 'int8' : 'fp32', p.threads);
+    if (!o) continue;
+    out.push(`- ${p.dtype === 'q8' ? 'int8 / q8' : 'fp32'}, ${p.threads} thread(s): greedy ${sameTokens(o.generation.greedy.tokenIds, p.generation.greedy?.tokenIds)}; greedy with repetition_penalty 1.5 (32 tokens) ${sameTokens(o.checkTokenIds, p.checkTokenIds)}.`);
+  }
+  out.push('', 'Random weights make plain greedy repeat one token, so the repetition-penalty run is the meaningful check. Sampled runs use different random generators and are not compared.', '');
+  return out;
+}
+
+function sameTokens(a: number[] | undefined, b: number[] | undefined): string {
+  if (!a || !b) return 'not compared';
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return `**differ from token ${i}** (ours ${a.slice(i, i + 4).join(',')}… theirs ${b.slice(i, i + 4).join(',')}…)`;
+  return a.length === b.length ? `identical (${n} tokens)` : `identical for ${n} tokens, lengths differ`;
+}
+
+function bandwidthSection(r: Results, d: Digest): string[] {
+  const out = sectionHeader(r, 'bandwidth', '3. The physical limit: memory bandwidth and the decode ceiling');
+  const b = d.bandwidth;
+  if (!b) return out;
+  out.push(
+    `bench/membw.c (${b.compiler}, \`-O3 -march=native\`): each thread sums its slice of one buffer with 64-bit loads. "DRAM" reads a ${mb(b.large[0]?.bufferBytes)} buffer once per repetition (the reported last-level cache is ${mb(b.llcBytes)}); "decode working set" reads a buffer the size of one int8 decode step's weights over and over, as decode does.`,
+    '',
+    '| threads | DRAM read GB/s (median / best) | decode-working-set read GB/s | int8 decode ceiling tok/s (DRAM) | ours int8 greedy tok/s | ours / ceiling |',
+    '|---|---|---|---|---|---|',
+  );
+  for (const t of [1, 2]) {
+    const large = b.large.find((x) => x.threads === t), ws = b.workingSet.find((x) => x.threads === t);
+    const o = d.oursAt('int8', t)?.generation.greedy.decodeTokensPerSecond;
+    const c = d.ceiling(t);
+    out.push(`| ${t} | ${f(large?.medianGBps)} / ${f(large?.bestGBps)} | ${f(ws?.medianGBps)} | ${f(c, 0)} | ${f(o)} | ${c && o ? `${f((100 * o) / c, 0)}%` : '—'} |`);
+  }
+  out.push('', 'Bytes one batch-1 decode step reads (initializers of the converted model; a Gather reads one row of its table):', '', '| precision | per decode step | of which | all weights held |', '|---|---|---|---|');
+  for (const x of b.decodeBytes) out.push(`| ${x.dtype} | ${f(x.totalBytes / 1e6, 1)} MB | ${Object.entries(x.parts).sort((p, q) => q[1] - p[1]).map(([k, v]) => `${k} ${f(v / 1e6, 1)}`).join(', ')} | ${f(x.initializerBytes / 1e6, 1)} MB |`);
+  out.push('');
+  return out;
+}
+
+function editorSection(r: Results, d: Digest): string[] {
+  const out = sectionHeader(r, 'editor', '4. Editor latency through the runtime process');
+  const e = d.editor;
+  if (!e) return out;
+  out.push(
+    `The real runtime process (\`opt rpc\`, JSON-RPC over stdio, inference worker, scheduler, prefix cache), ${e.dtype}, ${e.threads} threads (loaded in ${f(e.loadSeconds, 2)} s). A ${e.contextTokens}-token document is opened (one completion at its end warms the prefix cache), then text is typed after it one character at a time. Keystroke gaps follow a seeded model of typing (~105 ms inside words, pauses after spaces, punctuation and line ends). A \`Complete\` (stop_strings ['\\n'], max_new_tokens ${e.maxNewTokens}) is sent ${e.debounceMs} ms after a keystroke when no other key came in that time; when the next keystroke arrives before the result the request is cancelled (\`$/cancelRequest\`), as the editor does. Idle time between requests is skipped. Latency = debounce + request round trip. CPU = the runtime process's user + system time over the session (/proc/<pid>/stat), divided by the completions shown.`,
+    '',
+    '**While typing** (the replay: shown = completions that arrived before the next keystroke):',
+    '',
+    '| document | typed chars (chars/s) | requests | shown | cancelled | keystroke → result p50 / p95 / max ms | request p50 / p95 ms | prefix reuse | prefilled tokens p50 (prompt p50) | completion tokens (mean) | runtime CPU s | CPU s per shown |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+  );
+  for (const s of e.sessions) {
+    out.push(`| ${s.document} | ${s.keystrokes} (${f(s.charsPerSecond, 1)}) | ${s.requests} | ${s.shown} | ${s.cancelled} | ${f(s.keystrokeToResultMs.p50, 0)} / ${f(s.keystrokeToResultMs.p95, 0)} / ${f(s.keystrokeToResultMs.max, 0)} | ${f(s.requestMs.p50, 0)} / ${f(s.requestMs.p95, 0)} | ${f(100 * s.prefixReuse, 1)}% | ${f(s.prefilledTokensP50, 0)} (${f(s.promptTokensP50, 0)}) | ${f(s.completionTokensMean, 1)} | ${f(s.cpuSeconds, 1)} | ${f(s.cpuSecondsPerShown, 2)} |`);
+  }
+  out.push('', '**When typing stops** after a keystroke (evenly spaced points of the same text, each request runs to its end):', '', '| document | samples | keystroke → result p50 / p95 ms | request p50 / p95 ms | prefilled tokens p50 |', '|---|---|---|---|---|');
+  for (const s of e.sessions) out.push(`| ${s.document} | ${s.paused.samples} | ${f(s.paused.keystrokeToResultMs.p50, 0)} / ${f(s.paused.keystrokeToResultMs.p95, 0)} | ${f(s.paused.requestMs.p50, 0)} / ${f(s.paused.requestMs.p95, 0)} | ${f(s.paused.prefilledTokensP50, 0)} |`);
+  out.push('', `Prefix cache over the run: ${e.prefixCache.hits} hits, ${e.prefixCache.misses} misses. The runtime process peaked at ${mb(e.runtimePeakRssBytes)} resident (model, worker, prefix cache). With random weights a completion rarely produces a newline, so most run all ${e.maxNewTokens} tokens; a real model's single-line completions often stop earlier.`, '');
+  return out;
+}
+
+function graphSection(r: Results, d: Digest): string[] {
+  const out = sectionHeader(r, 'graph', '5. Graph options');
+  if (d.decodeStep) {
+    out.push(`KV cache: Concat (plain ops, new outputs every step) vs in place (GroupQueryAttention over a fixed-capacity buffer bound as output), ${d.decodeStep.dtype}, ${d.decodeStep.threads} threads, medians over ${d.decodeStep.steps} steps (bench/decodeStep.ts):`, '', '| context | cache | decode ms/token | ArrayBuffer bytes allocated per step |', '|---|---|---|---|');
+    for (const x of d.decodeStep.rows) out.push(`| ${x.context} | ${x.cache} | ${f(x.msPerToken, 2)} | ${x.arrayBufferBytesPerStep.toLocaleString('en')} |`);
+    out.push('');
+  }
+  if (d.graph) {
+    out.push(`Precision, operators and MatMulNBits accuracy_level, ${d.graph.threads} threads, prompt ${d.graph.promptLen} tokens (bench/graphOptions.ts; each case has a time budget, so slow cases run fewer steps):`, '', '| graph | warm load ms | prefill tok/s | decode ms/token | decode tok/s | steps |', '|---|---|---|---|---|---|');
+    for (const x of d.graph.rows) out.push(`| ${x.name} | ${f(x.warmLoadMs, 0)} | ${f(x.prefillTokensPerSecond, 0)} | ${f(x.decodeMsPerToken, 2)} | ${f(x.decodeTokensPerSecond)} | ${x.decodeSteps} |`);
+    out.push('');
+  }
+  return out;
+}
+
+function profileSection(r: Results, d: Digest): string[] {
+  const out = sectionHeader(r, 'profile', '6. Where a decode step goes (onnxruntime profiler)');
+  const p = d.profile;
+  if (p) {
+    out.push(
+      `A session opened on the cached model with \`enableProfiling\` (bench/sections/profile.ts), ${p.threads} threads; per step: the wall time JS sees, onnxruntime's own \`model_run\`, the sum of kernel times, and kernel ms by operator (MatMulNBits split by projection from its shapes). "outside run" = wall − model_run: the Node binding's work around \`Run\` (building input tensors, copying bound outputs back).`,
+      '',
+      '| case | wall ms | model_run ms | kernels ms | outside run ms | top operators, ms per step |',
+      '|---|---|---|---|---|---|',
+    );
+    for (const c of p.cases) out.push(`| ${c.label} | ${f(c.wallMs, 2)} | ${f(c.modelRunMs, 2)} | ${f(c.kernelMs, 2)} | **${f(c.wallMs - c.modelRunMs, 2)}** | ${c.byOp.slice(0, 7).map((o) => `${o.op} ${f(o.ms, 2)}`).join(', ')} |`);
+    out.push('');
+  }
+  if (d.settings) {
+    out.push('Thread settings, int8 in-place graph, one-token steps (CPU ms = process user + system time per step, thread-pool spinning included):', '', '| setting | context | ms per step | CPU ms per step |', '|---|---|---|---|');
+    for (const s of d.settings) out.push(`| ${s.label} | ${s.context} | ${f(s.msPerStep, 2)} | ${f(s.cpuMsPerStep, 2)} |`);
+    out.push('');
+  }
+  if (d.arena.length) {
+    out.push('onnxruntime\'s CPU memory arena (`enableCpuMemArena`), int8, each setting in its own process: resident memory after loading, after a 1,024-token prompt prefilled in 256-token chunks (as the engine does), after the same prompt in one forward, and decode speed:', '', '| arena | RSS after load | after chunked prefill | after one-shot prefill | peak | decode ms per step (context 128) |', '|---|---|---|---|---|---|');
+    for (const a of d.arena) out.push(`| ${a.arena ? 'on (default)' : 'off'} | ${mb(a.rssAfterLoadBytes)} | ${mb(a.rssAfterChunkedPrefillBytes)} | ${mb(a.rssAfterOneShotPrefillBytes)} | ${mb(a.peakRssBytes)} | ${f(a.decodeMsPerStep, 2)} |`);
+    out.push('');
+  }
+  return out;
+}
+
+/** Findings the figures support, each with its numbers, and what they suggest for the runtime. */
+function findings(d: Digest): string[] {
+  const out = ['## Findings and recommendations', ''];
+  const p = d.profile?.cases ?? [];
+  const bound = p.filter((c) => c.fused && !c.label.includes('not fetched'));
+  const tight = bound.find((c) => c.dtype === 'int8' && c.context === 128 && c.capacity < 512);
+  const wide = bound.find((c) => c.dtype === 'int8' && c.context === 128 && c.capacity >= 2048);
+  const long = bound.find((c) => c.dtype === 'int8' && c.context === 1024);
+  const editorCtx = bound.find((c) => c.dtype === 'int8' && c.context === 1500);
+  const unbound = p.find((c) => c.label.includes('not fetched'));
+  const plainLong = p.find((c) => !c.fused && c.context === 1024);
+  const outside = (c: ProfileCase) => c.wallMs - c.modelRunMs;
+  const pct = (a: number, b: number) => `${f((100 * a) / b, 0)}%`;
+  const gqa = (c: ProfileCase) => c.byOp.find((o) => o.op === 'GroupQueryAttention')?.ms ?? 0;
+
+  if (tight && wide) {
+    const lines = [`1. **The largest per-step cost that is not model work: onnxruntime-node copies every bound \`present.*\` output back after \`Run\`, the whole capacity of the buffer, on every step.** onnxruntime writes the new keys and values into our buffers in place, then the binding hands each bound output back as a fresh copy that nobody reads. Wall time − onnxruntime's own \`model_run\`: ${f(outside(tight), 1)} ms of a ${f(tight.wallMs, 1)} ms step at context 128 / capacity ${tight.capacity} (${pct(outside(tight), tight.wallMs)}); ${f(outside(wide), 1)} of ${f(wide.wallMs, 1)} ms at capacity ${wide.capacity} (${pct(outside(wide), wide.wallMs)}), while \`model_run\` is ${f(wide.modelRunMs, 1)} ms`];
+    if (long) lines.push(`; ${f(outside(long), 1)} of ${f(long.wallMs, 1)} ms at context ${long.context} (${pct(outside(long), long.wallMs)})`);
+    if (editorCtx) lines.push(`; ${f(outside(editorCtx), 1)} of ${f(editorCtx.wallMs, 1)} ms at the editor's ${editorCtx.context}-token context (${pct(outside(editorCtx), editorCtx.wallMs)})`);
+    lines.push('.');
+    if (unbound) lines.push(` Feeding the same capacity-${unbound.capacity} buffers without binding the outputs costs ${f(outside(unbound), 1)} ms outside \`Run\` (inputs are wrapped, not copied), but then GroupQueryAttention copies the past into a present of its own (${f(gqa(unbound), 1)} ms vs ${f(gqa(wide), 1)} ms in place) and the caller's cache is not updated.`);
+    lines.push(` *Recommendations:* (a) stop returning the cache from \`Run\`: have the graph output only the step's new keys/values (S positions per layer) and append them into the JS-owned buffer, which the graph reads as an input (zero copy); for attention over a JS buffer without a present output, store the cache position-major (BSNH) so the live prefix is a contiguous subarray, and let the graph Concat it with the new keys (one copy ∝ context inside onnxruntime, several times cheaper than the binding's copy), or (b) patch onnxruntime-node (patch-package) so a preallocated fetch is returned as the caller's own tensor instead of a copy, which keeps GroupQueryAttention's in-place update and makes this cost zero; propose it upstream. Until then, (c) keep capacity close to the live length (the 64-position granule is right; never reserve max positions) and size prefix-cache states tightly.`);
+    out.push(lines.join(''));
+  }
+  if (long && tight) {
+    out.push(`2. Attention grows with context as it must: GroupQueryAttention ${f(gqa(tight), 2)} ms per step at context 128 → ${f(gqa(long), 2)} ms at 1024${editorCtx ? ` → ${f(gqa(editorCtx), 2)} ms at ${editorCtx.context}` : ''} (12 layers, ${f((12 * 2 * 12 * long.context * 64 * 4) / 1e6, 0)} MB of float32 KV read at 1024).` + (plainLong ? ` The plain graph (Concat cache) at 1024: ${f(plainLong.wallMs, 1)} ms per step, ${f(plainLong.modelRunMs, 1)} in onnxruntime.` : '') + ` *Recommendation:* an fp16 KV cache would halve this read at long contexts (GroupQueryAttention takes fp16 on CPU), once the copy of item 1 is gone.`);
+  }
+  if (tight) {
+    const mm = tight.byOp.filter((o) => o.op.startsWith('MatMulNBits')).reduce((n, o) => n + o.ms, 0);
+    const head = tight.byOp.find((o) => o.op.endsWith('lm_head'))?.ms ?? 0;
+    const bw2 = d.bandwidth?.large.find((b) => b.threads === 2)?.medianGBps;
+    const floorMs = bw2 && d.int8Bytes ? (d.int8Bytes / (bw2 * 1e9)) * 1000 : undefined;
+    out.push(`3. At short context the kernels are weight-bound: MatMulNBits is ${f(mm, 2)} of ${f(tight.kernelMs, 2)} kernel ms per step (${pct(mm, tight.kernelMs)}), the int8 lm_head alone ${f(head, 2)} ms (${pct(head, tight.kernelMs)}). Reading the ${f((d.int8Bytes ?? NaN) / 1e6, 1)} MB of int8 weights at the measured 2-thread bandwidth takes ${f(floorMs, 2)} ms, so the kernels run at ${floorMs ? pct(floorMs, tight.kernelMs) : '—'} of the bandwidth limit; the step as JS sees it (${f(tight.wallMs, 2)} ms) adds ${f(outside(tight), 2)} ms of binding copies (item 1) and ${f(tight.modelRunMs - tight.kernelMs, 2)} ms of onnxruntime overhead between kernels. The embedding lookups read one row each (${tight.byOp.filter((o) => o.op.startsWith('Gather')).map((o) => `${o.op} ${f(o.ms, 3)} ms`).join(', ')}): the tables cost memory, not time. *Recommendation:* int4 for the lm_head (the largest single read; the int4 graph is already ${d.graph ? f(d.graph.rows.find((r) => r.name === 'int4, accuracy_level 4')?.decodeTokensPerSecond) : '—'} vs ${d.graph ? f(d.graph.rows.find((r) => r.name === 'int8, accuracy_level 4')?.decodeTokensPerSecond) : '—'} tok/s for int8 in section 5) if its accuracy holds on a real checkpoint.`);
+  }
+  const o2 = d.oursAt('int8', 2), o1 = d.oursAt('int8', 1);
+  const settingsAt = (threads: number, spinning: boolean, context: number) => d.settings?.find((s) => s.threads === threads && s.spinning === spinning && s.context === context);
+  const sp = settingsAt(2, true, 128), ns = settingsAt(2, false, 128), spL = settingsAt(2, true, 1024), nsL = settingsAt(2, false, 1024), one = settingsAt(1, true, 128);
+  if (o2 && o1) {
+    let line = `4. Threads: int8 decode ${f(o1.generation.greedy.decodeTokensPerSecond)} tok/s on 1 thread, ${f(o2.generation.greedy.decodeTokensPerSecond)} on 2; prefill 512 ${f(o1.prefill[1]?.tokensPerSecond, 0)} → ${f(o2.prefill[1]?.tokensPerSecond, 0)} tok/s. Two threads are worth it for latency.`;
+    if (sp && ns && spL && nsL) line += ` But onnxruntime's worker threads spin while waiting: with 2 threads a step costs ${f(sp.cpuMsPerStep, 1)} CPU ms for ${f(sp.msPerStep, 1)} ms of wall time (context 128) and ${f(spL.cpuMsPerStep, 1)} for ${f(spL.msPerStep, 1)} ms (1024); with \`session.intra_op.allow_spinning = '0'\` ${f(ns.cpuMsPerStep, 1)} for ${f(ns.msPerStep, 1)} ms and ${f(nsL.cpuMsPerStep, 1)} for ${f(nsL.msPerStep, 1)} ms${one ? ` (1 thread: ${f(one.cpuMsPerStep, 1)} for ${f(one.msPerStep, 1)} ms)` : ''}. *Recommendation:* keep 2 intra-op threads on a 2-core machine (one per physical core, the default) and turn spinning off (\`extra: { session: { intra_op: { allow_spinning: '0' } } }\` in \`createSession\`): an editor's runtime should not burn a second core between kernels.`;
+    out.push(line);
+  }
+  if (o2) out.push(`5. Sampling: int8 decode ${f(o2.generation.greedy.decodeTokensPerSecond)} tok/s greedy, ${f(o2.generation.topK.decodeTokensPerSecond)} with top-k 50, ${f(o2.generation.topP.decodeTokensPerSecond)} with top-p 0.95 over the whole vocabulary. Random weights give near-uniform logits, so the nucleus is most of the 50k vocabulary and top-p has to sort it: a worst case; a trained model's nucleus is usually small. Greedy and top-k add little to the decoder step (${f(o2.decoderStepMs, 2)} ms alone vs ${f(1000 / o2.generation.greedy.decodeTokensPerSecond, 2)} ms per generated token).`);
+  const q8 = d.peerAt('q8', 2);
+  if (o2) {
+    const w = o2.warmLoadParts;
+    out.push(`6. Warm load ${f(o2.warmLoadMs, 0)} ms (int8; target 1 s): cache lookup ${f(w.cacheLookupMs, 0)} ms (config + sampled content hash), tokenizer ${f(w.tokenizerMs, 0)} ms, session ${f(w.sessionMs, 0)} ms` + (q8 ? `; transformers.js opens the same int8 weights in ${f(q8.loadMs, 0)} ms (its session only; its tokenizer loads separately)` : '') + `. fp32 pays for prepacking its Gemm weights (${f(d.oursAt('fp32', 2)?.warmLoadParts.sessionMs, 0)} ms session). *Recommendation:* load the tokenizer and create the session concurrently (the tokenizer is native, the session creation runs in \`setImmediate\`), or cache the tokenizer's parsed form.`);
+  }
+  if (o2 && d.bandwidth) {
+    const int8 = d.bandwidth.decodeBytes.find((x) => x.dtype === 'int8');
+    const rows = Object.entries(int8?.readByRow ?? {});
+    const rowBytes = rows.reduce((n, [, b]) => n + b, 0);
+    const arenaOn = d.arena.find((a) => a.arena), arenaOff = d.arena.find((a) => !a.arena);
+    let line = `7. Memory (int8, 2 threads): ${mb(o2.rssAfterLoadBytes)} after load, ${mb(o2.rssAfterGenerationBytes)} after generating, peak ${mb(o2.peakRssBytes)} after one-shot prefills of up to 1024 tokens, against ${mb(o2.modelBytes)} of model files${d.baseline ? ` and ${mb(d.baseline.rssBytes)} for Node + onnxruntime + tokenizer with no model` : ''}. Of the ${f((int8?.initializerBytes ?? NaN) / 1e6, 0)} MB of int8 initializers, ${f(rowBytes / 1e6, 0)} MB are tables a step reads one row of (${rows.map(([k, b]) => `${k} ${f(b / 1e6, 1)} MB`).join(', ')}).`;
+    if (arenaOn) line += ` Prefilling 1,024 tokens in the engine's 256-token chunks takes the process from ${mb(arenaOn.rssAfterLoadBytes)} to ${mb(arenaOn.rssAfterChunkedPrefillBytes)} (the KV cache for 1,024 positions is ${f((2 * 12 * 12 * 1024 * 64 * 4) / 2 ** 20, 0)} MiB); one forward over all 1,024 to ${mb(arenaOn.rssAfterOneShotPrefillBytes)}.` + (arenaOff ? ` Without the arena: ${mb(arenaOff.rssAfterChunkedPrefillBytes)} and ${mb(arenaOff.rssAfterOneShotPrefillBytes)}, so turning it off does not help (freed memory stays with the allocator).` : '');
+    line += ` *Recommendations:* the target (peak ≤ 2× the weights) is missed by what prefill leaves behind, not by the weights: keep prefill chunked (256 or less) everywhere, including the first prompt of a session; every step's copies of the bound cache (item 1) are garbage of the cache's size for the JS collector, which item 1 removes as well${d.editor ? ` (the editor's runtime process, prefix cache included, peaked at ${mb(d.editor.runtimePeakRssBytes)})` : ''}.`;
+    out.push(line);
+  }
+  if (d.editor) {
+    const e = d.editor;
+    const worst = [...e.sessions].sort((a, b) => b.paused.requestMs.p50 - a.paused.requestMs.p50)[0]!;
+    const perToken = editorCtx ? editorCtx.wallMs : undefined;
+    const fixed = editorCtx ? editorCtx.modelRunMs : undefined;
+    out.push(`8. Editor latency: the prefix cache works (${f(100 * worst.prefixReuse, 1)}% of prompt tokens reused, ${f(worst.paused.prefilledTokensP50, 0)} token(s) prefilled per request at the median), so a completion's time is ${e.maxNewTokens} decode steps at a ${e.contextTokens}-token context: ${f(worst.paused.requestMs.p50, 0)} ms per request at the median${perToken ? ` (≈ ${e.maxNewTokens} × ${f(perToken, 1)} ms per step)` : ''}, + ${e.debounceMs} ms of debounce. While typing, ${e.sessions.map((s) => `${s.cancelled} of ${s.requests}`).join(' and ')} requests were overtaken by the next keystroke, and the runtime spent ${e.sessions.map((s) => f(s.cpuSecondsPerShown, 2)).join(' / ')} CPU s per completion shown.` + (fixed ? ` Without the binding's copy (item 1) a step here would be about ${f(fixed, 1)} ms, i.e. ${f(e.maxNewTokens * fixed, 0)} ms for ${e.maxNewTokens} tokens.` : '') + ` *Recommendations:* item 1 first; then show ghost text from the streamed partial results as soon as the first tokens arrive rather than after the last; a smaller token budget for single-line completions (a trained model usually stops at the newline well before ${e.maxNewTokens}); and cancel on the next keystroke as now, which the runtime honours within one step.`);
+  }
+  out.push('');
+  return out;
+}

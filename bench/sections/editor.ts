@@ -1,0 +1,190 @@
+// Section 4, editor latency through the real runtime process (`opt rpc`, JSON-RPC over stdio):
+// replays typing a TypeScript function and a Markdown paragraph after a 1,500-token context, a
+// Complete request per keystroke that is followed by a debounce-long pause, each cancelled when the
+// next keystroke arrives first. Reports keystroke → completion latency, prefix-cache reuse and the
+// runtime's CPU seconds per shown completion. Runs in a child of bench/run.ts.
+
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { CancellationTokenSource, ResponseError, StreamMessageReader, StreamMessageWriter, createMessageConnection } from 'vscode-jsonrpc/node';
+import { Complete, Initialize, PROTOCOL_VERSION, RuntimeErrorCodes, Shutdown, Status } from '../../protocol/protocol.js';
+import { OptTokenizer } from '../../runtime/src/tokenizer/optTokenizer.js';
+import { mulberry32 } from '../../test/helpers/prng.js';
+import { TYPED_MARKDOWN, TYPED_TYPESCRIPT, markdownDocument, typescriptSource } from '../lib/texts.js';
+import { CHECKPOINT_DIR, ONNX_CACHE_DIR, ROOT, median, percentile, processCpuSeconds } from '../lib/util.js';
+
+export interface EditorParams {
+  dtype?: 'int8' | 'int4' | 'fp32';
+  threads?: number;
+  quick?: boolean;
+  contextTokens?: number;
+  debounceMs?: number;
+  maxNewTokens?: number;
+}
+
+export interface EditorSession {
+  document: string;
+  keystrokes: number;
+  /** Simulated typing speed over the session, pauses included. */
+  charsPerSecond: number;
+  requests: number;
+  shown: number;
+  /** Overtaken by the next keystroke: cancelled, or (rarely) finished while the cancel was on its way. */
+  cancelled: number;
+  /** Keystroke → completion result: the debounce plus the request's round trip. */
+  keystrokeToResultMs: { p50: number; p95: number; max: number };
+  /** Request sent → result (the runtime's share). */
+  requestMs: { p50: number; p95: number };
+  /**
+   * The same, when typing stops after a keystroke (the request always completes): after the
+   * replay, completions at evenly spaced points of the typed text, one at a time.
+   */
+  paused: { samples: number; keystrokeToResultMs: { p50: number; p95: number }; requestMs: { p50: number; p95: number }; prefilledTokensP50: number };
+  /** Of the prompt tokens of shown completions, the share whose KV state came from the prefix cache. */
+  prefixReuse: number;
+  /** Median prompt tokens prefilled per shown completion. */
+  prefilledTokensP50: number;
+  promptTokensP50: number;
+  completionTokensMean: number;
+  /** Runtime process CPU (user + system, all threads) over the session / shown completions. */
+  cpuSecondsPerShown: number;
+  cpuSeconds: number;
+  wallSeconds: number;
+}
+
+export interface EditorResult {
+  dtype: string;
+  threads: number;
+  debounceMs: number;
+  maxNewTokens: number;
+  contextTokens: number;
+  loadSeconds: number;
+  /** The runtime process's peak resident memory (VmHWM), prefix cache included. */
+  runtimePeakRssBytes: number;
+  sessions: EditorSession[];
+  prefixCache: { hits: number; misses: number };
+}
+
+/**
+ * Inter-keystroke gaps (ms) for `text`: a steady ~105 ms inside words, with occasional longer
+ * pauses after a space and frequent ones after punctuation and line ends (people stop to think).
+ */
+export function typingGaps(text: string, seed = 7): number[] {
+  const rnd = mulberry32(seed);
+  return [...text].map((ch, i) => {
+    let gap = 80 + -Math.log(1 - rnd()) * 25;
+    if (ch === ' ' && rnd() < 0.2) gap += 150 + rnd() * 450;
+    if (/[.,;:{}()\n]/.test(ch) && rnd() < 0.6) gap += 200 + rnd() * 1000;
+    return i === text.length - 1 ? Infinity : gap;
+  });
+}
+
+export async function replayEditing(p: EditorParams = {}): Promise<EditorResult> {
+  const dtype = p.dtype ?? 'int8', threads = p.threads ?? 2, debounceMs = p.debounceMs ?? 150, maxNewTokens = p.maxNewTokens ?? 16;
+  const contextTokens = p.contextTokens ?? 1500;
+  const tokenizer = await OptTokenizer.fromDir(CHECKPOINT_DIR);
+  const contextOf = async (text: string) => tokenizer.decode((await tokenizer.encode(text)).slice(1, contextTokens), { skipSpecialTokens: true });
+  let docs = [
+    { document: 'service.ts', context: await contextOf(typescriptSource(contextTokens * 5)), typed: TYPED_TYPESCRIPT },
+    { document: 'README.md', context: await contextOf(markdownDocument(contextTokens * 6)), typed: TYPED_MARKDOWN },
+  ];
+  if (p.quick) docs = [{ ...docs[0]!, typed: TYPED_TYPESCRIPT.slice(0, 100) }];
+
+  const child = spawn(process.execPath, ['--import', 'tsx', 'runtime/src/cli.ts', 'rpc'], { cwd: ROOT, stdio: 'pipe' });
+  child.stderr.on('data', () => undefined); // the runtime logs there; keep the pipe drained
+  const connection = createMessageConnection(new StreamMessageReader(child.stdout), new StreamMessageWriter(child.stdin));
+  connection.listen();
+  try {
+    const init = await connection.sendRequest(Initialize, { protocolVersion: PROTOCOL_VERSION, model: CHECKPOINT_DIR, dtype, threads, cacheDir: ONNX_CACHE_DIR });
+    const options = { max_new_tokens: maxNewTokens, stop_strings: ['\n'] };
+    const sessions: EditorSession[] = [];
+    for (const doc of docs) {
+      // The document as opened: one completion at the end of the context fills the prefix cache.
+      await connection.sendRequest(Complete, { documentId: doc.document, prefix: doc.context, suffix: '', options });
+      const gaps = typingGaps(doc.typed);
+      const latencies: number[] = [], requestMs: number[] = [], reused: number[] = [], prompt: number[] = [], completion: number[] = [];
+      let requests = 0, cancelled = 0;
+      const cpu0 = processCpuSeconds(child.pid!);
+      const wall0 = performance.now();
+      for (let i = 0; i < doc.typed.length; i++) {
+        const gap = gaps[i]!;
+        if (gap < debounceMs) continue; // the next keystroke comes before the debounce fires
+        requests++;
+        const source = new CancellationTokenSource();
+        const sent = performance.now();
+        const reply = connection.sendRequest(Complete, { documentId: doc.document, prefix: doc.context + doc.typed.slice(0, i + 1), suffix: '', options }, source.token).then(
+          (r) => ({ ok: true as const, r }),
+          (e: unknown) => ({ ok: false as const, e }),
+        );
+        // Idle time is compressed away: only what overlaps a request runs in real time.
+        const nextKey = gap - debounceMs;
+        let timer: NodeJS.Timeout | undefined;
+        const first = await Promise.race([reply, new Promise<'key'>((resolve) => (timer = setTimeout(() => resolve('key'), Number.isFinite(nextKey) ? nextKey : 2 ** 30)))]);
+        clearTimeout(timer);
+        if (first === 'key') {
+          source.cancel(); // the editor cancels the pending completion on the next keystroke
+          const late = await reply; // Cancelled, or a result already on its way: the editor drops it either way
+          if (!late.ok && !(late.e instanceof ResponseError && late.e.code === RuntimeErrorCodes.Cancelled)) throw late.e;
+          cancelled++;
+          continue;
+        }
+        if (!first.ok) throw first.e;
+        const elapsed = performance.now() - sent;
+        requestMs.push(elapsed);
+        latencies.push(debounceMs + elapsed);
+        reused.push(first.r.reusedTokens);
+        prompt.push(first.r.promptTokens);
+        completion.push(first.r.completionTokens);
+      }
+      const cpuSeconds = processCpuSeconds(child.pid!) - cpu0;
+      const wallSeconds = (performance.now() - wall0) / 1000;
+      const typedMs = gaps.slice(0, -1).reduce((a, b) => a + b, 0);
+
+      // Typing stops: each of these requests runs to the end.
+      const firing = gaps.flatMap((g, i) => (g >= debounceMs ? [i] : []));
+      const samples = Math.min(firing.length, p.quick ? 5 : 10);
+      const pausedMs: number[] = [], pausedPrefill: number[] = [];
+      for (let k = 0; k < samples; k++) {
+        const i = firing[Math.floor(((k + 0.5) * firing.length) / samples)]!;
+        const sent = performance.now();
+        const r = await connection.sendRequest(Complete, { documentId: doc.document, prefix: doc.context + doc.typed.slice(0, i + 1), suffix: '', options });
+        pausedMs.push(performance.now() - sent);
+        pausedPrefill.push(r.promptTokens - r.reusedTokens);
+      }
+      sessions.push({
+        document: doc.document,
+        keystrokes: doc.typed.length,
+        charsPerSecond: (doc.typed.length - 1) / (typedMs / 1000),
+        requests,
+        shown: latencies.length,
+        cancelled,
+        keystrokeToResultMs: { p50: median(latencies), p95: percentile(latencies, 95), max: Math.max(...latencies) },
+        requestMs: { p50: median(requestMs), p95: percentile(requestMs, 95) },
+        paused: {
+          samples,
+          keystrokeToResultMs: { p50: debounceMs + median(pausedMs), p95: debounceMs + percentile(pausedMs, 95) },
+          requestMs: { p50: median(pausedMs), p95: percentile(pausedMs, 95) },
+          prefilledTokensP50: median(pausedPrefill),
+        },
+        prefixReuse: reused.reduce((a, b) => a + b, 0) / prompt.reduce((a, b) => a + b, 0),
+        prefilledTokensP50: median(prompt.map((n, j) => n - reused[j]!)),
+        promptTokensP50: median(prompt),
+        completionTokensMean: completion.reduce((a, b) => a + b, 0) / Math.max(1, completion.length),
+        cpuSecondsPerShown: cpuSeconds / Math.max(1, latencies.length),
+        cpuSeconds,
+        wallSeconds,
+      });
+    }
+    const status = await connection.sendRequest(Status);
+    const runtimePeakRssBytes = Number(/^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? NaN) * 1024;
+    await connection.sendRequest(Shutdown);
+    return { dtype, threads, debounceMs, maxNewTokens, contextTokens, loadSeconds: init.info.loadSeconds, runtimePeakRssBytes, sessions, prefixCache: { hits: status.prefixCache.hits, misses: status.prefixCache.misses } };
+  } finally {
+    connection.dispose();
+    child.stdin.end();
+    const exited = child.exitCode !== null ? Promise.resolve() : new Promise((resolve) => child.once('exit', resolve));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
