@@ -99,3 +99,12 @@ test('a model that does not fit in memory is refused before loading, with the fi
   assert.ok(gibs('int4') > 7 && gibs('int4') < 9.5, `13b int4 ${gibs('int4')}`);
   assert.ok(gibs('fp16') > 23 && gibs('fp16') < 26, `13b fp16 ${gibs('fp16')}`);
 });
+
+test('disposing the engine cancels its pending requests (AbortError), it does not fail them', async () => {
+  const f = await writeOptCheckpoint(join(tmp.path, 'dispose'), { seed: 5, config: { max_position_embeddings: 512 } });
+  const engine = await createLocalEngine({ model: f.dir, dtype: 'fp32', cacheDir });
+  const running = engine.generate({ prompt: 'Long', options: { max_new_tokens: 400, min_new_tokens: 400 }, priority: 'background' });
+  await new Promise((r) => setTimeout(r, 30));
+  await engine.dispose();
+  await assert.rejects(running, { name: 'AbortError' });
+});

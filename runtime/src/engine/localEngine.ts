@@ -50,6 +50,7 @@ export async function createLocalEngine(options: LocalEngineOptions): Promise<En
   let nextId = 1;
   let info: EngineInfo | undefined;
   let closed = false;
+  let disposing = false;
   const post = (m: ToWorker) => worker.postMessage(m);
 
   const loaded = new Promise<EngineInfo>((resolve, reject) => {
@@ -91,7 +92,8 @@ export async function createLocalEngine(options: LocalEngineOptions): Promise<En
     });
     worker.on('exit', () => {
       closed = true;
-      for (const p of pending.values()) p.reject(new Error('the inference worker exited'));
+      // Requests cut short by dispose() were cancelled by their owner's decision, not failed.
+      for (const p of pending.values()) p.reject(disposing ? new DOMException('the runtime is shutting down', 'AbortError') : new Error('the inference worker exited'));
       pending.clear();
     });
   });
@@ -141,6 +143,7 @@ export async function createLocalEngine(options: LocalEngineOptions): Promise<En
     },
     async dispose(): Promise<void> {
       if (closed) return;
+      disposing = true;
       const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
       post({ type: 'shutdown' });
       const timer = setTimeout(() => void worker.terminate(), 5000);
