@@ -16,7 +16,7 @@ const TASKS: Record<string, (params: never) => Promise<unknown>> = {
   'decode-step': async (p) => (await import('./decodeStep.js')).measureDecodeStep(p),
   profile: async (p) => (await import('./sections/profile.js')).profileDecode(p),
   'session-settings': async (p) => (await import('./sections/profile.js')).compareSessionSettings(p),
-  arena: async (p) => (await import('./sections/profile.js')).measureArena(p),
+  memory: async (p) => (await import('./sections/profile.js')).measureMemory(p),
 };
 
 const [task, paramsJson, outFile] = process.argv.slice(2);

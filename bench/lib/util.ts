@@ -198,12 +198,12 @@ export interface ChildOutcome<T> {
  * Runs task `task` of bench/child.ts with `params` in a fresh Node process and returns what it
  * wrote. A child that throws, exits without a result or outlives `timeoutMs` is reported, not fatal.
  */
-export function runChild<T>(task: string, params: unknown, timeoutMs: number): Promise<ChildOutcome<T>> {
+export function runChild<T>(task: string, params: unknown, timeoutMs: number, env: Record<string, string> = {}): Promise<ChildOutcome<T>> {
   mkdirSync(OUT_DIR, { recursive: true });
   const outFile = join(OUT_DIR, `child-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}.json`);
   const started = performance.now();
   return new Promise((resolvePromise) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'child.ts'), task, JSON.stringify(params), outFile], { cwd: ROOT, stdio: ['ignore', 'inherit', 'pipe'] });
+    const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', join(ROOT, 'bench', 'child.ts'), task, JSON.stringify(params), outFile], { cwd: ROOT, stdio: ['ignore', 'inherit', 'pipe'], env: { ...process.env, ...env } });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => {
       stderr = (stderr + d.toString()).slice(-4000);
@@ -234,6 +234,3 @@ export function runChild<T>(task: string, params: unknown, timeoutMs: number): P
 function lastLines(s: string, n: number): string {
   return s.trim().split('\n').slice(-n).join(' | ');
 }
-
-export const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
-export const fixed = (x: number | undefined, digits = 1): string => (x === undefined || !Number.isFinite(x) ? '—' : x.toFixed(digits));

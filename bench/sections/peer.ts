@@ -9,6 +9,8 @@ import { register } from 'node:module';
 import { join } from 'node:path';
 import { writeOnnxModel } from '../../runtime/src/convert.js';
 import { DEFAULT_GRAPH_OPTIONS, type GraphDtype } from '../../runtime/src/onnx/optGraph.js';
+import { generate } from '../../runtime/src/generation/generate.js';
+import { loadOptModel } from '../../runtime/src/model.js';
 import { OptTokenizer } from '../../runtime/src/tokenizer/optTokenizer.js';
 import { writeOptTokenizerFiles } from '../../test/fixtures/tokenizerFiles.js';
 import { CHECKPOINT_DIR, PEER_MODEL_NAME, PEER_ROOT, ROOT, fileBytes, median, timeRepeated } from '../lib/util.js';
@@ -76,6 +78,8 @@ export interface PeerResult {
   generation: Partial<Record<'greedy' | 'topK', GenerationFigures>>;
   /** The ids CHECK generates after the decode prompt. */
   checkTokenIds: number[];
+  /** The ids CHECK generates with our runtime on the exported (plain) graph transformers.js ran. */
+  oursOnTheirGraphCheckIds: number[];
   /** Whether transformers.js's tokenizer gives our ids for the prompt. */
   tokenizerMatches: boolean;
   peakRssBytes: number;
@@ -173,5 +177,12 @@ export async function measurePeer(p: PeerParams): Promise<PeerResult> {
   const checked = (await m.generate({ input_ids: ids(prompt.ids), attention_mask: ones(prompt.ids.length), ...CHECK })) as unknown as { data: BigInt64Array };
   const checkTokenIds = Array.from(checked.data.slice(prompt.ids.length), Number);
   await m.dispose();
-  return { dtype: p.dtype, threads: p.threads, importNote: note, loadMs: median(loadRunsMs), loadRunsMs, prefill, generation, checkTokenIds, tokenizerMatches, peakRssBytes: process.resourceUsage().maxRSS * 1024 };
+  const peakRssBytes = process.resourceUsage().maxRSS * 1024;
+
+  // Our generation on transformers.js's graph file (the plain export): tells a difference in the
+  // pipelines from a numeric difference between our fused graph and the plain one.
+  const mine = await loadOptModel(peerDir(), { dtype: PEER_FILES[p.dtype].graph, threads: p.threads });
+  const oursOnTheirGraphCheckIds = (await generate(mine, prompt.text, CHECK))[0]!.tokenIds;
+  await mine.dispose();
+  return { dtype: p.dtype, threads: p.threads, importNote: note, loadMs: median(loadRunsMs), loadRunsMs, prefill, generation, checkTokenIds, oursOnTheirGraphCheckIds, tokenizerMatches, peakRssBytes };
 }

@@ -210,35 +210,53 @@ export async function compareSessionSettings(p: { quick?: boolean; contexts?: nu
   return rows;
 }
 
-export interface ArenaResult {
+export interface MemoryResult {
+  /** The setting measured (the parent sets the environment, e.g. glibc's MALLOC_MMAP_THRESHOLD_). */
+  label: string;
   arena: boolean;
   rssAfterLoadBytes: number;
   /** After a 1,024-token prompt prefilled in 256-token chunks, as the engine does. */
   rssAfterChunkedPrefillBytes: number;
-  /** After the same prompt in one forward. */
-  rssAfterOneShotPrefillBytes: number;
+  /** After 32 more one-token steps. */
+  rssAfterDecodeBytes: number;
+  /** After a full garbage collection: what is still held once JS has dropped the per-step copies. */
+  rssAfterGcBytes: number;
+  /** Live ArrayBuffer memory after that collection (the KV cache, mostly). */
+  arrayBuffersAfterGcBytes: number;
   peakRssBytes: number;
   decodeMsPerStep: number;
 }
 
-/** onnxruntime's CPU memory arena on or off (run once per setting, each in its own process): resident memory after prefills, and decode speed. */
-export async function measureArena(p: { arena: boolean }): Promise<ArenaResult> {
+/**
+ * Resident memory of the int8 model over a long prompt and decode, under one allocator setting
+ * (run once per setting, each in its own process started with --expose-gc).
+ */
+export async function measureMemory(p: { label: string; arena: boolean }): Promise<MemoryResult> {
   const { modelPath } = await convertCheckpoint(CHECKPOINT_DIR, { dtype: 'int8', cacheDir: ONNX_CACHE_DIR });
   const { model } = await openSession(modelPath, 2, { enableCpuMemArena: p.arena });
   const dec = new OptDecoder(model, DECODER_SHAPE);
   const rssAfterLoadBytes = process.memoryUsage().rss;
-  const n = 1024, chunk = 256;
+  const n = 1024, chunk = 256, steps = 32;
   const ids = BigInt64Array.from({ length: n }, (_, i) => BigInt(4 + ((i * 7919) % 50000)));
-  const mask = new BigInt64Array(n).fill(1n);
+  const mask = new BigInt64Array(n + steps).fill(1n);
   const logitsBuffer = new Float32Array(DECODER_SHAPE.vocabSize);
   let past: KvCache | undefined;
   for (let at = 0; at < n; at += chunk) {
     past = (await dec.forward({ inputIds: ids.subarray(at, at + chunk), batch: 1, attentionMask: mask.subarray(0, at + chunk), past, logitsToKeep: 1, logitsBuffer })).present;
   }
   const rssAfterChunkedPrefillBytes = process.memoryUsage().rss;
-  await dec.forward({ inputIds: ids, batch: 1, attentionMask: mask, logitsToKeep: 1, logitsBuffer });
-  const rssAfterOneShotPrefillBytes = process.memoryUsage().rss;
-  const times = await decodeSteps(dec, 128, 192, 16, 3);
+  const times: number[] = [];
+  for (let t = 0; t < steps; t++) {
+    const s = performance.now();
+    past = (await dec.forward({ inputIds: BigInt64Array.of(BigInt(100 + t)), batch: 1, attentionMask: mask.subarray(0, n + t + 1), past, logitsToKeep: 1, logitsBuffer })).present;
+    times.push(performance.now() - s);
+  }
+  const rssAfterDecodeBytes = process.memoryUsage().rss;
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  await new Promise((r) => setTimeout(r, 100));
+  gc?.();
+  const after = process.memoryUsage();
   await dec.release();
-  return { arena: p.arena, rssAfterLoadBytes, rssAfterChunkedPrefillBytes, rssAfterOneShotPrefillBytes, peakRssBytes: process.resourceUsage().maxRSS * 1024, decodeMsPerStep: median(times) };
+  return { label: p.label, arena: p.arena, rssAfterLoadBytes, rssAfterChunkedPrefillBytes, rssAfterDecodeBytes, rssAfterGcBytes: after.rss, arrayBuffersAfterGcBytes: after.arrayBuffers, peakRssBytes: process.resourceUsage().maxRSS * 1024, decodeMsPerStep: median(times) };
 }
