@@ -57,6 +57,55 @@ export interface PartialText {
   delta: string;
 }
 
+/** Text classification with an OPTForSequenceClassification checkpoint. */
+export interface ClassifyParams {
+  text: string;
+}
+
+export interface ClassifyResult {
+  /** config.json's problem_type (single-label when unset and num_labels > 1, regression when 1). */
+  problemType: 'single_label_classification' | 'multi_label_classification' | 'regression';
+  /** Every label, highest score first: softmax (single-label), sigmoid (multi-label) or the raw value (regression). */
+  labels: { label: string; score: number }[];
+  /** The pooled token's raw logits, in id order. */
+  logits: number[];
+}
+
+/** Extractive question answering with an OPTForQuestionAnswering checkpoint. */
+export interface AnswerParams {
+  question: string;
+  context: string;
+  /** Longest answer in tokens (default 15, as transformers' question-answering pipeline). */
+  maxAnswerLength?: number;
+  /** Answers to return, best first (default 1). */
+  topK?: number;
+}
+
+export interface AnswerSpan {
+  text: string;
+  /** Character offsets into `context` (UTF-16 code units, end exclusive). */
+  start: number;
+  end: number;
+  /** Probability of the span: softmax(start)[s] × softmax(end)[e] over the context's tokens. */
+  score: number;
+}
+
+export interface AnswerResult {
+  answers: AnswerSpan[];
+}
+
+/** Hidden states of the model's body (any OPT checkpoint). */
+export interface EmbedParams {
+  text: string;
+  /** mean over the tokens (default) or the last token's state. */
+  pooling?: 'mean' | 'last';
+}
+
+export interface EmbedResult {
+  embedding: number[];
+  tokens: number;
+}
+
 export interface LogParams {
   level: 'info' | 'warn' | 'error';
   message: string;
@@ -73,6 +122,11 @@ export const Complete = new RequestType<CompleteParams, CompletionResult, void>(
 export const Generate = new RequestType<GenerateParams, CompletionResult, void>('opt/generate');
 /** Rewrite of a selection (the client builds the few-shot prompt): interactive priority. */
 export const Rewrite = new RequestType<GenerateParams, CompletionResult, void>('opt/rewrite');
+/** Needs an OPTForSequenceClassification model (EngineInfo.tasks includes 'classify'). */
+export const Classify = new RequestType<ClassifyParams, ClassifyResult, void>('opt/classify');
+/** Needs an OPTForQuestionAnswering model (EngineInfo.tasks includes 'answer'). */
+export const Answer = new RequestType<AnswerParams, AnswerResult, void>('opt/answer');
+export const Embed = new RequestType<EmbedParams, EmbedResult, void>('opt/embed');
 export const Status = new RequestType0<EngineStatus, void>('opt/status');
 /** Releases the model; the process exits on the following `exit` notification or when stdin closes. */
 export const Shutdown = new RequestType0<void, void>('shutdown');
@@ -93,4 +147,6 @@ export const RuntimeErrorCodes = {
   ModelLoadFailed: -32010,
   /** The model or generation failed. */
   GenerationFailed: -32011,
+  /** The loaded checkpoint has no head for this request (message names the architecture needed). */
+  WrongModelType: -32012,
 } as const;

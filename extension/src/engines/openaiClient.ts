@@ -66,7 +66,7 @@ export function createOpenAiEngine(options: OpenAiEngineOptions): Engine {
   }
 
   function info(): EngineInfo {
-    return { modelId: options.model ?? discovered?.id ?? apiBase, dir: apiBase, device: 'remote', dtype: 'unknown', maxPositions: discovered?.maxPositions ?? 0, loadSeconds: 0 };
+    return { modelId: options.model ?? discovered?.id ?? apiBase, dir: apiBase, architecture: 'remote', tasks: ['generate'], device: 'remote', dtype: 'unknown', maxPositions: discovered?.maxPositions ?? 0, loadSeconds: 0 };
   }
 
   async function generate(request: EngineRequest, onText?: (delta: string) => void, signal?: AbortSignal): Promise<EngineResult> {

@@ -50,10 +50,19 @@ export interface EngineResult {
   timings: { queuedMs: number; prefillMs: number; decodeMs: number };
 }
 
+/** What a loaded checkpoint can do: its head decides (every OPT body can embed). */
+export type ModelTask = 'generate' | 'classify' | 'answer' | 'embed';
+
 export interface EngineInfo {
   modelId: string;
   dir: string;
+  /** config.json's architectures[0], e.g. OPTForCausalLM. */
+  architecture: string;
+  tasks: ModelTask[];
+  /** The device the model runs on (after any fallback). */
   device: string;
+  /** Why the requested device was not used, when the runtime fell back to another. */
+  deviceFallback?: string;
   dtype: string;
   maxPositions: number;
   loadSeconds: number;

@@ -78,6 +78,8 @@ async function load(options: import('./localEngine.js').LocalEngineOptions): Pro
       info: {
         modelId: options.model,
         dir,
+        architecture: model.config.architectures[0] ?? 'OPTForCausalLM',
+        tasks: ['generate'],
         device: options.device ?? 'cpu',
         dtype: model.source.dtype,
         maxPositions: model.config.max_position_embeddings,
