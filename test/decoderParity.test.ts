@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { join } from 'node:path';
 import { convertCheckpoint } from '../runtime/src/convert.js';
 import type { OptDecoder } from '../runtime/src/decoder.js';
+import type { KvCacheLayout } from '../runtime/src/onnx/optGraph.js';
 import { type Fixture, type FixtureOptions, writeOptCheckpoint } from './fixtures/optCheckpoint.js';
 import { argmax, ids64, maxAbs, maxAbsDiff, naiveLogits, openDecoder, row, tempDir } from './helpers/decoderHarness.js';
 
@@ -18,6 +19,9 @@ after(() => tmp.remove());
 const cacheDir = join(tmp.path, 'cache');
 let fixtureCount = 0;
 const fixture = (options: FixtureOptions) => writeOptCheckpoint(join(tmp.path, `model-${fixtureCount++}`), { tokenizer: false, ...options });
+
+/** Contrib ops with the CPU's append cache and the GPU's in-place cache; plain ops with Optimum's Concat cache. */
+const GRAPHS: [boolean, KvCacheLayout][] = [[true, 'append'], [true, 'inplace'], [false, 'concat']];
 
 const VARIANTS: [string, FixtureOptions][] = [
   ['125m-style (pre-LN)', { preset: '125m-style' }],
@@ -34,10 +38,10 @@ for (const [name, options] of VARIANTS) {
       f = await fixture(options);
     });
 
-    for (const fused of [true, false]) {
-      const ops = fused ? 'contrib ops' : 'plain ops';
+    for (const [fused, kvCache] of GRAPHS) {
+      const ops = `${fused ? 'contrib ops' : 'plain ops'}, ${kvCache} cache`;
       test(`every position of a prompt matches the reference (${ops})`, async () => {
-        const dec = await openDecoder(f, cacheDir, 'fp32', fused);
+        const dec = await openDecoder(f, cacheDir, 'fp32', fused, kvCache);
         const out = await dec.forward({ inputIds: ids64([PROMPT]), batch: 1, attentionMask: ids64([PROMPT.map(() => 1)]), logitsToKeep: PROMPT.length });
         const ref = naiveLogits(f, [PROMPT]);
         for (let k = 0; k < PROMPT.length; k++) assert.ok(maxAbsDiff(row(out.logits, f.config.vocab_size, out.keep, 0, k), ref[0]![k]!) < TOL, `position ${k}`);
@@ -45,7 +49,7 @@ for (const [name, options] of VARIANTS) {
       });
 
       test(`prefill then token-by-token decode with the KV cache matches (${ops})`, async () => {
-        const dec = await openDecoder(f, cacheDir, 'fp32', fused);
+        const dec = await openDecoder(f, cacheDir, 'fp32', fused, kvCache);
         const ref = naiveLogits(f, [PROMPT])[0]!;
         let out = await dec.forward({ inputIds: ids64([PROMPT.slice(0, 4)]), batch: 1, attentionMask: ids64([[1, 1, 1, 1]]), logitsToKeep: 1 });
         assert.ok(maxAbsDiff(out.logits, ref[3]!) < TOL, 'prefill');
@@ -58,7 +62,7 @@ for (const [name, options] of VARIANTS) {
       });
 
       test(`left-padded batch rows equal single prompts, padded rows stay finite (${ops})`, async () => {
-        const dec = await openDecoder(f, cacheDir, 'fp32', fused);
+        const dec = await openDecoder(f, cacheDir, 'fp32', fused, kvCache);
         const short = PROMPT.slice(0, 4);
         const ids = [[1, 1, 1, ...short], PROMPT.slice(0, 7), [1, 1, 1, 1, 1, 1, 1]];
         const mask = [[0, 0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1], [0, 0, 0, 0, 0, 0, 0]];
@@ -79,15 +83,16 @@ for (const [name, options] of VARIANTS) {
   });
 }
 
-describe('the in-place KV cache (contrib-op graphs)', () => {
+for (const kvCache of ['append', 'inplace'] as const) describe(`the ${kvCache} KV cache buffer`, () => {
   let f: Fixture;
   before(async () => {
     f = await fixture({ preset: '125m-style', seed: 17, config: { max_position_embeddings: 200 } });
   });
 
   test('a multi-token extension of a cached prefix matches every position', async () => {
-    const dec = await openDecoder(f, cacheDir);
+    const dec = await openDecoder(f, cacheDir, 'fp32', true, kvCache);
     assert.ok(dec.inPlaceCache);
+    assert.equal(dec.cacheLayout, kvCache);
     const ref = naiveLogits(f, [PROMPT])[0]!;
     const first = await dec.forward({ inputIds: ids64([PROMPT.slice(0, 5)]), batch: 1, attentionMask: ids64([[1, 1, 1, 1, 1]]), logitsToKeep: 1 });
     const ext = await dec.forward({ inputIds: ids64([PROMPT.slice(5)]), batch: 1, attentionMask: ids64([PROMPT.map(() => 1)]), past: first.present, logitsToKeep: 4 });
@@ -96,7 +101,7 @@ describe('the in-place KV cache (contrib-op graphs)', () => {
   });
 
   test('the cache grows past its capacity without changing the logits, and reuses caller-owned logits', async () => {
-    const dec = await openDecoder(f, cacheDir);
+    const dec = await openDecoder(f, cacheDir, 'fp32', true, kvCache);
     const ids = Array.from({ length: 70 }, (_, i) => 4 + ((i * 37) % 900));
     const ref = naiveLogits(f, [ids])[0]!;
     let out = await dec.forward({ inputIds: ids64([ids.slice(0, 60)]), batch: 1, attentionMask: ids64([Array(60).fill(1)]), logitsToKeep: 1 });

@@ -9,10 +9,10 @@ import { basename, join } from 'node:path';
 import { type OptConfig, readOptConfig } from './config.js';
 import { type OptWeights, openOptWeights } from './checkpoint/optWeights.js';
 import { ExternalDataFile, GraphBuilder } from './onnx/graphBuilder.js';
-import { type OptGraphOptions, DEFAULT_GRAPH_OPTIONS, OPSETS, buildOptGraph } from './onnx/optGraph.js';
+import { type OptGraphOptions, DEFAULT_GRAPH_OPTIONS, OPSETS, buildOptGraph, kvCacheLayout } from './onnx/optGraph.js';
 
 /** Bump when the graph builder changes what it emits, so stale cached models are rebuilt. */
-const GRAPH_FORMAT_VERSION = 4;
+const GRAPH_FORMAT_VERSION = 5;
 const MODEL_FILE = 'model.onnx';
 const SAMPLE_BYTES = 1 << 20;
 
@@ -91,7 +91,7 @@ function pickGraphOptions(o: ConvertOptions): Partial<OptGraphOptions> {
 }
 
 function metadata(dir: string, c: OptConfig, o: OptGraphOptions): Record<string, string> {
-  return { source: basename(dir), dtype: o.dtype, fused: String(o.fused), architecture: c.architectures[0]! };
+  return { source: basename(dir), dtype: o.dtype, fused: String(o.fused), kv_cache: kvCacheLayout(o), output: o.output ?? 'logits', architecture: c.architectures[0]! };
 }
 
 async function isComplete(target: string): Promise<boolean> {

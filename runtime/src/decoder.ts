@@ -6,6 +6,7 @@
 // Legend: B batch, S new tokens, P cached tokens, T = P + S, H heads, hd head dim, V vocab rows, K kept positions.
 
 import { UsageError } from './errors.js';
+import { CACHE_DIM, type KvCacheLayout } from './onnx/optGraph.js';
 import { type ModelSession, Tensor } from './session.js';
 
 export interface DecoderShape {
@@ -18,8 +19,8 @@ export interface DecoderShape {
 
 /**
  * The per-layer key/value tensors after some tokens: [B, H, P, hd] for graphs that grow the cache
- * by Concat, or [B, H, capacity, hd] buffers that fused graphs update in place (positions ≥ P are
- * stale). A forward step that extends an in-place cache reuses its buffers, so the cache passed in
+ * by Concat, or [B, H, capacity, hd] buffers extended in place (append and in-place layouts;
+ * positions ≥ P are stale). A forward step that extends a buffer reuses it, so the cache passed in
  * must not be used again at its old length after a later step has written past it.
  */
 export interface KvCache {
@@ -61,7 +62,8 @@ export class OptDecoder {
   private readonly _hasPositionIds: boolean;
   private readonly _hasCacheBranch: boolean;
   private readonly _kvType: 'float32' | 'float16';
-  /** The graph updates a fixed-capacity cache in place (GroupQueryAttention with a shared buffer). */
+  readonly cacheLayout: Exclude<KvCacheLayout, 'none'>;
+  /** The cache is a fixed-capacity buffer extended in place (append or in-place layouts), so prefixes can be kept and reused. */
   readonly inPlaceCache: boolean;
 
   constructor(private readonly _session: ModelSession, readonly shape: DecoderShape) {
@@ -75,7 +77,12 @@ export class OptDecoder {
     const kvType = _session.inputTypes['past_key_values.0.key'];
     if (kvType !== 'float32' && kvType !== 'float16') throw new UsageError(`the ONNX model's KV cache is ${kvType}; expected float32 or float16`);
     this._kvType = kvType;
-    this.inPlaceCache = _session.inputShapes['past_key_values.0.key']?.[2] === 'max_sequence_length';
+    const dim = _session.inputShapes['past_key_values.0.key']?.[2];
+    this.cacheLayout = dim === CACHE_DIM.append ? 'append' : dim === CACHE_DIM.inplace ? 'inplace' : 'concat';
+    if (this.cacheLayout === 'append' && !_session.outputNames.includes('new_key_values.0.key')) {
+      throw new UsageError('the ONNX model takes a cache buffer but returns no new_key_values outputs: rebuild it with this runtime');
+    }
+    this.inPlaceCache = this.cacheLayout !== 'concat';
   }
 
   async forward(x: ForwardInput): Promise<ForwardOutput> {
@@ -91,11 +98,13 @@ export class OptDecoder {
     if (t > maxPositions) throw new UsageError(`sequence of ${t} tokens exceeds the model's ${maxPositions} positions`);
     const keep = Math.min(Math.max(1, x.logitsToKeep), s);
 
+    const cache = this.inPlaceCache ? this._cacheFor(x.past, b, t, x.reserve ?? t) : undefined;
+    const append = this.cacheLayout === 'append';
     const feeds: Record<string, Tensor> = {
       input_ids: new Tensor('int64', x.inputIds, [b, s]),
-      attention_mask: new Tensor('int64', x.attentionMask, [b, t]),
+      // The append layout attends over the whole buffer then the new tokens: its mask spans capacity + S.
+      attention_mask: append ? bufferMask(x.attentionMask, b, p, s, cache!.capacity) : new Tensor('int64', x.attentionMask, [b, t]),
     };
-    const cache = this.inPlaceCache ? this._cacheFor(x.past, b, t, x.reserve ?? t) : undefined;
     for (let i = 0; i < numLayers; i++) {
       for (const [j, kind] of (['key', 'value'] as const).entries()) {
         feeds[`past_key_values.${i}.${kind}`] = cache?.tensors[2 * i + j] ?? x.past?.tensors[2 * i + j] ?? emptyKv(kvType, b, numHeads, 0, headDim);
@@ -105,20 +114,30 @@ export class OptDecoder {
     if (this._hasPositionIds) feeds.position_ids = new Tensor('int64', positionIds(x.attentionMask, b, t, s), [b, s]);
     if (this._hasCacheBranch) feeds.use_cache_branch = new Tensor('bool', Uint8Array.of(p > 0 ? 1 : 0), [1]);
 
-    // In-place caches and caller-owned logits are bound as outputs: the step allocates neither.
+    // In-place caches and caller-owned logits are bound as outputs.
     let fetches: Record<string, Tensor | null> | undefined;
-    if (cache || x.logitsBuffer) {
+    if (this.cacheLayout === 'inplace' || x.logitsBuffer) {
       fetches = { logits: null };
       if (x.logitsBuffer && this._hasKeepInput) fetches.logits = new Tensor('float32', x.logitsBuffer.subarray(0, b * keep * vocabSize), [b, keep, vocabSize]);
       for (let i = 0; i < numLayers; i++) {
-        fetches[`present.${i}.key`] = cache?.tensors[2 * i] ?? null;
-        fetches[`present.${i}.value`] = cache?.tensors[2 * i + 1] ?? null;
+        for (const [j, kind] of (['key', 'value'] as const).entries()) {
+          if (append) fetches[`new_key_values.${i}.${kind}`] = null;
+          else fetches[`present.${i}.${kind}`] = cache?.tensors[2 * i + j] ?? null;
+        }
       }
     }
     const out = await this._session.run(feeds, fetches);
     let present: KvCache;
-    if (cache) present = { ...cache, length: t };
-    else {
+    if (cache) {
+      if (append) {
+        for (let i = 0; i < numLayers; i++) {
+          for (const [j, kind] of (['key', 'value'] as const).entries()) {
+            writePositions(out[`new_key_values.${i}.${kind}`]!, cache.tensors[2 * i + j]!, b * numHeads, s, p, cache.capacity, headDim);
+          }
+        }
+      }
+      present = { ...cache, length: t };
+    } else {
       const tensors: Tensor[] = [];
       for (let i = 0; i < numLayers; i++) tensors.push(out[`present.${i}.key`]!, out[`present.${i}.value`]!);
       present = { batch: b, length: t, capacity: t, tensors };
@@ -166,6 +185,24 @@ function copyPositions(from: Tensor, to: Tensor, rows: number, length: number, f
   const src = from.data as Float32Array | Uint16Array;
   const dst = to.data as Float32Array | Uint16Array;
   for (let r = 0; r < rows; r++) dst.set(src.subarray(r * fromCap * hd, (r * fromCap + length) * hd), r * toCap * hd);
+}
+
+/** Writes each of `rows` [S, hd] blocks of this step's keys or values at position `at` of a [rows, capacity, hd] buffer. */
+function writePositions(from: Tensor, to: Tensor, rows: number, s: number, at: number, capacity: number, hd: number): void {
+  const src = from.data as Float32Array | Uint16Array;
+  const dst = to.data as Float32Array | Uint16Array;
+  for (let r = 0; r < rows; r++) dst.set(src.subarray(r * s * hd, (r + 1) * s * hd), (r * capacity + at) * hd);
+}
+
+/** The caller's [B, P + S] mask laid over the buffer: [B, capacity + S], unused positions P…capacity-1 masked. */
+function bufferMask(mask: BigInt64Array, b: number, p: number, s: number, capacity: number): Tensor {
+  const t = p + s;
+  const out = new BigInt64Array(b * (capacity + s));
+  for (let r = 0; r < b; r++) {
+    out.set(mask.subarray(r * t, r * t + p), r * (capacity + s));
+    out.set(mask.subarray(r * t + p, (r + 1) * t), r * (capacity + s) + capacity);
+  }
+  return new Tensor('int64', out, [b, capacity + s]);
 }
 
 /** HF's generate-time position ids for exports that take them: cumsum(mask) - 1, padding → 1. */

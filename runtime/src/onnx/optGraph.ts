@@ -13,6 +13,20 @@ import { quantizeBlockwise } from './quantize.js';
 
 export type GraphDtype = 'fp32' | 'fp16' | 'int8' | 'int4';
 
+/**
+ * How the graph takes and returns the key/value cache:
+ * - append: the past is a caller-owned [B, H, capacity, hd] buffer read as an input (onnxruntime
+ *   wraps input buffers without copying), attention runs over it and the new tokens without joining
+ *   them, and the graph returns only the new keys/values (`new_key_values.*`, [B, H, S, hd]) for
+ *   the caller to write into the buffer. Nothing in proportion to the context is copied per step:
+ *   the CPU default.
+ * - inplace: GroupQueryAttention over a [B, H, capacity, hd] buffer bound as both past and present
+ *   and updated in place: for a device-resident cache (GPU), where no output is copied back.
+ * - concat: the cache grows by Concat, `present.*` returns all of it (Optimum / transformers.js).
+ * - none: no cache at all (one pass over a whole text, e.g. for hidden states).
+ */
+export type KvCacheLayout = 'append' | 'inplace' | 'concat' | 'none';
+
 export interface OptGraphOptions {
   dtype: GraphDtype;
   /**
@@ -29,6 +43,21 @@ export interface OptGraphOptions {
   accuracyLevel: number;
   /** int8/int4 with a tied lm_head: gather token embeddings from the quantized matrix (GatherBlockQuantized) rather than a float table. */
   quantizeEmbedding: boolean;
+  /** Default: append with contrib ops, concat with plain ops. `inplace` needs contrib ops. */
+  kvCache?: KvCacheLayout;
+  /**
+   * logits: the causal LM head. hidden: `last_hidden_state` [B, S, E] instead (OPTModel's output,
+   * after the final LayerNorm and project_out) for the heads the runtime computes itself.
+   */
+  output?: 'logits' | 'hidden';
+  /** With output 'hidden': also `hidden_states.0` … `hidden_states.L`, as transformers' output_hidden_states. */
+  allHiddenStates?: boolean;
+}
+
+export function kvCacheLayout(o: OptGraphOptions): KvCacheLayout {
+  const layout = o.kvCache ?? (o.fused ? 'append' : 'concat');
+  if (layout === 'inplace' && !o.fused) throw new Error('the in-place KV cache needs contrib operators (GroupQueryAttention)');
+  return layout;
 }
 
 export const DEFAULT_GRAPH_OPTIONS: OptGraphOptions = {
@@ -81,6 +110,17 @@ export const pastKey = (i: number) => `past_key_values.${i}.key`;
 export const pastValue = (i: number) => `past_key_values.${i}.value`;
 export const presentKey = (i: number) => `present.${i}.key`;
 export const presentValue = (i: number) => `present.${i}.value`;
+/** The append layout's outputs: this step's keys and values only. */
+export const newKey = (i: number) => `new_key_values.${i}.key`;
+export const newValue = (i: number) => `new_key_values.${i}.value`;
+export const hiddenState = (i: number) => `hidden_states.${i}`;
+
+/** The KV inputs' sequence dimension, by layout: decoders recognise the layout by it. */
+export const CACHE_DIM: Record<Exclude<KvCacheLayout, 'none'>, string> = {
+  append: 'cache_capacity',
+  inplace: 'max_sequence_length',
+  concat: 'past_sequence_length',
+};
 
 export async function buildOptGraph(g: GraphBuilder, c: OptConfig, w: WeightReader, opts: OptGraphOptions): Promise<void> {
   const b = new OptGraph(g, c, w, opts);
@@ -92,6 +132,7 @@ class OptGraph {
   private readonly _d: number;
   private readonly _heads: number;
   private readonly _hd: number;
+  private readonly _layout: KvCacheLayout;
 
   constructor(
     private readonly g: GraphBuilder,
@@ -103,19 +144,25 @@ class OptGraph {
     this._d = c.hidden_size;
     this._heads = c.num_attention_heads;
     this._hd = headDim(c);
+    this._layout = kvCacheLayout(o);
   }
 
   async build(): Promise<void> {
     const { g, c } = this;
     const ids = g.input('input_ids', 'int64', ['batch_size', 'sequence_length']);
     const mask = g.input('attention_mask', 'int64', ['batch_size', 'total_sequence_length']);
-    const past: [string, string][] = [];
+    const past: ([string, string] | undefined)[] = [];
     for (let i = 0; i < c.num_hidden_layers; i++) {
+      if (this._layout === 'none') {
+        past.push(undefined);
+        continue;
+      }
       const kv: [string, string] = [pastKey(i), pastValue(i)];
-      for (const name of kv) g.input(name, this._float, ['batch_size', this._heads, this._cacheDim, this._hd]);
+      for (const name of kv) g.input(name, this._float, ['batch_size', this._heads, CACHE_DIM[this._layout], this._hd]);
       past.push(kv);
     }
-    const keep = this.o.logitsToKeepInput ? g.input('num_logits_to_keep', 'int64', []) : undefined;
+    const hiddenOutput = this.o.output === 'hidden';
+    const keep = this.o.logitsToKeepInput && !hiddenOutput ? g.input('num_logits_to_keep', 'int64', []) : undefined;
 
     // Shapes used throughout, as 1-D int64 tensors.
     const idsShape = g.op1('Shape', [ids]); // [B, S]
@@ -125,7 +172,7 @@ class OptGraph {
     const shapeBSHd = g.op1('Concat', [idsShape, g.constant('int64', [2], [this._heads, this._hd])], { axis: 0 });
     const shapeND = g.constant('int64', [2], [-1, this._d]);
     const shapes: Shapes = { idsShape, shapeBSD, shapeBSHd, shapeND };
-    const cacheLengths = this.o.fused ? this._cacheLengths(idsShape, totalLen) : undefined;
+    const cacheLengths = this._layout === 'inplace' ? this._cacheLengths(idsShape, totalLen) : undefined;
 
     // Embeddings: h0 [N, D] = project_in(embed(ids)) + embed_positions(cumsum(mask) * mask - 1 + 2).
     const embedName = 'model.decoder.embed_tokens.weight';
@@ -145,17 +192,33 @@ class OptGraph {
     let h = g.op1('Add', [tok, pos]);
 
     const allowed = this._allowedMask(mask, seqLen, totalLen); // bool [B, 1, S, T]
-    const attnMask = this.o.fused ? this._additiveMask(allowed) : allowed;
+    const attnMask = this._layout === 'inplace' ? this._additiveMask(allowed) : allowed;
+    const hiddenStates: string[] = [h];
 
     // Pre-LN fused graphs carry the next LayerNorm's output along with the residual (SkipLayerNorm).
     let normed = c.do_layer_norm_before ? await this._layerNorm(h, 'model.decoder.layers.0.self_attn_layer_norm') : h;
     for (let i = 0; i < c.num_hidden_layers; i++) {
       const l = `model.decoder.layers.${i}`;
       const next = i + 1 < c.num_hidden_layers ? `model.decoder.layers.${i + 1}.self_attn_layer_norm` : hasFinalLayerNorm(c) ? 'model.decoder.final_layer_norm' : undefined;
-      [h, normed] = await this._layer(i, l, h, normed, next, past[i]!, attnMask, shapes, cacheLengths);
+      [h, normed] = await this._layer(i, l, h, normed, next, past[i], attnMask, shapes, cacheLengths);
+      if (i + 1 < c.num_hidden_layers) hiddenStates.push(h);
     }
     // After the loop, pre-LN: `normed` is the final LayerNorm's output (or h itself when removed).
     let out = c.do_layer_norm_before ? normed : h;
+    if (hiddenOutput) {
+      if (hasProjection(c)) out = await this._linear(out, 'model.decoder.project_out', c.word_embed_proj_dim, c.hidden_size, false);
+      const shapeBSE = g.op1('Concat', [idsShape, g.constant('int64', [1], [e])], { axis: 0 });
+      const asFloat32 = (t: string) => (this._float === 'float16' ? g.op1('Cast', [t], { to: 1 }) : t);
+      g.output('last_hidden_state', asFloat32(g.op1('Reshape', [out, shapeBSE])), 'float32', ['batch_size', 'sequence_length', e]);
+      if (this.o.allHiddenStates) {
+        // transformers' tuple: each layer's input, then the final output (the same tensor as last_hidden_state).
+        for (const [j, state] of hiddenStates.entries()) {
+          g.output(hiddenState(j), asFloat32(g.op1('Reshape', [state, shapeBSD])), 'float32', ['batch_size', 'sequence_length', this._d]);
+        }
+        g.output(hiddenState(hiddenStates.length), 'last_hidden_state', 'float32', ['batch_size', 'sequence_length', e]);
+      }
+      return;
+    }
 
     // Keep the last K positions before the expensive head: [N, D] → [B, S, D] → [B, K, D] → [B*K, D].
     if (keep) {
@@ -182,7 +245,7 @@ class OptGraph {
     h: string,
     normed: string,
     nextNorm: string | undefined,
-    past: [string, string],
+    past: [string, string] | undefined,
     attnMask: string,
     shapes: Shapes,
     cacheLengths: CacheLengths | undefined,
@@ -236,7 +299,7 @@ class OptGraph {
     i: number,
     l: string,
     x: string,
-    past: [string, string],
+    past: [string, string] | undefined,
     attnMask: string,
     shapes: Shapes,
     cacheLengths: CacheLengths | undefined,
@@ -251,30 +314,52 @@ class OptGraph {
       const packed = g.op1('Reshape', [qkv, g.op1('Concat', [shapes.idsShape, g.constant('int64', [1], [3 * d])], { axis: 0 })]);
       const [o] = g.op(
         'GroupQueryAttention',
-        [packed, '', '', past[0], past[1], cacheLengths.seqlensK, cacheLengths.total, '', '', '', attnMask],
+        [packed, '', '', past![0], past![1], cacheLengths.seqlensK, cacheLengths.total, '', '', '', attnMask],
         { num_heads: this._heads, kv_num_heads: this._heads, scale: float(1.0) }, // q is pre-scaled (folded into q_proj)
         { domain: MS, outputs: [`${l}.self_attn.gqa_out`, presentKey(i), presentValue(i)] },
       );
       ctx = g.op1('Reshape', [o!, shapes.shapeND]);
+      this._cacheOutputs(presentKey(i), presentValue(i));
     } else {
       const [q, k, v] = g.op('Split', [qkv, g.constant('int64', [3], [d, d, d])], { axis: 1 }, { outputs: 3 }) as [string, string, string];
-      const heads = (t: string) => g.op1('Transpose', [g.op1('Reshape', [t, shapes.shapeBSHd])], { perm: [0, 2, 1, 3] }); // [B, H, S, hd]
-      const keys = g.op('Concat', [past[0], heads(k)], { axis: 2 }, { outputs: [presentKey(i)] })[0]!; // [B, H, T, hd]
-      const values = g.op('Concat', [past[1], heads(v)], { axis: 2 }, { outputs: [presentValue(i)] })[0]!;
-      const scores = g.op1('MatMul', [heads(q), g.op1('Transpose', [keys], { perm: [0, 1, 3, 2] })]); // [B, H, S, T]
+      const heads = (t: string, name?: string) =>
+        g.op('Transpose', [g.op1('Reshape', [t, shapes.shapeBSHd])], { perm: [0, 2, 1, 3] }, name ? { outputs: [name] } : {})[0]!; // [B, H, S, hd]
+      const qh = heads(q);
+      // MatMul with a transposed right side: onnxruntime fuses the pair (FusedMatMul, transB), no copy.
+      const scoresOf = (keys: string) => g.op1('MatMul', [qh, g.op1('Transpose', [keys], { perm: [0, 1, 3, 2] })]);
       // Where rather than an added -inf: a fully padded row becomes uniform, never NaN.
-      const masked = g.op1('Where', [attnMask, scores, this._scalar(this._float === 'float16' ? -65504 : FP32_MIN)]);
-      const probs = g.op1('Softmax', [masked], { axis: -1 });
-      const o = g.op1('Transpose', [g.op1('MatMul', [probs, values])], { perm: [0, 2, 1, 3] }); // [B, S, H, hd]
-      ctx = g.op1('Reshape', [o, shapes.shapeND]);
-    }
-    for (const name of [presentKey(i), presentValue(i)]) {
-      g.output(name, name, this._float, ['batch_size', this._heads, this.o.fused ? this._cacheDim : 'total_sequence_length', this._hd]);
+      const softmax = (scores: string) =>
+        g.op1('Softmax', [g.op1('Where', [attnMask, scores, this._scalar(this._float === 'float16' ? -65504 : FP32_MIN)])], { axis: -1 });
+      let o: string; // [B, H, S, hd]
+      if (this._layout === 'append') {
+        // Scores over the buffer's C positions (unused ones are masked) and over the new tokens, side by side.
+        const kh = heads(k, newKey(i));
+        const vh = heads(v, newValue(i));
+        const probs = softmax(g.op1('Concat', [scoresOf(past![0]), scoresOf(kh)], { axis: 3 })); // [B, H, S, C + S]
+        const capacity = g.op1('Shape', [past![0]], { start: 2, end: 3 }); // [C]
+        const axis = g.constant('int64', [1], [3]);
+        const pPast = g.op1('Slice', [probs, g.constant('int64', [1], [0]), capacity, axis]);
+        const pNew = g.op1('Slice', [probs, capacity, g.constant('int64', [1], [INT64_MAX]), axis]);
+        o = g.op1('Add', [g.op1('MatMul', [pPast, past![1]]), g.op1('MatMul', [pNew, vh])]);
+        this._cacheOutputs(newKey(i), newValue(i), 'sequence_length');
+      } else if (past) {
+        const keys = g.op('Concat', [past[0], heads(k)], { axis: 2 }, { outputs: [presentKey(i)] })[0]!; // [B, H, T, hd]
+        const values = g.op('Concat', [past[1], heads(v)], { axis: 2 }, { outputs: [presentValue(i)] })[0]!;
+        o = g.op1('MatMul', [softmax(scoresOf(keys)), values]);
+        this._cacheOutputs(presentKey(i), presentValue(i));
+      } else {
+        o = g.op1('MatMul', [softmax(scoresOf(heads(k))), heads(v)]);
+      }
+      ctx = g.op1('Reshape', [g.op1('Transpose', [o], { perm: [0, 2, 1, 3] }), shapes.shapeND]); // [B, S, H, hd] → [N, D]
     }
     if (deferOutBias && c.enable_bias) {
       return { out: await this._linear(ctx, `${l}.self_attn.out_proj`, d, d, false), bias: await this._floatWeight(`${l}.self_attn.out_proj.bias`, [d]) };
     }
     return { out: await this._linear(ctx, `${l}.self_attn.out_proj`, d, d, c.enable_bias) };
+  }
+
+  private _cacheOutputs(key: string, value: string, positions = this._layout === 'inplace' ? CACHE_DIM.inplace : 'total_sequence_length'): void {
+    for (const name of [key, value]) this.g.output(name, name, this._float, ['batch_size', this._heads, positions, this._hd]);
   }
 
   /** q, k and v projections as one matmul; q's weight and bias carry the head_dim**-0.5 scale. */
@@ -437,11 +522,6 @@ class OptGraph {
       seqlensK: g.op1('Expand', [g.op1('Sub', [t32, g.constant('int32', [1], [1])]), batch]), // int32 [B] = T - 1
       total: g.op1('Squeeze', [t32, g.constant('int64', [1], [0])]), // int32 scalar T
     };
-  }
-
-  /** The KV inputs' sequence dimension: the buffer's capacity (fused) or the cached length (plain). */
-  private get _cacheDim(): string {
-    return this.o.fused ? 'max_sequence_length' : 'past_sequence_length';
   }
 
   /** The additive form GroupQueryAttention takes: 0 where allowed, a large negative value elsewhere. */
