@@ -1,6 +1,7 @@
-// One decode step, side by side: the plain graph (KV cache grown by Concat, new output buffers every
-// step) against the contrib-op graph (GroupQueryAttention updating a fixed-capacity cache in place,
-// logits written into a caller-owned buffer). Reports the median step time and the median bytes of
+// One decode step, side by side, for each KV cache layout: the plain graph (cache grown by Concat,
+// new output buffers every step), GroupQueryAttention updating a bound buffer in place (onnxruntime-node
+// copies bound outputs back), and the append layout (the buffer is an input, only the new keys/values
+// come back); logits written into a caller-owned buffer. Reports the median step time and the median bytes of
 // ArrayBuffer memory the step allocates, at several context lengths. Run:
 //   node --import tsx bench/decodeStep.ts [--dtype int8] [--threads 2] [--steps 24]
 // (bench/run.ts calls measureDecodeStep in a child process).
@@ -9,7 +10,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { convertCheckpoint } from '../runtime/src/convert.js';
 import { type KvCache, OptDecoder } from '../runtime/src/decoder.js';
-import type { GraphDtype } from '../runtime/src/onnx/optGraph.js';
+import type { GraphDtype, KvCacheLayout } from '../runtime/src/onnx/optGraph.js';
 import { createSession } from '../runtime/src/session.js';
 import { CHECKPOINT_DIR, DECODER_SHAPE, ONNX_CACHE_DIR, ensureCheckpoint, median } from './lib/util.js';
 
@@ -25,13 +26,18 @@ export async function measureDecodeStep(p: { dtype?: GraphDtype; threads?: numbe
   const dtype = p.dtype ?? 'int8', threads = p.threads ?? 2, steps = p.steps ?? 24;
   await ensureCheckpoint();
   const decoders: [string, OptDecoder][] = [];
-  for (const fused of [false, true]) {
-    const { modelPath } = await convertCheckpoint(CHECKPOINT_DIR, { dtype, fused, cacheDir: ONNX_CACHE_DIR });
+  const layouts: [KvCacheLayout, string][] = [
+    ['concat', 'Concat cache (plain ops)'],
+    ['inplace', 'in-place buffer bound as output (GroupQueryAttention)'],
+    ['append', 'append: buffer as input, new keys/values out'],
+  ];
+  for (const [kvCache, name] of layouts) {
+    const { modelPath } = await convertCheckpoint(CHECKPOINT_DIR, { dtype, fused: kvCache !== 'concat', kvCache, cacheDir: ONNX_CACHE_DIR });
     const session = await createSession(modelPath, { device: 'cpu', threads });
-    decoders.push([fused ? 'in-place cache (GroupQueryAttention)' : 'Concat cache (plain ops)', new OptDecoder(session, DECODER_SHAPE)]);
+    decoders.push([name, new OptDecoder(session, DECODER_SHAPE)]);
   }
   const rows: DecodeStepRow[] = [];
-  for (const context of p.contexts ?? [128, 512, 1024]) {
+  for (const context of p.contexts ?? [128, 512, 1024, 1500]) {
     for (const [name, dec] of decoders) {
       const prompt = BigInt64Array.from({ length: context }, (_, i) => BigInt(4 + ((i * 7919) % 50000)));
       const logitsBuffer = new Float32Array(DECODER_SHAPE.vocabSize);

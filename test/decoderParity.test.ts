@@ -142,28 +142,36 @@ describe('checkpoint layouts give the same model', () => {
 describe('reduced precisions stay within their error bounds', () => {
   // Bounds relative to the largest reference logit; measured errors are reported in the issue notes.
   const BOUNDS = { fp16: 0.01, int8: 0.05, int4: 0.4 } as const;
-  let f: Fixture;
-  before(async () => {
-    f = await fixture({ preset: '125m-style', seed: 3 });
-  });
-  const CASES = [['fp16', false], ['fp16', true], ['int8', true], ['int4', true]] as const;
-  for (const [dtype, fused] of CASES) {
-    test(`${dtype}${fused ? '' : ' (plain ops)'}: relative max error ≤ ${BOUNDS[dtype]}, same top-1 token on most positions`, async (t) => {
-      const dec = await openDecoder(f, cacheDir, dtype, fused);
-      const out = await dec.forward({ inputIds: ids64([PROMPT]), batch: 1, attentionMask: ids64([PROMPT.map(() => 1)]), logitsToKeep: PROMPT.length });
-      const ref = naiveLogits(f, [PROMPT])[0]!;
-      let agree = 0, worst = 0;
-      for (let k = 0; k < PROMPT.length; k++) {
-        const got = row(out.logits, f.config.vocab_size, out.keep, 0, k);
-        const rel = maxAbsDiff(got, ref[k]!) / maxAbs(ref[k]!);
-        worst = Math.max(worst, rel);
-        assert.ok(rel <= BOUNDS[dtype], `position ${k}: relative error ${rel.toFixed(4)}`);
-        if (argmax(got) === argmax(ref[k]!)) agree++;
-      }
-      t.diagnostic(`${dtype}: worst relative error ${worst.toFixed(4)}, top-1 agreement ${agree}/${PROMPT.length}`);
-      assert.ok(agree >= PROMPT.length - (dtype === 'int4' ? 3 : 1), `top-1 agreed on ${agree}/${PROMPT.length}`);
-      await dec.release();
+  // hidden 32 (one quantization block per row) and hidden 256 (int8's 128-wide blocks, several per
+  // row, and token embeddings gathered from the quantized tied lm_head). Random weights give nearly
+  // tied logits, so top-1 agreement says little for int4 at this width (5/9 at error 0.28).
+  const FIXTURES = [
+    ['hidden 32', { preset: '125m-style', seed: 3 }, [['fp16', false], ['fp16', true], ['int8', true], ['int4', true]]],
+    ['hidden 256', { preset: '125m-style', seed: 5, config: { hidden_size: 256, ffn_dim: 512, num_attention_heads: 4, word_embed_proj_dim: 256 } }, [['int8', true]]],
+  ] as const;
+  for (const [label, options, cases] of FIXTURES) {
+    let f: Fixture;
+    before(async () => {
+      f = await fixture(options as FixtureOptions);
     });
+    for (const [dtype, fused] of cases) {
+      test(`${label}, ${dtype}${fused ? '' : ' (plain ops)'}: relative max error ≤ ${BOUNDS[dtype]}, same top-1 token on most positions`, async (t) => {
+        const dec = await openDecoder(f, cacheDir, dtype, fused);
+        const out = await dec.forward({ inputIds: ids64([PROMPT]), batch: 1, attentionMask: ids64([PROMPT.map(() => 1)]), logitsToKeep: PROMPT.length });
+        const ref = naiveLogits(f, [PROMPT])[0]!;
+        let agree = 0, worst = 0;
+        for (let k = 0; k < PROMPT.length; k++) {
+          const got = row(out.logits, f.config.vocab_size, out.keep, 0, k);
+          const rel = maxAbsDiff(got, ref[k]!) / maxAbs(ref[k]!);
+          worst = Math.max(worst, rel);
+          assert.ok(rel <= BOUNDS[dtype], `position ${k}: relative error ${rel.toFixed(4)}`);
+          if (argmax(got) === argmax(ref[k]!)) agree++;
+        }
+        t.diagnostic(`${label}, ${dtype}: worst relative error ${worst.toFixed(4)}, top-1 agreement ${agree}/${PROMPT.length}`);
+        assert.ok(agree >= PROMPT.length - (dtype === 'int4' ? 3 : 1), `top-1 agreed on ${agree}/${PROMPT.length}`);
+        await dec.release();
+      });
+    }
   }
 });
 

@@ -37,8 +37,11 @@ export interface OptGraphOptions {
   fused: boolean;
   /** Declare the `num_logits_to_keep` input; without it the graph returns logits for every position (Optimum's layout). */
   logitsToKeepInput: boolean;
-  /** MatMulNBits block size for int8 / int4. */
-  blockSize: number;
+  /**
+   * MatMulNBits block size (default: 128 for int8, whose error is small at any block size, so fewer
+   * scales to read per step; 32 for int4, where smaller blocks buy accuracy).
+   */
+  blockSize?: number;
   /** MatMulNBits accuracy_level: 4 (int8 compute) is the only fast choice on the CPU provider. */
   accuracyLevel: number;
   /** int8/int4 with a tied lm_head: gather token embeddings from the quantized matrix (GatherBlockQuantized) rather than a float table. */
@@ -54,6 +57,10 @@ export interface OptGraphOptions {
   allHiddenStates?: boolean;
 }
 
+export function defaultBlockSize(dtype: GraphDtype): number {
+  return dtype === 'int4' ? 32 : 128;
+}
+
 export function kvCacheLayout(o: OptGraphOptions): KvCacheLayout {
   const layout = o.kvCache ?? (o.fused ? 'append' : 'concat');
   if (layout === 'inplace' && !o.fused) throw new Error('the in-place KV cache needs contrib operators (GroupQueryAttention)');
@@ -64,7 +71,6 @@ export const DEFAULT_GRAPH_OPTIONS: OptGraphOptions = {
   dtype: 'fp32',
   fused: true,
   logitsToKeepInput: true,
-  blockSize: 32,
   accuracyLevel: 4,
   quantizeEmbedding: true,
 };
@@ -133,6 +139,7 @@ class OptGraph {
   private readonly _heads: number;
   private readonly _hd: number;
   private readonly _layout: KvCacheLayout;
+  private readonly _block: number;
 
   constructor(
     private readonly g: GraphBuilder,
@@ -145,6 +152,7 @@ class OptGraph {
     this._heads = c.num_attention_heads;
     this._hd = headDim(c);
     this._layout = kvCacheLayout(o);
+    this._block = o.blockSize ?? defaultBlockSize(o.dtype);
   }
 
   async build(): Promise<void> {
@@ -178,7 +186,7 @@ class OptGraph {
     const embedName = 'model.decoder.embed_tokens.weight';
     const e = c.word_embed_proj_dim;
     // Quantized graphs with a tied lm_head quantize the vocabulary matrix once, for both uses.
-    const sharedVocab = this._quantized && this.o.quantizeEmbedding && this.w.tiedLmHead && e % this.o.blockSize === 0
+    const sharedVocab = this._quantized && this.o.quantizeEmbedding && this.w.tiedLmHead && e % this._block === 0
       ? await this._quantizedWeight(embedName.replace(/\.weight$/, ''), await this.w.read(embedName), c.vocab_size, e)
       : undefined;
     const embed = sharedVocab ? undefined : await this._floatWeight(embedName, [c.vocab_size, e]);
@@ -401,17 +409,17 @@ class OptGraph {
   private async _quantizedWeight(prefix: string, weight: Float32Array, out: number, inp: number): Promise<QuantizedWeight> {
     const { g, o } = this;
     const bits = o.dtype === 'int4' ? 4 : 8;
-    const q = quantizeBlockwise(weight, out, inp, bits, o.blockSize);
+    const q = quantizeBlockwise(weight, out, inp, bits, this._block);
     const kBlocks = q.scales.length / out;
     return {
       prefix, bits, out, inp, kBlocks, scaleValues: q.scales, codeValues: q.codes,
-      codes: await g.weight(`${prefix}.weight_Q${bits}G${o.blockSize}`, 'uint8', [out, kBlocks, (o.blockSize * bits) / 8], q.codes),
+      codes: await g.weight(`${prefix}.weight_Q${bits}G${this._block}`, 'uint8', [out, kBlocks, (this._block * bits) / 8], q.codes),
       scales: await g.weight(`${prefix}.weight_scales`, 'float32', [out * kBlocks], q.scales),
     };
   }
 
   private _matMulNBits(x: string, q: QuantizedWeight): string {
-    return this.g.op1('MatMulNBits', [x, q.codes, q.scales], { K: q.inp, N: q.out, bits: q.bits, block_size: this.o.blockSize, accuracy_level: this.o.accuracyLevel }, MS);
+    return this.g.op1('MatMulNBits', [x, q.codes, q.scales], { K: q.inp, N: q.out, bits: q.bits, block_size: this._block, accuracy_level: this.o.accuracyLevel }, MS);
   }
 
   /**
@@ -421,13 +429,13 @@ class OptGraph {
    * prepacking it, and the lm_head falls back to a dequantizing path 5× slower. Returns [N, in].
    */
   private async _gatherQuantized(q: QuantizedWeight, ids: string): Promise<string> {
-    const { g, o } = this;
-    const codes = await g.weight(`${q.prefix}.rows_Q${q.bits}G${o.blockSize}`, 'uint8', [q.out, q.kBlocks, (o.blockSize * q.bits) / 8], q.codeValues);
+    const { g } = this;
+    const codes = await g.weight(`${q.prefix}.rows_Q${q.bits}G${this._block}`, 'uint8', [q.out, q.kBlocks, (this._block * q.bits) / 8], q.codeValues);
     // GatherBlockQuantized wants scales (and 8-bit zero points) of the data's rank: [out, kBlocks, 1].
     const scales = await g.weight(`${q.prefix}.rows_scales`, 'float32', [q.out, q.kBlocks, 1], q.scaleValues);
     const inputs = [codes, ids, scales];
     if (q.bits === 8) inputs.push(await g.weight(`${q.prefix}.rows_zero_points`, 'uint8', [q.out, q.kBlocks, 1], new Uint8Array(q.out * q.kBlocks).fill(128)));
-    const rows = g.op1('GatherBlockQuantized', inputs, { gather_axis: 0, quantize_axis: 2, block_size: o.blockSize, bits: q.bits }, MS); // [B, S, kBlocks, block]
+    const rows = g.op1('GatherBlockQuantized', inputs, { gather_axis: 0, quantize_axis: 2, block_size: this._block, bits: q.bits }, MS); // [B, S, kBlocks, block]
     return g.op1('Reshape', [rows, g.constant('int64', [2], [-1, q.inp])]);
   }
 
