@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { join } from 'node:path';
 import { convertCheckpoint } from '../runtime/src/convert.js';
-import type { OptDecoder } from '../runtime/src/decoder.js';
+import { type OptDecoder, PREFILL_CHUNK } from '../runtime/src/decoder.js';
 import type { KvCacheLayout } from '../runtime/src/onnx/optGraph.js';
 import { type Fixture, type FixtureOptions, writeOptCheckpoint } from './fixtures/optCheckpoint.js';
 import { argmax, ids64, maxAbs, maxAbsDiff, naiveLogits, openDecoder, row, tempDir } from './helpers/decoderHarness.js';
@@ -113,6 +113,22 @@ for (const kvCache of ['append', 'inplace'] as const) describe(`the ${kvCache} K
       assert.ok(maxAbsDiff(out.logits, ref[t]!) < TOL, `position ${t}`);
     }
     assert.equal(out.present.capacity, 128);
+    await dec.release();
+  });
+});
+
+describe('long inputs to a buffer cache run in chunks', () => {
+  test(`a ${2 * PREFILL_CHUNK + 88}-token prompt (3 chunks) gives the reference logits, then decodes on`, async () => {
+    const f = await fixture({ preset: '125m-style', seed: 23, config: { max_position_embeddings: 1024 } });
+    const n = 2 * PREFILL_CHUNK + 88;
+    const ids = Array.from({ length: n + 1 }, (_, i) => 4 + ((i * 7919) % 50000));
+    const ref = naiveLogits(f, [ids])[0]!;
+    const dec = await openDecoder(f, cacheDir);
+    const out = await dec.forward({ inputIds: ids64([ids.slice(0, n)]), batch: 1, attentionMask: ids64([Array(n).fill(1)]), logitsToKeep: 3 });
+    assert.equal(out.present.length, n);
+    for (let k = 0; k < 3; k++) assert.ok(maxAbsDiff(row(out.logits, f.config.vocab_size, 3, 0, k), ref[n - 3 + k]!) < TOL, `position ${n - 3 + k}`);
+    const next = await dec.forward({ inputIds: ids64([[ids[n]!]]), batch: 1, attentionMask: ids64([Array(n + 1).fill(1)]), past: out.present, logitsToKeep: 1 });
+    assert.ok(maxAbsDiff(next.logits, ref[n]!) < TOL, 'decode step after the chunks');
     await dec.release();
   });
 });

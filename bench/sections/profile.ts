@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { convertCheckpoint } from '../../runtime/src/convert.js';
 import { type KvCache, OptDecoder } from '../../runtime/src/decoder.js';
-import type { GraphDtype } from '../../runtime/src/onnx/optGraph.js';
+import type { GraphDtype, KvCacheLayout } from '../../runtime/src/onnx/optGraph.js';
 import type { ModelSession } from '../../runtime/src/session.js';
 import { CHECKPOINT_DIR, DECODER_SHAPE, ONNX_CACHE_DIR, OUT_DIR, median } from '../lib/util.js';
 
@@ -86,19 +86,21 @@ export async function profileDecode(p: { threads?: number; steps?: number; quick
   const dir = join(OUT_DIR, 'profile');
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  const plan: { label: string; dtype: GraphDtype; fused: boolean; context: number; capacity: number }[] = [
-    { label: 'int8, context 128, capacity 192 (generate: prompt + new tokens)', dtype: 'int8', fused: true, context: 128, capacity: 192 },
-    { label: 'int8, context 128, capacity 2048', dtype: 'int8', fused: true, context: 128, capacity: 2048 },
-    { label: 'int8, context 1024, capacity 1088', dtype: 'int8', fused: true, context: 1024, capacity: 1088 },
+  const plan: { label: string; dtype: GraphDtype; kvCache: KvCacheLayout; context: number; capacity: number }[] = [
+    { label: 'int8, append cache, context 128, capacity 192 (generate: prompt + new tokens)', dtype: 'int8', kvCache: 'append', context: 128, capacity: 192 },
+    { label: 'int8, append cache, context 1024, capacity 1088', dtype: 'int8', kvCache: 'append', context: 1024, capacity: 1088 },
+    { label: 'int8, in-place cache bound as output, context 128, capacity 192', dtype: 'int8', kvCache: 'inplace', context: 128, capacity: 192 },
   ];
   if (!p.quick) {
-    plan.push({ label: 'int8, context 1500, capacity 1536 (the editor\'s 1,500-token context)', dtype: 'int8', fused: true, context: 1500, capacity: 1536 });
-    plan.push({ label: 'int8 plain ops (Concat cache), context 1024', dtype: 'int8', fused: false, context: 1024, capacity: 1024 });
-    plan.push({ label: 'fp32, context 128, capacity 192', dtype: 'fp32', fused: true, context: 128, capacity: 192 });
+    plan.push({ label: 'int8, append cache, context 1500, capacity 1536 (the editor\'s 1,500-token context)', dtype: 'int8', kvCache: 'append', context: 1500, capacity: 1536 });
+    plan.push({ label: 'int8, in-place cache bound as output, context 1500, capacity 1536', dtype: 'int8', kvCache: 'inplace', context: 1500, capacity: 1536 });
+    plan.push({ label: 'int8 plain ops (Concat cache), context 1024', dtype: 'int8', kvCache: 'concat', context: 1024, capacity: 1024 });
+    plan.push({ label: 'fp32, append cache, context 128, capacity 192', dtype: 'fp32', kvCache: 'append', context: 128, capacity: 192 });
   }
   const cases: ProfileCase[] = [];
   for (const [i, c] of plan.entries()) {
-    const { modelPath } = await convertCheckpoint(CHECKPOINT_DIR, { dtype: c.dtype, fused: c.fused, cacheDir: ONNX_CACHE_DIR });
+    const fused = c.kvCache !== 'concat';
+    const { modelPath } = await convertCheckpoint(CHECKPOINT_DIR, { dtype: c.dtype, fused, kvCache: c.kvCache, cacheDir: ONNX_CACHE_DIR });
     const prefix = join(dir, `case${i}`);
     const { session, model } = await openSession(modelPath, threads, { enableProfiling: true, profileFilePrefix: prefix });
     const dec = new OptDecoder(model, DECODER_SHAPE);
@@ -107,7 +109,7 @@ export async function profileDecode(p: { threads?: number; steps?: number; quick
     await dec.release();
     const file = readdirSync(dir).find((f) => f.startsWith(`case${i}`) && f.endsWith('.json'));
     if (!file) throw new Error(`onnxruntime wrote no profile for ${c.label}`);
-    cases.push(summarize(c.label, { dtype: c.dtype, fused: c.fused, context: c.context, capacity: c.capacity, steps }, times, JSON.parse(readFileSync(join(dir, file), 'utf8')) as ProfileEvent[]));
+    cases.push(summarize(c.label, { dtype: c.dtype, fused, context: c.context, capacity: c.capacity, steps }, times, JSON.parse(readFileSync(join(dir, file), 'utf8')) as ProfileEvent[]));
   }
   cases.push(await unboundCase(dir, threads, steps));
   return { threads, cases };
@@ -121,7 +123,7 @@ export async function profileDecode(p: { threads?: number; steps?: number; quick
  */
 async function unboundCase(dir: string, threads: number, steps: number): Promise<ProfileCase> {
   const context = 128, capacity = 2048;
-  const { modelPath } = await convertCheckpoint(CHECKPOINT_DIR, { dtype: 'int8', cacheDir: ONNX_CACHE_DIR });
+  const { modelPath } = await convertCheckpoint(CHECKPOINT_DIR, { dtype: 'int8', kvCache: 'inplace', cacheDir: ONNX_CACHE_DIR });
   const prefix = join(dir, 'unbound');
   const { session } = await openSession(modelPath, threads, { enableProfiling: true, profileFilePrefix: prefix });
   const { numLayers, numHeads, headDim } = DECODER_SHAPE;

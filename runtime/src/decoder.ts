@@ -97,6 +97,9 @@ export class OptDecoder {
     if (x.past && x.past.batch !== b) throw new UsageError(`forward: cache holds ${x.past.batch} rows, input has ${b}`);
     if (t > maxPositions) throw new UsageError(`sequence of ${t} tokens exceeds the model's ${maxPositions} positions`);
     const keep = Math.min(Math.max(1, x.logitsToKeep), s);
+    if (this.inPlaceCache && s > PREFILL_CHUNK && keep <= s - Math.floor((s - 1) / PREFILL_CHUNK) * PREFILL_CHUNK) {
+      return this._chunked(x, b, s, p, t, keep);
+    }
 
     const cache = this.inPlaceCache ? this._cacheFor(x.past, b, t, x.reserve ?? t) : undefined;
     const append = this.cacheLayout === 'append';
@@ -151,6 +154,37 @@ export class OptDecoder {
     return { logits, keep, present };
   }
 
+  /**
+   * A long input in chunks of PREFILL_CHUNK tokens, each attending over the buffer the previous ones
+   * filled: same logits, but activations (attention scores grow with S × T) stay bounded, and so
+   * does onnxruntime's arena, which keeps its largest size for the life of the session.
+   */
+  private async _chunked(x: ForwardInput, b: number, s: number, p: number, t: number, keep: number): Promise<ForwardOutput> {
+    let past = x.past;
+    let out: ForwardOutput | undefined;
+    for (let at = 0; at < s; at += PREFILL_CHUNK) {
+      const end = Math.min(s, at + PREFILL_CHUNK);
+      const ids = new BigInt64Array(b * (end - at));
+      const mask = new BigInt64Array(b * (p + end));
+      for (let r = 0; r < b; r++) {
+        ids.set(x.inputIds.subarray(r * s + at, r * s + end), r * (end - at));
+        mask.set(x.attentionMask.subarray(r * t, r * t + p + end), r * (p + end));
+      }
+      const last = end === s;
+      out = await this.forward({
+        inputIds: ids,
+        batch: b,
+        attentionMask: mask,
+        past,
+        logitsToKeep: last ? keep : 1,
+        reserve: Math.max(x.reserve ?? t, t),
+        logitsBuffer: last ? x.logitsBuffer : undefined,
+      });
+      past = out.present;
+    }
+    return out!;
+  }
+
   /** The buffers for a step ending at `t` positions: the past's own, or new ones (copying the past) when it is full. */
   private _cacheFor(past: KvCache | undefined, b: number, t: number, reserve: number): KvCache {
     if (past && t <= past.capacity) return past;
@@ -169,6 +203,9 @@ export class OptDecoder {
     return this._session.release();
   }
 }
+
+/** Longer inputs to a buffer-cache graph run in chunks of this many tokens. */
+export const PREFILL_CHUNK = 256;
 
 /** In-place caches grow in steps of this many positions. */
 const CACHE_GRANULE = 64;
