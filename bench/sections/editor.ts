@@ -40,6 +40,12 @@ export interface EditorSession {
    * replay, completions at evenly spaced points of the typed text, one at a time.
    */
   paused: { samples: number; keystrokeToResultMs: { p50: number; p95: number }; requestMs: { p50: number; p95: number }; prefilledTokensP50: number };
+  /**
+   * The same points with the length a trained model's single-line completion has: random weights
+   * never end a line, so each request is given as many tokens as the rest of the typed line has,
+   * plus the newline that ends it (what a model that predicted the line would generate).
+   */
+  pausedLineLength: { samples: number; keystrokeToResultMs: { p50: number; p95: number }; requestMs: { p50: number; p95: number }; completionTokensP50: number };
   /** Of the prompt tokens of shown completions, the share whose KV state came from the prefix cache. */
   prefixReuse: number;
   /** Median prompt tokens prefilled per shown completion. */
@@ -143,13 +149,21 @@ export async function replayEditing(p: EditorParams = {}): Promise<EditorResult>
       // Typing stops: each of these requests runs to the end.
       const firing = gaps.flatMap((g, i) => (g >= debounceMs ? [i] : []));
       const samples = Math.min(firing.length, p.quick ? 5 : 10);
-      const pausedMs: number[] = [], pausedPrefill: number[] = [];
+      const pausedMs: number[] = [], pausedPrefill: number[] = [], lineMs: number[] = [], lineTokens: number[] = [];
       for (let k = 0; k < samples; k++) {
         const i = firing[Math.floor(((k + 0.5) * firing.length) / samples)]!;
-        const sent = performance.now();
-        const r = await connection.sendRequest(Complete, { documentId: doc.document, prefix: doc.context + doc.typed.slice(0, i + 1), suffix: '', options });
+        const prefix = doc.context + doc.typed.slice(0, i + 1);
+        let sent = performance.now();
+        const r = await connection.sendRequest(Complete, { documentId: doc.document, prefix, suffix: '', options });
         pausedMs.push(performance.now() - sent);
         pausedPrefill.push(r.promptTokens - r.reusedTokens);
+        const lineEnd = doc.typed.indexOf('\n', i + 1);
+        const rest = doc.typed.slice(i + 1, lineEnd < 0 ? undefined : lineEnd);
+        const budget = (await tokenizer.encode(rest)).length - 1 + 1; // minus BOS, plus the newline
+        sent = performance.now();
+        const l = await connection.sendRequest(Complete, { documentId: doc.document, prefix, suffix: '', options: { ...options, max_new_tokens: Math.min(budget, maxNewTokens) } });
+        lineMs.push(performance.now() - sent);
+        lineTokens.push(l.completionTokens);
       }
       sessions.push({
         document: doc.document,
@@ -165,6 +179,12 @@ export async function replayEditing(p: EditorParams = {}): Promise<EditorResult>
           keystrokeToResultMs: { p50: debounceMs + median(pausedMs), p95: debounceMs + percentile(pausedMs, 95) },
           requestMs: { p50: median(pausedMs), p95: percentile(pausedMs, 95) },
           prefilledTokensP50: median(pausedPrefill),
+        },
+        pausedLineLength: {
+          samples,
+          keystrokeToResultMs: { p50: debounceMs + median(lineMs), p95: debounceMs + percentile(lineMs, 95) },
+          requestMs: { p50: median(lineMs), p95: percentile(lineMs, 95) },
+          completionTokensP50: median(lineTokens),
         },
         prefixReuse: reused.reduce((a, b) => a + b, 0) / prompt.reduce((a, b) => a + b, 0),
         prefilledTokensP50: median(prompt.map((n, j) => n - reused[j]!)),
