@@ -130,6 +130,8 @@ export class OptDecoder {
       }
     }
     const out = await this._session.run(feeds, fetches);
+    // A Concat cache kept on a GPU (outputs left in device memory) is consumed by the step that reads it.
+    if (x.past && !cache) this.releaseCache(x.past);
     let present: KvCache;
     if (cache) {
       if (append) {
@@ -199,10 +201,20 @@ export class OptDecoder {
     return { batch: b, length: past?.length ?? 0, capacity, tensors };
   }
 
+  /**
+   * Frees a cache's device memory (tensors a GPU session left on the device); host caches are
+   * left to the garbage collector. A cache passed to `forward` is released by it.
+   */
+  releaseCache(cache: KvCache): void {
+    for (const t of cache.tensors) if (onDevice(t)) t.dispose();
+  }
+
   release(): Promise<void> {
     return this._session.release();
   }
 }
+
+const onDevice = (t: Tensor) => t.location !== 'cpu' && t.location !== 'cpu-pinned' && t.location !== 'none';
 
 /** Longer inputs to a buffer-cache graph run in chunks of this many tokens. */
 export const PREFILL_CHUNK = 256;

@@ -187,6 +187,7 @@ export async function* generateStream(model: GenerationModel, prompts: string | 
   } finally {
     // The cache holds the KV of the first `fed` tokens: keep it for the next prompt that shares them.
     if (store && past) store.put(tokens[0]!.slice(0, fed), { ...past, length: fed });
+    else if (past) decoder.releaseCache(past);
   }
 
   function result(r: number): GeneratedSequence {
