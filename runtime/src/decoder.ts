@@ -117,9 +117,10 @@ export class OptDecoder {
     if (this._hasPositionIds) feeds.position_ids = new Tensor('int64', positionIds(x.attentionMask, b, t, s), [b, s]);
     if (this._hasCacheBranch) feeds.use_cache_branch = new Tensor('bool', Uint8Array.of(p > 0 ? 1 : 0), [1]);
 
-    // In-place caches and caller-owned logits are bound as outputs.
+    // In-place caches and caller-owned logits are bound as outputs (not possible when outputs stay on a GPU:
+    // onnxruntime-node then ignores preallocated fetches).
     let fetches: Record<string, Tensor | null> | undefined;
-    if (this.cacheLayout === 'inplace' || x.logitsBuffer) {
+    if (!this._session.outputsOnDevice && (this.cacheLayout === 'inplace' || x.logitsBuffer)) {
       fetches = { logits: null };
       if (x.logitsBuffer && this._hasKeepInput) fetches.logits = new Tensor('float32', x.logitsBuffer.subarray(0, b * keep * vocabSize), [b, keep, vocabSize]);
       for (let i = 0; i < numLayers; i++) {
@@ -153,6 +154,7 @@ export class OptDecoder {
     const returned = logitsTensor.dims[1]!;
     let logits = fetches?.logits ? (fetches.logits.data as Float32Array) : (logitsTensor.data as Float32Array);
     if (returned !== keep) logits = lastPositions(logits, b, returned, keep, vocabSize);
+    else if (x.logitsBuffer && logits.buffer !== x.logitsBuffer.buffer) logits = copyInto(x.logitsBuffer, logits);
     return { logits, keep, present };
   }
 
@@ -212,6 +214,12 @@ export class OptDecoder {
   release(): Promise<void> {
     return this._session.release();
   }
+}
+
+function copyInto(buffer: Float32Array, logits: Float32Array): Float32Array {
+  const out = buffer.subarray(0, logits.length);
+  out.set(logits);
+  return out;
 }
 
 const onDevice = (t: Tensor) => t.location !== 'cpu' && t.location !== 'cpu-pinned' && t.location !== 'none';

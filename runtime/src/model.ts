@@ -8,8 +8,11 @@ import { convertCheckpoint } from './convert.js';
 import { OptDecoder } from './decoder.js';
 import { CheckpointError, UsageError } from './errors.js';
 import { availableMemoryBytes, estimateModelBytes, gib } from './memory.js';
-import type { GraphDtype } from './onnx/optGraph.js';
-import { type Device, createSession } from './session.js';
+import type { GraphDtype, KvCacheLayout } from './onnx/optGraph.js';
+import { createSessionForDevice } from './device/open.js';
+import { probeDevices } from './device/probe.js';
+import { type ExecutionDevice, planDevices } from './device/select.js';
+import type { Device } from './session.js';
 import { OptTokenizer } from './tokenizer/optTokenizer.js';
 
 export const DTYPES = ['auto', 'fp32', 'fp16', 'int8', 'int4'] as const;
@@ -17,8 +20,11 @@ export type DtypeChoice = (typeof DTYPES)[number];
 
 export interface LoadOptions {
   dtype?: DtypeChoice;
+  /** An execution provider, or `auto` (the default): CUDA, else WebGPU, else the CPU (device/select.ts). */
   device?: Device;
   threads?: number;
+  /** Let onnxruntime's threads spin between kernels (default off: half the CPU time for ~10% speed). */
+  spin?: boolean;
   /** onnxruntime contrib operators (default) or plain ONNX operators. */
   fused?: boolean;
   cacheDir?: string;
@@ -43,6 +49,10 @@ export interface OptModel {
   readonly tokenizer: OptTokenizer;
   readonly decoder: OptDecoder;
   readonly source: ModelSource;
+  /** The execution provider the model runs on (after any fallback). */
+  readonly device: ExecutionDevice;
+  /** Why the model does not run on the device asked for (a GPU that failed to initialize). */
+  readonly deviceFallback?: string;
   dispose(): Promise<void>;
 }
 
@@ -50,7 +60,8 @@ export interface OptModel {
 const EXPORT_SUFFIX: Record<GraphDtype, string> = { fp32: '', fp16: '_fp16', int8: '_quantized', int4: '_q4' };
 const EXPORT_BASES = ['model', 'decoder_model_merged'];
 
-export function resolveDtype(dtype: DtypeChoice, device: Device): GraphDtype {
+/** `auto`: int8 on the CPU, fp16 on a GPU; `device` is the provider that runs (device/select.ts resolves `auto`). */
+export function resolveDtype(dtype: DtypeChoice, device: ExecutionDevice): GraphDtype {
   if (dtype !== 'auto') return dtype;
   return device === 'cpu' ? 'int8' : 'fp16';
 }
@@ -61,8 +72,9 @@ export async function loadOptModel(dir: string, options: LoadOptions = {}): Prom
   if (options.dtype !== undefined && !(DTYPES as readonly string[]).includes(options.dtype)) {
     throw new UsageError(`unknown dtype "${options.dtype}": choose one of ${DTYPES.join(', ')}`);
   }
-  const device = options.device ?? 'cpu';
-  const dtype = resolveDtype(options.dtype ?? 'auto', device);
+  // The plan's first candidate decides dtype `auto` (and the memory check); a fallback re-resolves it below.
+  const plan = planDevices(options.device ?? 'auto', probeDevices());
+  const dtype = resolveDtype(options.dtype ?? 'auto', plan.candidates[0]!);
   const config = await readOptConfig(dir);
   if (config.architectures[0] !== 'OPTForCausalLM') {
     throw new UsageError(`${dir} holds an ${config.architectures[0]} checkpoint, which has no language-model head: text generation needs OPTForCausalLM`);
@@ -76,8 +88,13 @@ export async function loadOptModel(dir: string, options: LoadOptions = {}): Prom
     }
   }
   const [tokenizer, generationConfig] = await Promise.all([OptTokenizer.fromDir(dir), readGenerationConfig(dir)]);
-  const source = await locateModel(dir, dtype, options);
-  const session = await createSession(source.modelPath, { device, threads: options.threads ?? 0 });
+  // Each candidate device gets its graph (dtype `auto` and the KV-cache layout depend on it); conversions are cached.
+  let source: ModelSource | undefined;
+  const opened = await createSessionForDevice(async (d) => {
+    source = await locateModel(dir, resolveDtype(options.dtype ?? 'auto', d), options, d);
+    return source.modelPath;
+  }, { device: plan.requested, plan, threads: options.threads ?? 0, spin: options.spin, preferredOutputLocation: cacheOnDevice(config.num_hidden_layers) });
+  const session = opened.session;
   const decoder = new OptDecoder(session, {
     numLayers: config.num_hidden_layers,
     numHeads: config.num_attention_heads,
@@ -85,11 +102,29 @@ export async function loadOptModel(dir: string, options: LoadOptions = {}): Prom
     vocabSize: config.vocab_size,
     maxPositions: config.max_position_embeddings,
   });
-  return { dir, config, generationConfig, tokenizer, decoder, source, dispose: () => decoder.release() };
+  return { dir, config, generationConfig, tokenizer, decoder, source: source!, device: opened.device, deviceFallback: opened.fallbackReason, dispose: () => decoder.release() };
 }
 
 /** Prefers converting the checkpoint's weights; falls back to an ONNX export shipped in `onnx/`. */
-async function locateModel(dir: string, dtype: GraphDtype, options: LoadOptions): Promise<ModelSource> {
+/**
+ * The KV-cache layout for a device. CPU: the append layout (the cache is a host buffer read in
+ * place, nothing ∝ context copied per step). WebGPU: Concat, its present outputs left in GPU memory
+ * (preferredOutputLocation) and fed back, so a step moves only ids in and logits out. CUDA: the
+ * append layout too, since onnxruntime-node 1.30 can leave outputs on the device only for WebGPU
+ * (its gpu-buffer outputs use WebGPU's memory info): the host cache crosses to the GPU once per step.
+ */
+export function kvCacheLayoutFor(device: ExecutionDevice): KvCacheLayout {
+  return device === 'webgpu' ? 'concat' : 'append';
+}
+
+/** The present outputs a GPU session keeps in device memory (applied on WebGPU only, see session.ts). */
+function cacheOnDevice(layers: number): Record<string, 'gpu-buffer'> {
+  const out: Record<string, 'gpu-buffer'> = {};
+  for (let i = 0; i < layers; i++) out[`present.${i}.key`] = out[`present.${i}.value`] = 'gpu-buffer';
+  return out;
+}
+
+async function locateModel(dir: string, dtype: GraphDtype, options: LoadOptions, device: ExecutionDevice): Promise<ModelSource> {
   const exported = await findExport(dir, dtype);
   const hasWeights = (await readdir(dir)).some((f) => /^(model.*\.safetensors|pytorch_model.*\.bin)(\.index\.json)?$/.test(f));
   if (exported && !hasWeights) return { kind: 'onnx-export', modelPath: exported, dtype, convertSeconds: 0 };
@@ -99,7 +134,7 @@ async function locateModel(dir: string, dtype: GraphDtype, options: LoadOptions)
       throw new CheckpointError(join(dir, 'onnx'), `no ${dtype} export found`, `available: ${available.join(', ')}; pick the matching --dtype`);
     }
   }
-  const r = await convertCheckpoint(dir, { dtype, fused: options.fused, cacheDir: options.cacheDir });
+  const r = await convertCheckpoint(dir, { dtype, fused: options.fused, kvCache: options.fused === false ? undefined : kvCacheLayoutFor(device), cacheDir: options.cacheDir });
   return { kind: 'converted', modelPath: r.modelPath, dtype, convertSeconds: r.seconds };
 }
 

@@ -1,19 +1,35 @@
 // The only module that imports onnxruntime-node: creates inference sessions for a device and
 // runs them. Everything above it speaks in plain typed arrays and this module's Tensor type.
+// Which device a load uses, with its fallback to the CPU, is device/open.ts's job.
 
 import * as ort from 'onnxruntime-node';
+import { DEVICE_CHOICES, type DeviceChoice, EXECUTION_DEVICES, type ExecutionDevice } from './device/select.js';
 import { UsageError } from './errors.js';
 
 export type Tensor = ort.Tensor;
 export const Tensor = ort.Tensor;
 
-export const DEVICES = ['cpu', 'webgpu', 'cuda'] as const;
-export type Device = (typeof DEVICES)[number];
+/** What a user may ask for (`auto` included); device/select.ts turns it into execution devices. */
+export const DEVICES = DEVICE_CHOICES;
+export type Device = DeviceChoice;
+export { EXECUTION_DEVICES, type ExecutionDevice };
 
 export interface SessionSettings {
-  device: Device;
+  device: ExecutionDevice;
   /** Intra-op threads; 0 lets onnxruntime choose (one per physical core). */
   threads: number;
+  /**
+   * Let onnxruntime's intra-op threads spin between kernels (default on, onnxruntime's own default).
+   * Measured with the append cache (bench/RESULTS.md, int8, 2 threads, context 128): 8.1 ms per
+   * step for 19.0 CPU ms spinning, 10.3 ms for 17.6 CPU ms not: 27% faster for 8% more CPU.
+   */
+  spin?: boolean;
+  /** CUDA: the GPU's index (CUDA_VISIBLE_DEVICES numbering). */
+  deviceId?: number;
+  /** WebGPU: Dawn's validation of each command ('basic' is onnxruntime's default; 'disabled' saves CPU time per dispatch). */
+  webgpuValidation?: 'disabled' | 'wgpuOnly' | 'basic' | 'full';
+  /** Outputs onnxruntime leaves in GPU memory, e.g. the KV cache; applied on WebGPU only (onnxruntime-node 1.30's gpu-buffer outputs are WebGPU buffers). */
+  preferredOutputLocation?: Record<string, 'cpu' | 'gpu-buffer'>;
 }
 
 export const DEFAULT_SESSION_SETTINGS: SessionSettings = { device: 'cpu', threads: 0 };
@@ -25,23 +41,51 @@ export interface ModelSession {
   readonly inputTypes: Readonly<Record<string, string>>;
   /** Declared shape of each tensor input: sizes, or symbolic names such as 'batch_size'. */
   readonly inputShapes: Readonly<Record<string, readonly (number | string)[]>>;
+  /** Outputs named in preferredOutputLocation stay in device memory (and preallocated fetches are then ignored by onnxruntime-node). */
+  readonly outputsOnDevice?: boolean;
   /** Runs the model; `fetches` maps output names to preallocated tensors to fill (null: allocate). */
   run(feeds: Record<string, Tensor>, fetches?: Record<string, Tensor | null>): Promise<Record<string, Tensor>>;
   release(): Promise<void>;
 }
 
-export async function createSession(modelPath: string, settings: SessionSettings): Promise<ModelSession> {
-  if (!(DEVICES as readonly string[]).includes(settings.device)) {
-    throw new UsageError(`unknown device "${settings.device}": choose one of ${DEVICES.join(', ')}`);
+/**
+ * The provider entry for onnxruntime-node 1.30. Its binding passes few options through
+ * (js/node/src/session_options_helper.cc): CUDA gets only `deviceId` (arena and cuDNN settings stay
+ * onnxruntime's defaults: cuDNN matters only for convolutions, which OPT has none of); WebGPU takes
+ * preferredLayout, validationMode, *BufferCacheMode, enableRobustness and forceCpuNodeNames, and
+ * refuses any other key (deviceId included).
+ */
+export function executionProvider(s: SessionSettings): ort.InferenceSession.ExecutionProviderConfig {
+  switch (s.device) {
+    case 'cpu':
+      return 'cpu';
+    case 'cuda':
+      return { name: 'cuda', deviceId: s.deviceId ?? 0 };
+    case 'webgpu':
+      // 'bucket' reuses freed storage buffers by size class: the KV cache and activations of a
+      // decode step come back at the same sizes every step.
+      return { name: 'webgpu', validationMode: s.webgpuValidation ?? 'basic', storageBufferCacheMode: 'bucket' } as ort.InferenceSession.ExecutionProviderConfig;
   }
+}
+
+export async function createSession(modelPath: string, settings: SessionSettings): Promise<ModelSession> {
+  if (!(EXECUTION_DEVICES as readonly string[]).includes(settings.device)) {
+    throw new UsageError(`unknown device "${settings.device}": createSession takes one of ${EXECUTION_DEVICES.join(', ')} (device auto is resolved by device/open.ts createSessionForDevice)`);
+  }
+  // Device-resident outputs: WebGPU only (onnxruntime-node 1.30 binds gpu-buffer outputs to WebGPU's memory).
+  const outputsOnDevice = settings.device === 'webgpu' && !!settings.preferredOutputLocation;
   const session = await ort.InferenceSession.create(modelPath, {
-    executionProviders: [settings.device],
+    executionProviders: [executionProvider(settings)],
     graphOptimizationLevel: 'all',
     intraOpNumThreads: settings.threads,
     interOpNumThreads: 1,
     executionMode: 'sequential',
+    // The Node binding takes config entries as strings only.
+    extra: { session: { intra_op: { allow_spinning: settings.spin === false ? '0' : '1' } } },
+    ...(outputsOnDevice ? { preferredOutputLocation: settings.preferredOutputLocation } : {}),
   });
   return {
+    outputsOnDevice,
     inputNames: session.inputNames,
     outputNames: session.outputNames,
     inputTypes: Object.fromEntries(session.inputMetadata.map((m) => [m.name, m.isTensor ? m.type : 'non-tensor'])),
