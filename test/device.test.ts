@@ -13,7 +13,9 @@ import { Initialize, Log, PROTOCOL_VERSION } from '../protocol/protocol.js';
 import { convertCheckpoint } from '../runtime/src/convert.js';
 import { createSessionForDevice } from '../runtime/src/device/open.js';
 import { nvidiaGpus, ortBinaryDir, probeDevices } from '../runtime/src/device/probe.js';
-import { type DeviceProbe, fallbackMessage, planDevices } from '../runtime/src/device/select.js';
+import { type DeviceProbe, fallbackMessage, fitModelToDevices, planDevices } from '../runtime/src/device/select.js';
+import { estimateModelBytes } from '../runtime/src/memory.js';
+import type { OptConfig } from '../runtime/src/config.js';
 import { UsageError } from '../runtime/src/errors.js';
 import { loadOptModel, resolveDtype } from '../runtime/src/model.js';
 import type { ModelSession, SessionSettings } from '../runtime/src/session.js';
@@ -102,6 +104,29 @@ describe('device plans', () => {
     assert.match(m, /^cuda failed to initialize: OrtSessionOptionsAppendExecutionProvider_Cuda: Failed to load shared library \(reinstall onnxruntime-node.*\); running on the CPU instead of the requested cuda$/);
     const w = fallbackMessage('auto', [{ device: 'webgpu', error: '/onnxruntime_src/onnxruntime/core/providers/webgpu/webgpu_context.cc:136 onnxruntime::webgpu::WebGpuContext::Initialize(const onnxruntime::webgpu::WebGpuContextConfig&)::<lambda()> adapter_result.status == wgpu::RequestAdapterStatus::Success was false. Failed to get a WebGPU adapter: No supported adapters' }], 'cpu');
     assert.match(w, /^webgpu failed to initialize: adapter_result\.status == .*No supported adapters \(WebGPU needs a working GPU driver.*\); running on the CPU instead$/);
+  });
+});
+
+describe('models larger than the GPU', () => {
+  const gpu = (gib: number) => ({ ...machine({ cuda: true, gpus: ['NVIDIA A10G'], loader: true, icds: ['libGLX_nvidia.so.0'] }), gpuMemoryBytes: gib * 2 ** 30 });
+  // opt-30b's shapes: 48 layers, hidden 7168, ffn 28672.
+  const opt30b = { hidden_size: 7168, word_embed_proj_dim: 7168, ffn_dim: 28672, num_hidden_layers: 48, vocab_size: 50272, max_position_embeddings: 2048 } as OptConfig;
+  const need = (d: string) => estimateModelBytes(opt30b, d === 'cpu' ? 'int8' : 'fp16');
+
+  test('auto skips CUDA with the figures and moves on', () => {
+    const plan = fitModelToDevices(planDevices('auto', gpu(24)), gpu(24), need);
+    assert.deepEqual(plan.candidates, ['webgpu', 'cpu']);
+    assert.match(plan.skipped.find((s) => s.device === 'cuda')!.reason, /needs about 5\d\.\d GiB on the GPU and NVIDIA A10G has 24\.0 GiB/);
+  });
+
+  test('an explicit cuda is refused with the figures and what to do', () => {
+    assert.throws(() => fitModelToDevices(planDevices('cuda', gpu(24)), gpu(24), need), (e: Error) => e instanceof UsageError && /device cuda cannot hold this model: the model needs about 5\d\.\d GiB .* has 24\.0 GiB; choose a smaller model/.test(e.message));
+  });
+
+  test('a model that fits, or a GPU whose memory is unknown, keeps the plan', () => {
+    assert.deepEqual(fitModelToDevices(planDevices('cuda', gpu(80)), gpu(80), need).candidates, ['cuda', 'cpu']);
+    const unknown = machine({ cuda: true, gpus: ['NVIDIA A10G'] });
+    assert.deepEqual(fitModelToDevices(planDevices('cuda', unknown), unknown, need).candidates, ['cuda', 'cpu']);
   });
 });
 

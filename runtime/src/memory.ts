@@ -6,8 +6,8 @@ import { freemem } from 'node:os';
 import { type OptConfig, hasProjection } from './config.js';
 import type { GraphDtype } from './onnx/optGraph.js';
 
-/** Bytes per weight of a linear layer, block scales included (one float per 32 weights). */
-const LINEAR_BYTES: Record<GraphDtype, number> = { fp32: 4, fp16: 2, int8: 1 + 4 / 32, int4: 0.5 + 4 / 32 };
+/** Bytes per weight of a linear layer, block scales included (one float per block: 128 weights at int8, 32 at int4). */
+const LINEAR_BYTES: Record<GraphDtype, number> = { fp32: 4, fp16: 2, int8: 1 + 4 / 128, int4: 0.5 + 4 / 32 };
 
 /**
  * Resident bytes of the converted model in onnxruntime: every linear layer at its precision; the

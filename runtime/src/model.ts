@@ -11,7 +11,7 @@ import { availableMemoryBytes, estimateModelBytes, gib } from './memory.js';
 import type { GraphDtype, KvCacheLayout } from './onnx/optGraph.js';
 import { createSessionForDevice } from './device/open.js';
 import { probeDevices } from './device/probe.js';
-import { type ExecutionDevice, planDevices } from './device/select.js';
+import { type ExecutionDevice, fitModelToDevices, planDevices } from './device/select.js';
 import type { Device } from './session.js';
 import { OptTokenizer } from './tokenizer/optTokenizer.js';
 
@@ -73,13 +73,15 @@ export async function loadOptModel(dir: string, options: LoadOptions = {}): Prom
     throw new UsageError(`unknown dtype "${options.dtype}": choose one of ${DTYPES.join(', ')}`);
   }
   // The plan's first candidate decides dtype `auto` (and the memory check); a fallback re-resolves it below.
-  const plan = planDevices(options.device ?? 'auto', probeDevices());
-  const dtype = resolveDtype(options.dtype ?? 'auto', plan.candidates[0]!);
+  const probe = probeDevices();
   const config = await readOptConfig(dir);
+  let plan = planDevices(options.device ?? 'auto', probe);
+  if (options.checkMemory) plan = fitModelToDevices(plan, probe, (d) => estimateModelBytes(config, resolveDtype(options.dtype ?? 'auto', d)));
+  const dtype = resolveDtype(options.dtype ?? 'auto', plan.candidates[0]!);
   if (config.architectures[0] !== 'OPTForCausalLM') {
     throw new UsageError(`${dir} holds an ${config.architectures[0]} checkpoint, which has no language-model head: text generation needs OPTForCausalLM`);
   }
-  if (options.checkMemory) {
+  if (options.checkMemory && plan.candidates[0] === 'cpu') {
     const need = estimateModelBytes(config, dtype);
     const have = options.availableMemoryBytes ?? availableMemoryBytes();
     if (need > have) {

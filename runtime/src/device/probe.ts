@@ -1,7 +1,9 @@
-// Reads what select.ts needs from the real machine: files and device nodes only, no GPU API
-// calls, so probing takes microseconds and can never hang or crash the process. Whether a GPU
+// Reads what select.ts needs from the real machine: files and device nodes (plus nvidia-smi for the
+// memory size where an NVIDIA GPU is present), no GPU API calls, so probing is quick and cannot crash
+// the process. Whether a GPU
 // really initializes is learnt by creating the session (open.ts), which falls back if it fails.
 
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
@@ -14,12 +16,28 @@ export const CUDA_PROVIDER_FILES = ['libonnxruntime_providers_cuda.so', 'libonnx
 export function probeDevices(): DeviceProbe {
   const bin = ortBinaryDir();
   const missing = CUDA_PROVIDER_FILES.filter((f) => !existsSync(join(bin, f)));
+  const gpus = process.platform === 'linux' ? nvidiaGpus() : [];
   return {
     platform: process.platform,
     cudaProvider: { installed: missing.length === 0, dir: bin, missing },
-    nvidiaGpus: process.platform === 'linux' ? nvidiaGpus() : [],
+    nvidiaGpus: gpus,
     vulkan: process.platform === 'linux' ? vulkan() : { loader: false, icds: [], renderNodes: 0 },
+    gpuMemoryBytes: gpus.length > 0 ? nvidiaMemoryBytes() : undefined,
   };
+}
+
+/**
+ * The first GPU's memory from nvidia-smi (the kernel driver's /proc files do not say). The one
+ * process the probe starts, only where an NVIDIA GPU is present, bounded by a timeout.
+ */
+export function nvidiaMemoryBytes(): number | undefined {
+  try {
+    const out = execFileSync('nvidia-smi', ['--query-gpu=memory.total', '--format=csv,noheader,nounits'], { encoding: 'utf8', timeout: 3000, stdio: ['ignore', 'pipe', 'ignore'] });
+    const mib = Number(out.split('\n')[0]?.trim());
+    return Number.isFinite(mib) && mib > 0 ? mib * 2 ** 20 : undefined;
+  } catch {
+    return undefined; // no nvidia-smi: the size is learnt when the session fails to allocate
+  }
 }
 
 /**

@@ -37,6 +37,8 @@ export interface DeviceProbe {
     /** DRM render nodes (/dev/dri/renderD*): a GPU that a Mesa driver can open. */
     renderNodes: number;
   };
+  /** Memory of the first NVIDIA GPU (nvidia-smi's memory.total), when known. */
+  gpuMemoryBytes?: number;
 }
 
 export interface DevicePlan {
@@ -100,6 +102,24 @@ function webgpuBlocker(p: DeviceProbe, hardwareOnly: boolean): string | undefine
   if (p.vulkan.renderNodes === 0 && !(nvidiaIcd && p.nvidiaGpus.length > 0)) return 'no GPU device is visible (no /dev/dri/renderD*, no NVIDIA GPU with its Vulkan driver)';
   return undefined;
 }
+
+/**
+ * Drops the CUDA candidate when the GPU's memory cannot hold the model (`need`: bytes at the
+ * precision that device would use). An explicit `cuda` is refused with the figures; `auto` moves on
+ * to the next candidate with the reason in `skipped`. WebGPU does not say its memory: a model too
+ * large for it fails to initialize and falls back like any other failure.
+ */
+export function fitModelToDevices(plan: DevicePlan, probe: DeviceProbe, need: (device: ExecutionDevice) => number): DevicePlan {
+  const have = probe.gpuMemoryBytes;
+  if (have === undefined || !plan.candidates.includes('cuda')) return plan;
+  const bytes = need('cuda');
+  if (bytes <= have) return plan;
+  const reason = `the model needs about ${gibText(bytes)} on the GPU and ${probe.nvidiaGpus[0] ?? 'the GPU'} has ${gibText(have)}`;
+  if (plan.requested === 'cuda') throw new UsageError(`device cuda cannot hold this model: ${reason}; choose a smaller model, a lower precision (--dtype int8 or int4 run on the CPU), or --device cpu`);
+  return { ...plan, candidates: plan.candidates.filter((d) => d !== 'cuda'), skipped: [...plan.skipped, { device: 'cuda', reason }] };
+}
+
+const gibText = (bytes: number) => `${(bytes / 2 ** 30).toFixed(1)} GiB`;
 
 /** The status line for a load that did not run where it was asked to. */
 export function fallbackMessage(requested: DeviceChoice, failures: { device: ExecutionDevice; error: string }[], used: ExecutionDevice): string {
