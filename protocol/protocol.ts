@@ -19,7 +19,8 @@ export interface InitializeParams {
   /** A model folder or a Hugging Face id (e.g. facebook/opt-125m). */
   model: string;
   dtype?: 'auto' | 'fp32' | 'fp16' | 'int8' | 'int4';
-  device?: 'cpu' | 'webgpu' | 'cuda';
+  /** auto (the default): CUDA, else WebGPU, else the CPU; a GPU that fails to initialize falls back to the CPU (EngineInfo.deviceFallback says why). */
+  device?: 'auto' | 'cpu' | 'webgpu' | 'cuda';
   threads?: number;
   cacheDir?: string;
   queueLimit?: number;

@@ -7,6 +7,8 @@ import { CheckpointError, UsageError } from './errors.js';
 import { DTYPES, type DtypeChoice, type LoadOptions, loadOptModel, resolveDtype } from './model.js';
 import { convertCheckpoint } from './convert.js';
 import { DEVICES, type Device } from './session.js';
+import { probeDevices } from './device/probe.js';
+import { planDevices } from './device/select.js';
 import { OptTokenizer } from './tokenizer/optTokenizer.js';
 import { topK } from './topk.js';
 import { generate, generateStream } from './generation/generate.js';
@@ -14,6 +16,9 @@ import { resolveModel } from './hub/resolveModel.js';
 import { startRpcServer } from './server/rpcServer.js';
 import { startOpenAiServer } from './server/openaiServer.js';
 import { createLocalEngine } from './engine/localEngine.js';
+import { WrongModelTypeError } from './engine/engine.js';
+import { OptHeadModel } from './heads/headModel.js';
+import { POOLINGS, type Pooling } from './heads/pooling.js';
 
 const USAGE = `usage: opt <command> [options]
 
@@ -25,13 +30,19 @@ commands:
   serve     --model DIR|ID [--host 127.0.0.1] [--port 8000] [--api-key KEY]
                                                                    OpenAI-compatible /v1/completions server
   rpc                                                              the runtime process: JSON-RPC over stdio (what the editor starts)
+  classify  --model DIR "text"…                                    labels and scores (OPTForSequenceClassification), as JSON
+  answer    --model DIR --question "…" --context "…" [--max-answer-length N] [--top-k N]
+                                                                   answer spans in the context (OPTForQuestionAnswering), as JSON
+  embed     --model DIR "text"… [--pooling mean|last] [--all-layers]
+                                                                   pooled hidden states (any OPT checkpoint), as JSON
   logits    --model DIR (--ids 2,133,… | --text "…") [--top-k N]   last-position logits and top-k, as JSON
   tokenize  --model DIR --text "…" [--no-special]                  token ids and tokens, as JSON
   convert   --model DIR [--force]                                  build (or find) the cached ONNX model
 
 common options:
   --dtype auto|fp32|fp16|int8|int4   weight precision (auto: int8 on cpu, fp16 on gpu)
-  --device cpu|webgpu|cuda           execution provider (default cpu)
+  --device auto|cpu|webgpu|cuda      execution provider (default auto: CUDA, else WebGPU, else cpu;
+                                     a GPU that fails to initialize falls back to cpu with a warning)
   --threads N                        onnxruntime intra-op threads (default: one per core)
   --plain-ops                        standard ONNX operators only (no onnxruntime contrib ops)
   --cache-dir DIR                    where converted models are kept (default ~/.cache/opt-complete)
@@ -44,7 +55,7 @@ const OPTIONS = {
   'top-k': { type: 'string' }, // logits: how many to list (default 10); generate: top_k sampling
   'no-special': { type: 'boolean', default: false },
   dtype: { type: 'string', default: 'auto' },
-  device: { type: 'string', default: 'cpu' },
+  device: { type: 'string', default: 'auto' },
   threads: { type: 'string', default: '0' },
   'plain-ops': { type: 'boolean', default: false },
   'cache-dir': { type: 'string' },
@@ -62,6 +73,12 @@ const OPTIONS = {
   seed: { type: 'string' },
   stop: { type: 'string', multiple: true },
   json: { type: 'boolean', default: false },
+  // classify, answer, embed
+  question: { type: 'string' },
+  context: { type: 'string' },
+  'max-answer-length': { type: 'string' },
+  pooling: { type: 'string', default: 'mean' },
+  'all-layers': { type: 'boolean', default: false },
   // serve
   host: { type: 'string', default: '127.0.0.1' },
   port: { type: 'string', default: '8000' },
@@ -84,10 +101,10 @@ async function main(argv: string[]): Promise<void> {
     startRpcServer(process.stdin, process.stdout, { onClose: (code) => process.exit(code) });
     return;
   }
-  const commands: Record<string, (v: Values) => Promise<unknown>> = { logits, tokenize, convert };
+  const commands: Record<string, (v: Values, texts: string[]) => Promise<unknown>> = { logits, tokenize, convert, classify, answer, embed };
   const run = commands[command];
   if (!run) throw new UsageError(`unknown command "${command}"\n\n${USAGE}`);
-  const result = await run(values);
+  const result = await run(values, positionals.slice(1));
   process.stdout.write(`${JSON.stringify(result)}\n`); // one line: pipe through jq to read it
 }
 
@@ -114,7 +131,7 @@ async function generateCommand(v: Values, prompts: string[]): Promise<void> {
     seed: num('seed'),
     stop_strings: v.stop,
   }).filter(([, x]) => x !== undefined));
-  const model = await loadOptModel(await requireModel(v), loadOptionsOf(v));
+  const model = await loadModel(v);
   try {
     const onWarning = (w: string) => process.stderr.write(`opt: warning: ${w}\n`);
     if (v.json) {
@@ -163,7 +180,7 @@ async function serveCommand(v: Values): Promise<void> {
 }
 
 async function logits(v: Values) {
-  const model = await loadOptModel(await requireModel(v), loadOptionsOf(v));
+  const model = await loadModel(v);
   try {
     const ids = v.ids !== undefined ? parseIds(v.ids, model.config.vocab_size) : v.text !== undefined ? await model.tokenizer.encode(v.text) : undefined;
     if (!ids) throw new UsageError('logits needs --ids 2,133,… or --text "…"');
@@ -196,9 +213,54 @@ async function tokenize(v: Values) {
 }
 
 async function convert(v: Values) {
-  const dtype = resolveDtype(dtypeOf(v), deviceOf(v));
+  const dtype = resolveDtype(dtypeOf(v), planDevices(deviceOf(v), probeDevices()).candidates[0]!); // the graph the load would use first
   const r = await convertCheckpoint(await requireModel(v), { dtype, fused: !v['plain-ops'], cacheDir: v['cache-dir'], force: v.force });
   return { model_path: r.modelPath, dtype, converted: r.converted, seconds: Number(r.seconds.toFixed(3)) };
+}
+
+/** Labels and scores for each text; one text prints one object, several an array. */
+async function classify(v: Values, texts: string[]) {
+  if (texts.length === 0) throw new UsageError('classify needs a text: opt classify --model DIR "I loved this film"');
+  const model = await loadHeadModel(v, 'classify');
+  try {
+    const results = await model.classify(texts);
+    return texts.length === 1 ? results[0] : results;
+  } finally {
+    await model.dispose();
+  }
+}
+
+async function answer(v: Values) {
+  if (v.question === undefined || v.context === undefined) throw new UsageError('answer needs --question "…" and --context "…"');
+  const maxAnswerLength = intOf(v['max-answer-length'] ?? '15', '--max-answer-length', 1);
+  const topK = intOf(v['top-k'] ?? '1', '--top-k', 1);
+  const model = await loadHeadModel(v, 'answer');
+  try {
+    return await model.answer(v.question, v.context, { maxAnswerLength, topK });
+  } finally {
+    await model.dispose();
+  }
+}
+
+/** Pooled hidden states of each text (and every layer's with --all-layers); one text prints one object. */
+async function embed(v: Values, texts: string[]) {
+  if (texts.length === 0) throw new UsageError('embed needs a text: opt embed --model DIR "some text"');
+  if (!(POOLINGS as readonly string[]).includes(v.pooling)) throw new UsageError(`--pooling must be one of ${POOLINGS.join(', ')}, got "${v.pooling}"`);
+  const allLayers = v['all-layers'];
+  const model = await loadHeadModel(v, 'embed', allLayers);
+  try {
+    const results = (await model.embed(texts, { pooling: v.pooling as Pooling, allLayers })).map((r) => ({ pooling: v.pooling, ...r }));
+    return texts.length === 1 ? results[0] : results;
+  } finally {
+    await model.dispose();
+  }
+}
+
+/** --model for a head other than generation; a checkpoint without that head is refused before any conversion. */
+async function loadHeadModel(v: Values, task: 'classify' | 'answer' | 'embed', allHiddenStates = false): Promise<OptHeadModel> {
+  const model = await OptHeadModel.load(await requireModel(v), { ...loadOptionsOf(v), task, allHiddenStates });
+  if (model.body.deviceFallback) process.stderr.write(`opt: warning: ${model.body.deviceFallback}\n`);
+  return model;
 }
 
 /** --model as a local folder, or a Hub id resolved through the Hugging Face cache (downloading what is missing). */
@@ -213,6 +275,13 @@ async function requireModel(v: Values): Promise<string> {
       process.stderr.write(`opt: downloading ${file}: ${(received / 2 ** 20).toFixed(1)}${total ? ` / ${(total / 2 ** 20).toFixed(1)}` : ''} MiB\n`);
     },
   });
+}
+
+/** Loads --model; a GPU that failed to initialize is a warning on stderr (the model runs on the CPU). */
+async function loadModel(v: Values) {
+  const model = await loadOptModel(await requireModel(v), loadOptionsOf(v));
+  if (model.deviceFallback) process.stderr.write(`opt: warning: ${model.deviceFallback}\n`);
+  return model;
 }
 
 function loadOptionsOf(v: Values): LoadOptions {
@@ -244,7 +313,7 @@ function parseIds(s: string, vocab: number): number[] {
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
-  if (err instanceof UsageError || err instanceof CheckpointError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+  if (err instanceof UsageError || err instanceof CheckpointError || err instanceof WrongModelTypeError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
     process.stderr.write(`opt: ${(err as Error).message}\n`);
     process.exit(2);
   }

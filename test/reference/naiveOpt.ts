@@ -45,7 +45,7 @@ export interface NaiveOptConfig {
 export type NaiveWeights = (name: string) => Float64Array | Float32Array;
 
 export interface NaiveOptOutput {
-  /** [B][S] → V logits. */
+  /** [B][S] → V logits (empty with skipLogits). */
   logits: Float64Array[][];
   /** [B][S] → P values: the decoder output after the final LayerNorm and project_out (OPTModel's last_hidden_state). */
   lastHiddenState: Float64Array[][];
@@ -259,7 +259,7 @@ export function naiveOptForward(
   weights: NaiveWeights,
   inputIds: number[][],
   attentionMask?: number[][],
-  options: { outputHiddenStates?: boolean } = {},
+  options: { outputHiddenStates?: boolean; /** Skip lm_head (the heads other than the causal LM read lastHiddenState only). */ skipLogits?: boolean } = {},
 ): NaiveOptOutput {
   const { vocab_size: V, hidden_size: H, word_embed_proj_dim: P, ffn_dim: F } = config;
   const nh = config.num_attention_heads;
@@ -421,10 +421,42 @@ export function naiveOptForward(
   if (options.outputHiddenStates) allHiddenStates.push(hidden);
 
   // lm_head, no bias, on every position. [B][S] → V
-  const lmHead = param('lm_head.weight');
-  const logits = hidden.map((row) => row.map((v) => linear(v, lmHead, undefined, V)));
+  const lmHead = options.skipLogits ? undefined : param('lm_head.weight');
+  const logits = lmHead ? hidden.map((row) => row.map((v) => linear(v, lmHead, undefined, V))) : [];
 
   const result: NaiveOptOutput = { logits, lastHiddenState: hidden };
   if (options.outputHiddenStates) result.hiddenStates = allHiddenStates;
   return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The other heads, on lastHiddenState (modeling_opt.py's OPTForSequenceClassification and
+// OPTForQuestionAnswering), written out as plainly as the rest.
+
+/**
+ * OPTForSequenceClassification: score = Linear(P, N, bias=False) on every position, then the row's
+ * pooled position: argmax over s of s * (id != pad), i.e. the rightmost non-pad token (0 if none);
+ * with no pad id, the last position (transformers refuses batches of more than one then). [B] → N
+ */
+export function naiveSequenceClassification(lastHiddenState: Float64Array[][], inputIds: number[][], scoreWeight: Float32Array | Float64Array, numLabels: number, padTokenId: number | null): Float64Array[] {
+  if (padTokenId === null && inputIds.length > 1) throw new Error('Cannot handle batch sizes > 1 if no padding token is defined.');
+  return lastHiddenState.map((row, b) => {
+    const ids = inputIds[b]!;
+    let pooled = ids.length - 1;
+    if (padTokenId !== null) {
+      let best = 0, bestValue = -1;
+      for (let s = 0; s < ids.length; s++) {
+        const v = s * (ids[s] !== padTokenId ? 1 : 0);
+        if (v > bestValue) [best, bestValue] = [s, v];
+      }
+      pooled = best;
+    }
+    return linear(row[pooled]!, scoreWeight, undefined, numLabels);
+  });
+}
+
+/** OPTForQuestionAnswering: qa_outputs = Linear(P, 2) with bias on every position, split into start and end. [B][S] each */
+export function naiveQuestionAnswering(lastHiddenState: Float64Array[][], qaWeight: Float32Array | Float64Array, qaBias: Float32Array | Float64Array): { start: number[][]; end: number[][] } {
+  const both = lastHiddenState.map((row) => row.map((v) => linear(v, qaWeight, qaBias, 2)));
+  return { start: both.map((row) => row.map((x) => x[0]!)), end: both.map((row) => row.map((x) => x[1]!)) };
 }

@@ -2,6 +2,8 @@
 // of a loaded model. The local engine runs inference on a worker thread; the requests it serves
 // are scheduled by priority so an inline completion never waits behind a long generation.
 
+import type { AnswerParams, AnswerResult, ClassifyParams, ClassifyResult, EmbedParams, EmbedResult } from '../../../protocol/protocol.js';
+
 /** Sampling options with Hugging Face's names (a subset of GenerationOptions the servers expose). */
 export interface SamplingOptions {
   max_new_tokens?: number;
@@ -88,6 +90,22 @@ export class EngineBusyError extends Error {
 export class SupersededError extends Error {
   override readonly name = 'SupersededError';
 }
+/** The loaded checkpoint has no head for the request (the message names the architecture needed). */
+export class WrongModelTypeError extends Error {
+  override readonly name = 'WrongModelTypeError';
+}
+
+/** A one-pass request to a head other than generation (one model step; interactive priority). */
+export type TaskRequest =
+  | { task: 'classify'; params: ClassifyParams }
+  | { task: 'answer'; params: AnswerParams }
+  | { task: 'embed'; params: EmbedParams };
+
+export interface TaskResults {
+  classify: ClassifyResult;
+  answer: AnswerResult;
+  embed: EmbedResult;
+}
 
 export interface Engine {
   info(): EngineInfo;
@@ -97,6 +115,13 @@ export interface Engine {
    * request for the same document replaced it, EngineBusyError when the queue is full.
    */
   generate(request: EngineRequest, onText?: (delta: string) => void, signal?: AbortSignal): Promise<EngineResult>;
+  /**
+   * The heads other than generation, on engines that run the model themselves (absent on a client of
+   * an OpenAI-compatible server). Reject with WrongModelTypeError when info().tasks lacks the task.
+   */
+  classify?(params: ClassifyParams, signal?: AbortSignal): Promise<ClassifyResult>;
+  answer?(params: AnswerParams, signal?: AbortSignal): Promise<AnswerResult>;
+  embed?(params: EmbedParams, signal?: AbortSignal): Promise<EmbedResult>;
   status(): Promise<EngineStatus>;
   dispose(): Promise<void>;
 }

@@ -1,10 +1,17 @@
 // The inference worker: loads the model and runs the scheduler on its own thread, because
 // onnxruntime-node executes each `run()` synchronously on the calling thread. The main thread stays
 // free to answer protocol messages (cancel, status) between any two model steps.
+// A causal LM is loaded for generation (its body graph, for embeddings, on the first embed
+// request); any other OPT checkpoint is loaded as a body with its head (heads/headModel.ts).
 
 import { parentPort } from 'node:worker_threads';
 import { resolveModel } from '../hub/resolveModel.js';
+import { type OptArchitecture, readOptConfig } from '../config.js';
+import { requireTask, tasksOf } from '../heads/headConfig.js';
+import { OptHeadModel } from '../heads/headModel.js';
 import { loadOptModel, type OptModel } from '../model.js';
+import type { TaskRequest, TaskResults } from './engine.js';
+import type { LocalEngineOptions } from './localEngine.js';
 import { PrefixCache } from './prefixCache.js';
 import { Scheduler } from './scheduler.js';
 import type { FromWorker, ToWorker, WireError } from './workerMessages.js';
@@ -17,6 +24,10 @@ const wire = (err: unknown): WireError => ({ name: (err as Error)?.name ?? 'Erro
 let model: OptModel | undefined;
 let scheduler: Scheduler | undefined;
 let prefixCache: PrefixCache | undefined;
+/** What the loaded checkpoint is, and where: every request is checked against its head first. */
+let loaded: { dir: string; architecture: OptArchitecture; options: LocalEngineOptions } | undefined;
+/** The body and head for classify / answer / embed (for a causal LM: opened on first use). */
+let heads: Promise<OptHeadModel> | undefined;
 
 port.on('message', (m: ToWorker) => {
   switch (m.type) {
@@ -24,7 +35,8 @@ port.on('message', (m: ToWorker) => {
       void load(m.options);
       break;
     case 'submit':
-      if (!scheduler) send({ type: 'error', id: m.id, error: { name: 'Error', message: 'no model is loaded' } });
+      if (!scheduler || !loaded) send({ type: 'error', id: m.id, error: { name: 'Error', message: 'no model is loaded' } });
+      else if (!model) send({ type: 'error', id: m.id, error: wire(refusal(loaded, 'generate')) });
       else {
         scheduler.submit(m.id, m.request, {
           onText: (delta) => send({ type: 'text', id: m.id, delta }),
@@ -32,6 +44,9 @@ port.on('message', (m: ToWorker) => {
           onError: (error) => send({ type: 'error', id: m.id, error: wire(error) }),
         });
       }
+      break;
+    case 'task':
+      void submitTask(m.id, m.request);
       break;
     case 'cancel':
       scheduler?.cancel(m.id);
@@ -56,6 +71,7 @@ port.on('message', (m: ToWorker) => {
       void (async () => {
         prefixCache?.clear();
         await model?.dispose();
+        await (await heads?.catch(() => undefined))?.dispose();
         send({ type: 'closed' });
         port.close();
       })();
@@ -63,30 +79,92 @@ port.on('message', (m: ToWorker) => {
   }
 });
 
-async function load(options: import('./localEngine.js').LocalEngineOptions): Promise<void> {
+async function load(options: LocalEngineOptions): Promise<void> {
   try {
     const started = performance.now();
     const dir = await resolveModel(options.model, {
       onProgress: ({ file, received, total }) => send({ type: 'progress', message: `downloading ${file}: ${(received / 2 ** 20).toFixed(1)}${total ? `/${(total / 2 ** 20).toFixed(1)}` : ''} MiB` }),
     });
     send({ type: 'progress', message: `loading ${dir}` });
-    model = await loadOptModel(dir, { dtype: options.dtype, device: options.device, threads: options.threads, cacheDir: options.cacheDir, checkMemory: true });
+    const config = await readOptConfig(dir);
+    const architecture = config.architectures[0]!;
+    const loadOptions = { dtype: options.dtype, device: options.device, threads: options.threads, cacheDir: options.cacheDir, checkMemory: true };
     prefixCache = new PrefixCache(options.prefixCacheBytes ?? 256 << 20);
+    let where: { device: string; deviceFallback?: string; dtype: string };
+    if (architecture === 'OPTForCausalLM') {
+      model = await loadOptModel(dir, loadOptions);
+      where = { device: model.device, deviceFallback: model.deviceFallback, dtype: model.source.dtype };
+    } else {
+      const h = await OptHeadModel.load(dir, loadOptions);
+      heads = Promise.resolve(h);
+      where = { device: h.body.device, deviceFallback: h.body.deviceFallback, dtype: h.body.dtype };
+    }
     scheduler = new Scheduler(model, { queueLimit: options.queueLimit ?? 16, prefixCache, prefillChunk: options.prefillChunk ?? 256 });
+    loaded = { dir, architecture, options };
     send({
       type: 'loaded',
       info: {
         modelId: options.model,
         dir,
-        architecture: model.config.architectures[0] ?? 'OPTForCausalLM',
-        tasks: ['generate'],
-        device: options.device ?? 'cpu',
-        dtype: model.source.dtype,
-        maxPositions: model.config.max_position_embeddings,
+        architecture,
+        tasks: tasksOf(architecture),
+        device: where.device,
+        ...(where.deviceFallback ? { deviceFallback: where.deviceFallback } : {}),
+        dtype: where.dtype,
+        maxPositions: config.max_position_embeddings,
         loadSeconds: (performance.now() - started) / 1000,
       },
     });
   } catch (err) {
     send({ type: 'loadFailed', error: wire(err) });
+  }
+}
+
+/** The WrongModelTypeError for a task the loaded head cannot serve. */
+function refusal(l: NonNullable<typeof loaded>, task: TaskRequest['task'] | 'generate'): Error {
+  try {
+    requireTask(l.architecture, task, l.options.model);
+  } catch (err) {
+    return err as Error;
+  }
+  return new Error(`internal: ${task} is served by ${l.architecture}`);
+}
+
+/**
+ * Checks the head, opens the body if this is the first embed request on a causal LM (outside the
+ * scheduler, so generation steps go on meanwhile), then queues the one-pass request.
+ */
+async function submitTask(id: number, request: TaskRequest): Promise<void> {
+  const fail = (err: unknown) => send({ type: 'error', id, error: wire(err) });
+  try {
+    if (!loaded || !scheduler) throw new Error('no model is loaded');
+    if (!tasksOf(loaded.architecture).includes(request.task)) throw refusal(loaded, request.task);
+    if (!heads) {
+      // Same device and precision as the generation model (after any fallback): no second GPU attempt.
+      const o = loaded.options;
+      heads = OptHeadModel.load(loaded.dir, { dtype: model?.source.dtype ?? o.dtype, device: model?.device ?? o.device, threads: o.threads, cacheDir: o.cacheDir, checkMemory: true });
+      heads.catch(() => (heads = undefined)); // a failed load is retried by the next request
+    }
+    const h = await heads;
+    scheduler.submitTask(id, 'interactive', {
+      run: () => runTask(h, request),
+      onDone: (result) => send({ type: 'taskDone', id, result }),
+      onError: fail,
+    });
+  } catch (err) {
+    fail(err);
+  }
+}
+
+async function runTask(h: OptHeadModel, r: TaskRequest): Promise<TaskResults[TaskRequest['task']]> {
+  switch (r.task) {
+    case 'classify':
+      return (await h.classify([r.params.text]))[0]!;
+    case 'answer':
+      return h.answer(r.params.question, r.params.context, { maxAnswerLength: r.params.maxAnswerLength, topK: r.params.topK });
+    case 'embed': {
+      const [e] = await h.embed([r.params.text], { pooling: r.params.pooling });
+      return { embedding: e!.embedding, tokens: e!.tokens };
+    }
   }
 }

@@ -6,7 +6,18 @@ import { Worker } from 'node:worker_threads';
 import { CheckpointError, UsageError } from '../errors.js';
 import type { DtypeChoice } from '../model.js';
 import type { Device } from '../session.js';
-import { type Engine, EngineBusyError, type EngineInfo, type EngineRequest, type EngineResult, type EngineStatus, SupersededError } from './engine.js';
+import {
+  type Engine,
+  EngineBusyError,
+  type EngineInfo,
+  type EngineRequest,
+  type EngineResult,
+  type EngineStatus,
+  SupersededError,
+  type TaskRequest,
+  type TaskResults,
+  WrongModelTypeError,
+} from './engine.js';
 import type { FromWorker, ToWorker, WireError } from './workerMessages.js';
 
 export interface LocalEngineOptions {
@@ -28,7 +39,8 @@ export interface LocalEngineOptions {
 
 interface Pending {
   onText?: (delta: string) => void;
-  resolve(result: EngineResult): void;
+  /** An EngineResult for generation, the task's result for classify / answer / embed. */
+  resolve(result: unknown): void;
   reject(error: Error): void;
 }
 
@@ -70,6 +82,7 @@ export async function createLocalEngine(options: LocalEngineOptions): Promise<En
           pending.get(m.id)?.onText?.(m.delta);
           break;
         case 'done':
+        case 'taskDone':
           pending.get(m.id)?.resolve(m.result);
           pending.delete(m.id);
           break;
@@ -105,25 +118,34 @@ export async function createLocalEngine(options: LocalEngineOptions): Promise<En
     throw err;
   }
 
+  /** Posts a request and settles with its reply; an abort reaches the worker as a cancel at once. */
+  function send<T>(message: (id: number) => ToWorker, signal?: AbortSignal, onText?: (delta: string) => void): Promise<T> {
+    if (closed) return Promise.reject(new Error('the engine is closed'));
+    if (signal?.aborted) return Promise.reject(signal.reason as Error);
+    const id = nextId++;
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = () => post({ type: 'cancel', id });
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const settle = () => signal?.removeEventListener('abort', onAbort);
+      pending.set(id, {
+        onText,
+        resolve: (r) => (settle(), resolve(r as T)),
+        // An abort is reported with the caller's own reason, as fetch does.
+        reject: (e) => (settle(), reject(signal?.aborted && e.name === 'AbortError' ? (signal.reason as Error) : e)),
+      });
+      post(message(id));
+    });
+  }
+  const task = <R extends TaskRequest>(request: R, signal?: AbortSignal) => send<TaskResults[R['task']]>((id) => ({ type: 'task', id, request }), signal);
+
   return {
     info: () => info!,
     generate(request: EngineRequest, onText?: (delta: string) => void, signal?: AbortSignal): Promise<EngineResult> {
-      if (closed) return Promise.reject(new Error('the engine is closed'));
-      if (signal?.aborted) return Promise.reject(signal.reason as Error);
-      const id = nextId++;
-      return new Promise<EngineResult>((resolve, reject) => {
-        const onAbort = () => post({ type: 'cancel', id });
-        signal?.addEventListener('abort', onAbort, { once: true });
-        const settle = () => signal?.removeEventListener('abort', onAbort);
-        pending.set(id, {
-          onText,
-          resolve: (r) => (settle(), resolve(r)),
-          // An abort is reported with the caller's own reason, as fetch does.
-          reject: (e) => (settle(), reject(signal?.aborted && e.name === 'AbortError' ? (signal.reason as Error) : e)),
-        });
-        post({ type: 'submit', id, request });
-      });
+      return send<EngineResult>((id) => ({ type: 'submit', id, request }), signal, onText);
     },
+    classify: (params, signal) => task({ task: 'classify', params }, signal),
+    answer: (params, signal) => task({ task: 'answer', params }, signal),
+    embed: (params, signal) => task({ task: 'embed', params }, signal),
     async status(): Promise<EngineStatus> {
       const id = nextId++;
       const s = closed ? undefined : await new Promise<Extract<FromWorker, { type: 'status' }>['status']>((resolve) => {
@@ -160,6 +182,8 @@ function revive(e: WireError): Error {
       return new EngineBusyError(e.message);
     case 'SupersededError':
       return new SupersededError(e.message);
+    case 'WrongModelTypeError':
+      return new WrongModelTypeError(e.message);
     case 'AbortError':
       return new DOMException(e.message, 'AbortError');
     case 'UsageError':

@@ -1,6 +1,7 @@
 // Interleaves generations one model step at a time, most urgent first: inline completions, then
 // interactive rewrites, then background generation. A newer inline request for a document
 // supersedes the older one, a cancelled job stops at its next step, and the queue is bounded.
+// One-pass head requests (classify, answer, embed) are jobs of a single step in the same queue.
 
 import { type GeneratedSequence, type GenerationEvent, type GenerationModel, generateStream } from '../generation/generate.js';
 import { EngineBusyError, type EngineRequest, type EngineResult, type Priority, SupersededError } from './engine.js';
@@ -14,9 +15,19 @@ export interface JobCallbacks {
   onError(error: Error): void;
 }
 
+/** A one-pass request: runs as one step of the scheduler, then reports its result. */
+export interface TaskJob {
+  run(signal: AbortSignal): Promise<unknown>;
+  onDone(result: unknown): void;
+  onError(error: Error): void;
+}
+
 interface Job {
   id: number;
-  request: EngineRequest;
+  priority: Priority;
+  /** Generation jobs only. */
+  request?: EngineRequest;
+  task?: TaskJob;
   callbacks: JobCallbacks;
   controller: AbortController;
   gen?: AsyncGenerator<GenerationEvent>;
@@ -45,24 +56,36 @@ export class Scheduler {
   private _lastLatencyMs: number | undefined;
   private _stepsAfterLastCancel: number | undefined;
 
-  constructor(private readonly _model: GenerationModel, private readonly _options: SchedulerOptions) {}
+  /** `_model` is absent when the checkpoint has no language-model head: only tasks are submitted then. */
+  constructor(private readonly _model: GenerationModel | undefined, private readonly _options: SchedulerOptions) {}
 
   submit(id: number, request: EngineRequest, callbacks: JobCallbacks): void {
     if (request.priority === 'inline' && request.documentId !== undefined) {
       for (const job of this._jobs) {
-        if (job.request.priority === 'inline' && job.request.documentId === request.documentId && !job.controller.signal.aborted) {
+        if (job.request?.priority === 'inline' && job.request.documentId === request.documentId && !job.controller.signal.aborted) {
           job.cancelledAtStep = this._steps;
           job.controller.abort(new SupersededError(`a newer completion request for ${request.documentId} replaced this one`));
         }
       }
     }
-    const live = this._jobs.filter((j) => !j.controller.signal.aborted).length;
-    if (live >= this._options.queueLimit) {
-      callbacks.onError(new EngineBusyError(`the runtime is busy: ${live} requests are queued or running (limit ${this._options.queueLimit}); retry shortly`));
-      return;
-    }
-    this._jobs.push({ id, request, callbacks, controller: new AbortController(), enqueuedAt: performance.now(), lastStep: 0, text: '' });
+    if (this._refuseWhenFull(callbacks)) return;
+    this._jobs.push({ id, priority: request.priority, request, callbacks, controller: new AbortController(), enqueuedAt: performance.now(), lastStep: 0, text: '' });
     void this._pump();
+  }
+
+  /** Queues a one-pass request; it runs between two generation steps when its priority comes up. */
+  submitTask(id: number, priority: Priority, task: TaskJob): void {
+    const callbacks: JobCallbacks = { onText: () => undefined, onDone: () => undefined, onError: (e) => task.onError(e) };
+    if (this._refuseWhenFull(callbacks)) return;
+    this._jobs.push({ id, priority, task, callbacks, controller: new AbortController(), enqueuedAt: performance.now(), lastStep: 0, text: '' });
+    void this._pump();
+  }
+
+  private _refuseWhenFull(callbacks: JobCallbacks): boolean {
+    const live = this._jobs.filter((j) => !j.controller.signal.aborted).length;
+    if (live < this._options.queueLimit) return false;
+    callbacks.onError(new EngineBusyError(`the runtime is busy: ${live} requests are queued or running (limit ${this._options.queueLimit}); retry shortly`));
+    return true;
   }
 
   cancel(id: number): void {
@@ -74,12 +97,12 @@ export class Scheduler {
 
   stats() {
     const queued: Record<Priority, number> = { inline: 0, interactive: 0, background: 0 };
-    for (const j of this._jobs) if (!j.gen) queued[j.request.priority]++;
+    for (const j of this._jobs) if (j.startedAt === undefined) queued[j.priority]++;
     const tokens = this._recent.reduce((n, r) => n + r.tokens, 0);
     const ms = this._recent.reduce((n, r) => n + r.decodeMs, 0);
     return {
       queued,
-      running: this._jobs.filter((j) => j.gen).length,
+      running: this._jobs.filter((j) => j.startedAt !== undefined).length,
       steps: this._steps,
       recentTokensPerSecond: ms > 0 ? (tokens / ms) * 1000 : undefined,
       lastLatencyMs: this._lastLatencyMs,
@@ -104,7 +127,7 @@ export class Scheduler {
     for (const j of this._jobs) {
       if (!best) best = j;
       else if (j.controller.signal.aborted !== best.controller.signal.aborted) best = j.controller.signal.aborted ? j : best;
-      else if (RANK[j.request.priority] !== RANK[best.request.priority]) best = RANK[j.request.priority] < RANK[best.request.priority] ? j : best;
+      else if (RANK[j.priority] !== RANK[best.priority]) best = RANK[j.priority] < RANK[best.priority] ? j : best;
       else if (j.lastStep < best.lastStep) best = j;
     }
     return best;
@@ -113,8 +136,10 @@ export class Scheduler {
   private async _step(job: Job): Promise<void> {
     const signal = job.controller.signal;
     if (signal.aborted && !job.gen) return this._finish(job, undefined, signal.reason as Error);
+    if (job.task) return this._runTask(job, job.task);
     try {
       if (!job.gen) {
+        if (!this._model || !job.request) throw new Error('internal: a generation job without a generation model');
         job.startedAt = performance.now();
         job.gen = generateStream(this._model, job.request.prompt, {
           ...job.request.options,
@@ -148,6 +173,22 @@ export class Scheduler {
     } catch (err) {
       this._finish(job, undefined, signal.aborted ? (signal.reason as Error) : (err as Error));
     }
+  }
+
+  /** One model pass; once started it runs to the end (a cancel that arrives meanwhile is too late). */
+  private async _runTask(job: Job, task: TaskJob): Promise<void> {
+    job.startedAt = performance.now();
+    let result: unknown;
+    try {
+      result = await task.run(job.controller.signal);
+    } catch (err) {
+      return this._finish(job, undefined, err as Error);
+    }
+    job.lastStep = ++this._steps;
+    this._jobs.splice(this._jobs.indexOf(job), 1);
+    if (job.cancelledAtStep !== undefined) this._stepsAfterLastCancel = this._steps - job.cancelledAtStep;
+    this._lastLatencyMs = performance.now() - job.enqueuedAt;
+    task.onDone(result);
   }
 
   private _finish(job: Job, result: GeneratedSequence | undefined, error?: Error): void {

@@ -1,11 +1,13 @@
 // Messages between the local engine (main thread) and its inference worker.
 
-import type { EngineInfo, EngineRequest, EngineResult, EngineStatus } from './engine.js';
+import type { EngineInfo, EngineRequest, EngineResult, EngineStatus, TaskRequest } from './engine.js';
 import type { LocalEngineOptions } from './localEngine.js';
 
 export type ToWorker =
   | { type: 'load'; options: LocalEngineOptions }
   | { type: 'submit'; id: number; request: EngineRequest }
+  /** A classify, answer or embed request: one pass, interactive priority. */
+  | { type: 'task'; id: number; request: TaskRequest }
   | { type: 'cancel'; id: number }
   | { type: 'status'; id: number }
   | { type: 'shutdown' };
@@ -22,6 +24,7 @@ export type FromWorker =
   | { type: 'progress'; message: string }
   | { type: 'text'; id: number; delta: string }
   | { type: 'done'; id: number; result: EngineResult }
+  | { type: 'taskDone'; id: number; result: unknown }
   | { type: 'error'; id: number; error: WireError }
   | { type: 'status'; id: number; status: Omit<EngineStatus, 'info' | 'rssBytes'> }
   | { type: 'closed' };

@@ -14,8 +14,14 @@ import {
   createMessageConnection,
 } from 'vscode-jsonrpc/node';
 import {
+  Answer,
+  type AnswerParams,
+  Classify,
+  type ClassifyParams,
   Complete,
   type CompletionResult,
+  Embed,
+  type EmbedParams,
   Exit,
   Generate,
   type GenerateParams,
@@ -31,7 +37,7 @@ import {
   Shutdown,
   Status,
 } from '../../../protocol/protocol.js';
-import type { Engine, EngineRequest, Priority, SamplingOptions } from '../engine/engine.js';
+import { type Engine, type EngineRequest, type Priority, type SamplingOptions, type TaskRequest, type TaskResults, WrongModelTypeError } from '../engine/engine.js';
 import { createLocalEngine } from '../engine/localEngine.js';
 
 export interface RpcServerOptions {
@@ -104,6 +110,8 @@ export function startRpcServer(input: Readable, output: Writable, options: RpcSe
       loading = undefined;
     }
     log('info', `loaded ${engine.info().modelId} (${engine.info().dtype} on ${engine.info().device}) in ${engine.info().loadSeconds.toFixed(2)} s`);
+    // A GPU that failed to initialize: the model runs on the CPU, and the editor's log says why.
+    if (engine.info().deviceFallback) log('warn', `device fallback: ${engine.info().deviceFallback}`);
     return { protocolVersion: PROTOCOL_VERSION, info: engine.info() };
   });
 
@@ -133,6 +141,39 @@ export function startRpcServer(input: Readable, output: Writable, options: RpcSe
   };
   connection.onRequest(Generate, generation('background'));
   connection.onRequest(Rewrite, generation('interactive'));
+
+  // The heads other than generation: one pass each, at interactive priority, on checkpoints that have the head.
+  const task = async <R extends TaskRequest>(request: R, token: CancellationToken): Promise<TaskResults[R['task']]> => {
+    const live = engine ?? (loading ? await loading.catch(() => undefined) : undefined);
+    if (!live) throw new ResponseError(RuntimeErrorCodes.NotInitialized, 'no model is loaded: send initialize first');
+    const method = live[request.task]?.bind(live) as ((params: R['params'], signal: AbortSignal) => Promise<TaskResults[R['task']]>) | undefined;
+    if (!method) throw toResponseError(new WrongModelTypeError(`this engine cannot ${request.task}: it needs a model run by this runtime`));
+    const controller = new AbortController();
+    const subscription = token.onCancellationRequested(() => controller.abort());
+    try {
+      return await method(request.params, controller.signal);
+    } catch (err) {
+      throw toResponseError(err as Error);
+    } finally {
+      subscription.dispose();
+    }
+  };
+  connection.onRequest(Classify, (params: ClassifyParams, token) => {
+    requireString(params?.text, 'text');
+    return task({ task: 'classify', params: { text: params.text } }, token);
+  });
+  connection.onRequest(Answer, (params: AnswerParams, token) => {
+    requireString(params?.question, 'question');
+    requireString(params?.context, 'context');
+    optionalPositiveInt(params.maxAnswerLength, 'maxAnswerLength');
+    optionalPositiveInt(params.topK, 'topK');
+    return task({ task: 'answer', params: { question: params.question, context: params.context, maxAnswerLength: params.maxAnswerLength, topK: params.topK } }, token);
+  });
+  connection.onRequest(Embed, (params: EmbedParams, token) => {
+    requireString(params?.text, 'text');
+    if (params.pooling !== undefined && params.pooling !== 'mean' && params.pooling !== 'last') throw new ResponseError(ErrorCodes.InvalidParams, '`pooling` must be "mean" or "last"');
+    return task({ task: 'embed', params: { text: params.text, pooling: params.pooling } }, token);
+  });
 
   connection.onRequest(Status, async () => {
     if (!engine) return { info: undefined, rssBytes: process.memoryUsage().rss, recentTokensPerSecond: undefined, lastLatencyMs: undefined, queued: { inline: 0, interactive: 0, background: 0 }, running: 0, prefixCache: { entries: 0, bytes: 0, hits: 0, misses: 0 } };
@@ -169,6 +210,10 @@ function requireString(v: unknown, name: string): void {
   if (typeof v !== 'string') throw new ResponseError(ErrorCodes.InvalidParams, `\`${name}\` must be a string`);
 }
 
+function optionalPositiveInt(v: unknown, name: string): void {
+  if (v !== undefined && (typeof v !== 'number' || !Number.isInteger(v) || v < 1)) throw new ResponseError(ErrorCodes.InvalidParams, `\`${name}\` must be an integer >= 1`);
+}
+
 const SAMPLING_KEYS = new Set(['max_new_tokens', 'min_new_tokens', 'do_sample', 'temperature', 'top_p', 'top_k', 'typical_p', 'repetition_penalty', 'no_repeat_ngram_size', 'seed', 'stop_strings']);
 
 function sampling(options: unknown): SamplingOptions {
@@ -189,6 +234,8 @@ function toResponseError(err: Error): ResponseError<void> {
       return new ResponseError(RuntimeErrorCodes.Cancelled, err.message);
     case 'EngineBusyError':
       return new ResponseError(RuntimeErrorCodes.Busy, err.message);
+    case 'WrongModelTypeError':
+      return new ResponseError(RuntimeErrorCodes.WrongModelType, err.message);
     case 'UsageError':
       return new ResponseError(ErrorCodes.InvalidParams, err.message);
     default:
