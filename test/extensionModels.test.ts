@@ -38,7 +38,7 @@ describe('OPT sizes and memory', () => {
     }
     const big = OPT_SIZES.find((s) => s.label === '66b')!;
     assert.ok(estimateModelBytes(big.shape, 'int4') < estimateModelBytes(big.shape, 'int8'));
-    assert.match(memoryLine(big.shape, 64 * 2 ** 30), /int4 40 GiB · int8 71 GiB \(too big\) · fp16 123 GiB \(too big\)/);
+    assert.match(memoryLine(big.shape, 64 * 2 ** 30), /int4 40 GiB · int8 65 GiB \(too big\) · fp16 123 GiB \(too big\)/);
     assert.doesNotMatch(memoryLine(OPT_SIZES[0]!.shape, 64 * 2 ** 30), /too big/);
   });
 

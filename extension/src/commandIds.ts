@@ -7,6 +7,8 @@ export const Commands = {
   triggerInline: 'optComplete.trigger',
   generate: 'optComplete.generate',
   rewriteSelection: 'optComplete.rewriteSelection',
+  classifySelection: 'optComplete.classifySelection',
+  answerQuestion: 'optComplete.answerQuestion',
   rewriteAccept: 'optComplete.rewrite.accept',
   rewriteReject: 'optComplete.rewrite.reject',
   selectModel: 'optComplete.selectModel',
@@ -44,4 +46,10 @@ export const ContextKeys = {
   rewritePending: 'optComplete.rewritePending',
   firstCompletionShown: 'optComplete.firstCompletionShown',
   firstCompletionAccepted: 'optComplete.firstCompletionAccepted',
+  /** The configured model has a sequence-classification head (from the runtime's info, remembered per model). */
+  canClassify: 'optComplete.canClassify',
+  /** The configured model has a question-answering head. */
+  canAnswer: 'optComplete.canAnswer',
+  /** False only when the configured model is known to have no language-model head. */
+  canGenerate: 'optComplete.canGenerate',
 } as const;

@@ -5,6 +5,9 @@ import * as vscode from 'vscode';
 import { BuiltinCommands, type CommandId, Commands, ContextKeys } from './commandIds.js';
 import type { Ctx } from './ctx.js';
 import { generateCommand } from './generateCommand.js';
+import type { AnswerHighlight } from './heads/answerHighlight.js';
+import { answerQuestionCommand } from './heads/answerCommand.js';
+import { classifySelectionCommand } from './heads/classifyCommand.js';
 import { selectDeviceCommand, selectDtypeCommand, selectModelCommand } from './modelPicker.js';
 import { rewriteSelectionCommand } from './rewrite/rewriteCommand.js';
 import type { RewritePreview } from './rewrite/rewritePreview.js';
@@ -12,7 +15,7 @@ import { type DeviceSetting, type DtypeSetting, languageEnabled } from './settin
 
 type Handler = (...args: never[]) => unknown;
 
-export function commandTable(ctx: Ctx, preview: RewritePreview): Record<CommandId, Handler> {
+export function commandTable(ctx: Ctx, preview: RewritePreview, highlight: AnswerHighlight): Record<CommandId, Handler> {
   let accepted = false;
   return {
     [Commands.toggleInline]: async () => {
@@ -32,6 +35,8 @@ export function commandTable(ctx: Ctx, preview: RewritePreview): Record<CommandI
     [Commands.triggerInline]: () => vscode.commands.executeCommand(BuiltinCommands.inlineSuggestTrigger),
     [Commands.generate]: (args?: { prompt?: string }) => generateCommand(ctx, args),
     [Commands.rewriteSelection]: (args?: { template?: string }) => rewriteSelectionCommand(ctx, preview, args),
+    [Commands.classifySelection]: () => classifySelectionCommand(ctx),
+    [Commands.answerQuestion]: (args?: { question?: string }) => answerQuestionCommand(ctx, highlight, args),
     [Commands.rewriteAccept]: () => preview.accept(),
     [Commands.rewriteReject]: () => preview.reject(),
     [Commands.selectModel]: (args?: { model?: string }) => selectModelCommand(ctx, args),
@@ -92,9 +97,17 @@ async function statusMenu(ctx: Ctx): Promise<void> {
     const on = languageEnabled(c.inlineLanguages, languageId);
     items.push({ label: `$(symbol-key) ${on ? 'Disable' : 'Enable'} Inline Completions for ${languageId}`, run: run(Commands.toggleLanguage, languageId) });
   }
+  // The features the model's head serves (all of them while that is not known yet, as the palette does).
+  const tasks = ctx.knownTasks();
+  if (tasks?.includes('generate') ?? true) {
+    items.push(
+      { label: '$(sparkle) Generate Text…', run: run(Commands.generate) },
+      { label: '$(edit) Rewrite Selection…', run: run(Commands.rewriteSelection) },
+    );
+  }
+  if (tasks?.includes('classify')) items.push({ label: '$(tag) Classify Selection', run: run(Commands.classifySelection) });
+  if (tasks?.includes('answer')) items.push({ label: '$(question) Answer a Question About the Selection…', run: run(Commands.answerQuestion) });
   items.push(
-    { label: '$(sparkle) Generate Text…', run: run(Commands.generate) },
-    { label: '$(edit) Rewrite Selection…', run: run(Commands.rewriteSelection) },
     { label: '', kind: vscode.QuickPickItemKind.Separator },
     { label: '$(package) Choose Model…', description: c.model, run: run(Commands.selectModel) },
     { label: '$(circuit-board) Device…', description: c.device, run: run(Commands.selectDevice) },

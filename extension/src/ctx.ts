@@ -8,15 +8,19 @@ import * as vscode from 'vscode';
 import { Commands, ContextKeys } from './commandIds.js';
 import { CompletionCache } from './completion/completionCache.js';
 import { Config } from './config.js';
-import { type CompletionEngine, isCancellation } from './engines/completionEngine.js';
+import { type CompletionEngine, type EngineInfo, type ModelTask, isCancellation } from './engines/completionEngine.js';
 import { LocalRuntimeEngine } from './engines/localRuntimeEngine.js';
 import { OpenAiEngine } from './engines/openaiEngine.js';
+import { modelKind as modelKindOf, tasksOf } from './heads/modelTasks.js';
 import { runtimeLaunch } from './runtimeLaunch.js';
 import { type RuntimeState, RuntimeSupervisor } from './runtimeSupervisor.js';
 import { INLINE_RESULT_SETTINGS } from './settings.js';
 import { StatusBar } from './statusBar.js';
 
 const API_KEY_SECRET = 'optComplete.openai.apiKey';
+/** globalState: the tasks each model had when it last loaded, so menus fit the model before it loads again. */
+const MODEL_TASKS_KEY = 'optComplete.modelTasks';
+const MODEL_TASKS_KEPT = 32;
 
 /** What the last inline completion was, for the status bar and the debug state. */
 export interface InlineRecord {
@@ -58,8 +62,12 @@ export class Ctx implements vscode.Disposable {
   lastInline: InlineRecord | undefined;
   lastGenerate: Record<string, unknown> | undefined;
   lastRewrite: Record<string, unknown> | undefined;
+  lastClassify: Record<string, unknown> | undefined;
+  lastAnswer: Record<string, unknown> | undefined;
   /** Reports the pending rewrite for the debug state (set by the rewrite preview). */
   pendingRewrite: () => Record<string, unknown> | undefined = () => undefined;
+  /** Reports the highlighted answer span for the debug state (set by main.ts). */
+  highlightedAnswer: () => unknown = () => undefined;
 
   private readonly _extCleanup: vscode.Disposable[] = [];
   private _engine: CompletionEngine | undefined;
@@ -97,6 +105,7 @@ export class Ctx implements vscode.Disposable {
   async start(): Promise<void> {
     await this._reloadApiKey();
     this.refreshStatus();
+    this._updateTaskKeys();
     void this.setContext(ContextKeys.inlineEnabled, this.config.inlineEnabled);
     if (this.config.engine === 'local' && this.config.startup === 'onStartup') this.supervisor.start();
   }
@@ -187,6 +196,7 @@ export class Ctx implements vscode.Disposable {
       engine: this.config.engine,
       runtime: this.supervisor.state,
       model: this.config.model,
+      modelKind: this.runtimeInfo && !tasksOf(this.runtimeInfo)?.includes('generate') ? modelKindOf(this.runtimeInfo) : undefined,
       inline: { enabled: this.config.inlineEnabled, languageEnabled: languageId === undefined || this.config.inlineEnabledFor(languageId), languageId },
       busy: this._busy,
       last,
@@ -204,6 +214,45 @@ export class Ctx implements vscode.Disposable {
     const all = [...actions, { title: 'Show Log', run: () => this.log.show() }];
     const choice = await vscode.window.showErrorMessage(`OPT Complete: ${message}`, ...all.map((a) => a.title));
     await all.find((a) => a.title === choice)?.run();
+  }
+
+  /** The loaded model's info (local runtime, ready), else undefined. */
+  get runtimeInfo(): EngineInfo | undefined {
+    const s = this.supervisor.state;
+    return this.config.engine === 'local' && s.kind === 'ready' ? s.info : undefined;
+  }
+
+  /**
+   * What the configured model can do: the loaded model's tasks, else those it had when it last
+   * loaded (remembered per model), else undefined (not known until it loads). A remote server
+   * only generates.
+   */
+  knownTasks(): readonly ModelTask[] | undefined {
+    if (this.config.engine === 'openai') return ['generate'];
+    const info = this.runtimeInfo;
+    if (info) return tasksOf(info);
+    const memo = this.extension.globalState.get<Record<string, ModelTask[]>>(MODEL_TASKS_KEY) ?? {};
+    const remembered = memo[this.config.runtimeInit().model];
+    return Array.isArray(remembered) ? remembered : undefined;
+  }
+
+  /** The `when` keys of the head commands (and of Generate/Rewrite in menus) from knownTasks(). */
+  private _updateTaskKeys(): void {
+    const tasks = this.knownTasks();
+    void this.setContext(ContextKeys.canClassify, tasks?.includes('classify') ?? false);
+    void this.setContext(ContextKeys.canAnswer, tasks?.includes('answer') ?? false);
+    void this.setContext(ContextKeys.canGenerate, tasks?.includes('generate') ?? true);
+  }
+
+  private _rememberTasks(info: EngineInfo): void {
+    const memo = { ...(this.extension.globalState.get<Record<string, ModelTask[]>>(MODEL_TASKS_KEY) ?? {}) };
+    const tasks = [...(tasksOf(info) ?? [])];
+    if (JSON.stringify(memo[info.modelId]) === JSON.stringify(tasks)) return;
+    delete memo[info.modelId]; // re-inserted last: the oldest entries are dropped first
+    memo[info.modelId] = tasks;
+    const keys = Object.keys(memo);
+    for (const k of keys.slice(0, Math.max(0, keys.length - MODEL_TASKS_KEPT))) delete memo[k];
+    void this.extension.globalState.update(MODEL_TASKS_KEY, memo);
   }
 
   /** The engine for a command the user ran, or undefined after saying why it is unavailable. */
@@ -250,6 +299,7 @@ export class Ctx implements vscode.Disposable {
       },
       generate: { busy: this._busy, last: this.lastGenerate },
       rewrite: { pending: this.pendingRewrite(), last: this.lastRewrite },
+      heads: { tasks: this.knownTasks(), classify: this.lastClassify, answer: this.lastAnswer, highlighted: this.highlightedAnswer() },
       settings: this.config.snapshot(),
     };
   }
@@ -271,7 +321,11 @@ export class Ctx implements vscode.Disposable {
     void this.setContext(ContextKeys.runtimeReady, s.kind === 'ready');
     void this.setContext(ContextKeys.loading, s.kind === 'loading');
     if (s.kind === 'loading' && s.progress?.downloading) this.showLoadProgress();
-    if (s.kind === 'ready') this._lastFailureShown = undefined;
+    if (s.kind === 'ready') {
+      this._lastFailureShown = undefined;
+      this._rememberTasks(s.info);
+    }
+    this._updateTaskKeys();
     if (s.kind === 'failed' && this._lastFailureShown !== s.reason) {
       this._lastFailureShown = s.reason;
       const actions = [{ title: s.crashed ? 'Restart Runtime' : 'Choose Model…', run: () => vscode.commands.executeCommand(s.crashed ? Commands.restartRuntime : Commands.selectModel) }];
@@ -303,6 +357,7 @@ export class Ctx implements vscode.Disposable {
       }
     }
     if (change.hot.some((k) => INLINE_RESULT_SETTINGS.includes(k))) this.cache.clear();
+    if (change.restart.length > 0) this._updateTaskKeys();
     if (change.hot.includes('inline.enable')) void this.setContext(ContextKeys.inlineEnabled, this.config.inlineEnabled);
     if (change.hot.includes('runtime.startup') && this.config.startup === 'onStartup' && this.config.engine === 'local') this.supervisor.start();
     if (change.hot.includes('rewrite.templates')) {

@@ -4,7 +4,8 @@
 
 import * as vscode from 'vscode';
 import type { Ctx } from './ctx.js';
-import { CancelledError, isCancellation } from './engines/completionEngine.js';
+import { CancelledError, WrongModelTypeError, isCancellation } from './engines/completionEngine.js';
+import { canRun, showWrongModel } from './heads/taskGuard.js';
 
 /** Streamed text is written at most this often (ms): fewer, larger edits. */
 const FLUSH_MS = 60;
@@ -20,6 +21,8 @@ export async function generateCommand(ctx: Ctx, args?: GenerateArgs): Promise<vo
     void vscode.window.showInformationMessage('OPT Complete: open an editor to generate text into.');
     return;
   }
+  // A classifier or QA model cannot continue text: say so before asking for a prompt.
+  if (!canRun(ctx, 'generate')) return;
   const document = editor.document;
   const selection = editor.selection;
   const prefill = selection.isEmpty ? document.lineAt(selection.active.line).text.trim() : document.getText(selection);
@@ -70,6 +73,11 @@ export async function generateCommand(ctx: Ctx, args?: GenerateArgs): Promise<vo
       }
     });
   } catch (err) {
+    if (err instanceof WrongModelTypeError) {
+      ctx.lastGenerate = { prompt: prompt.slice(0, 200), inserted: '', tokens: 0, cancelled: false, wrongModel: err.message };
+      void showWrongModel(ctx, err.message);
+      return;
+    }
     ctx.noteEngineOutcome(err);
     ctx.log.error(`generate failed: ${(err as Error).message}`);
     void ctx.showError(`generation failed: ${(err as Error).message}`);

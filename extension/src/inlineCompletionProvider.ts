@@ -10,7 +10,8 @@ import { cursorContext } from './completion/contextWindow.js';
 import { Debouncer } from './completion/debounce.js';
 import { type InlineSuggestion, completionEnded, finishCompletion, stopStringsFor, wantsMultiline } from './completion/postprocess.js';
 import type { Ctx } from './ctx.js';
-import { EngineUnavailableError, isCancellation } from './engines/completionEngine.js';
+import { EngineUnavailableError, WrongModelTypeError, isCancellation } from './engines/completionEngine.js';
+import { tasksOf } from './heads/modelTasks.js';
 
 /** Lines below the cursor read for dropping repeated lines. */
 const NEXT_LINES = 4;
@@ -36,6 +37,9 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
     if (!manual && !config.inlineEnabledFor(document.languageId)) return undefined;
     // The suggest widget is open: its item would have to be extended; leave that to the widget.
     if (context.selectedCompletionInfo) return undefined;
+    // A classifier or QA model writes no text: no request, no error (the status bar says what the model is).
+    const info = ctx.runtimeInfo;
+    if (info && !tasksOf(info)?.includes('generate')) return undefined;
 
     const offset = document.offsetAt(position);
     const maxChars = config.maxContextChars;
@@ -101,6 +105,12 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
     } catch (err) {
       if (isCancellation(err)) {
         ctx.inlineCounters.cancelled++;
+        return undefined;
+      }
+      if (err instanceof WrongModelTypeError) {
+        // The model turned out (once loaded) to have no language-model head: quiet, logged once.
+        if (err.message !== this._lastUnavailable) ctx.log.info(`inline completions are off for this model: ${err.message}`);
+        this._lastUnavailable = err.message;
         return undefined;
       }
       ctx.inlineCounters.errors++;

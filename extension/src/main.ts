@@ -4,6 +4,7 @@
 import * as vscode from 'vscode';
 import { commandTable } from './commands.js';
 import { Ctx } from './ctx.js';
+import { AnswerHighlight } from './heads/answerHighlight.js';
 import { InlineCompletionProvider } from './inlineCompletionProvider.js';
 import { RewritePreview } from './rewrite/rewritePreview.js';
 
@@ -13,7 +14,10 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   ctx = new Ctx(context);
   const preview = new RewritePreview(ctx);
   ctx.pushExtCleanup(preview);
-  for (const [id, handler] of Object.entries(commandTable(ctx, preview))) {
+  const highlight = new AnswerHighlight();
+  ctx.pushExtCleanup(highlight);
+  ctx.highlightedAnswer = () => highlight.shown;
+  for (const [id, handler] of Object.entries(commandTable(ctx, preview, highlight))) {
     ctx.pushExtCleanup(vscode.commands.registerCommand(id, handler));
   }
   const provider = new InlineCompletionProvider(ctx);

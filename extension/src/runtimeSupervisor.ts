@@ -172,12 +172,16 @@ export class RuntimeSupervisor {
     if (this._state.kind !== 'loading') return;
     this._options.log.info('model load cancelled: stopping the runtime');
     await this._stopProcess(true, 500);
+    // Callers that came while the process was being stopped (the state still said loading) would wait forever.
+    this._rejectWaiters(new EngineUnavailableError('loading was cancelled'));
     this._setState({ kind: 'held', reason: 'loading was cancelled' });
   }
 
   /** Stops the runtime; it starts again on next need. */
   async stop(): Promise<void> {
     await this._stopProcess(true);
+    // Callers that came while the process was being stopped (the state still said ready) would wait forever.
+    this._rejectWaiters(new EngineUnavailableError('the runtime was stopped'));
     if (!this._disposed) this._setState({ kind: 'stopped' });
   }
 

@@ -12,6 +12,8 @@ export interface StatusInputs {
   runtime: RuntimeState;
   /** The model setting (shown before the runtime reports its own id). */
   model: string;
+  /** What the loaded model is when it cannot generate (e.g. "OPT classifier"): no ghost text comes from it. */
+  modelKind?: string;
   /** Inline completions off globally (`paused`) or for the active editor's language. */
   inline: { enabled: boolean; languageEnabled: boolean; languageId: string | undefined };
   /** A running generation or rewrite. */
@@ -95,10 +97,10 @@ export class StatusBar implements vscode.Disposable {
       const info = rt.kind === 'ready' ? rt.info : undefined;
       const model = s.engine === 'openai' ? 'remote' : shortModel(info?.modelId ?? s.model);
       const latency = s.last ? ` ${Math.round(s.last.latencyMs)} ms` : '';
-      text = `$(chip) ${model}${latency}`;
+      text = s.modelKind ? `$(chip) ${model} (${s.modelKind})` : `$(chip) ${model}${latency}`;
       const rows: [string, string][] = s.engine === 'openai'
         ? [['Engine', 'OpenAI-compatible server']]
-        : [['Model', info?.modelId ?? s.model], ['Device', info?.device ?? '?'], ['Precision', info?.dtype ?? '?'], ['Loaded in', info ? `${info.loadSeconds.toFixed(1)} s` : '?']];
+        : [['Model', info?.modelId ?? s.model], ...(s.modelKind ? [['Kind', `${s.modelKind} (${info?.architecture ?? '?'}): no inline completions or text generation`] as [string, string]] : []), ['Device', info?.device ?? '?'], ['Precision', info?.dtype ?? '?'], ['Loaded in', info ? `${info.loadSeconds.toFixed(1)} s` : '?']];
       if (s.last) {
         rows.push(['Last completion', `${Math.round(s.last.latencyMs)} ms`]);
         if (s.last.tokensPerSecond !== undefined) rows.push(['Speed', `${s.last.tokensPerSecond.toFixed(1)} tokens/s`]);

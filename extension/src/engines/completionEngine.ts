@@ -3,9 +3,12 @@
 // pass an AbortSignal; aborting stops the model within one decode step (local) or closes the
 // stream (remote). No vscode import.
 
-import type { CompletionResult, EngineStatus, SamplingOptions } from '../../../protocol/protocol.js';
+import type { CompletionResult, EngineInfo, EngineStatus, SamplingOptions } from '../../../protocol/protocol.js';
 
-export type { CompletionResult, EngineStatus, SamplingOptions };
+export type { CompletionResult, EngineInfo, EngineStatus, SamplingOptions };
+
+/** What a loaded checkpoint can do (EngineInfo.tasks): its head decides. */
+export type ModelTask = EngineInfo['tasks'][number];
 
 export type RequestKind = 'complete' | 'generate' | 'rewrite';
 
@@ -45,6 +48,22 @@ export class CancelledError extends Error {
 /** The engine cannot serve requests now (stopped, loading failed, gave up after crashes); `message` says why. */
 export class EngineUnavailableError extends Error {
   override readonly name = 'EngineUnavailableError';
+}
+
+/**
+ * The loaded checkpoint has no head for the request (a classifier asked to complete text, a causal
+ * LM asked to classify). Commands say which checkpoint type is needed; inline completions stay quiet.
+ */
+export class WrongModelTypeError extends Error {
+  override readonly name = 'WrongModelTypeError';
+  constructor(
+    readonly task: ModelTask,
+    /** The loaded checkpoint's architecture (config.json's architectures[0]), when known. */
+    readonly architecture: string | undefined,
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 export const isCancellation = (err: unknown): boolean => {

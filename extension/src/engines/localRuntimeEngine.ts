@@ -1,11 +1,25 @@
 // The engine served by the runtime process over the protocol: requests go through the supervisor
 // (which starts the runtime on first need), text streams back as partial results, and an abort
-// becomes JSON-RPC's $/cancelRequest, which stops the model within one decode step. No vscode import.
+// becomes JSON-RPC's $/cancelRequest, which stops the model within one decode step. Classification
+// and question answering are single requests; a task the loaded head cannot do (EngineInfo.tasks)
+// is refused with WrongModelTypeError before anything is sent. No vscode import.
 
-import { CancellationTokenSource, ErrorCodes, ResponseError } from 'vscode-jsonrpc/node';
-import { Complete, Generate, PartialResult, Rewrite, RuntimeErrorCodes, Status } from '../../../protocol/protocol.js';
+import { type CancellationToken, CancellationTokenSource, ErrorCodes, type MessageConnection, ResponseError } from 'vscode-jsonrpc/node';
+import { Answer, type AnswerParams, type AnswerResult, Classify, type ClassifyParams, type ClassifyResult, Complete, Generate, PartialResult, Rewrite, RuntimeErrorCodes, Status } from '../../../protocol/protocol.js';
+import { TASK_ARCHITECTURE, tasksOf, wrongModelMessage } from '../heads/modelTasks.js';
 import type { RuntimeSupervisor } from '../runtimeSupervisor.js';
-import { CancelledError, type CompletionEngine, type CompletionResult, EngineUnavailableError, type EngineStatus, type RunOptions, type TextRequest, runWithEarlyStop } from './completionEngine.js';
+import {
+  CancelledError,
+  type CompletionEngine,
+  type CompletionResult,
+  EngineUnavailableError,
+  type EngineStatus,
+  type ModelTask,
+  type RunOptions,
+  type TextRequest,
+  WrongModelTypeError,
+  runWithEarlyStop,
+} from './completionEngine.js';
 
 export class LocalRuntimeEngine implements CompletionEngine {
   readonly kind = 'local' as const;
@@ -15,7 +29,7 @@ export class LocalRuntimeEngine implements CompletionEngine {
 
   run(request: TextRequest, options?: RunOptions): Promise<CompletionResult> {
     return runWithEarlyStop(options, async (signal, onDelta) => {
-      const connection = await this._supervisor.ready(signal);
+      const connection = await this._connectionFor('generate', signal);
       const partialResultToken = `opt-${process.pid}-${this._nextToken++}`;
       const source = new CancellationTokenSource();
       const onAbort = () => source.cancel();
@@ -35,13 +49,66 @@ export class LocalRuntimeEngine implements CompletionEngine {
         const type = request.kind === 'rewrite' ? Rewrite : Generate;
         return await connection.sendRequest(type, { prompt: request.prompt, options: request.options, partialResultToken }, source.token);
       } catch (err) {
-        throw mapError(err);
+        throw this._mapError(err, 'generate');
       } finally {
         progress.dispose();
         signal.removeEventListener('abort', onAbort);
         source.dispose();
       }
     });
+  }
+
+  /** Classifies `text` (an OPTForSequenceClassification model); rejects with WrongModelTypeError on another head. */
+  classify(params: ClassifyParams, signal?: AbortSignal): Promise<ClassifyResult> {
+    return this._request('classify', signal, (c, token) => c.sendRequest(Classify, params, token));
+  }
+
+  /** Extractive question answering over `context` (an OPTForQuestionAnswering model). */
+  answer(params: AnswerParams, signal?: AbortSignal): Promise<AnswerResult> {
+    return this._request('answer', signal, (c, token) => c.sendRequest(Answer, params, token));
+  }
+
+  /** A request that returns one result (no streaming), cancelled through JSON-RPC when `signal` aborts. */
+  private async _request<T>(task: ModelTask, signal: AbortSignal | undefined, send: (c: MessageConnection, token: CancellationToken) => Promise<T>): Promise<T> {
+    if (signal?.aborted) throw new CancelledError('cancelled');
+    const connection = await this._connectionFor(task, signal);
+    const source = new CancellationTokenSource();
+    const onAbort = () => source.cancel();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      return await send(connection, source.token);
+    } catch (err) {
+      if (signal?.aborted) throw new CancelledError('cancelled');
+      throw this._mapError(err, task);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      source.dispose();
+    }
+  }
+
+  /**
+   * The connection once the runtime is ready, refusing a task the loaded head cannot do before
+   * anything is sent (the runtime would refuse it too, but the model's type is known here).
+   */
+  private async _connectionFor(task: ModelTask, signal: AbortSignal | undefined): Promise<MessageConnection> {
+    const connection = await this._supervisor.ready(signal);
+    const s = this._supervisor.state;
+    const info = s.kind === 'ready' ? s.info : undefined;
+    const tasks = tasksOf(info);
+    if (info && tasks && !tasks.includes(task)) throw new WrongModelTypeError(task, info.architecture, wrongModelMessage(task, info.modelId, info));
+    return connection;
+  }
+
+  private _mapError(err: unknown, task: ModelTask): Error {
+    if (err instanceof ResponseError && err.code === RuntimeErrorCodes.WrongModelType) {
+      const s = this._supervisor.state;
+      return new WrongModelTypeError(task, s.kind === 'ready' ? s.info.architecture : undefined, err.message);
+    }
+    // A runtime from before these requests existed.
+    if (err instanceof ResponseError && err.code === ErrorCodes.MethodNotFound && task !== 'generate') {
+      return new Error(`this runtime cannot serve ${TASK_ARCHITECTURE[task]} models (${err.message}); update the extension`);
+    }
+    return mapError(err);
   }
 
   async status(): Promise<EngineStatus | undefined> {

@@ -54,8 +54,8 @@ export function parameterCount(c: OptShape): number {
   return c.num_hidden_layers * perLayer + c.vocab_size * e + (c.max_position_embeddings + 2) * d + projections + 2 * d;
 }
 
-/** Bytes per weight of a linear layer, block scales included (one float per 32 weights). */
-const LINEAR_BYTES: Record<ModelDtype, number> = { fp32: 4, fp16: 2, int8: 1 + 4 / 32, int4: 0.5 + 4 / 32 };
+/** Bytes per weight of a linear layer, block scales included (one float per block: int8 blocks of 128, int4 of 32, as the runtime quantizes). */
+const LINEAR_BYTES: Record<ModelDtype, number> = { fp32: 4, fp16: 2, int8: 1 + 4 / 128, int4: 0.5 + 4 / 32 };
 
 /** Resident bytes of the converted model in the runtime (copy of runtime/src/memory.ts estimateModelBytes). */
 export function estimateModelBytes(c: OptShape, dtype: ModelDtype): number {

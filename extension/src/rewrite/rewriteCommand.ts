@@ -4,7 +4,8 @@
 
 import * as vscode from 'vscode';
 import type { Ctx } from '../ctx.js';
-import { isCancellation } from '../engines/completionEngine.js';
+import { WrongModelTypeError, isCancellation } from '../engines/completionEngine.js';
+import { canRun, showWrongModel } from '../heads/taskGuard.js';
 import type { RewritePreview } from './rewritePreview.js';
 import { type RewriteTemplate, buildRewritePrompt, extractRewrite, rewriteTokenBudget } from './rewriteTemplates.js';
 
@@ -19,6 +20,8 @@ export async function rewriteSelectionCommand(ctx: Ctx, preview: RewritePreview,
     void vscode.window.showInformationMessage('OPT Complete: select the text to rewrite in an editor.');
     return;
   }
+  // Rewriting generates text: a classifier or QA model cannot; say so before the template picker.
+  if (!canRun(ctx, 'generate')) return;
   const document = editor.document;
   let range: vscode.Range = editor.selection;
   if (range.isEmpty) range = document.lineAt(editor.selection.active.line).range;
@@ -82,6 +85,11 @@ export async function rewriteSelectionCommand(ctx: Ctx, preview: RewritePreview,
   } catch (err) {
     if (isCancellation(err)) {
       ctx.lastRewrite = { label: template.label, status: 'cancelled' };
+      return;
+    }
+    if (err instanceof WrongModelTypeError) {
+      ctx.lastRewrite = { label: template.label, status: 'wrong-model', reason: err.message };
+      void showWrongModel(ctx, err.message);
       return;
     }
     ctx.noteEngineOutcome(err);
