@@ -10,31 +10,17 @@
 // int8), OPT_E2E_VSIX (use this VSIX), OPT_E2E_KEEP=1 (keep the run folder), OPT_E2E_CACHE.
 
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { Commands } from '../../extension/src/commandIds.js';
-import { type GhostText, REPO_ROOT, VsCodeSession, alive, cmdlineOf, ensureVsix, findPrereqs, parentPid, waitFor } from './harness.js';
+import { type GhostText, VsCodeSession, alive, cmdlineOf, ensureVsix, findPrereqs, parentPid, waitFor } from './harness.js';
+import { E2E_DTYPE, EXTENSION_ID, label, title } from './manifest.js';
 import { writeScriptedOpt } from './scriptedModel.js';
 
-interface Manifest {
-  name: string;
-  publisher: string;
-  contributes: { commands: { command: string; title: string; category?: string }[] };
-}
-const manifest = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as Manifest;
-const EXTENSION_ID = `${manifest.publisher}.${manifest.name}`;
-const DTYPE = process.env.OPT_E2E_DTYPE ?? 'int8';
-
-/** The command palette label of a contributed command ("Category: Title"). */
-function label(id: string): string {
-  const c = manifest.contributes.commands.find((x) => x.command === id);
-  if (!c) throw new Error(`package.json contributes no command ${id}`);
-  return c.category ? `${c.category}: ${c.title}` : c.title;
-}
+const DTYPE = E2E_DTYPE;
 
 // What optComplete.debug.state returns (the parts the tests read).
 interface InlineRecord { text?: string; replaceSuffix: number; multiline: boolean; line: number; character: number; source: string }
@@ -343,7 +329,7 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
     await step('rewrite-reject', async () => {
       const { before } = await proposeRewrite(1);
       await session.screenshot('rewrite-preview-2');
-      const reject = session.page.locator(`.editor-group-container.active .editor-actions [aria-label="${manifest.contributes.commands.find((c) => c.command === Commands.rewriteReject)!.title}"]`).first();
+      const reject = session.page.locator(`.editor-group-container.active .editor-actions [aria-label="${title(Commands.rewriteReject)}"]`).first();
       await reject.click({ timeout: 15_000 });
       await waitFor('the rewrite to be rejected', async () => (await state()).rewrite.last?.status === 'rejected', 15_000);
       await waitFor('the preview to close', async () => (await session.page.locator('.editor-group-container .monaco-diff-editor').count()) === 0, 15_000);

@@ -12,7 +12,6 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,24 +23,12 @@ import { Commands } from '../../extension/src/commandIds.js';
 import { formatScore } from '../../extension/src/heads/headResults.js';
 import { writeOptCheckpoint } from '../fixtures/optCheckpoint.js';
 import { type Pos, REPO_ROOT, VsCodeSession, ensureVsix, findPrereqs, waitFor } from './harness.js';
+import { E2E_DTYPE, EXTENSION_ID, label } from './manifest.js';
 import { writeScriptedClassifier, writeScriptedQa } from './scriptedHeads.js';
 
 const run = promisify(execFile);
 
-interface Manifest {
-  name: string;
-  publisher: string;
-  contributes: { commands: { command: string; title: string; category?: string }[] };
-}
-const manifest = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as Manifest;
-const EXTENSION_ID = `${manifest.publisher}.${manifest.name}`;
-const DTYPE = process.env.OPT_E2E_DTYPE ?? 'int8';
-
-function label(id: string): string {
-  const c = manifest.contributes.commands.find((x) => x.command === id);
-  if (!c) throw new Error(`package.json contributes no command ${id}`);
-  return c.category ? `${c.category}: ${c.title}` : c.title;
-}
+const DTYPE = E2E_DTYPE;
 
 // What optComplete.debug.state returns (the parts read here).
 interface DebugState {

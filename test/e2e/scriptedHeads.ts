@@ -14,12 +14,10 @@
 //  - question answering: `qa_outputs` row 0 (start) reads the start token's pair, row 1 (end) the
 //    end token's, so the best span runs from the start token to the end token.
 
-import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { OptTokenizer } from '../../runtime/src/tokenizer/optTokenizer.js';
 import { writeOptCheckpoint } from '../fixtures/optCheckpoint.js';
-
-interface TensorInfo { dtype: string; shape: number[]; data_offsets: [number, number] }
+import { type TensorView, editSafetensors, silenceLayers } from './scriptedModel.js';
 
 export interface ScriptedHeadShape {
   seed: number;
@@ -101,42 +99,25 @@ async function tokenIds(dir: string, texts: string[]): Promise<Map<string, numbe
 
 /** Rewrites model.safetensors in place: the body as described at the top, then `head`. */
 async function rewrite(dir: string, H: number, ids: Map<string, number>,
-  head: (tensor: (name: string) => { data: Float32Array; shape: number[] }, pairOf: (token: number) => number) => void): Promise<void> {
-  const file = join(dir, 'model.safetensors');
-  const buf = await readFile(file);
-  const headerLength = Number(buf.readBigUInt64LE(0));
-  const header = JSON.parse(buf.toString('utf8', 8, 8 + headerLength)) as Record<string, TensorInfo>;
-  const dataStart = 8 + headerLength;
-  const tensor = (name: string) => {
-    const info = header[name];
-    if (!info || info.dtype !== 'F32') throw new Error(`scripted head: no F32 tensor ${name} (have ${Object.keys(header).join(', ')})`);
-    const [begin, end] = info.data_offsets;
-    return { data: new Float32Array(buf.buffer, buf.byteOffset + dataStart + begin, (end - begin) / 4), shape: info.shape };
-  };
-  const names = Object.keys(header).filter((n) => n !== '__metadata__');
-  const prefix = names.some((n) => n.startsWith('model.decoder.')) ? 'model.decoder.' : 'decoder.';
-  for (const n of names) {
-    if (/\.(self_attn\.out_proj|fc2)\.(weight|bias)$/.test(n)) tensor(n).data.fill(0);
-  }
-  tensor(`${prefix}embed_positions.weight`).data.fill(0);
-  tensor(`${prefix}final_layer_norm.weight`).data.fill(1);
-  tensor(`${prefix}final_layer_norm.bias`).data.fill(0);
-
-  const scripted = [...new Set(ids.values())];
-  if (2 * scripted.length > H) throw new Error('scripted head: too many scripted tokens for the hidden size');
-  const pairOf = new Map(scripted.map((t, i) => [t, i]));
-  const embed = tensor(`${prefix}embed_tokens.weight`).data;
-  for (let t = 0; t < embed.length / H; t++) {
-    const row = embed.subarray(t * H, (t + 1) * H);
-    const own = pairOf.get(t);
-    if (own !== undefined) {
-      row.fill(0);
-      row[2 * own] = 1;
-      row[2 * own + 1] = -1;
-    } else {
-      row.fill(0, 0, 2 * scripted.length);
+  head: (tensor: TensorView, pairOf: (token: number) => number) => void): Promise<void> {
+  await editSafetensors(join(dir, 'model.safetensors'), (f) => {
+    const { tensor, prefix } = f;
+    silenceLayers(f);
+    const scripted = [...new Set(ids.values())];
+    if (2 * scripted.length > H) throw new Error('scripted head: too many scripted tokens for the hidden size');
+    const pairOf = new Map(scripted.map((t, i) => [t, i]));
+    const embed = tensor(`${prefix}embed_tokens.weight`).data;
+    for (let t = 0; t < embed.length / H; t++) {
+      const row = embed.subarray(t * H, (t + 1) * H);
+      const own = pairOf.get(t);
+      if (own !== undefined) {
+        row.fill(0);
+        row[2 * own] = 1;
+        row[2 * own + 1] = -1;
+      } else {
+        row.fill(0, 0, 2 * scripted.length);
+      }
     }
-  }
-  head(tensor, (t) => pairOf.get(t)!);
-  await writeFile(file, buf);
+    head(tensor, (t) => pairOf.get(t)!);
+  });
 }

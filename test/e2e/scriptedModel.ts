@@ -30,6 +30,43 @@ export interface ScriptedModelOptions {
 
 interface TensorInfo { dtype: string; shape: number[]; data_offsets: [number, number] }
 
+/** A float32 tensor of the file being edited, as a view into its bytes. */
+export type TensorView = (name: string) => { data: Float32Array; shape: number[] };
+
+/** The tensors of a float32 safetensors file being edited: views, every name, and the body's key prefix. */
+export interface SafetensorsEdit {
+  tensor: TensorView;
+  names: string[];
+  prefix: string;
+}
+
+/** Reads a float32 safetensors file, lets `edit` change its tensors in place, writes it back. */
+export async function editSafetensors(file: string, edit: (f: SafetensorsEdit) => void): Promise<void> {
+  const buf = await readFile(file);
+  const headerLength = Number(buf.readBigUInt64LE(0));
+  const header = JSON.parse(buf.toString('utf8', 8, 8 + headerLength)) as Record<string, TensorInfo>;
+  const dataStart = 8 + headerLength;
+  const names = Object.keys(header).filter((n) => n !== '__metadata__');
+  const tensor: TensorView = (name) => {
+    const info = header[name];
+    if (!info || info.dtype !== 'F32') throw new Error(`scripted model: no F32 tensor ${name} (have ${names.join(', ')})`);
+    const [begin, end] = info.data_offsets;
+    return { data: new Float32Array(buf.buffer, buf.byteOffset + dataStart + begin, (end - begin) / 4), shape: info.shape };
+  };
+  edit({ tensor, names, prefix: names.some((n) => n.startsWith('model.decoder.')) ? 'model.decoder.' : 'decoder.' });
+  await writeFile(file, buf);
+}
+
+/** Layers and positions contribute nothing to the residual stream; the final LayerNorm is the identity's affine part. */
+export function silenceLayers({ tensor, names, prefix }: SafetensorsEdit): void {
+  for (const n of names) {
+    if (/\.(self_attn\.out_proj|fc2)\.(weight|bias)$/.test(n)) tensor(n).data.fill(0);
+  }
+  tensor(`${prefix}embed_positions.weight`).data.fill(0);
+  tensor(`${prefix}final_layer_norm.weight`).data.fill(1);
+  tensor(`${prefix}final_layer_norm.bias`).data.fill(0);
+}
+
 /** Writes the scripted checkpoint to `dir`; returns the token ids it used. */
 export async function writeScriptedOpt(dir: string, o: ScriptedModelOptions): Promise<Map<string, number>> {
   const H = o.hiddenSize ?? 256;
@@ -52,54 +89,34 @@ export async function writeScriptedOpt(dir: string, o: ScriptedModelOptions): Pr
   for (const [a, b] of o.bigrams) pairs.push([await idOf(a), await idOf(b)]);
   const fallback = await idOf(o.fallback);
 
-  const file = join(dir, 'model.safetensors');
-  const buf = await readFile(file);
-  const headerLength = Number(buf.readBigUInt64LE(0));
-  const header = JSON.parse(buf.toString('utf8', 8, 8 + headerLength)) as Record<string, TensorInfo>;
-  const dataStart = 8 + headerLength;
-  const tensor = (name: string): { data: Float32Array; shape: number[] } => {
-    const info = header[name];
-    if (!info || info.dtype !== 'F32') throw new Error(`scripted model: no F32 tensor ${name}`);
-    const [begin, end] = info.data_offsets;
-    return { data: new Float32Array(buf.buffer, buf.byteOffset + dataStart + begin, (end - begin) / 4), shape: info.shape };
-  };
-  const names = Object.keys(header).filter((n) => n !== '__metadata__');
-  const prefix = names.some((n) => n.startsWith('model.decoder.')) ? 'model.decoder.' : 'decoder.';
+  await editSafetensors(join(dir, 'model.safetensors'), (f) => {
+    const { tensor, prefix } = f;
+    silenceLayers(f);
+    tensor(`${prefix}final_layer_norm.bias`).data[H - 1] = 1;
 
-  // Layers contribute nothing to the residual stream; positions neither.
-  for (const n of names) {
-    if (/\.(self_attn\.out_proj|fc2)\.(weight|bias)$/.test(n)) tensor(n).data.fill(0);
-  }
-  tensor(`${prefix}embed_positions.weight`).data.fill(0);
-  tensor(`${prefix}final_layer_norm.weight`).data.fill(1);
-  const beta = tensor(`${prefix}final_layer_norm.bias`).data;
-  beta.fill(0);
-  beta[H - 1] = 1;
+    // Embeddings: scripted tokens get their own ±1 pair; nothing touches the last dimension.
+    const embed = tensor(`${prefix}embed_tokens.weight`).data;
+    const scripted = [...new Set(pairs.map(([a]) => a))];
+    if (2 * scripted.length > H - 1) throw new Error('scripted model: too many bigrams for the hidden size');
+    const pairOf = new Map<number, number>();
+    for (const [i, t] of scripted.entries()) {
+      pairOf.set(t, i);
+      const row = embed.subarray(t * H, (t + 1) * H);
+      row.fill(0);
+      row[2 * i] = 1;
+      row[2 * i + 1] = -1;
+    }
+    for (let t = 0; t < embed.length / H; t++) if (!pairOf.has(t)) embed[t * H + H - 1] = 0;
 
-  // Embeddings: scripted tokens get their own ±1 pair; nothing touches the last dimension.
-  const embed = tensor(`${prefix}embed_tokens.weight`).data;
-  const scripted = [...new Set(pairs.map(([a]) => a))];
-  if (2 * scripted.length > H - 1) throw new Error('scripted model: too many bigrams for the hidden size');
-  const pairOf = new Map<number, number>();
-  for (const [i, t] of scripted.entries()) {
-    pairOf.set(t, i);
-    const row = embed.subarray(t * H, (t + 1) * H);
-    row.fill(0);
-    row[2 * i] = 1;
-    row[2 * i + 1] = -1;
-  }
-  for (let t = 0; t < embed.length / H; t++) if (!pairOf.has(t)) embed[t * H + H - 1] = 0;
-
-  // lm_head: zero but for the successors (strong: about 5 * 2 * sqrt(H/2)) and the fallback (60).
-  const head = tensor('lm_head.weight').data;
-  head.fill(0);
-  for (const [a, b] of pairs) {
-    const i = pairOf.get(a)!;
-    head[b * H + 2 * i] += 5;
-    head[b * H + 2 * i + 1] -= 5;
-  }
-  head[fallback * H + H - 1] = 60;
-
-  await writeFile(file, buf);
+    // lm_head: zero but for the successors (strong: about 5 * 2 * sqrt(H/2)) and the fallback (60).
+    const head = tensor('lm_head.weight').data;
+    head.fill(0);
+    for (const [a, b] of pairs) {
+      const i = pairOf.get(a)!;
+      head[b * H + 2 * i] += 5;
+      head[b * H + 2 * i + 1] -= 5;
+    }
+    head[fallback * H + H - 1] = 60;
+  });
   return ids;
 }

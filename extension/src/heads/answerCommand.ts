@@ -9,6 +9,7 @@ import { WrongModelTypeError, isCancellation } from '../engines/completionEngine
 import { LocalRuntimeEngine } from '../engines/localRuntimeEngine.js';
 import type { AnswerHighlight } from './answerHighlight.js';
 import { answerSummary, formatScore } from './headResults.js';
+import { commandTarget } from './commandTarget.js';
 import { canRun, showWrongModel } from './taskGuard.js';
 import { spanInDocument, toModelText } from './textSpans.js';
 
@@ -18,21 +19,12 @@ export interface AnswerArgs {
 }
 
 export async function answerQuestionCommand(ctx: Ctx, highlight: AnswerHighlight, args?: AnswerArgs): Promise<void> {
-  const editor = vscode.window.activeTextEditor;
-  if (!editor) {
-    void vscode.window.showInformationMessage('OPT Complete: select the text that holds the answer in an editor.');
-    return;
-  }
+  if (!vscode.window.activeTextEditor) return void commandTarget('the text that holds the answer');
   // Before the question is asked: a model known to have no QA head would waste the typing.
   if (!canRun(ctx, 'answer')) return;
-  const document = editor.document;
-  const whole = editor.selection.isEmpty;
-  const range = whole ? document.lineAt(editor.selection.active.line).range : editor.selection;
-  const original = document.getText(range);
-  if (original.trim() === '') {
-    void vscode.window.showInformationMessage('OPT Complete: select the text that holds the answer (the current line is empty).');
-    return;
-  }
+  const target = commandTarget('the text that holds the answer');
+  if (!target) return;
+  const { document, range, text: original, whole } = target;
   const where = whole ? `line ${range.start.line + 1}` : `the selection (${original.length} characters)`;
   const asked = typeof args?.question === 'string'
     ? args.question
@@ -73,10 +65,10 @@ export async function answerQuestionCommand(ctx: Ctx, highlight: AnswerHighlight
       return;
     }
     const answerRange = new vscode.Range(document.positionAt(span.start), document.positionAt(span.end));
-    const target = vscode.window.visibleTextEditors.find((e) => e.document === document) ?? (await vscode.window.showTextDocument(document));
+    const shownIn = vscode.window.visibleTextEditors.find((e) => e.document === document) ?? (await vscode.window.showTextDocument(document));
     const hover = new vscode.MarkdownString();
     hover.appendText(`OPT answer (score ${formatScore(best.score)}) to: ${question}`);
-    highlight.show(target, answerRange, hover);
+    highlight.show(shownIn, answerRange, hover);
     const pos = (p: vscode.Position) => ({ line: p.line, character: p.character });
     ctx.lastAnswer = {
       status: 'answered',

@@ -7,6 +7,7 @@ import type { Ctx } from '../ctx.js';
 import { WrongModelTypeError, isCancellation } from '../engines/completionEngine.js';
 import { LocalRuntimeEngine } from '../engines/localRuntimeEngine.js';
 import { classificationView } from './headResults.js';
+import { commandTarget } from './commandTarget.js';
 import { canRun, showWrongModel } from './taskGuard.js';
 import { toModelText } from './textSpans.js';
 
@@ -17,20 +18,11 @@ const PROBLEM_TYPES: Record<string, string> = {
 };
 
 export async function classifySelectionCommand(ctx: Ctx): Promise<void> {
-  const editor = vscode.window.activeTextEditor;
-  if (!editor) {
-    void vscode.window.showInformationMessage('OPT Complete: select the text to classify in an editor.');
-    return;
-  }
+  if (!vscode.window.activeTextEditor) return void commandTarget('the text to classify');
   if (!canRun(ctx, 'classify')) return;
-  const document = editor.document;
-  const whole = editor.selection.isEmpty;
-  const range = whole ? document.lineAt(editor.selection.active.line).range : editor.selection;
-  const original = document.getText(range);
-  if (original.trim() === '') {
-    void vscode.window.showInformationMessage('OPT Complete: select the text to classify (the current line is empty).');
-    return;
-  }
+  const target = commandTarget('the text to classify');
+  if (!target) return;
+  const { range, text: original, whole } = target;
   const engine = ctx.engineForCommand();
   if (!(engine instanceof LocalRuntimeEngine)) return;
 
