@@ -117,7 +117,7 @@ const plan: Record<SectionName, () => Promise<Measured<unknown>[]>> = {
     return runs;
   },
   bandwidth: async () => [await measure('bandwidth', { quick }, 180_000)],
-  editor: async () => [await measure('editor', { quick, dtype: 'int8', threads: 2, contextTokens: 1500, debounceMs: 150, maxNewTokens: 16 }, quick ? 240_000 : 600_000)],
+  editor: async () => [await measure('editor', { quick, dtype: 'int8', threads: 2, contextTokens: 1500, maxNewTokens: 16 }, quick ? 240_000 : 600_000)],
   graph: async () => [
     await measure('decode-step', { dtype: 'int8', threads: 2, steps: quick ? 12 : 16 }, 240_000),
     await measure('graph-options', { threads: 2, steps: quick ? 8 : 32, promptLen: 128, budgetMs: quick ? 1500 : 5000 }, 400_000),

@@ -6,6 +6,7 @@
 
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { CancellationTokenSource, ResponseError, StreamMessageReader, StreamMessageWriter, createMessageConnection } from 'vscode-jsonrpc/node';
 import { Complete, Initialize, PROTOCOL_VERSION, RuntimeErrorCodes, Shutdown, Status } from '../../protocol/protocol.js';
 import { OptTokenizer } from '../../runtime/src/tokenizer/optTokenizer.js';
@@ -61,7 +62,10 @@ export interface EditorSession {
 export interface EditorResult {
   dtype: string;
   threads: number;
+  /** The extension's debounce (its default setting unless given). */
   debounceMs: number;
+  /** VS Code's own wait before it asks inline completion providers. */
+  editorDelayMs?: number;
   maxNewTokens: number;
   contextTokens: number;
   loadSeconds: number;
@@ -85,8 +89,25 @@ export function typingGaps(text: string, seed = 7): number[] {
   });
 }
 
+/**
+ * VS Code waits this long after a keystroke before it calls inline completion providers
+ * (InlineCompletionsDebounce {min: 50, max: 50} in its inlineCompletionsController).
+ */
+export const VSCODE_INLINE_DELAY_MS = 50;
+
+/** The extension's default debounce, from package.json (optComplete.inline.debounceMs). */
+export function extensionDebounceMs(): number {
+  const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { contributes: { configuration: { properties: Record<string, { default?: unknown }> } } };
+  const value = manifest.contributes.configuration.properties['optComplete.inline.debounceMs']?.default;
+  if (typeof value !== 'number') throw new Error('package.json declares no default for optComplete.inline.debounceMs');
+  return value;
+}
+
 export async function replayEditing(p: EditorParams = {}): Promise<EditorResult> {
-  const dtype = p.dtype ?? 'int8', threads = p.threads ?? 2, debounceMs = p.debounceMs ?? 150, maxNewTokens = p.maxNewTokens ?? 16;
+  const dtype = p.dtype ?? 'int8', threads = p.threads ?? 2, maxNewTokens = p.maxNewTokens ?? 16;
+  const debounceMs = p.debounceMs ?? extensionDebounceMs();
+  // From the keystroke to the request: VS Code's own delay, then the extension's debounce.
+  const waitMs = VSCODE_INLINE_DELAY_MS + debounceMs;
   const contextTokens = p.contextTokens ?? 1500;
   const tokenizer = await OptTokenizer.fromDir(CHECKPOINT_DIR);
   const contextOf = async (text: string) => tokenizer.decode((await tokenizer.encode(text)).slice(1, contextTokens), { skipSpecialTokens: true });
@@ -114,7 +135,7 @@ export async function replayEditing(p: EditorParams = {}): Promise<EditorResult>
       const wall0 = performance.now();
       for (let i = 0; i < doc.typed.length; i++) {
         const gap = gaps[i]!;
-        if (gap < debounceMs) continue; // the next keystroke comes before the debounce fires
+        if (gap < waitMs) continue; // the next keystroke comes before the debounce fires
         requests++;
         const source = new CancellationTokenSource();
         const sent = performance.now();
@@ -123,7 +144,7 @@ export async function replayEditing(p: EditorParams = {}): Promise<EditorResult>
           (e: unknown) => ({ ok: false as const, e }),
         );
         // Idle time is compressed away: only what overlaps a request runs in real time.
-        const nextKey = gap - debounceMs;
+        const nextKey = gap - waitMs;
         let timer: NodeJS.Timeout | undefined;
         const first = await Promise.race([reply, new Promise<'key'>((resolve) => (timer = setTimeout(() => resolve('key'), Number.isFinite(nextKey) ? nextKey : 2 ** 30)))]);
         clearTimeout(timer);
@@ -137,7 +158,7 @@ export async function replayEditing(p: EditorParams = {}): Promise<EditorResult>
         if (!first.ok) throw first.e;
         const elapsed = performance.now() - sent;
         requestMs.push(elapsed);
-        latencies.push(debounceMs + elapsed);
+        latencies.push(waitMs + elapsed);
         reused.push(first.r.reusedTokens);
         prompt.push(first.r.promptTokens);
         completion.push(first.r.completionTokens);
@@ -147,7 +168,7 @@ export async function replayEditing(p: EditorParams = {}): Promise<EditorResult>
       const typedMs = gaps.slice(0, -1).reduce((a, b) => a + b, 0);
 
       // Typing stops: each of these requests runs to the end.
-      const firing = gaps.flatMap((g, i) => (g >= debounceMs ? [i] : []));
+      const firing = gaps.flatMap((g, i) => (g >= waitMs ? [i] : []));
       const samples = Math.min(firing.length, p.quick ? 5 : 10);
       const pausedMs: number[] = [], pausedPrefill: number[] = [], lineMs: number[] = [], lineTokens: number[] = [];
       for (let k = 0; k < samples; k++) {
@@ -176,13 +197,13 @@ export async function replayEditing(p: EditorParams = {}): Promise<EditorResult>
         requestMs: { p50: median(requestMs), p95: percentile(requestMs, 95) },
         paused: {
           samples,
-          keystrokeToResultMs: { p50: debounceMs + median(pausedMs), p95: debounceMs + percentile(pausedMs, 95) },
+          keystrokeToResultMs: { p50: waitMs + median(pausedMs), p95: waitMs + percentile(pausedMs, 95) },
           requestMs: { p50: median(pausedMs), p95: percentile(pausedMs, 95) },
           prefilledTokensP50: median(pausedPrefill),
         },
         pausedLineLength: {
           samples,
-          keystrokeToResultMs: { p50: debounceMs + median(lineMs), p95: debounceMs + percentile(lineMs, 95) },
+          keystrokeToResultMs: { p50: waitMs + median(lineMs), p95: waitMs + percentile(lineMs, 95) },
           requestMs: { p50: median(lineMs), p95: percentile(lineMs, 95) },
           completionTokensP50: median(lineTokens),
         },
@@ -198,7 +219,7 @@ export async function replayEditing(p: EditorParams = {}): Promise<EditorResult>
     const status = await connection.sendRequest(Status);
     const runtimePeakRssBytes = Number(/^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? NaN) * 1024;
     await connection.sendRequest(Shutdown);
-    return { dtype, threads, debounceMs, maxNewTokens, contextTokens, loadSeconds: init.info.loadSeconds, runtimePeakRssBytes, sessions, prefixCache: { hits: status.prefixCache.hits, misses: status.prefixCache.misses } };
+    return { dtype, threads, debounceMs, editorDelayMs: VSCODE_INLINE_DELAY_MS, maxNewTokens, contextTokens, loadSeconds: init.info.loadSeconds, runtimePeakRssBytes, sessions, prefixCache: { hits: status.prefixCache.hits, misses: status.prefixCache.misses } };
   } finally {
     connection.dispose();
     child.stdin.end();

@@ -103,7 +103,7 @@ export class Config {
     return this.inlineEnabled && languageEnabled(this.inlineLanguages, languageId);
   }
   get debounceMs(): number {
-    return this._int('inline.debounceMs', 150, 0, 5000);
+    return this._int('inline.debounceMs', 75, 0, 5000);
   }
   get multiline(): MultilineMode {
     return this._get<MultilineMode>('inline.multiline', 'auto', (v) => v === 'auto' || v === 'always' || v === 'never');
