@@ -2,6 +2,7 @@
 // targets met or not, every section's tables, ours/theirs ratios, the decode profile and the
 // findings it supports. Called by bench/run.ts (or `npm run bench -- --report-only`).
 
+import { PREFILL_CHUNK } from '../runtime/src/decoder.js';
 import type { DecodeStepRow } from './decodeStep.js';
 import type { GraphOptionRow } from './graphOptions.js';
 import type { BandwidthResult } from './sections/bandwidth.js';
@@ -301,12 +302,12 @@ function profileSection(r: Results, d: Digest): string[] {
     out.push('');
   }
   if (d.settings) {
-    out.push('Thread settings, int8 in-place graph, one-token steps (CPU ms = process user + system time per step, thread-pool spinning included):', '', '| setting | context | ms per step | CPU ms per step |', '|---|---|---|---|');
+    out.push('Thread settings, int8 graph (append cache), one-token steps (CPU ms = process user + system time per step, thread-pool spinning included):', '', '| setting | context | ms per step | CPU ms per step |', '|---|---|---|---|');
     for (const s of d.settings) out.push(`| ${s.label} | ${s.context} | ${f(s.msPerStep, 2)} | ${f(s.cpuMsPerStep, 2)} |`);
     out.push('');
   }
   if (d.memory.length) {
-    out.push('Resident memory of the int8 model (2 threads), each setting in its own process: after loading, after a 1,024-token prompt prefilled in 256-token chunks (as the engine does), after 32 more one-token steps, and after a full garbage collection (`--expose-gc`); "live ArrayBuffers" is what JS still holds then (the KV cache):', '', '| setting | after load | after chunked prefill | after 32 steps | after GC | live ArrayBuffers | peak | decode ms per step (context 1,024) |', '|---|---|---|---|---|---|---|---|');
+    out.push(`Resident memory of the int8 model (2 threads), each setting in its own process: after loading, after a 1,024-token prompt prefilled in ${PREFILL_CHUNK}-token chunks (as the engine does), after 32 more one-token steps, and after a full garbage collection (\`--expose-gc\`); "live ArrayBuffers" is what JS still holds then (the KV cache):`, '', '| setting | after load | after chunked prefill | after 32 steps | after GC | live ArrayBuffers | peak | decode ms per step (context 1,024) |', '|---|---|---|---|---|---|---|---|');
     for (const a of d.memory) out.push(`| ${a.label} | ${mb(a.rssAfterLoadBytes)} | ${mb(a.rssAfterChunkedPrefillBytes)} | ${mb(a.rssAfterDecodeBytes)} | ${mb(a.rssAfterGcBytes)} | ${mb(a.arrayBuffersAfterGcBytes)} | ${mb(a.peakRssBytes)} | ${f(a.decodeMsPerStep, 2)} |`);
     out.push('');
   }
@@ -317,75 +318,75 @@ function profileSection(r: Results, d: Digest): string[] {
 function findings(d: Digest): string[] {
   const out = ['## Findings and recommendations', ''];
   const p = d.profile?.cases ?? [];
-  const bound = p.filter((c) => c.fused && !c.label.includes('not fetched'));
-  const tight = bound.find((c) => c.dtype === 'int8' && c.context === 128 && c.capacity < 512);
-  const wide = bound.find((c) => c.dtype === 'int8' && c.context === 128 && c.capacity >= 2048);
-  const long = bound.find((c) => c.dtype === 'int8' && c.context === 1024);
-  const editorCtx = bound.find((c) => c.dtype === 'int8' && c.context === 1500);
-  const unbound = p.find((c) => c.label.includes('not fetched'));
-  const plainLong = p.find((c) => !c.fused && c.context === 1024);
+  const caseOf = (layout: 'append' | 'in-place', context: number) => p.find((c) => c.dtype === 'int8' && c.label.includes(layout === 'append' ? 'append cache' : 'in-place cache bound') && c.context === context);
+  const a128 = caseOf('append', 128), a1024 = caseOf('append', 1024), a1500 = caseOf('append', 1500);
+  const i128 = caseOf('in-place', 128), i1500 = caseOf('in-place', 1500);
   const outside = (c: ProfileCase) => c.wallMs - c.modelRunMs;
   const pct = (a: number, b: number) => `${f((100 * a) / b, 0)}%`;
-  const gqa = (c: ProfileCase) => c.byOp.find((o) => o.op === 'GroupQueryAttention')?.ms ?? 0;
+  const opMs = (c: ProfileCase | undefined, test: (op: string) => boolean) => (c ? c.byOp.filter((o) => test(o.op)).reduce((n, o) => n + o.ms, 0) : undefined);
+  const attention = (c: ProfileCase | undefined) => opMs(c, (op) => op === 'FusedMatMul' || op === 'MatMul attention matmul' || op === 'Softmax' || op === 'Where');
+  const kvMB = (context: number) => (2 * 12 * context * 768 * 4) / 1e6;
 
-  if (tight && wide) {
-    const lines = [`1. **The largest per-step cost that is not model work: onnxruntime-node copies every bound \`present.*\` output back after \`Run\`, the whole capacity of the buffer, on every step.** onnxruntime writes the new keys and values into our buffers in place, then the binding hands each bound output back as a fresh copy that nobody reads. Wall time − onnxruntime's own \`model_run\`: ${f(outside(tight), 1)} ms of a ${f(tight.wallMs, 1)} ms step at context 128 / capacity ${tight.capacity} (${pct(outside(tight), tight.wallMs)}); ${f(outside(wide), 1)} of ${f(wide.wallMs, 1)} ms at capacity ${wide.capacity} (${pct(outside(wide), wide.wallMs)}), while \`model_run\` is ${f(wide.modelRunMs, 1)} ms`];
-    if (long) lines.push(`; ${f(outside(long), 1)} of ${f(long.wallMs, 1)} ms at context ${long.context} (${pct(outside(long), long.wallMs)})`);
-    if (editorCtx) lines.push(`; ${f(outside(editorCtx), 1)} of ${f(editorCtx.wallMs, 1)} ms at the editor's ${editorCtx.context}-token context (${pct(outside(editorCtx), editorCtx.wallMs)})`);
-    lines.push('.');
-    const step128 = d.decodeStep?.rows.find((x) => x.context === 128 && x.cache.startsWith('in-place'));
-    if (step128) lines.push(` The copies show up as memory too: an in-place step at context 128 allocates ${f(step128.arrayBufferBytesPerStep / 2 ** 20, 1)} MiB of new ArrayBuffers (section 5), the size of the 24 bound buffers plus the logits.`);
-    if (unbound) lines.push(` Feeding the same capacity-${unbound.capacity} buffers without binding the outputs costs ${f(outside(unbound), 1)} ms outside \`Run\` (inputs are wrapped, not copied), but then GroupQueryAttention copies the past into a present of its own (${f(gqa(unbound), 1)} ms vs ${f(gqa(wide), 1)} ms in place) and the caller's cache is not updated.`);
-    lines.push(` *Recommendations:* (a) stop returning the cache from \`Run\`: have the graph output only the step's new keys/values (S positions per layer) and append them into the JS-owned buffer, which the graph reads as an input (zero copy); for attention over a JS buffer without a present output, store the cache position-major (BSNH) so the live prefix is a contiguous subarray, and let the graph Concat it with the new keys (one copy ∝ context inside onnxruntime, several times cheaper than the binding's copy), or (b) have onnxruntime-node return a preallocated fetch as the caller's own tensor instead of a copy (a change to its native binding: contribute it upstream or build the binding with it), which keeps GroupQueryAttention's in-place update and makes this cost zero. Until then, (c) keep capacity close to the live length, as generation now does (the 64-position granule), and size prefix-cache states tightly.`);
-    out.push(lines.join(''));
+  const steps = d.decodeStep?.rows ?? [];
+  const stepAt = (context: number, prefix: string) => steps.find((x) => x.context === context && x.cache.startsWith(prefix));
+  if (steps.length) {
+    const contexts = [...new Set(steps.map((x) => x.context))];
+    const line = contexts.map((c) => {
+      const ap = stepAt(c, 'append'), ip = stepAt(c, 'in-place'), cc = stepAt(c, 'Concat');
+      return `context ${c}: ${f(ap?.msPerToken, 1)} ms (append) vs ${f(ip?.msPerToken, 1)} (in place) and ${f(cc?.msPerToken, 1)} (Concat)`;
+    }).join('; ');
+    const ap128 = stepAt(128, 'append'), ip128 = stepAt(128, 'in-place');
+    let text = `1. **The KV cache no longer crosses the Node binding.** The CPU graph reads the cache as an input (a buffer onnxruntime wraps without copying), attends over it and the new tokens side by side, and returns only the new keys and values, which the decoder writes into the buffer itself. onnxruntime-node 1.30 copied every bound \`present.*\` output back after each \`Run\` (the in-place GroupQueryAttention layout before this change), a copy the size of the whole buffer per step. Decode step, int8, 2 threads (section 5): ${line}.`;
+    if (ap128 && ip128) text += ` ArrayBuffer memory allocated per step at context 128: ${f(ap128.arrayBufferBytesPerStep / 2 ** 20, 2)} MiB (the logits and the step's new keys/values) vs ${f(ip128.arrayBufferBytesPerStep / 2 ** 20, 1)} MiB.`;
+    if (a128 && i128) text += ` Work outside onnxruntime's \`Run\` (section 6): ${f(outside(a128), 2)} vs ${f(outside(i128), 2)} ms at context 128${a1500 && i1500 ? `, ${f(outside(a1500), 2)} vs ${f(outside(i1500), 1)} ms at ${a1500.context}` : ''}.`;
+    text += ' The in-place layout stays for GPUs that keep the cache in device memory; the Concat layout is the transformers.js export.';
+    out.push(text);
   }
-  if (long && tight) {
-    out.push(`2. Attention grows with context as it must: GroupQueryAttention ${f(gqa(tight), 2)} ms per step at context 128 → ${f(gqa(long), 2)} ms at 1024${editorCtx ? ` → ${f(gqa(editorCtx), 2)} ms at ${editorCtx.context}` : ''} (12 layers, ${f((12 * 2 * 12 * long.context * 64 * 4) / 1e6, 0)} MB of float32 KV read at 1024).` + (plainLong ? ` The plain graph (Concat cache) at 1024: ${f(plainLong.wallMs, 1)} ms per step, ${f(plainLong.modelRunMs, 1)} in onnxruntime.` : '') + ` *Recommendation:* once item 1 is gone, measure an fp16 KV cache (GroupQueryAttention has a CPU fp16 kernel; the int8 graph would cast around it), which halves this read and the cache's memory at long contexts.`);
+  if (a128 && a1024) {
+    const at = (c: ProfileCase) => `${f(attention(c), 2)} ms at ${c.context} (${f(kvMB(c.context), 0)} MB of keys and values read: ${f(kvMB(c.context) / 1e3 / (attention(c)! / 1e3), 1)} GB/s)`;
+    out.push(`2. Attention now costs what reading the cache costs: the two attention matmuls plus masking and softmax take ${at(a128)}, ${at(a1024)}${a1500 ? `, ${at(a1500)}` : ''}, against the machine's ${f(d.bandwidth?.large.find((b) => b.threads === 2)?.medianGBps, 1)} GB/s (section 3). At the editor's context the float32 cache is as large as the int8 weights, so a step there is about twice a short-context step. Halving it needs an fp16 cache, and onnxruntime's CPU provider has no fp16 MatMul on x86 without AVX512-FP16: the casts it inserts would read the cache and write a float32 copy every step, costing more than they save; an int8 cache has no attention kernel to read it. Left as is.`);
   }
-  if (tight) {
-    const mm = tight.byOp.filter((o) => o.op.startsWith('MatMulNBits')).reduce((n, o) => n + o.ms, 0);
-    const head = tight.byOp.find((o) => o.op.endsWith('lm_head'))?.ms ?? 0;
+  if (a128) {
+    const mm = opMs(a128, (op) => op.startsWith('MatMulNBits'))!;
+    const head = a128.byOp.find((o) => o.op.endsWith('lm_head'))?.ms ?? 0;
     const bw2 = d.bandwidth?.large.find((b) => b.threads === 2)?.bestGBps;
     const floorMs = bw2 && d.int8Bytes ? (d.int8Bytes / (bw2 * 1e9)) * 1000 : undefined;
-    out.push(`3. At short context the kernels are weight-bound: MatMulNBits is ${f(mm, 2)} of ${f(tight.kernelMs, 2)} kernel ms per step (${pct(mm, tight.kernelMs)}), the int8 lm_head alone ${f(head, 2)} ms (${pct(head, tight.kernelMs)}). Reading the ${f((d.int8Bytes ?? NaN) / 1e6, 1)} MB of int8 weights at the measured 2-thread bandwidth takes ${f(floorMs, 2)} ms, so the kernels run at ${floorMs ? pct(floorMs, tight.kernelMs) : '—'} of the bandwidth limit; the step as JS sees it (${f(tight.wallMs, 2)} ms) adds ${f(outside(tight), 2)} ms of binding copies (item 1) and ${f(tight.modelRunMs - tight.kernelMs, 2)} ms of onnxruntime overhead between kernels. The embedding lookups read one row each (${tight.byOp.filter((o) => o.op.startsWith('Gather')).map((o) => `${o.op} ${f(o.ms, 3)} ms`).join(', ')}): the tables cost memory, not time. *Recommendation:* int4 for the lm_head (the largest single read; the int4 graph is already ${d.graph ? f(d.graph.rows.find((r) => r.name === 'int4, accuracy_level 4')?.decodeTokensPerSecond) : '—'} vs ${d.graph ? f(d.graph.rows.find((r) => r.name === 'int8, accuracy_level 4')?.decodeTokensPerSecond) : '—'} tok/s for int8 in section 5) if its accuracy holds on a real checkpoint.`);
+    out.push(`3. At short context a step is weight-bound: MatMulNBits is ${f(mm, 2)} of ${f(a128.kernelMs, 2)} kernel ms (${pct(mm, a128.kernelMs)}), the lm_head alone ${f(head, 2)} ms. Reading the ${f((d.int8Bytes ?? NaN) / 1e6, 1)} MB an int8 step needs at the best measured 2-thread bandwidth takes ${f(floorMs, 2)} ms; the kernels take ${f(a128.kernelMs, 2)} ms (${floorMs ? pct(floorMs, a128.kernelMs) : '—'} of the limit), onnxruntime adds ${f(a128.modelRunMs - a128.kernelMs, 2)} ms between kernels and the binding ${f(outside(a128), 2)} ms. int8 weights are quantized in blocks of 128 (32 before): a quarter of the scales to read, and in this run the int8 error on a 256-wide test model stays at 0.026 of the largest logit (test/decoderParity.test.ts). An int4 lm_head would save about half of its ${f(head, 2)} ms; not done, since the lm_head decides every token and its int4 error on a trained model is unmeasured here.`);
   }
   const o2 = d.oursAt('int8', 2), o1 = d.oursAt('int8', 1);
   const settingsAt = (threads: number, spinning: boolean, context: number) => d.settings?.find((s) => s.threads === threads && s.spinning === spinning && s.context === context);
   const sp = settingsAt(2, true, 128), ns = settingsAt(2, false, 128), spL = settingsAt(2, true, 1024), nsL = settingsAt(2, false, 1024), one = settingsAt(1, true, 128);
   if (o2 && o1) {
-    let line = `4. Threads: int8 decode ${f(o1.generation.greedy.decodeTokensPerSecond)} tok/s on 1 thread, ${f(o2.generation.greedy.decodeTokensPerSecond)} on 2; prefill 512 ${f(o1.prefill[1]?.tokensPerSecond, 0)} → ${f(o2.prefill[1]?.tokensPerSecond, 0)} tok/s. Two threads are worth it for latency.`;
-    if (sp && ns && spL && nsL) line += ` But onnxruntime's worker threads spin while waiting: with 2 threads a step costs ${f(sp.cpuMsPerStep, 1)} CPU ms for ${f(sp.msPerStep, 1)} ms of wall time (context 128) and ${f(spL.cpuMsPerStep, 1)} for ${f(spL.msPerStep, 1)} ms (1024); with \`session.intra_op.allow_spinning = '0'\` ${f(ns.cpuMsPerStep, 1)} for ${f(ns.msPerStep, 1)} ms and ${f(nsL.cpuMsPerStep, 1)} for ${f(nsL.msPerStep, 1)} ms${one ? ` (1 thread: ${f(one.cpuMsPerStep, 1)} for ${f(one.msPerStep, 1)} ms)` : ''}. *Recommendation:* keep 2 intra-op threads on a 2-core machine (one per physical core, the default) and turn spinning off (\`extra: { session: { intra_op: { allow_spinning: '0' } } }\` in \`createSession\`): an editor's runtime should not burn a second core between kernels.`;
+    let line = `4. Threads: int8 decode ${f(o1.generation.greedy.decodeTokensPerSecond)} tok/s on 1 thread, ${f(o2.generation.greedy.decodeTokensPerSecond)} on 2; prefill 512 ${f(o1.prefill[1]?.tokensPerSecond, 0)} → ${f(o2.prefill[1]?.tokensPerSecond, 0)} tok/s.`;
+    if (sp && ns && spL && nsL) line += ` Spinning worker threads: ${f(sp.msPerStep, 1)} ms and ${f(sp.cpuMsPerStep, 1)} CPU ms per step at context 128, ${f(spL.msPerStep, 1)} and ${f(spL.cpuMsPerStep, 1)} at 1024; with \`allow_spinning = 0\` ${f(ns.msPerStep, 1)} and ${f(ns.cpuMsPerStep, 1)}, ${f(nsL.msPerStep, 1)} and ${f(nsL.cpuMsPerStep, 1)}${one ? ` (1 thread: ${f(one.msPerStep, 1)} ms, ${f(one.cpuMsPerStep, 1)} CPU ms)` : ''}. Spinning costs ${pct(sp.cpuMsPerStep - ns.cpuMsPerStep, ns.cpuMsPerStep)} more CPU per step for a ${pct(ns.msPerStep - sp.msPerStep, ns.msPerStep)} shorter step at context 128, so the runtime keeps onnxruntime's default (spinning on; \`spin: false\` in the load options turns it off) with one thread per physical core.`;
     out.push(line);
   }
-  if (o2) out.push(`5. Sampling: int8 decode ${f(o2.generation.greedy.decodeTokensPerSecond)} tok/s greedy, ${f(o2.generation.topK.decodeTokensPerSecond)} with top-k 50, ${f(o2.generation.topP.decodeTokensPerSecond)} with top-p 0.95 over the whole vocabulary. Random weights give near-uniform logits, so the nucleus is most of the 50k vocabulary and top-p has to sort it: a worst case; a trained model's nucleus is usually small. Greedy and top-k add little to the decoder step (${f(o2.decoderStepMs, 2)} ms alone vs ${f(1000 / o2.generation.greedy.decodeTokensPerSecond, 2)} ms per generated token).`);
+  if (o2) out.push(`5. Sampling: int8 decode ${f(o2.generation.greedy.decodeTokensPerSecond)} tok/s greedy, ${f(o2.generation.topK.decodeTokensPerSecond)} with top-k 50, ${f(o2.generation.topP.decodeTokensPerSecond)} with top-p 0.95 over the whole vocabulary. Random weights give near-uniform logits, so the nucleus is most of the 50k vocabulary and top-p has to sort it: a worst case; a trained model's nucleus is usually small. The decoder step alone is ${f(o2.decoderStepMs, 2)} ms vs ${f(1000 / o2.generation.greedy.decodeTokensPerSecond, 2)} ms per generated token greedy.`);
   const q8 = d.peerAt('q8', 2);
   if (o2) {
     const w = o2.warmLoadParts;
-    out.push(`6. Warm load ${f(o2.warmLoadMs, 0)} ms (int8; target 1 s): cache lookup ${f(w.cacheLookupMs, 0)} ms (config + sampled content hash), tokenizer ${f(w.tokenizerMs, 0)} ms, session ${f(w.sessionMs, 0)} ms` + (q8 ? `; transformers.js opens the same int8 weights in ${f(q8.loadMs, 0)} ms (its session only; its tokenizer loads separately)` : '') + `. fp32 pays for prepacking its Gemm weights (${f(d.oursAt('fp32', 2)?.warmLoadParts.sessionMs, 0)} ms session). *Recommendation:* load the tokenizer and create the session concurrently (the tokenizer is native, the session creation runs in \`setImmediate\`), or cache the tokenizer's parsed form.`);
+    out.push(`6. Warm load ${f(o2.warmLoadMs, 0)} ms (int8; target 1 s, met): cache lookup ${f(w.cacheLookupMs, 0)} ms (config + sampled content hash), tokenizer ${f(w.tokenizerMs, 0)} ms, session ${f(w.sessionMs, 0)} ms` + (q8 ? `; transformers.js opens the same int8 weights in ${f(q8.loadMs, 0)} ms (its session only; its tokenizer loads separately)` : '') + `. fp32 pays for prepacking its Gemm weights (${f(d.oursAt('fp32', 2)?.warmLoadParts.sessionMs, 0)} ms session).`);
   }
   if (o2 && d.bandwidth) {
-    const int8 = d.bandwidth.decodeBytes.find((x) => x.dtype === 'int8');
-    const rows = Object.entries(int8?.readByRow ?? {});
-    const rowBytes = rows.reduce((n, [, b]) => n + b, 0);
-    const def = d.memory.find((a) => a.label === 'defaults'), noArena = d.memory.find((a) => !a.arena), mmap = d.memory.find((a) => a.label.startsWith('MALLOC'));
-    let line = `7. Memory (int8, 2 threads): ${mb(o2.rssAfterLoadBytes)} after load, ${mb(o2.rssAfterGenerationBytes)} after generating, peak ${mb(o2.peakRssBytes)} after one-shot prefills of up to 1024 tokens, against ${mb(o2.modelBytes)} of model files.` + (d.baseline ? ` Node + onnxruntime + the tokenizer alone hold ${mb(d.baseline.rssBytes)}, so for a model this small "≤ 2× the weights" leaves ${mb(2 * o2.modelBytes - d.baseline.rssBytes - o2.modelBytes)} for everything else.` : '') + ` Of the ${f((int8?.initializerBytes ?? NaN) / 1e6, 0)} MB of int8 initializers, ${f(rowBytes / 1e6, 0)} MB are tables a step reads one row of (${rows.map(([k, b]) => `${k} ${f(b / 1e6, 1)} MB`).join(', ')}).`;
-    if (def) line += ` Over a 1,024-token prompt (256-token chunks) and 32 steps the process grows from ${mb(def.rssAfterLoadBytes)} to ${mb(def.rssAfterDecodeBytes)} and stays at ${mb(def.rssAfterGcBytes)} after a full collection, although JS then holds only ${mb(def.arrayBuffersAfterGcBytes)} of ArrayBuffers (the KV cache): the per-step copies of item 1 are garbage of the cache's size, and once freed glibc keeps the memory.`;
-    if (mmap) line += ` With \`MALLOC_MMAP_THRESHOLD_=131072\` in the environment (large buffers always mmapped, so freeing returns them) the same run ends at ${mb(mmap.rssAfterGcBytes)} after collection, which confirms where the memory goes, but it is no fix: every step's copy then lands in fresh pages and decode goes from ${f(def?.decodeMsPerStep, 1)} to ${f(mmap.decodeMsPerStep, 1)} ms per step (peak ${mb(mmap.peakRssBytes)}).`;
-    if (noArena) line += ` Turning onnxruntime's arena off: ${mb(noArena.rssAfterGcBytes)} after collection, peak ${mb(noArena.peakRssBytes)}.`;
-    line += ` *Recommendations:* item 1, which removes this garbage; keep every prefill chunked (256 tokens or less: one forward over 1,024 tokens is what sets the peak in section 1); the token-embedding rows already come from the quantized matrix (no float table). Even then, Node + onnxruntime + tokenizer + weights + a 1,500-token KV cache (${f((2 * 12 * 12 * 1536 * 64 * 4) / 2 ** 20, 0)} MiB in float32) exceed 2× the int8 weights for opt-125m; the target is reachable for larger models, where the fixed cost is small against the weights.`;
+    const def = d.memory.find((a) => a.label === 'defaults');
+    const fixed = d.baseline?.rssBytes;
+    const kvMiB = (2 * 12 * 1536 * 768 * 4) / 2 ** 20;
+    let line = `7. Memory (int8, 2 threads): ${mb(o2.rssAfterLoadBytes)} after load, ${mb(o2.rssAfterGenerationBytes)} after generating, peak ${mb(o2.peakRssBytes)} after prefills of up to 1024 tokens (run in ${PREFILL_CHUNK}-token chunks by the decoder itself, so attention scores and onnxruntime's arena, which keeps its largest size, stay bounded), against ${mb(o2.modelBytes)} of model files: ${f(o2.peakRssBytes / o2.modelBytes, 2)}×.`;
+    if (def) line += ` Over a 1,024-token prompt and 32 steps the process goes from ${mb(def.rssAfterLoadBytes)} to ${mb(def.rssAfterDecodeBytes)} (${mb(def.rssAfterGcBytes)} after a full collection; JS holds ${mb(def.arrayBuffersAfterGcBytes)} of ArrayBuffers, the cache): no per-step garbage any more.`;
+    if (fixed) line += ` What stands between that and 2×: Node + onnxruntime + the tokenizer hold ${mb(fixed)} before any model (section 1), and a 1,536-position float32 cache is ${f(kvMiB, 0)} MiB; with ${mb(o2.modelBytes)} of weights that fixed part alone is ${f(fixed / o2.modelBytes, 2)}× the weights. For opt-125m the target is out of reach by construction; for opt-1.3b (about 1.4 GB at int8, the same fixed cost, a cache ${f((24 * 2048) / (12 * 768), 1)}× larger per position) the same parts come to well under 2×.`;
     out.push(line);
   }
   if (d.editor) {
     const e = d.editor;
     const worst = [...e.sessions].sort((a, b) => b.paused.requestMs.p50 - a.paused.requestMs.p50)[0]!;
-    const perToken = editorCtx ? editorCtx.wallMs : undefined;
-    const fixed = editorCtx ? editorCtx.modelRunMs : undefined;
-    out.push(`8. Editor latency: the prefix cache works (${f(100 * worst.prefixReuse, 1)}% of prompt tokens reused, ${f(worst.paused.prefilledTokensP50, 0)} token(s) prefilled per request at the median), so a completion's time is ${e.maxNewTokens} decode steps at a ${e.contextTokens}-token context: ${f(worst.paused.requestMs.p50, 0)} ms per request at the median${perToken ? ` (≈ ${e.maxNewTokens} × ${f(perToken, 1)} ms per step)` : ''}, + ${e.debounceMs} ms of debounce. While typing, ${e.sessions.map((s) => `${s.cancelled} of ${s.requests}`).join(' and ')} requests were overtaken by the next keystroke, and the runtime spent ${e.sessions.map((s) => f(s.cpuSecondsPerShown, 2)).join(' / ')} CPU s per completion shown.` + (fixed ? ` Without the binding's copy (item 1) a step here would be about ${f(fixed, 1)} ms, i.e. ${f(e.maxNewTokens * fixed, 0)} ms for ${e.maxNewTokens} tokens.` : '') + ` *Recommendations:* item 1 first; then show ghost text from the streamed partial results as soon as the first tokens arrive rather than after the last; a smaller token budget for single-line completions (a trained model usually stops at the newline well before ${e.maxNewTokens}); and cancel on the next keystroke as now, which the runtime honours within one step.`);
+    const perStep = a1500?.wallMs;
+    const line = worst.pausedLineLength;
+    out.push(`8. Editor latency: the prefix cache works (${f(100 * worst.prefixReuse, 1)}% of prompt tokens reused, ${f(worst.paused.prefilledTokensP50, 0)} token(s) prefilled per request at the median), so a completion costs its decode steps at a ${e.contextTokens}-token context${perStep ? ` (${f(perStep, 1)} ms each, section 6)` : ''}: ${f(worst.paused.requestMs.p50, 0)} ms for ${e.maxNewTokens} tokens, ${line ? `${f(line.requestMs.p50, 0)} ms for a line's own length (${f(line.completionTokensP50, 0)} tokens at the median; Copilot reports a median line of 19 characters, about 5 tokens)` : ''}, after ${waitText(e)}. While typing, ${e.sessions.map((s) => `${s.cancelled} of ${s.requests}`).join(' and ')} requests were overtaken by the next keystroke (cancelled within a step), and the runtime spent ${e.sessions.map((s) => f(s.cpuSecondsPerShown, 2)).join(' / ')} CPU s per completion shown. ${e.maxNewTokens} tokens at this context cannot fit in 250 ms on this machine: ${e.maxNewTokens} steps read ${f((e.maxNewTokens * ((d.int8Bytes ?? 0) / 1e6 + kvMB(1536))) / 1e3, 1)} GB of weights and cache, ${f((e.maxNewTokens * ((d.int8Bytes ?? 0) / 1e6 + kvMB(1536))) / (d.bandwidth?.large.find((b) => b.threads === 2)?.bestGBps ?? NaN), 0)} ms at the best measured bandwidth before any debounce.`);
   }
   const best2 = d.peerBest(2);
   if (o2 && best2) {
     const g = (x: { generation: { greedy?: { decodeTokensPerSecond: number } } }) => x.generation.greedy?.decodeTokensPerSecond;
-    out.push(`9. Against transformers.js (${best2.dtype}, 2 threads, the same weights): decode ${f(g(o2))} vs ${f(g(best2))} tok/s (${ratio(g(o2), g(best2))}×), prefill 512 ${f(o2.prefill[1]?.tokensPerSecond, 0)} vs ${f(best2.prefill[1]?.tokensPerSecond, 0)} tok/s, TTFT ${f(o2.generation.greedy.ttftMs, 0)} vs ${f(best2.generation.greedy?.ttftMs, 0)} ms, peak RSS ${mb(o2.peakRssBytes)} vs ${mb(best2.peakRssBytes)}. At a 128 + 64-token context both pay a per-step cost in proportion to the context beyond the model's work: transformers.js a Concat of the whole cache into new outputs that the binding copies back, we the binding's copy of the bound cache (item 1), so decode is close. Prefill and TTFT are where we gain: we compute logits for the last position only (transformers.js's export returns all of them: a full lm_head per prompt token) and use fused attention and layer norms. With item 1 fixed our step would be about onnxruntime's own ${tight ? f(tight.modelRunMs, 1) : '—'} ms at context 128, ${tight && g(best2) ? f(1000 / tight.modelRunMs / g(best2)!, 1) : '—'}× transformers.js's decode rate, and the gap grows with context (transformers.js's Concat copies stay); an int4 lm_head (item 3) adds to it.`);
+    out.push(`9. Against transformers.js (${best2.dtype}, 2 threads, the same weights): decode ${f(g(o2))} vs ${f(g(best2))} tok/s (${ratio(g(o2), g(best2))}×), prefill 512 ${f(o2.prefill[1]?.tokensPerSecond, 0)} vs ${f(best2.prefill[1]?.tokensPerSecond, 0)} tok/s, TTFT ${f(o2.generation.greedy.ttftMs, 0)} vs ${f(best2.generation.greedy?.ttftMs, 0)} ms, peak RSS ${mb(o2.peakRssBytes)} vs ${mb(best2.peakRssBytes)}. transformers.js runs the Optimum layout: each step Concats the whole cache into new outputs that the binding copies back, and its export computes logits for every prompt position; we read the cache in place, compute the last position's logits only, and fuse the layer norms.`);
   }
   out.push('');
   return out;

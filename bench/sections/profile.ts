@@ -7,7 +7,7 @@ import { mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { convertCheckpoint } from '../../runtime/src/convert.js';
-import { type KvCache, OptDecoder } from '../../runtime/src/decoder.js';
+import { type KvCache, OptDecoder, PREFILL_CHUNK } from '../../runtime/src/decoder.js';
 import type { GraphDtype, KvCacheLayout } from '../../runtime/src/onnx/optGraph.js';
 import type { ModelSession } from '../../runtime/src/session.js';
 import { CHECKPOINT_DIR, DECODER_SHAPE, ONNX_CACHE_DIR, OUT_DIR, median } from '../lib/util.js';
@@ -217,7 +217,7 @@ export interface MemoryResult {
   label: string;
   arena: boolean;
   rssAfterLoadBytes: number;
-  /** After a 1,024-token prompt prefilled in 256-token chunks, as the engine does. */
+  /** After a 1,024-token prompt prefilled in PREFILL_CHUNK-token chunks, as the engine does. */
   rssAfterChunkedPrefillBytes: number;
   /** After 32 more one-token steps. */
   rssAfterDecodeBytes: number;
@@ -238,7 +238,7 @@ export async function measureMemory(p: { label: string; arena: boolean }): Promi
   const { model } = await openSession(modelPath, 2, { enableCpuMemArena: p.arena });
   const dec = new OptDecoder(model, DECODER_SHAPE);
   const rssAfterLoadBytes = process.memoryUsage().rss;
-  const n = 1024, chunk = 256, steps = 32;
+  const n = 1024, chunk = PREFILL_CHUNK, steps = 32;
   const ids = BigInt64Array.from({ length: n }, (_, i) => BigInt(4 + ((i * 7919) % 50000)));
   const mask = new BigInt64Array(n + steps).fill(1n);
   const logitsBuffer = new Float32Array(DECODER_SHAPE.vocabSize);

@@ -225,7 +225,7 @@ function copyInto(buffer: Float32Array, logits: Float32Array): Float32Array {
 const onDevice = (t: Tensor) => t.location !== 'cpu' && t.location !== 'cpu-pinned' && t.location !== 'none';
 
 /** Longer inputs to a buffer-cache graph run in chunks of this many tokens. */
-export const PREFILL_CHUNK = 256;
+export const PREFILL_CHUNK = 128;
 
 /** In-place caches grow in steps of this many positions. */
 const CACHE_GRANULE = 64;

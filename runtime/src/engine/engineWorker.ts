@@ -9,6 +9,7 @@ import { resolveModel } from '../hub/resolveModel.js';
 import { type OptArchitecture, readOptConfig } from '../config.js';
 import { requireTask, tasksOf } from '../heads/headConfig.js';
 import { OptHeadModel } from '../heads/headModel.js';
+import { PREFILL_CHUNK } from '../decoder.js';
 import { loadOptModel, type OptModel } from '../model.js';
 import type { TaskRequest, TaskResults } from './engine.js';
 import type { LocalEngineOptions } from './localEngine.js';
@@ -99,7 +100,7 @@ async function load(options: LocalEngineOptions): Promise<void> {
       heads = Promise.resolve(h);
       where = { device: h.body.device, deviceFallback: h.body.deviceFallback, dtype: h.body.dtype };
     }
-    scheduler = new Scheduler(model, { queueLimit: options.queueLimit ?? 16, prefixCache, prefillChunk: options.prefillChunk ?? 256 });
+    scheduler = new Scheduler(model, { queueLimit: options.queueLimit ?? 16, prefixCache, prefillChunk: options.prefillChunk ?? PREFILL_CHUNK });
     loaded = { dir, architecture, options };
     send({
       type: 'loaded',

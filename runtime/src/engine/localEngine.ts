@@ -31,7 +31,7 @@ export interface LocalEngineOptions {
   queueLimit?: number;
   /** Memory for KV states of recent prompts (default 256 MiB). */
   prefixCacheBytes?: number;
-  /** Prompt tokens per prefill step (default 256). */
+  /** Prompt tokens per prefill step (default PREFILL_CHUNK, 128: one step is what a cancellation or a more urgent request waits for). */
   prefillChunk?: number;
   /** Loading progress (downloads, conversion). */
   onProgress?: (message: string) => void;
