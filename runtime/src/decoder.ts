@@ -106,11 +106,13 @@ export class OptDecoder {
     const feeds: Record<string, Tensor> = {
       input_ids: new Tensor('int64', x.inputIds, [b, s]),
       // The append layout attends over the whole buffer then the new tokens: its mask spans capacity + S.
-      attention_mask: append ? bufferMask(x.attentionMask, b, p, s, cache!.capacity) : new Tensor('int64', x.attentionMask, [b, t]),
+      attention_mask: append && p > 0 ? bufferMask(x.attentionMask, b, p, s, cache!.capacity) : new Tensor('int64', x.attentionMask, [b, t]),
     };
     for (let i = 0; i < numLayers; i++) {
       for (const [j, kind] of (['key', 'value'] as const).entries()) {
-        feeds[`past_key_values.${i}.${kind}`] = cache?.tensors[2 * i + j] ?? x.past?.tensors[2 * i + j] ?? emptyKv(kvType, b, numHeads, 0, headDim);
+        // An empty append buffer is not read: attention runs over the new tokens alone.
+        const fed = append && p === 0 ? undefined : (cache?.tensors[2 * i + j] ?? x.past?.tensors[2 * i + j]);
+        feeds[`past_key_values.${i}.${kind}`] = fed ?? emptyKv(kvType, b, numHeads, 0, headDim);
       }
     }
     if (this._hasKeepInput) feeds.num_logits_to_keep = new Tensor('int64', BigInt64Array.of(BigInt(keep)), []);
@@ -181,7 +183,9 @@ export class OptDecoder {
         attentionMask: mask,
         past,
         logitsToKeep: last ? keep : 1,
-        reserve: Math.max(x.reserve ?? t, t),
+        // The buffer grows with the chunks (a copy per granule) rather than being reserved up front:
+        // every position of the buffer is attended to, so empty capacity costs more than the copies.
+        reserve: last ? Math.max(x.reserve ?? t, t) : p + end,
         logitsBuffer: last ? x.logitsBuffer : undefined,
       });
       past = out.present;
