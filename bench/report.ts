@@ -140,7 +140,7 @@ function oursSection(r: Results, d: Digest): string[] {
   }
   out.push(
     '',
-    `Load and memory. Cold load = convert (forced) + open, as a first start; warm load = \`loadOptModel\` on the cached model (median), split into its parts timed alone. RSS: after the warm load, after the generation runs above, and the process peak (\`maxRSS\`) after the one-shot prefills of up to ${Math.max(...lengths)} tokens.`,
+    `Load and memory. Cold load = convert (forced) + open, as a first start; warm load = \`loadOptModel\` on the cached model (median), split into its parts timed alone. RSS: after the warm load, after the generation runs above, and the process peak (\`maxRSS\`) after the prefills of up to ${Math.max(...lengths)} tokens.`,
     '',
     '| precision | threads | cold load s (convert s) | warm load ms | lookup / tokenizer / session ms | RSS after load | after generation | peak | model files | peak / model files |',
     '|---|---|---|---|---|---|---|---|---|---|',

@@ -97,7 +97,7 @@ export interface OursResult {
   warmLoadRunsMs: number[];
   /** The parts of a warm load, timed one by one (page cache warm). */
   warmLoadParts: { cacheLookupMs: number; tokenizerMs: number; sessionMs: number };
-  /** Resident memory after the warm load, after generation at the decode context, and the peak after the one-shot prefills. */
+  /** Resident memory after the warm load, after generation at the decode context, and the peak after the prefills. */
   rssAfterLoadBytes: number;
   rssAfterGenerationBytes: number;
   modelBytes: number;
