@@ -276,7 +276,7 @@ function editorSection(r: Results, d: Digest): string[] {
 function graphSection(r: Results, d: Digest): string[] {
   const out = sectionHeader(r, 'graph', '5. Graph options');
   if (d.decodeStep) {
-    out.push(`KV cache: Concat (plain ops, new outputs every step) vs in place (GroupQueryAttention over a fixed-capacity buffer bound as output), ${d.decodeStep.dtype}, ${d.decodeStep.threads} threads, medians over ${d.decodeStep.steps} steps (bench/decodeStep.ts):`, '', '| context | cache | decode ms/token | ArrayBuffer bytes allocated by a step (largest over the steps) |', '|---|---|---|---|');
+    out.push(`KV cache layouts: Concat (plain ops, new outputs every step), in place (GroupQueryAttention over a fixed-capacity buffer bound as output, which onnxruntime-node copies back whole) and append (the buffer read as an input, only the new keys/values returned; the CPU default), ${d.decodeStep.dtype}, ${d.decodeStep.threads} threads, medians over ${d.decodeStep.steps} steps (bench/decodeStep.ts):`, '', '| context | cache | decode ms/token | ArrayBuffer bytes allocated by a step (largest over the steps) |', '|---|---|---|---|');
     for (const x of d.decodeStep.rows) out.push(`| ${x.context} | ${x.cache} | ${f(x.msPerToken, 2)} | ${x.arrayBufferBytesPerStep.toLocaleString('en')} |`);
     out.push('');
   }
