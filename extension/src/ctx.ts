@@ -76,6 +76,8 @@ export class Ctx implements vscode.Disposable {
   private _remoteError: string | undefined;
   private _loadNotification = false;
   private _lastFailureShown: string | undefined;
+  /** The last device fallback reason shown (each distinct one is shown once). */
+  private _lastFallbackShown: string | undefined;
   private _stateFileTimer: ReturnType<typeof setTimeout> | undefined;
   private _stopped = false;
   private _shownOnce = false;
@@ -324,6 +326,16 @@ export class Ctx implements vscode.Disposable {
     if (s.kind === 'ready') {
       this._lastFailureShown = undefined;
       this._rememberTasks(s.info);
+      // A GPU that did not start: the model runs (on the CPU), but slower than the user chose; say why once per reason.
+      const fallback = s.info.deviceFallback;
+      if (fallback && fallback !== this._lastFallbackShown) {
+        this._lastFallbackShown = fallback;
+        this.log.warn(`device fallback: ${fallback}`);
+        void vscode.window.showWarningMessage(`OPT Complete: ${fallback}`, 'Choose Device…', 'Show Log').then((pick) => {
+          if (pick === 'Choose Device…') void vscode.commands.executeCommand(Commands.selectDevice);
+          else if (pick === 'Show Log') void vscode.commands.executeCommand(Commands.showLog);
+        });
+      }
     }
     this._updateTaskKeys();
     if (s.kind === 'failed' && this._lastFailureShown !== s.reason) {

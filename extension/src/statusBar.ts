@@ -100,7 +100,7 @@ export class StatusBar implements vscode.Disposable {
       text = s.modelKind ? `$(chip) ${model} (${s.modelKind})` : `$(chip) ${model}${latency}`;
       const rows: [string, string][] = s.engine === 'openai'
         ? [['Engine', 'OpenAI-compatible server']]
-        : [['Model', info?.modelId ?? s.model], ...(s.modelKind ? [['Kind', `${s.modelKind} (${info?.architecture ?? '?'}): no inline completions or text generation`] as [string, string]] : []), ['Device', info?.device ?? '?'], ['Precision', info?.dtype ?? '?'], ['Loaded in', info ? `${info.loadSeconds.toFixed(1)} s` : '?']];
+        : [['Model', info?.modelId ?? s.model], ...(s.modelKind ? [['Kind', `${s.modelKind} (${info?.architecture ?? '?'}): no inline completions or text generation`] as [string, string]] : []), ['Device', info ? `${info.device}${info.deviceFallback ? ` (${info.deviceFallback})` : ''}` : '?'], ['Precision', info?.dtype ?? '?'], ['Loaded in', info ? `${info.loadSeconds.toFixed(1)} s` : '?']];
       if (s.last) {
         rows.push(['Last completion', `${Math.round(s.last.latencyMs)} ms`]);
         if (s.last.tokensPerSecond !== undefined) rows.push(['Speed', `${s.last.tokensPerSecond.toFixed(1)} tokens/s`]);
