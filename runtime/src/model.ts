@@ -11,7 +11,7 @@ import { availableMemoryBytes, estimateModelBytes, gib } from './memory.js';
 import type { GraphDtype, KvCacheLayout } from './onnx/optGraph.js';
 import { createSessionForDevice } from './device/open.js';
 import { probeDevices } from './device/probe.js';
-import { type ExecutionDevice, fitModelToDevices, planDevices } from './device/select.js';
+import { type DevicePlan, type ExecutionDevice, fitModelToDevices, planDevices } from './device/select.js';
 import type { Device } from './session.js';
 import { OptTokenizer } from './tokenizer/optTokenizer.js';
 
@@ -72,23 +72,11 @@ export async function loadOptModel(dir: string, options: LoadOptions = {}): Prom
   if (options.dtype !== undefined && !(DTYPES as readonly string[]).includes(options.dtype)) {
     throw new UsageError(`unknown dtype "${options.dtype}": choose one of ${DTYPES.join(', ')}`);
   }
-  // The plan's first candidate decides dtype `auto` (and the memory check); a fallback re-resolves it below.
-  const probe = probeDevices();
   const config = await readOptConfig(dir);
-  let plan = planDevices(options.device ?? 'auto', probe);
-  if (options.checkMemory) plan = fitModelToDevices(plan, probe, (d) => estimateModelBytes(config, resolveDtype(options.dtype ?? 'auto', d)));
-  const dtype = resolveDtype(options.dtype ?? 'auto', plan.candidates[0]!);
   if (config.architectures[0] !== 'OPTForCausalLM') {
     throw new UsageError(`${dir} holds an ${config.architectures[0]} checkpoint, which has no language-model head: text generation needs OPTForCausalLM`);
   }
-  if (options.checkMemory && plan.candidates[0] === 'cpu') {
-    const need = estimateModelBytes(config, dtype);
-    const have = options.availableMemoryBytes ?? availableMemoryBytes();
-    if (need > have) {
-      const smaller = dtype === 'int4' ? 'a smaller model' : 'a smaller model or a lower precision (--dtype int4)';
-      throw new UsageError(`this model needs about ${gib(need)} of memory at ${dtype}, but only ${gib(have)} is available: choose ${smaller}`);
-    }
-  }
+  const { plan } = planLoad(config, options);
   const [tokenizer, generationConfig] = await Promise.all([OptTokenizer.fromDir(dir), readGenerationConfig(dir)]);
   // Each candidate device gets its graph (dtype `auto` and the KV-cache layout depend on it); conversions are cached.
   let source: ModelSource | undefined;
@@ -107,7 +95,27 @@ export async function loadOptModel(dir: string, options: LoadOptions = {}): Prom
   return { dir, config, generationConfig, tokenizer, decoder, source: source!, device: opened.device, deviceFallback: opened.fallbackReason, dispose: () => decoder.release() };
 }
 
-/** Prefers converting the checkpoint's weights; falls back to an ONNX export shipped in `onnx/`. */
+/**
+ * Where a load will try to run: the device plan (a GPU too small for the model is dropped, or
+ * refused when asked for by name) and the dtype its first candidate uses; with `checkMemory`, a
+ * model that cannot fit in the machine's memory is refused with the figure before anything loads.
+ */
+export function planLoad(config: OptConfig, options: LoadOptions): { plan: DevicePlan; dtype: GraphDtype } {
+  const probe = probeDevices();
+  let plan = planDevices(options.device ?? 'auto', probe);
+  if (options.checkMemory) plan = fitModelToDevices(plan, probe, (d) => estimateModelBytes(config, resolveDtype(options.dtype ?? 'auto', d)));
+  const dtype = resolveDtype(options.dtype ?? 'auto', plan.candidates[0]!);
+  if (options.checkMemory && plan.candidates[0] === 'cpu') {
+    const need = estimateModelBytes(config, dtype);
+    const have = options.availableMemoryBytes ?? availableMemoryBytes();
+    if (need > have) {
+      const smaller = dtype === 'int4' ? 'a smaller model' : 'a smaller model or a lower precision (--dtype int4)';
+      throw new UsageError(`this model needs about ${gib(need)} of memory at ${dtype}, but only ${gib(have)} is available: choose ${smaller}`);
+    }
+  }
+  return { plan, dtype };
+}
+
 /**
  * The KV-cache layout for a device. CPU: the append layout (the cache is a host buffer read in
  * place, nothing ∝ context copied per step). WebGPU: Concat, its present outputs left in GPU memory
@@ -126,6 +134,7 @@ function cacheOnDevice(layers: number): Record<string, 'gpu-buffer'> {
   return out;
 }
 
+/** Prefers converting the checkpoint's weights; falls back to an ONNX export shipped in `onnx/`. */
 async function locateModel(dir: string, dtype: GraphDtype, options: LoadOptions, device: ExecutionDevice): Promise<ModelSource> {
   const exported = await findExport(dir, dtype);
   const hasWeights = (await readdir(dir)).some((f) => /^(model.*\.safetensors|pytorch_model.*\.bin)(\.index\.json)?$/.test(f));

@@ -7,14 +7,11 @@
 import { type OptConfig, hasProjection } from '../config.js';
 import { convertCheckpoint } from '../convert.js';
 import { UsageError } from '../errors.js';
-import { availableMemoryBytes, estimateModelBytes, gib } from '../memory.js';
-import type { LoadOptions } from '../model.js';
-import { resolveDtype } from '../model.js';
+import { type LoadOptions, planLoad, resolveDtype } from '../model.js';
 import type { GraphDtype } from '../onnx/optGraph.js';
 import { hiddenState } from '../onnx/optGraph.js';
 import { createSessionForDevice } from '../device/open.js';
-import { probeDevices } from '../device/probe.js';
-import { type ExecutionDevice, planDevices } from '../device/select.js';
+import type { ExecutionDevice } from '../device/select.js';
 import { type ModelSession, Tensor } from '../session.js';
 
 export interface BodyInput {
@@ -53,14 +50,9 @@ export class OptBody {
 
   /** Converts (or finds cached) the checkpoint's body graph and opens it. Weights must be in the folder: heads are read from them. */
   static async load(dir: string, config: OptConfig, options: BodyLoadOptions = {}): Promise<OptBody> {
-    // As loadOptModel: the device plan's first candidate decides dtype `auto`; a fallback converts the graph for the device that runs.
-    const plan = planDevices(options.device ?? 'auto', probeDevices());
-    let dtype = resolveDtype(options.dtype ?? 'auto', plan.candidates[0]!);
-    if (options.checkMemory) {
-      const need = estimateModelBytes(config, dtype);
-      const have = options.availableMemoryBytes ?? availableMemoryBytes();
-      if (need > have) throw new UsageError(`this model needs about ${gib(need)} of memory at ${dtype}, but only ${gib(have)} is available: choose a smaller model or a lower precision`);
-    }
+    // As loadOptModel: a fallback converts the graph for the device that runs.
+    const { plan } = planLoad(config, options);
+    let dtype: GraphDtype = 'fp32';
     const all = options.allHiddenStates ?? false;
     const opened = await createSessionForDevice(async (d) => {
       dtype = resolveDtype(options.dtype ?? 'auto', d);
