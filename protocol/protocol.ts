@@ -80,6 +80,10 @@ export interface AnswerParams {
   maxAnswerLength?: number;
   /** Answers to return, best first (default 1). */
   topK?: number;
+  /** A long context is read in windows of this many tokens, question included (default min(384, the model's positions)). */
+  maxSeqLen?: number;
+  /** Tokens shared by consecutive windows (default min(maxSeqLen / 2, 128)). */
+  docStride?: number;
 }
 
 export interface AnswerSpan {

@@ -79,6 +79,18 @@ describe('opt classify / answer / embed', () => {
     assert.ok(answers[0]!.score >= answers[1]!.score && answers[1]!.score >= answers[2]!.score);
   });
 
+  test('answer: a context longer than --max-seq-len is read in windows and still answered', () => {
+    const context = Array.from({ length: 20 }, (_, i) => `Marie visited city number ${i} in spring.`).join(' ');
+    const windowed = opt('answer', '--model', fx.qa!.dir, '--question', 'Where?', '--context', context, '--max-seq-len', '32', '--doc-stride', '8');
+    assert.equal(windowed.code, 0, windowed.stderr);
+    const { answers } = windowed.json() as { answers: { text: string; start: number; end: number }[] };
+    assert.equal(answers.length, 1);
+    assert.equal(context.slice(answers[0]!.start, answers[0]!.end), answers[0]!.text);
+    const tooLong = opt('answer', '--model', fx.qa!.dir, '--question', 'Where did she go? '.repeat(8), '--context', context, '--max-seq-len', '32');
+    assert.equal(tooLong.code, 2);
+    assert.match(tooLong.stderr, /ask a shorter question/);
+  });
+
   test('embed: mean and last pooling equal the reference; --all-layers gives every hidden state (350m-style widths)', async () => {
     const text = 'Embed this sentence';
     const { ids, out } = await hiddenOf(fx.base!, text);

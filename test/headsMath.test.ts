@@ -12,7 +12,7 @@ import { WrongModelTypeError } from '../runtime/src/engine/engine.js';
 import { labelScores, pooledPositions } from '../runtime/src/heads/classification.js';
 import { parseHeadConfig, requireTask, tasksOf } from '../runtime/src/heads/headConfig.js';
 import { pool } from '../runtime/src/heads/pooling.js';
-import { QaEncoder } from '../runtime/src/heads/qaEncoding.js';
+import { QaEncoder, contextWindows } from '../runtime/src/heads/qaEncoding.js';
 import { EXCLUDED_LOGIT, searchSpans } from '../runtime/src/heads/spanSearch.js';
 import { writeOptTokenizerFiles } from './fixtures/tokenizerFiles.js';
 import { tempDir } from './helpers/decoderHarness.js';
@@ -208,5 +208,44 @@ describe('question and context encoding', () => {
     assert.deepEqual(enc.charSpan(first + 1, first + 1), { start: 0, end: 5 });
     await assert.rejects(qa.encode('  ', context), /question is empty/);
     await assert.rejects(qa.encode(question, ''), /context is empty/);
+  });
+
+  test('a long context in windows: BOS + question + a slice of the context each, offsets into the whole context', async () => {
+    const dir = join(tmp.path, 'tok');
+    const qa = await QaEncoder.fromDir(dir);
+    const { OptTokenizer } = await import('../runtime/src/tokenizer/optTokenizer.js');
+    const tok = await OptTokenizer.fromDir(dir);
+    const question = 'Who?';
+    const context = Array.from({ length: 12 }, (_, i) => `Alice met Bob number ${i}.`).join(' ');
+    const q = await tok.encode(question, { addSpecialTokens: false });
+    const c = await tok.encode(context, { addSpecialTokens: false });
+    const maxSeqLen = 1 + q.length + 20, docStride = 5;
+    const windows = await qa.encodeWindows(question, context, { maxSeqLen, docStride });
+    const ranges = contextWindows(c.length, 20, 5);
+    assert.equal(windows.length, ranges.length);
+    for (const [k, w] of windows.entries()) {
+      const [a, b] = ranges[k]!;
+      assert.deepEqual(w.ids, [2, ...q, ...c.slice(a, b)]);
+      assert.ok(w.ids.length <= maxSeqLen);
+      assert.deepEqual(w.candidate, [false, ...q.map(() => false), ...c.slice(a, b).map(() => true)]);
+    }
+    // The last window's last token is the context's final ".".
+    const last = windows.at(-1)!;
+    assert.deepEqual(last.charSpan(last.ids.length - 1, last.ids.length - 1), { start: context.length - 1, end: context.length });
+    // The same word seen from two overlapping windows maps to the same characters.
+    const [a2] = ranges[1]!;
+    const shared = ranges[0]![1] - 1; // the first window's last context token, also in the second
+    assert.deepEqual(windows[0]!.charSpan(1 + q.length + shared, 1 + q.length + shared), windows[1]!.charSpan(1 + q.length + shared - a2, 1 + q.length + shared - a2));
+    await assert.rejects(qa.encodeWindows('a long question '.repeat(10), context, { maxSeqLen: 20, docStride: 5 }), /ask a shorter question/);
+  });
+
+  test('window ranges: every context token covered, consecutive windows overlapping by the stride', () => {
+    assert.deepEqual(contextWindows(3, 4, 1), [[0, 3]]);
+    assert.deepEqual(contextWindows(4, 4, 1), [[0, 4]]);
+    assert.deepEqual(contextWindows(10, 4, 1), [[0, 4], [3, 7], [6, 10]]);
+    assert.deepEqual(contextWindows(8, 4, 2), [[0, 4], [2, 6], [4, 8]]);
+    assert.deepEqual(contextWindows(9, 4, 2), [[0, 4], [2, 6], [4, 8], [6, 9]]);
+    assert.throws(() => contextWindows(9, 4, 4), /stride \(4\) must be smaller/);
+    assert.throws(() => contextWindows(9, 0, 0), /no room/);
   });
 });

@@ -166,6 +166,48 @@ describe('OPTForQuestionAnswering', () => {
     await model.dispose();
   });
 
+  test('a long context runs in overlapping windows; answers from every window are ranked together, as the pipeline does', async () => {
+    const model = await open(f);
+    const context = Array.from({ length: 30 }, (_, i) => `Note ${i}: the ferry leaves the harbour at ${i + 6} o'clock.`).join(' ');
+    const question = 'When does the ferry leave?';
+    const maxSeqLen = 64, docStride = 16, maxAnswerLength = 4, topK = 6;
+    const r = await model.answer(question, context, { topK, maxSeqLen, docStride, maxAnswerLength });
+
+    // Independently: the windows as Hugging Face tokenizers lays them out, the reference model's
+    // logits on each, the pipeline's per-window softmax over context tokens, every valid span.
+    const q = await model.tokenizer.encode(question, { addSpecialTokens: false });
+    const c = await model.tokenizer.encode(context, { addSpecialTokens: false });
+    const first = 1 + q.length, room = maxSeqLen - first;
+    const expected: number[] = [];
+    let windows = 0;
+    for (let a = 0; ; a += room - docStride) {
+      const b = Math.min(a + room, c.length);
+      windows++;
+      const ids = [2, ...q, ...c.slice(a, b)];
+      const ref = naiveQuestionAnswering(naive(f, [ids]).lastHiddenState, f.weights.get('qa_outputs.weight')!, f.weights.get('qa_outputs.bias')!);
+      const probs = (logits: number[]) => {
+        const x = logits.map((v, i) => (i >= first ? v : -10000));
+        const m = Math.max(...x);
+        const e = x.map((v) => Math.exp(v - m));
+        const sum = e.reduce((n, v) => n + v, 0);
+        return e.map((v) => v / sum);
+      };
+      const ps = probs(ref.start[0]!), pe = probs(ref.end[0]!);
+      const spans: number[] = [];
+      for (let s = first; s < ids.length; s++) for (let e = s; e < Math.min(ids.length, s + maxAnswerLength); e++) spans.push(ps[s]! * pe[e]!);
+      expected.push(...spans.sort((x, y) => y - x).slice(0, topK));
+      if (b === c.length) break;
+    }
+    expected.sort((x, y) => y - x);
+    assert.ok(windows > 4, `the context spans ${windows} windows`);
+    assert.equal(r.answers.length, topK);
+    for (const [i, ans] of r.answers.entries()) {
+      assert.ok(Math.abs(ans.score - expected[i]!) <= 1e-4 * expected[i]!, `answer ${i}: score ${ans.score} vs ${expected[i]}`);
+      assert.equal(context.slice(ans.start, ans.end), ans.text);
+    }
+    await model.dispose();
+  });
+
   test('int8 smoke: start/end logits near the reference', async () => {
     const model = await open(f, 'int8');
     const out = await model.qaLogits({ inputIds: ids64([A]), attentionMask: ids64([A.map(() => 1)]), batch: 1 });

@@ -31,7 +31,7 @@ commands:
                                                                    OpenAI-compatible /v1/completions server
   rpc                                                              the runtime process: JSON-RPC over stdio (what the editor starts)
   classify  --model DIR "text"…                                    labels and scores (OPTForSequenceClassification), as JSON
-  answer    --model DIR --question "…" --context "…" [--max-answer-length N] [--top-k N]
+  answer    --model DIR --question "…" --context "…" [--max-answer-length N] [--top-k N] [--max-seq-len N] [--doc-stride N]
                                                                    answer spans in the context (OPTForQuestionAnswering), as JSON
   embed     --model DIR "text"… [--pooling mean|last] [--all-layers]
                                                                    pooled hidden states (any OPT checkpoint), as JSON
@@ -77,6 +77,8 @@ const OPTIONS = {
   question: { type: 'string' },
   context: { type: 'string' },
   'max-answer-length': { type: 'string' },
+  'max-seq-len': { type: 'string' },
+  'doc-stride': { type: 'string' },
   pooling: { type: 'string', default: 'mean' },
   'all-layers': { type: 'boolean', default: false },
   // serve
@@ -234,9 +236,11 @@ async function answer(v: Values) {
   if (v.question === undefined || v.context === undefined) throw new UsageError('answer needs --question "…" and --context "…"');
   const maxAnswerLength = intOf(v['max-answer-length'] ?? '15', '--max-answer-length', 1);
   const topK = intOf(v['top-k'] ?? '1', '--top-k', 1);
+  const maxSeqLen = v['max-seq-len'] === undefined ? undefined : intOf(v['max-seq-len'], '--max-seq-len', 1);
+  const docStride = v['doc-stride'] === undefined ? undefined : intOf(v['doc-stride'], '--doc-stride', 0);
   const model = await loadHeadModel(v, 'answer');
   try {
-    return await model.answer(v.question, v.context, { maxAnswerLength, topK });
+    return await model.answer(v.question, v.context, { maxAnswerLength, topK, maxSeqLen, docStride });
   } finally {
     await model.dispose();
   }

@@ -162,7 +162,7 @@ async function runTask(h: OptHeadModel, r: TaskRequest): Promise<TaskResults[Tas
     case 'classify':
       return (await h.classify([r.params.text]))[0]!;
     case 'answer':
-      return h.answer(r.params.question, r.params.context, { maxAnswerLength: r.params.maxAnswerLength, topK: r.params.topK });
+      return h.answer(r.params.question, r.params.context, r.params);
     case 'embed': {
       const [e] = await h.embed([r.params.text], { pooling: r.params.pooling });
       return { embedding: e!.embedding, tokens: e!.tokens };

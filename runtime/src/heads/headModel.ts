@@ -14,7 +14,7 @@ import { type BodyInput, type BodyLoadOptions, OptBody } from './body.js';
 import { labelScores, linearAt, pooledPositions } from './classification.js';
 import { type HeadConfig, readHeadConfig, requireTask, tasksOf } from './headConfig.js';
 import { type Pooling, POOLINGS, pool } from './pooling.js';
-import { QaEncoder } from './qaEncoding.js';
+import { DEFAULT_MAX_SEQ_LEN, QaEncoder } from './qaEncoding.js';
 import { searchSpans } from './spanSearch.js';
 
 export interface HeadModelLoadOptions extends BodyLoadOptions {
@@ -25,6 +25,9 @@ export interface HeadModelLoadOptions extends BodyLoadOptions {
 export interface AnswerOptions {
   maxAnswerLength?: number;
   topK?: number;
+  /** Tokens per window over a long context (default min(384, the model's positions)), and their overlap (default min(maxSeqLen / 2, 128)). */
+  maxSeqLen?: number;
+  docStride?: number;
 }
 
 export interface EmbedOptions {
@@ -115,19 +118,20 @@ export class OptHeadModel {
     requireTask(this.architecture, 'answer', this.dir);
     const maxAnswerLength = positiveInt(options.maxAnswerLength ?? 15, 'maxAnswerLength');
     const topK = positiveInt(options.topK ?? 1, 'topK');
-    const encoded = await this._qa!.encode(question, context);
-    const s = encoded.ids.length;
-    if (s > this.config.max_position_embeddings) {
-      throw new UsageError(`the question and context are ${s} tokens, but the model has ${this.config.max_position_embeddings} positions: shorten the context`);
+    const maxSeqLen = positiveInt(options.maxSeqLen ?? Math.min(DEFAULT_MAX_SEQ_LEN, this.config.max_position_embeddings), 'maxSeqLen');
+    if (maxSeqLen > this.config.max_position_embeddings) throw new UsageError(`maxSeqLen ${maxSeqLen} exceeds the model's ${this.config.max_position_embeddings} positions`);
+    const windows = await this._qa!.encodeWindows(question, context, { maxSeqLen, docStride: options.docStride });
+    // As the pipeline: each window's spans scored within the window, then all of them ranked together.
+    const answers: AnswerResult['answers'] = [];
+    for (const w of windows) {
+      const s = w.ids.length;
+      const { start, end } = await this.qaLogits({ inputIds: BigInt64Array.from(w.ids, BigInt), attentionMask: new BigInt64Array(s).fill(1n), batch: 1 });
+      for (const span of searchSpans(start, end, w.candidate, { maxAnswerLength, topK })) {
+        const chars = w.charSpan(span.start, span.end);
+        answers.push({ text: context.slice(chars.start, chars.end), start: chars.start, end: chars.end, score: span.score });
+      }
     }
-    const { start, end } = await this.qaLogits({ inputIds: BigInt64Array.from(encoded.ids, BigInt), attentionMask: new BigInt64Array(s).fill(1n), batch: 1 });
-    const spans = searchSpans(start, end, encoded.candidate, { maxAnswerLength, topK });
-    return {
-      answers: spans.map((span) => {
-        const chars = encoded.charSpan(span.start, span.end);
-        return { text: context.slice(chars.start, chars.end), start: chars.start, end: chars.end, score: span.score };
-      }),
-    };
+    return { answers: answers.sort((a, b) => b.score - a.score).slice(0, topK) }; // stable: ties keep window order
   }
 
   async embed(texts: readonly string[], options: EmbedOptions = {}): Promise<Embedding[]> {

@@ -21,6 +21,32 @@ export interface QaInput {
   charSpan(startToken: number, endToken: number): { start: number; end: number };
 }
 
+export interface QaWindowOptions {
+  /** Tokens per model input, BOS and question included (the pipeline's max_seq_len: min(model_max_length, 384)). */
+  maxSeqLen?: number;
+  /** Context tokens shared by consecutive windows (the pipeline's doc_stride: min(maxSeqLen / 2, 128)). */
+  docStride?: number;
+}
+
+export const DEFAULT_MAX_SEQ_LEN = 384;
+
+/**
+ * Where each window of a long context starts and ends, in context tokens, as Hugging Face
+ * tokenizers' truncation with a stride lays them out (transformers' pipeline uses it with
+ * return_overflowing_tokens): windows of `room` tokens every `room - stride`, the last one ending
+ * at the context's end. Pure; `room` is what a window leaves for the context after BOS and the question.
+ */
+export function contextWindows(contextTokens: number, room: number, stride: number): [number, number][] {
+  if (room < 1) throw new RangeError(`no room for the context in a window (${room} tokens)`);
+  if (stride < 0 || stride >= room) throw new RangeError(`the stride (${stride}) must be smaller than the context's room in a window (${room} tokens)`);
+  const windows: [number, number][] = [];
+  for (let start = 0; ; start += room - stride) {
+    const stop = Math.min(start + room, contextTokens);
+    windows.push([start, stop]);
+    if (stop === contextTokens) return windows;
+  }
+}
+
 /** Pair encoding over Hugging Face's Rust tokenizer, built from the same files as OptTokenizer. */
 export class QaEncoder {
   private constructor(private readonly _rust: Tokenizer) {}
@@ -34,12 +60,44 @@ export class QaEncoder {
     }
   }
 
+  /** The whole pair as one input (no window limit). */
   async encode(question: string, context: string): Promise<QaInput> {
+    const { enc, charsOf } = await this._pair(question, context);
+    return {
+      ids: enc.getIds(),
+      candidate: enc.getSequenceIds().map((s) => s === 1),
+      charSpan: (startToken, endToken) => ({ start: charsOf(startToken, 0), end: charsOf(endToken, 1) }),
+    };
+  }
+
+  /**
+   * The pair as the pipeline feeds a long context to the model: BOS + the whole question + a
+   * window of the context, the windows overlapping by `docStride` tokens. One window when it all fits.
+   */
+  async encodeWindows(question: string, context: string, options: QaWindowOptions = {}): Promise<QaInput[]> {
+    const maxSeqLen = options.maxSeqLen ?? DEFAULT_MAX_SEQ_LEN;
+    const docStride = options.docStride ?? Math.min(Math.floor(maxSeqLen / 2), 128);
+    const { enc, charsOf } = await this._pair(question, context);
+    const ids = enc.getIds();
+    const sequence = enc.getSequenceIds();
+    const first = sequence.indexOf(1); // BOS and the question come before
+    if (first < 0) throw new UsageError('the context has no tokens: give the text the answer is to be found in');
+    const room = maxSeqLen - first;
+    if (room <= docStride) {
+      throw new UsageError(`the question is ${first - 1} tokens, which leaves ${Math.max(0, room)} of the ${maxSeqLen}-token window for the context (at least ${docStride + 1} needed): ask a shorter question`);
+    }
+    return contextWindows(ids.length - first, room, docStride).map(([a, b]) => ({
+      ids: [...ids.slice(0, first), ...ids.slice(first + a, first + b)],
+      candidate: [...Array<boolean>(first).fill(false), ...Array<boolean>(b - a).fill(true)],
+      // A window's context token i is the whole pair's token i + a, whose word and offsets are the context's.
+      charSpan: (startToken, endToken) => ({ start: charsOf(startToken + a, 0), end: charsOf(endToken + a, 1) }),
+    }));
+  }
+
+  private async _pair(question: string, context: string) {
     if (question.trim() === '') throw new UsageError('the question is empty: ask something about the context');
     if (context.trim() === '') throw new UsageError('the context is empty: give the text the answer is to be found in');
     const enc = await this._rust.encode(question, context, { addSpecialTokens: true });
-    const ids = enc.getIds();
-    const sequence = enc.getSequenceIds();
     const offsets = enc.getOffsets();
     const utf16 = codePointToUtf16(context);
     const toUtf16 = (cp: number) => utf16[Math.min(cp, utf16.length - 1)]!;
@@ -49,11 +107,7 @@ export class QaEncoder {
       const chars = word === null ? undefined : enc.wordToChars(word, 1);
       return toUtf16(chars ? chars[side] : offsets[token]![side]!);
     };
-    return {
-      ids,
-      candidate: sequence.map((s) => s === 1),
-      charSpan: (startToken, endToken) => ({ start: charsOf(startToken, 0), end: charsOf(endToken, 1) }),
-    };
+    return { enc, charsOf };
   }
 }
 

@@ -167,7 +167,10 @@ export function startRpcServer(input: Readable, output: Writable, options: RpcSe
     requireString(params?.context, 'context');
     optionalPositiveInt(params.maxAnswerLength, 'maxAnswerLength');
     optionalPositiveInt(params.topK, 'topK');
-    return task({ task: 'answer', params: { question: params.question, context: params.context, maxAnswerLength: params.maxAnswerLength, topK: params.topK } }, token);
+    optionalPositiveInt(params.maxSeqLen, 'maxSeqLen');
+    if (params.docStride !== undefined && (!Number.isInteger(params.docStride) || params.docStride < 0)) throw new ResponseError(ErrorCodes.InvalidParams, '`docStride` must be an integer >= 0');
+    const { question, context, maxAnswerLength, topK, maxSeqLen, docStride } = params;
+    return task({ task: 'answer', params: { question, context, maxAnswerLength, topK, maxSeqLen, docStride } }, token);
   });
   connection.onRequest(Embed, (params: EmbedParams, token) => {
     requireString(params?.text, 'text');
