@@ -111,42 +111,7 @@ export async function profileDecode(p: { threads?: number; steps?: number; quick
     if (!file) throw new Error(`onnxruntime wrote no profile for ${c.label}`);
     cases.push(summarize(c.label, { dtype: c.dtype, fused, context: c.context, capacity: c.capacity, steps }, times, JSON.parse(readFileSync(join(dir, file), 'utf8')) as ProfileEvent[]));
   }
-  cases.push(await unboundCase(dir, threads, steps));
   return { threads, cases };
-}
-
-/**
- * The in-place graph run with only `logits` fetched: the 24 capacity-sized past buffers are still
- * fed, but no present output is bound, so nothing is handed back to JS (the cache is not updated:
- * a measurement, not a way to generate). Shows what feeding the buffers costs, and what
- * GroupQueryAttention pays when it must copy the past into a present of its own.
- */
-async function unboundCase(dir: string, threads: number, steps: number): Promise<ProfileCase> {
-  const context = 128, capacity = 2048;
-  const { modelPath } = await convertCheckpoint(CHECKPOINT_DIR, { dtype: 'int8', kvCache: 'inplace', cacheDir: ONNX_CACHE_DIR });
-  const prefix = join(dir, 'unbound');
-  const { session } = await openSession(modelPath, threads, { enableProfiling: true, profileFilePrefix: prefix });
-  const { numLayers, numHeads, headDim } = DECODER_SHAPE;
-  const kv = Array.from({ length: 2 * numLayers }, () => new ort.Tensor('float32', new Float32Array(numHeads * capacity * headDim), [1, numHeads, capacity, headDim]));
-  const times: number[] = [];
-  for (let t = 0; t < steps + 3; t++) {
-    const feeds: Record<string, ort.Tensor> = {
-      input_ids: new ort.Tensor('int64', BigInt64Array.of(BigInt(100 + t)), [1, 1]),
-      attention_mask: new ort.Tensor('int64', new BigInt64Array(context + t + 1).fill(1n), [1, context + t + 1]),
-      num_logits_to_keep: new ort.Tensor('int64', BigInt64Array.of(1n), []),
-    };
-    for (let i = 0; i < numLayers; i++) {
-      feeds[`past_key_values.${i}.key`] = kv[2 * i]!;
-      feeds[`past_key_values.${i}.value`] = kv[2 * i + 1]!;
-    }
-    const s = performance.now();
-    await session.run(feeds, ['logits']);
-    if (t >= 3) times.push(performance.now() - s);
-  }
-  session.endProfiling();
-  await session.release();
-  const file = readdirSync(dir).find((f) => f.startsWith('unbound') && f.endsWith('.json'))!;
-  return summarize(`int8, context ${context}, capacity ${capacity}, present outputs not fetched (cache not updated; cost of feeding only)`, { dtype: 'int8', fused: true, context, capacity, steps }, times, JSON.parse(readFileSync(join(dir, file), 'utf8')) as ProfileEvent[]);
 }
 
 /** Per-step figures of the last `steps` runs of a profile. */

@@ -41,9 +41,9 @@ export interface ForwardInput {
   /** Logits are returned for the last K positions only (1 in generation). */
   logitsToKeep: number;
   /**
-   * In-place caches: positions to reserve when the cache is created or grown. Each step costs
-   * time in proportion to the capacity (onnxruntime copies the whole buffer), so by default the
-   * cache holds what is needed, rounded up to a granule, and grows as generation goes on.
+   * Buffer caches: positions to reserve when the cache is created or grown. Every position of the
+   * buffer is attended to (the append layout masks the unused ones), so by default the cache holds
+   * what is needed, rounded up to a granule, and grows as generation goes on.
    */
   reserve?: number;
   /** Fill this buffer with the logits instead of allocating one (it must hold B × K × V floats; graphs that keep K only). */
@@ -97,7 +97,8 @@ export class OptDecoder {
     if (x.past && x.past.batch !== b) throw new UsageError(`forward: cache holds ${x.past.batch} rows, input has ${b}`);
     if (t > maxPositions) throw new UsageError(`sequence of ${t} tokens exceeds the model's ${maxPositions} positions`);
     const keep = Math.min(Math.max(1, x.logitsToKeep), s);
-    if (this.inPlaceCache && s > PREFILL_CHUNK && keep <= s - Math.floor((s - 1) / PREFILL_CHUNK) * PREFILL_CHUNK) {
+    const lastChunk = ((s - 1) % PREFILL_CHUNK) + 1; // the kept logits must all come from the last chunk
+    if (this.inPlaceCache && s > PREFILL_CHUNK && keep <= lastChunk) {
       return this._chunked(x, b, s, p, t, keep);
     }
 

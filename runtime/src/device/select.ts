@@ -11,6 +11,7 @@
 // the CPU is always last, so a broken GPU setup never leaves the runtime without a model.
 
 import { UsageError } from '../errors.js';
+import { gib } from '../memory.js';
 
 export const EXECUTION_DEVICES = ['cpu', 'webgpu', 'cuda'] as const;
 /** An onnxruntime execution provider this runtime can run on. */
@@ -114,12 +115,10 @@ export function fitModelToDevices(plan: DevicePlan, probe: DeviceProbe, need: (d
   if (have === undefined || !plan.candidates.includes('cuda')) return plan;
   const bytes = need('cuda');
   if (bytes <= have) return plan;
-  const reason = `the model needs about ${gibText(bytes)} on the GPU and ${probe.nvidiaGpus[0] ?? 'the GPU'} has ${gibText(have)}`;
+  const reason = `the model needs about ${gib(bytes)} on the GPU and ${probe.nvidiaGpus[0] ?? 'the GPU'} has ${gib(have)}`;
   if (plan.requested === 'cuda') throw new UsageError(`device cuda cannot hold this model: ${reason}; choose a smaller model, a lower precision (--dtype int8 or int4 run on the CPU), or --device cpu`);
   return { ...plan, candidates: plan.candidates.filter((d) => d !== 'cuda'), skipped: [...plan.skipped, { device: 'cuda', reason }] };
 }
-
-const gibText = (bytes: number) => `${(bytes / 2 ** 30).toFixed(1)} GiB`;
 
 /** The status line for a load that did not run where it was asked to. */
 export function fallbackMessage(requested: DeviceChoice, failures: { device: ExecutionDevice; error: string }[], used: ExecutionDevice): string {

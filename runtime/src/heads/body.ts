@@ -52,14 +52,12 @@ export class OptBody {
   static async load(dir: string, config: OptConfig, options: BodyLoadOptions = {}): Promise<OptBody> {
     // As loadOptModel: a fallback converts the graph for the device that runs.
     const { plan } = planLoad(config, options);
-    let dtype: GraphDtype = 'fp32';
     const all = options.allHiddenStates ?? false;
     const opened = await createSessionForDevice(async (d) => {
-      dtype = resolveDtype(options.dtype ?? 'auto', d);
-      const r = await convertCheckpoint(dir, { dtype, fused: options.fused, cacheDir: options.cacheDir, output: 'hidden', allHiddenStates: all, kvCache: 'none' });
+      const r = await convertCheckpoint(dir, { dtype: resolveDtype(options.dtype ?? 'auto', d), fused: options.fused, cacheDir: options.cacheDir, output: 'hidden', allHiddenStates: all, kvCache: 'none' });
       return r.modelPath;
     }, { device: plan.requested, plan, threads: options.threads ?? 0, spin: options.spin });
-    return new OptBody(opened.session, config, dtype, all, opened.device, opened.fallbackReason);
+    return new OptBody(opened.session, config, resolveDtype(options.dtype ?? 'auto', opened.device), all, opened.device, opened.fallbackReason);
   }
 
   async forward(x: BodyInput): Promise<BodyOutput> {

@@ -62,12 +62,7 @@ export class QaEncoder {
 
   /** The whole pair as one input (no window limit). */
   async encode(question: string, context: string): Promise<QaInput> {
-    const { enc, charsOf } = await this._pair(question, context);
-    return {
-      ids: enc.getIds(),
-      candidate: enc.getSequenceIds().map((s) => s === 1),
-      charSpan: (startToken, endToken) => ({ start: charsOf(startToken, 0), end: charsOf(endToken, 1) }),
-    };
+    return (await this.encodeWindows(question, context, { maxSeqLen: Infinity }))[0]!;
   }
 
   /**
