@@ -211,8 +211,11 @@ describe(`classification and question answering in VS Code (code-server, ${DTYPE
       await session.press('Escape');
 
       // The editor's context menu offers it for a selection (the model has the head), not Generate (it has no LM head).
+      // Opened from the keyboard (Shift+F10, as a keyboard user would): a right-click that lands
+      // outside the selection moves the cursor and drops the selection, hiding the entry.
+      await session.executeCommand('workbench.action.focusActiveEditorGroup');
       await session.select({ line: 0, character: 0 }, { line: 0, character: line0.length });
-      await session.activeEditor().locator('.view-line').first().click({ button: 'right', position: { x: 30, y: 5 } });
+      await session.press('Shift+F10');
       const menu = session.page.locator('.context-view .monaco-menu');
       await menu.waitFor({ state: 'visible', timeout: 10_000 });
       const entries = (await menu.locator('.action-label').allInnerTexts()).map((t) => t.trim()).filter(Boolean);
