@@ -81,6 +81,8 @@ export class Ctx implements vscode.Disposable {
   private _stateFileTimer: ReturnType<typeof setTimeout> | undefined;
   private _stopped = false;
   private _shownOnce = false;
+  /** The `when` keys as last set, for debugState (VS Code cannot be asked for them). */
+  private readonly _contextKeys: Record<string, unknown> = {};
 
   constructor(readonly extension: vscode.ExtensionContext) {
     this.log = vscode.window.createOutputChannel('OPT Complete', { log: true });
@@ -208,6 +210,7 @@ export class Ctx implements vscode.Disposable {
   }
 
   setContext(key: string, value: unknown): Thenable<unknown> {
+    this._contextKeys[key] = value;
     return vscode.commands.executeCommand('setContext', key, value);
   }
 
@@ -291,6 +294,7 @@ export class Ctx implements vscode.Disposable {
       },
       engineStatus,
       statusBar: { kind: this.statusBar.kind, text: this.statusBar.text },
+      contextKeys: { ...this._contextKeys },
       inline: {
         enabled: this.config.inlineEnabled,
         activeLanguage: editor?.document.languageId,

@@ -614,25 +614,27 @@ export class VsCodeSession {
   /**
    * Sets the selection through the bridge (anchor → active, zero-based), then waits until the
    * renderer shows it (the status bar's "Ln, Col"): the extension host's selection reaches the
-   * window asynchronously, and keys typed before it arrives land at the old cursor.
+   * window asynchronously, and keys typed before it arrives land at the old cursor. The editor
+   * takes focus first: focusing dismisses a quick input still on screen with Escape, which in the
+   * editor would collapse the new selection.
    */
   async select(anchor: Pos, active: Pos = anchor): Promise<void> {
-    await this.bridge('select', { anchor, active });
     await this.focusEditor();
-    await this.waitForCursor(active);
+    await this.bridge('select', { anchor, active });
+    await this.waitForCursor(active, undefined, anchor.line !== active.line || anchor.character !== active.character);
   }
 
-  /** The renderer's cursor (zero-based), from the status bar's "Ln L, Col C" (null when not shown). */
-  async rendererCursor(): Promise<Pos | null> {
-    const m = /Ln (\d+), Col (\d+)/.exec(await this.statusBarText());
-    return m ? { line: Number(m[1]) - 1, character: Number(m[2]) - 1 } : null;
-  }
-
-  /** Waits until the renderer's cursor is at `pos` (no tabs before it on its line: Col is a visual column). */
-  async waitForCursor(pos: Pos, timeoutMs = 10_000): Promise<void> {
-    await waitFor(`the cursor at ${pos.line + 1}:${pos.character + 1} in the window`, async () => {
-      const c = await this.rendererCursor();
-      return c !== null && c.line === pos.line && c.character === pos.character;
+  /**
+   * Waits until the renderer's cursor is at `pos` (no tabs before it on its line: Col is a visual
+   * column) and, when `selected` is given, until the status bar does (or does not) show "(N
+   * selected)": a cursor already at `pos` from an older, collapsed selection must not pass.
+   */
+  async waitForCursor(pos: Pos, timeoutMs = 10_000, selected?: boolean): Promise<void> {
+    await waitFor(`the cursor at ${pos.line + 1}:${pos.character + 1}${selected === undefined ? '' : selected ? ' with a selection' : ' without a selection'} in the window`, async () => {
+      const text = await this.statusBarText();
+      const m = /Ln (\d+), Col (\d+)/.exec(text);
+      if (!m || Number(m[1]) - 1 !== pos.line || Number(m[2]) - 1 !== pos.character) return false;
+      return selected === undefined || /\(\d+ selected\)/.test(text) === selected;
     }, timeoutMs, 50);
   }
 

@@ -220,8 +220,9 @@ describe(`classification and question answering in VS Code (code-server, ${DTYPE
       await menu.waitFor({ state: 'visible', timeout: 10_000 });
       const entries = (await menu.locator('.action-label').allInnerTexts()).map((t) => t.trim()).filter(Boolean);
       await session.screenshot('classify-context-menu');
+      const editorNow = await session.bridge('editor');
       await session.press('Escape');
-      assert.ok(entries.includes('Classify Selection'), `context menu: ${JSON.stringify(entries)}`);
+      assert.ok(entries.includes('Classify Selection'), `context menu: ${JSON.stringify(entries)}; editor: ${JSON.stringify(editorNow)}`);
       assert.ok(!entries.includes('Generate Text…') && !entries.includes('Answer a Question About the Selection'), `context menu: ${JSON.stringify(entries)}`);
 
       // Nothing selected: the current line.
