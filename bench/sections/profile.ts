@@ -5,26 +5,11 @@
 
 import { mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import * as ort from 'onnxruntime-node';
 import { convertCheckpoint } from '../../runtime/src/convert.js';
 import { type KvCache, OptDecoder, PREFILL_CHUNK } from '../../runtime/src/decoder.js';
 import type { GraphDtype, KvCacheLayout } from '../../runtime/src/onnx/optGraph.js';
-import type { ModelSession } from '../../runtime/src/session.js';
+import { createSession } from '../../runtime/src/session.js';
 import { CHECKPOINT_DIR, DECODER_SHAPE, ONNX_CACHE_DIR, OUT_DIR, median } from '../lib/util.js';
-
-/** Our createSession's settings, plus whatever a case adds (profiling, spinning). */
-async function openSession(modelPath: string, threads: number, extra: ort.InferenceSession.SessionOptions = {}): Promise<{ session: ort.InferenceSession; model: ModelSession }> {
-  const session = await ort.InferenceSession.create(modelPath, { executionProviders: ['cpu'], graphOptimizationLevel: 'all', intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential', ...extra });
-  const model: ModelSession = {
-    inputNames: session.inputNames,
-    outputNames: session.outputNames,
-    inputTypes: Object.fromEntries(session.inputMetadata.map((m) => [m.name, m.isTensor ? m.type : 'non-tensor'])),
-    inputShapes: Object.fromEntries(session.inputMetadata.map((m) => [m.name, m.isTensor ? m.shape : []])),
-    run: (feeds, fetches) => (fetches ? session.run(feeds, fetches) : session.run(feeds)) as Promise<Record<string, ort.Tensor>>,
-    release: () => session.release(),
-  };
-  return { session, model };
-}
 
 /** Prefills `context` token ids with room for `capacity` positions, then runs `steps` timed one-token steps. */
 async function decodeSteps(dec: OptDecoder, context: number, capacity: number, steps: number, warmup: number, onStep?: () => void): Promise<number[]> {
@@ -102,11 +87,10 @@ export async function profileDecode(p: { threads?: number; steps?: number; quick
     const fused = c.kvCache !== 'concat';
     const { modelPath } = await convertCheckpoint(CHECKPOINT_DIR, { dtype: c.dtype, fused, kvCache: c.kvCache, cacheDir: ONNX_CACHE_DIR });
     const prefix = join(dir, `case${i}`);
-    const { session, model } = await openSession(modelPath, threads, { enableProfiling: true, profileFilePrefix: prefix });
+    const model = await createSession(modelPath, { device: 'cpu', threads, profileFilePrefix: prefix });
     const dec = new OptDecoder(model, DECODER_SHAPE);
     const times = await decodeSteps(dec, c.context, c.capacity, steps, 3);
-    session.endProfiling();
-    await dec.release();
+    await dec.release(); // writes the profile
     const file = readdirSync(dir).find((f) => f.startsWith(`case${i}`) && f.endsWith('.json'));
     if (!file) throw new Error(`onnxruntime wrote no profile for ${c.label}`);
     cases.push(summarize(c.label, { dtype: c.dtype, fused, context: c.context, capacity: c.capacity, steps }, times, JSON.parse(readFileSync(join(dir, file), 'utf8')) as ProfileEvent[]));
@@ -158,8 +142,7 @@ export async function compareSessionSettings(p: { quick?: boolean; contexts?: nu
     { threads: 2, spinning: false },
   ];
   for (const s of settings) {
-    const extra = s.spinning ? {} : { extra: { session: { intra_op: { allow_spinning: '0' } } } };
-    const { model } = await openSession(modelPath, s.threads, extra);
+    const model = await createSession(modelPath, { device: 'cpu', threads: s.threads, spin: s.spinning });
     const dec = new OptDecoder(model, DECODER_SHAPE);
     for (const context of p.contexts ?? [128, 1024]) {
       const cpu0 = process.cpuUsage();
@@ -200,7 +183,7 @@ export interface MemoryResult {
  */
 export async function measureMemory(p: { label: string; arena: boolean }): Promise<MemoryResult> {
   const { modelPath } = await convertCheckpoint(CHECKPOINT_DIR, { dtype: 'int8', cacheDir: ONNX_CACHE_DIR });
-  const { model } = await openSession(modelPath, 2, { enableCpuMemArena: p.arena });
+  const model = await createSession(modelPath, { device: 'cpu', threads: 2, cpuMemArena: p.arena });
   const dec = new OptDecoder(model, DECODER_SHAPE);
   const rssAfterLoadBytes = process.memoryUsage().rss;
   const n = 1024, chunk = PREFILL_CHUNK, steps = 32;

@@ -30,6 +30,10 @@ export interface SessionSettings {
   webgpuValidation?: 'disabled' | 'wgpuOnly' | 'basic' | 'full';
   /** Outputs onnxruntime leaves in GPU memory, e.g. the KV cache; applied on WebGPU only (onnxruntime-node 1.30's gpu-buffer outputs are WebGPU buffers). */
   preferredOutputLocation?: Record<string, 'cpu' | 'gpu-buffer'>;
+  /** onnxruntime's CPU memory arena (default on): off returns freed activations to the allocator. */
+  cpuMemArena?: boolean;
+  /** Writes onnxruntime's per-operator profile to `<prefix>_<time>.json` when the session is released. */
+  profileFilePrefix?: string;
 }
 
 export const DEFAULT_SESSION_SETTINGS: SessionSettings = { device: 'cpu', threads: 0 };
@@ -83,6 +87,8 @@ export async function createSession(modelPath: string, settings: SessionSettings
     // The Node binding takes config entries as strings only.
     extra: { session: { intra_op: { allow_spinning: settings.spin === false ? '0' : '1' } } },
     ...(outputsOnDevice ? { preferredOutputLocation: settings.preferredOutputLocation } : {}),
+    ...(settings.cpuMemArena === false ? { enableCpuMemArena: false } : {}),
+    ...(settings.profileFilePrefix ? { enableProfiling: true, profileFilePrefix: settings.profileFilePrefix } : {}),
   });
   return {
     outputsOnDevice,
@@ -91,6 +97,9 @@ export async function createSession(modelPath: string, settings: SessionSettings
     inputTypes: Object.fromEntries(session.inputMetadata.map((m) => [m.name, m.isTensor ? m.type : 'non-tensor'])),
     inputShapes: Object.fromEntries(session.inputMetadata.map((m) => [m.name, m.isTensor ? m.shape : []])),
     run: (feeds, fetches) => (fetches ? session.run(feeds, fetches) : session.run(feeds)) as Promise<Record<string, Tensor>>,
-    release: () => session.release(),
+    release: () => {
+      if (settings.profileFilePrefix) session.endProfiling();
+      return session.release();
+    },
   };
 }

@@ -90,10 +90,10 @@ async function load(options: LocalEngineOptions): Promise<void> {
     const config = await readOptConfig(dir);
     const architecture = config.architectures[0]!;
     const loadOptions = { dtype: options.dtype, device: options.device, threads: options.threads, cacheDir: options.cacheDir, checkMemory: true };
-    prefixCache = new PrefixCache(options.prefixCacheBytes ?? 256 << 20);
     let where: { device: string; deviceFallback?: string; dtype: string };
     if (architecture === 'OPTForCausalLM') {
       model = await loadOptModel(dir, loadOptions);
+      prefixCache = new PrefixCache(options.prefixCacheBytes ?? 256 << 20);
       where = { device: model.device, deviceFallback: model.deviceFallback, dtype: model.source.dtype };
     } else {
       const h = await OptHeadModel.load(dir, loadOptions);

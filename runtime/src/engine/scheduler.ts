@@ -43,7 +43,8 @@ interface Job {
 export interface SchedulerOptions {
   /** Jobs waiting or running; one more is refused with EngineBusyError. */
   queueLimit: number;
-  prefixCache: PrefixCache;
+  /** Reused KV prefixes; only a generation model has one. */
+  prefixCache?: PrefixCache;
   /** Prompt tokens per prefill step, so an inline request waits at most one chunk behind another job. */
   prefillChunk: number;
 }

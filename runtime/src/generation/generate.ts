@@ -110,7 +110,7 @@ export async function* generateStream(model: GenerationModel, prompts: string | 
   // Per-row token history, left-padded as HF sees it (processors read padding too).
   const padOf = (p: number) => promptLen - encoded[p]!.length;
   const tokens: number[][] = rowPrompt.map((p) => [...Array<number>(padOf(p)).fill(o.pad_token_id), ...encoded[p]!]);
-  const maskRows: number[][] = rowPrompt.map((p) => tokens[0]!.map((_, j) => (j < padOf(p) ? 0 : 1)));
+  const pads = rowPrompt.map(padOf); // a row's mask: 0 over its left padding, 1 after (generated tokens included)
   const maskBuffer = new BigInt64Array(b * maxLength); // reused every step: rows written at the current width
   const stepIds = new BigInt64Array(b);
   const logitsBuffer = new Float32Array(b * config.vocab_size); // every step's logits land here
@@ -146,7 +146,7 @@ export async function* generateStream(model: GenerationModel, prompts: string | 
       signal?.throwIfAborted();
       const end = Math.min(promptLen, fed + chunk);
       input = BigInt64Array.from(tokens.flatMap((row) => row.slice(fed, end)), BigInt);
-      out = await decoder.forward({ inputIds: input, batch: b, attentionMask: fillMask(maskBuffer, maskRows, b, end), past, logitsToKeep: 1, logitsBuffer });
+      out = await decoder.forward({ inputIds: input, batch: b, attentionMask: fillMask(maskBuffer, pads, end), past, logitsToKeep: 1, logitsBuffer });
       past = out.present;
       fed = end;
       if (fed === promptLen) break;
@@ -163,7 +163,6 @@ export async function* generateStream(model: GenerationModel, prompts: string | 
           next = o.do_sample ? sampleCategorical(scores, rng, scratch) : argmax(scores);
         }
         tokens[r]!.push(next);
-        maskRows[r]!.push(1);
         stepIds[r] = BigInt(next);
         if (finished[r]) continue;
 
@@ -180,7 +179,7 @@ export async function* generateStream(model: GenerationModel, prompts: string | 
       if (finished.every(Boolean)) break;
       yield { type: 'step', length: length + 1 };
       signal?.throwIfAborted();
-      out = await decoder.forward({ inputIds: stepIds, batch: b, attentionMask: fillMask(maskBuffer, maskRows, b, length + 1), past, logitsToKeep: 1, logitsBuffer });
+      out = await decoder.forward({ inputIds: stepIds, batch: b, attentionMask: fillMask(maskBuffer, pads, length + 1), past, logitsToKeep: 1, logitsBuffer });
       past = out.present;
       fed = length + 1;
     }
@@ -232,12 +231,13 @@ function commonPrefix(a: readonly number[], b: readonly number[]): number {
   return i;
 }
 
-function fillMask(buffer: BigInt64Array, rows: number[][], b: number, width: number): BigInt64Array {
-  for (let r = 0; r < b; r++) {
-    const row = rows[r]!;
-    for (let j = 0; j < width; j++) buffer[r * width + j] = BigInt(row[j]!);
+/** The [rows, width] attention mask, written with fills: no per-element BigInt conversion on each step. */
+function fillMask(buffer: BigInt64Array, pads: readonly number[], width: number): BigInt64Array {
+  for (let r = 0; r < pads.length; r++) {
+    buffer.fill(0n, r * width, r * width + pads[r]!);
+    buffer.fill(1n, r * width + pads[r]!, (r + 1) * width);
   }
-  return buffer.subarray(0, b * width);
+  return buffer.subarray(0, pads.length * width);
 }
 
 export type { ResolvedGenerationOptions };
