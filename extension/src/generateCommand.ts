@@ -6,6 +6,7 @@ import * as vscode from 'vscode';
 import type { Ctx } from './ctx.js';
 import { CancelledError, WrongModelTypeError, isCancellation } from './engines/completionEngine.js';
 import { canRun, showWrongModel } from './heads/taskGuard.js';
+import { withCancellableProgress } from './cancellableProgress.js';
 
 /** Streamed text is written at most this often (ms): fewer, larger edits. */
 const FLUSH_MS = 60;
@@ -39,9 +40,7 @@ export async function generateCommand(ctx: Ctx, args?: GenerateArgs): Promise<vo
   const started = performance.now();
   let tokens = 0;
   try {
-    await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: 'OPT: Generating', cancellable: true }, async (progress, token) => {
-      const abort = new AbortController();
-      const sub = token.onCancellationRequested(() => abort.abort());
+    await withCancellableProgress('OPT: Generating', async (abort, progress) => {
       writer.onStop = (reason) => {
         writer.stopReason ??= reason;
         abort.abort();
@@ -68,7 +67,6 @@ export async function generateCommand(ctx: Ctx, args?: GenerateArgs): Promise<vo
         ctx.log.info(`generate: stopped after ${tokens} tokens${writer.stopReason ? ` (${writer.stopReason})` : ' (cancelled)'}`);
         if (writer.stopReason) void vscode.window.showWarningMessage(`OPT Complete: generation stopped: ${writer.stopReason}. The text written so far is kept (undo removes it in one step).`);
       } finally {
-        sub.dispose();
         writer.dispose();
       }
     });

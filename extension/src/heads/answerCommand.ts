@@ -12,6 +12,7 @@ import { answerSummary, formatScore } from './headResults.js';
 import { commandTarget } from './commandTarget.js';
 import { canRun, showWrongModel } from './taskGuard.js';
 import { spanInDocument, toModelText } from './textSpans.js';
+import { withCancellableProgress } from '../cancellableProgress.js';
 
 export interface AnswerArgs {
   /** Skips the input box (keybindings with args). */
@@ -40,15 +41,7 @@ export async function answerQuestionCommand(ctx: Ctx, highlight: AnswerHighlight
   const busy = ctx.beginBusy('answering');
   const started = performance.now();
   try {
-    const result = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: 'OPT: Answering…', cancellable: true }, async (_progress, token) => {
-      const abort = new AbortController();
-      const sub = token.onCancellationRequested(() => abort.abort());
-      try {
-        return await engine.answer({ question, context: context.text }, abort.signal);
-      } finally {
-        sub.dispose();
-      }
-    });
+    const result = await withCancellableProgress('OPT: Answering…', (abort) => engine.answer({ question, context: context.text }, abort.signal));
     busy.dispose();
     const seconds = (performance.now() - started) / 1000;
     const best = result.answers[0];

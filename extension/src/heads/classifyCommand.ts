@@ -10,6 +10,7 @@ import { classificationView } from './headResults.js';
 import { commandTarget } from './commandTarget.js';
 import { canRun, showWrongModel } from './taskGuard.js';
 import { toModelText } from './textSpans.js';
+import { withCancellableProgress } from '../cancellableProgress.js';
 
 const PROBLEM_TYPES: Record<string, string> = {
   single_label_classification: 'probabilities (softmax)',
@@ -30,15 +31,7 @@ export async function classifySelectionCommand(ctx: Ctx): Promise<void> {
   const busy = ctx.beginBusy('classifying');
   const started = performance.now();
   try {
-    const result = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: 'OPT: Classifying…', cancellable: true }, async (_progress, token) => {
-      const abort = new AbortController();
-      const sub = token.onCancellationRequested(() => abort.abort());
-      try {
-        return await engine.classify({ text }, abort.signal);
-      } finally {
-        sub.dispose();
-      }
-    });
+    const result = await withCancellableProgress('OPT: Classifying…', (abort) => engine.classify({ text }, abort.signal));
     busy.dispose();
     const view = classificationView(result);
     const seconds = (performance.now() - started) / 1000;

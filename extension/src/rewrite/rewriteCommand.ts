@@ -8,6 +8,7 @@ import { WrongModelTypeError, isCancellation } from '../engines/completionEngine
 import { canRun, showWrongModel } from '../heads/taskGuard.js';
 import type { RewritePreview } from './rewritePreview.js';
 import { type RewriteTemplate, buildRewritePrompt, extractRewrite, rewriteTokenBudget } from './rewriteTemplates.js';
+import { withCancellableProgress } from '../cancellableProgress.js';
 
 export interface RewriteArgs {
   /** A template id; skips the picker (e2e tests, keybindings with args). */
@@ -54,18 +55,10 @@ export async function rewriteSelectionCommand(ctx: Ctx, preview: RewritePreview,
   const started = performance.now();
   const stop = template.stop;
   try {
-    const result = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `OPT: ${template.label}…`, cancellable: true }, async (_progress, token) => {
-      const abort = new AbortController();
-      const sub = token.onCancellationRequested(() => abort.abort());
-      try {
-        return await engine.run(
-          { kind: 'rewrite', prompt, options: { max_new_tokens: rewriteTokenBudget(original, ctx.config.rewriteMaxNewTokens), do_sample: false, stop_strings: [stop] } },
-          { signal: abort.signal, onText: (_d, soFar) => soFar.includes(stop) },
-        );
-      } finally {
-        sub.dispose();
-      }
-    });
+    const result = await withCancellableProgress(`OPT: ${template.label}…`, (abort) => engine.run(
+      { kind: 'rewrite', prompt, options: { max_new_tokens: rewriteTokenBudget(original, ctx.config.rewriteMaxNewTokens), do_sample: false, stop_strings: [stop] } },
+      { signal: abort.signal, onText: (_d, soFar) => soFar.includes(stop) },
+    ));
     busy.dispose();
     ctx.noteEngineOutcome(undefined);
     const seconds = (performance.now() - started) / 1000;
