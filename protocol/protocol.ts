@@ -154,4 +154,6 @@ export const RuntimeErrorCodes = {
   GenerationFailed: -32011,
   /** The loaded checkpoint has no head for this request (message names the architecture needed). */
   WrongModelType: -32012,
+  /** The device asked for cannot run the model here (message says why); another device can. */
+  DeviceUnavailable: -32013,
 } as const;

@@ -17,6 +17,8 @@ import { memoryLogger } from '../extension/src/logger.js';
 import { runtimeLaunch } from '../extension/src/runtimeLaunch.js';
 import { type RuntimeInit, type RuntimeState, RuntimeSupervisor } from '../extension/src/runtimeSupervisor.js';
 import { writeOptCheckpoint } from './fixtures/optCheckpoint.js';
+import { probeDevices } from '../runtime/src/device/index.js';
+import { planDevices } from '../runtime/src/device/select.js';
 import { tempDir } from './helpers/decoderHarness.js';
 
 const tmp = tempDir('ext-runtime');
@@ -180,11 +182,31 @@ describe('runtime supervisor failures', { timeout: 60_000 }, () => {
     try {
       await assert.rejects(s.ready(), (e: unknown) => e instanceof EngineUnavailableError && /could not be loaded: .*model folder not found/.test((e as Error).message));
       assert.equal(s.state.kind, 'failed');
-      assert.equal((s.state as { crashed: boolean }).crashed, false);
+      assert.equal((s.state as { fix: string }).fix, 'model');
       assert.equal(s.counters.starts, 1);
       assert.equal(s.pid, undefined, 'no idle process left behind');
       await assert.rejects(s.ready(), EngineUnavailableError);
       assert.equal(s.counters.starts, 1);
+    } finally {
+      await s.dispose();
+    }
+  });
+
+  test('a device that cannot run here fails as a device problem (the fix is another device, not another model)', async (t) => {
+    const blocked = (() => {
+      try {
+        planDevices('cuda', probeDevices());
+        return false;
+      } catch {
+        return true;
+      }
+    })();
+    if (!blocked) return t.skip('this machine can run CUDA');
+    const { dir } = await writeOptCheckpoint(join(tmp.path, 'device-model'), { seed: 6, tokenizer: true, config: { max_position_embeddings: 64 } });
+    const s = new RuntimeSupervisor({ launch: sourceLaunch, init: () => ({ model: dir, device: 'cuda' }), log: memoryLogger() });
+    try {
+      await assert.rejects(s.ready(), (e: unknown) => e instanceof EngineUnavailableError && /^the device could not be used: device cuda is not available: .*; or choose device auto or cpu$/.test((e as Error).message));
+      assert.equal((s.state as { fix: string }).fix, 'device');
     } finally {
       await s.dispose();
     }

@@ -22,6 +22,13 @@ const API_KEY_SECRET = 'optComplete.openai.apiKey';
 const MODEL_TASKS_KEY = 'optComplete.modelTasks';
 const MODEL_TASKS_KEPT = 32;
 
+/** The button a failed runtime's error offers: what fixes that kind of failure. */
+const FAILURE_ACTIONS = {
+  restart: { title: 'Restart Runtime', command: Commands.restartRuntime },
+  model: { title: 'Choose Model…', command: Commands.selectModel },
+  device: { title: 'Choose Device…', command: Commands.selectDevice },
+} as const;
+
 /** What the last inline completion was, for the status bar and the debug state. */
 export interface InlineRecord {
   at: string;
@@ -76,8 +83,8 @@ export class Ctx implements vscode.Disposable {
   private _remoteError: string | undefined;
   private _loadNotification = false;
   private _lastFailureShown: string | undefined;
-  /** The last device fallback reason shown (each distinct one is shown once). */
-  private _lastFallbackShown: string | undefined;
+  /** Device fallback reasons already shown: each once, until a setting that restarts the runtime changes. */
+  private readonly _fallbacksShown = new Set<string>();
   private _stateFileTimer: ReturnType<typeof setTimeout> | undefined;
   private _stopped = false;
   private _shownOnce = false;
@@ -332,8 +339,8 @@ export class Ctx implements vscode.Disposable {
       this._rememberTasks(s.info);
       // A GPU that did not start: the model runs (on the CPU), but slower than the user chose; say why once per reason.
       const fallback = s.info.deviceFallback;
-      if (fallback && fallback !== this._lastFallbackShown) {
-        this._lastFallbackShown = fallback;
+      if (fallback && !this._fallbacksShown.has(fallback)) {
+        this._fallbacksShown.add(fallback);
         this.log.warn(`device fallback: ${fallback}`);
         void vscode.window.showWarningMessage(`OPT Complete: ${fallback}`, 'Choose Device…', 'Show Log').then((pick) => {
           if (pick === 'Choose Device…') void vscode.commands.executeCommand(Commands.selectDevice);
@@ -344,8 +351,8 @@ export class Ctx implements vscode.Disposable {
     this._updateTaskKeys();
     if (s.kind === 'failed' && this._lastFailureShown !== s.reason) {
       this._lastFailureShown = s.reason;
-      const actions = [{ title: s.crashed ? 'Restart Runtime' : 'Choose Model…', run: () => vscode.commands.executeCommand(s.crashed ? Commands.restartRuntime : Commands.selectModel) }];
-      void this.showError(s.reason, ...actions);
+      const action = FAILURE_ACTIONS[s.fix];
+      void this.showError(s.reason, { title: action.title, run: () => vscode.commands.executeCommand(action.command) });
     }
     if (s.kind !== 'ready') this.cache.clear();
     this.refreshStatus();
@@ -357,6 +364,7 @@ export class Ctx implements vscode.Disposable {
     this.log.info(`settings changed: ${[...change.restart, ...change.hot].join(', ')}${change.restart.length ? ' (restart)' : ''}`);
     if (change.restart.length > 0) {
       this.cache.clear();
+      this._fallbacksShown.clear(); // the user chose again: a GPU that still fails is news
       const kind = this.config.engine;
       if (this._engine && (this._engine.kind !== kind || kind === 'openai')) {
         // A different engine, or the server's address or model: a fresh client on next use.

@@ -65,8 +65,7 @@ const DEVICE_DESCRIPTIONS: Record<DeviceSetting, string> = {
 };
 
 export async function selectDeviceCommand(ctx: Ctx, args?: { device?: DeviceSetting }): Promise<void> {
-  const current = ctx.config.device;
-  const device = args?.device ?? (await vscode.window.showQuickPick(DEVICE_SETTINGS.map((d) => ({ label: `${d === current ? '$(check) ' : ''}${d}`, description: DEVICE_DESCRIPTIONS[d], device: d })), { title: 'OPT: Device' }))?.device;
+  const device = args?.device ?? await pickSetting('OPT: Device', DEVICE_SETTINGS, ctx.config.device, (d) => DEVICE_DESCRIPTIONS[d]);
   if (!device || !DEVICE_SETTINGS.includes(device)) return;
   await ctx.config.set('device', device);
 }
@@ -79,9 +78,32 @@ export async function selectDtypeCommand(ctx: Ctx, args?: { dtype?: DtypeSetting
     const mem = size ? ` · ${size.label}: ${formatBytes(estimateModelBytes(size.shape, resolved))}` : '';
     return d === 'auto' ? `${resolved} on this device${mem}` : `${{ int8: '8-bit weights', int4: '4-bit weights', fp16: 'half precision', fp32: 'full precision' }[d]}${mem}`;
   };
-  const dtype = args?.dtype ?? (await vscode.window.showQuickPick(DTYPE_SETTINGS.map((d) => ({ label: `${d === current ? '$(check) ' : ''}${d}`, description: describe(d), dtype: d })), { title: 'OPT: Precision' }))?.dtype;
+  const dtype = args?.dtype ?? await pickSetting('OPT: Precision', DTYPE_SETTINGS, current, describe);
   if (!dtype || !DTYPE_SETTINGS.includes(dtype)) return;
   await ctx.config.set('dtype', dtype);
+}
+
+/**
+ * One value of a setting, the current one checked and highlighted (showQuickPick always
+ * highlights the first row, so Enter would change the setting).
+ */
+function pickSetting<T extends string>(title: string, values: readonly T[], current: T, describe: (v: T) => string): Promise<T | undefined> {
+  return new Promise((resolve) => {
+    const pick = vscode.window.createQuickPick<vscode.QuickPickItem & { value: T }>();
+    pick.title = title;
+    pick.items = values.map((v) => ({ label: `${v === current ? '$(check) ' : ''}${v}`, description: describe(v), value: v }));
+    pick.activeItems = pick.items.filter((i) => i.value === current);
+    let chosen: T | undefined;
+    pick.onDidAccept(() => {
+      chosen = pick.selectedItems[0]?.value;
+      pick.hide();
+    });
+    pick.onDidHide(() => {
+      pick.dispose();
+      resolve(chosen);
+    });
+    pick.show();
+  });
 }
 
 /** Memory available for new allocations (MemAvailable on Linux), else free memory. */

@@ -34,7 +34,8 @@ export type RuntimeState =
   /** Crashed; a new process starts after `delayMs`. */
   | { kind: 'restarting'; reason: string; delayMs: number }
   /** The model could not be loaded, or the process kept crashing: no retry until settings change or a restart is asked. */
-  | { kind: 'failed'; reason: string; crashed: boolean };
+  /** `fix`: what the user changes to recover: restart a crashed runtime, or choose another model or device. */
+  | { kind: 'failed'; reason: string; fix: 'restart' | 'model' | 'device' };
 
 export interface RestartPolicy {
   /** This many crashes within `windowMs` and the supervisor gives up. */
@@ -275,12 +276,13 @@ export class RuntimeSupervisor {
         for (const w of waiters) w.resolve(connection);
       } catch (err) {
         if (this._epoch !== epoch || proc.stopping || ended) return; // a crash is reported by the exit handler
-        const message = err instanceof ResponseError && err.code === RuntimeErrorCodes.ModelLoadFailed
-          ? `the model could not be loaded: ${err.message}`
+        const code = err instanceof ResponseError ? err.code : undefined;
+        const message = code === RuntimeErrorCodes.DeviceUnavailable ? `the device could not be used: ${(err as Error).message}`
+          : code === RuntimeErrorCodes.ModelLoadFailed ? `the model could not be loaded: ${(err as Error).message}`
           : `the runtime refused to start: ${(err as Error).message}`;
         log.error(message);
         await this._stopProcess(false, 1000);
-        this._fail(message, false);
+        this._fail(message, code === RuntimeErrorCodes.DeviceUnavailable ? 'device' : 'model');
       }
     })();
   }
@@ -301,7 +303,7 @@ export class RuntimeSupervisor {
     if (n >= this._policy.maxCrashes) {
       const minutes = Math.max(1, Math.round(this._policy.windowMs / 60_000));
       const lastLine = stderr.split('\n').filter((l) => l.trim()).pop();
-      this._fail(`the runtime stopped ${n} times within ${minutes} min, so it is not restarted again: ${what}${lastLine ? ` — ${lastLine}` : ''}. Fix the cause (see the log), then run "OPT: Restart Runtime"`, true);
+      this._fail(`the runtime stopped ${n} times within ${minutes} min, so it is not restarted again: ${what}${lastLine ? ` — ${lastLine}` : ''}. Fix the cause (see the log), then run "OPT: Restart Runtime"`, 'restart');
       return;
     }
     const delayMs = Math.min(this._policy.maxDelayMs, this._policy.initialDelayMs * 2 ** (n - 1));
@@ -313,8 +315,8 @@ export class RuntimeSupervisor {
     }, delayMs);
   }
 
-  private _fail(reason: string, crashed: boolean): void {
-    this._setState({ kind: 'failed', reason, crashed });
+  private _fail(reason: string, fix: 'restart' | 'model' | 'device'): void {
+    this._setState({ kind: 'failed', reason, fix });
     this._rejectWaiters(new EngineUnavailableError(reason));
   }
 

@@ -18,5 +18,13 @@ export class CheckpointError extends Error {
 
 /** A caller passed an option or input the runtime cannot honour. */
 export class UsageError extends Error {
-  override readonly name = 'UsageError';
+  override readonly name: string = 'UsageError';
+}
+
+/**
+ * The device asked for cannot run this model here (its provider, driver or GPU is missing, or the
+ * GPU is too small). The fix is another device, not another model.
+ */
+export class DeviceUnavailableError extends UsageError {
+  override readonly name: string = 'DeviceUnavailableError';
 }

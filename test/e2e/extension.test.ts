@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { Commands } from '../../extension/src/commandIds.js';
-import { type GhostText, VsCodeSession, alive, cmdlineOf, ensureVsix, findPrereqs, parentPid, waitFor } from './harness.js';
+import { type GhostText, VsCodeSession, alive, cmdlineOf, ensureVsix, findPrereqs, parentPid, step, waitFor } from './harness.js';
 import { E2E_DTYPE, EXTENSION_ID, label, title } from './manifest.js';
 import { writeScriptedOpt } from './scriptedModel.js';
 
@@ -66,23 +66,7 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
 
   const state = () => session.executeCommand<DebugState>(Commands.debugState);
 
-  /** Runs a test body; on failure saves a screenshot and adds the debug state and log tail to the error. */
-  async function step(name: string, body: () => Promise<void>): Promise<void> {
-    const t = Date.now();
-    try {
-      await body();
-    } catch (err) {
-      await session?.screenshot(`FAILED-${name}`).catch(() => undefined);
-      let extra = '';
-      try { extra += `\n--- debug state ---\n${JSON.stringify(await state(), null, 2)}`; } catch (e) { extra += `\n(debug state unavailable: ${String(e)})`; }
-      if (session) extra += `\n${session.diagnostics()}`;
-      if (err instanceof Error) err.message += extra;
-      throw err;
-    } finally {
-      timings[name] = Date.now() - t;
-      process.stderr.write(`[e2e] ${name}: ${timings[name]} ms\n`);
-    }
-  }
+  const part = (name: string, body: () => Promise<void>) => step(session, state, name, body, timings);
 
   /** Waits until the runtime is ready; returns the state. */
   const runtimeReady = (timeoutMs = 180_000) => waitFor('the runtime to be ready', async () => {
@@ -163,7 +147,7 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
   });
 
   it('the status bar item reaches "ready" once the model is loaded', async () => {
-    await step('status-ready', async () => {
+    await part('status-ready', async () => {
       await session.openFile('story.txt');
       const initial = await state();
       assert.notEqual(initial.statusBar.kind, 'error', `status bar in error before use: ${initial.statusBar.text}`);
@@ -181,7 +165,7 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
   });
 
   it('typing shows ghost text, and Tab inserts exactly what was shown', async () => {
-    await step('ghost-text', async () => {
+    await part('ghost-text', async () => {
       await session.openFile('story.txt');
       const line = 'The old lighthouse keeper climbed the stairs every night.';
       await session.select({ line: 0, character: line.length });
@@ -204,7 +188,7 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
   });
 
   it('ghost text inside parentheses does not repeat the ")" after the cursor', async () => {
-    await step('ghost-suffix', async () => {
+    await part('ghost-suffix', async () => {
       await session.openFile('call.py');
       await session.select({ line: 0, character: 'print('.length });
       // The model continues `print("Hello` with ` world")`: its ")" is the one already there.
@@ -222,7 +206,7 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
   });
 
   it('on an empty line the suggestion spans several lines, shown below the cursor, and Tab inserts them all', async () => {
-    await step('ghost-multiline', async () => {
+    await part('ghost-multiline', async () => {
       await session.openFile('list.md');
       await session.select({ line: 0, character: 'Groceries:'.length });
       const { record, ghost } = await typeAndGetSuggestion('\n', 60_000);
@@ -240,7 +224,7 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
   });
 
   it('"Generate Text" streams into the document and Cancel stops it', async () => {
-    await step('generate-cancel', async () => {
+    await part('generate-cancel', async () => {
       await session.openFile('generate.txt');
       await session.cursorToEnd();
       const before = await session.documentText();
@@ -307,7 +291,7 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
   }
 
   it('"Rewrite Selection" shows a diff preview and Accept replaces the selection', async () => {
-    await step('rewrite-accept', async () => {
+    await part('rewrite-accept', async () => {
       const { before, proposed, original } = await proposeRewrite(0);
       await session.screenshot('rewrite-preview');
       await rewriteQuestion().getByRole('button', { name: 'Accept' }).click();
@@ -326,7 +310,7 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
   });
 
   it('"Rewrite Selection" then Reject (diff editor title bar) leaves the document untouched', async () => {
-    await step('rewrite-reject', async () => {
+    await part('rewrite-reject', async () => {
       const { before } = await proposeRewrite(1);
       await session.screenshot('rewrite-preview-2');
       const reject = session.page.locator(`.editor-group-container.active .editor-actions [aria-label="${title(Commands.rewriteReject)}"]`).first();
@@ -341,7 +325,7 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
   });
 
   it('a killed runtime is restarted and completions work again', async () => {
-    await step('runtime-restart', async () => {
+    await part('runtime-restart', async () => {
       const s0 = await runtimeReady(60_000);
       const pid = s0.runtime.pid!;
       assert.match(cmdlineOf(pid), /cli\.js rpc/, `pid ${pid} is the runtime`);
@@ -370,7 +354,7 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
   });
 
   it('changing optComplete.dtype restarts the runtime with the new precision', async () => {
-    await step('dtype-change', async () => {
+    await part('dtype-change', async () => {
       const s0 = await runtimeReady(60_000);
       const other = DTYPE === 'fp32' ? 'int8' : 'fp32';
       await session.bridge('updateConfig', { section: 'optComplete', key: 'dtype', value: other });
@@ -398,7 +382,7 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
   it('a settings change that restarts the runtime during "Generate Text" stops it without an error', {
     todo: 'extension bug: shows "OPT Complete: generation failed: the inference worker exited" and records no generate.last',
   }, async () => {
-    await step('generate-settings-restart', async () => {
+    await part('generate-settings-restart', async () => {
       const s0 = await runtimeReady(60_000);
       await session.openFile('generate.txt');
       await session.cursorToEnd();
@@ -424,7 +408,7 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
 
   // Last: it takes the extension host down.
   it('the runtime exits by itself when the extension host dies', async () => {
-    await step('exthost-crash', async () => {
+    await part('exthost-crash', async () => {
       const s = await runtimeReady(60_000);
       const runtimePid = s.runtime.pid!;
       const host = parentPid(runtimePid)!;

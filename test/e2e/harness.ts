@@ -316,6 +316,30 @@ const DEFAULT_SETTINGS: Record<string, unknown> = {
   'editor.lightbulb.enabled': 'off',
 };
 
+/**
+ * Runs one named part of a test. On failure it saves a screenshot and adds what a reader needs to
+ * the error: the extension's debug state, the notifications on screen and the session's logs.
+ * The duration goes to stderr (and to `timings`, when given) either way.
+ */
+export async function step(session: VsCodeSession | undefined, debugState: () => Promise<unknown>, name: string, body: () => Promise<void>, timings?: Record<string, number>): Promise<void> {
+  const t = Date.now();
+  try {
+    await body();
+  } catch (err) {
+    await session?.screenshot(`FAILED-${name}`).catch(() => undefined);
+    let extra = '';
+    try { extra += `\n--- debug state ---\n${JSON.stringify(await debugState(), null, 2)}`; } catch (e) { extra += `\n(debug state unavailable: ${String(e)})`; }
+    try { if (session) extra += `\n--- notifications ---\n${(await session.notifications()).join('\n---\n')}`; } catch { /* no page */ }
+    if (session) extra += `\n${session.diagnostics()}`;
+    if (err instanceof Error) err.message += extra;
+    throw err;
+  } finally {
+    const ms = Date.now() - t;
+    if (timings) timings[name] = ms;
+    process.stderr.write(`[e2e] ${name}: ${ms} ms\n`);
+  }
+}
+
 export class VsCodeSession {
   readonly runId: string;
   readonly port: number;
@@ -606,7 +630,8 @@ export class VsCodeSession {
   async focusEditor(): Promise<void> {
     await this.dismissQuickInput();
     await waitFor('the editor to take focus', async () => {
-      await this.activeEditor().locator('textarea.inputarea, .native-edit-context').first().focus();
+      // A short per-try timeout: with no editor open each try would otherwise wait Playwright's 30 s.
+      await this.activeEditor().locator('textarea.inputarea, .native-edit-context').first().focus({ timeout: 1_000 });
       return this.page.evaluate<boolean>("!!document.activeElement?.closest('.editor-group-container.active .monaco-editor')");
     }, 10_000, 200);
   }

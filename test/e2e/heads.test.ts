@@ -22,7 +22,7 @@ import type { AnswerResult, ClassifyResult } from '../../protocol/protocol.js';
 import { Commands } from '../../extension/src/commandIds.js';
 import { formatScore } from '../../extension/src/heads/headResults.js';
 import { writeOptCheckpoint } from '../fixtures/optCheckpoint.js';
-import { type Pos, REPO_ROOT, VsCodeSession, ensureVsix, findPrereqs, waitFor } from './harness.js';
+import { type Pos, REPO_ROOT, VsCodeSession, ensureVsix, findPrereqs, step, waitFor } from './harness.js';
 import { E2E_DTYPE, EXTENSION_ID, label } from './manifest.js';
 import { writeScriptedClassifier, writeScriptedQa } from './scriptedHeads.js';
 
@@ -56,22 +56,7 @@ describe(`classification and question answering in VS Code (code-server, ${DTYPE
 
   const state = () => session.executeCommand<DebugState>(Commands.debugState);
 
-  async function step(name: string, body: () => Promise<void>): Promise<void> {
-    const t = Date.now();
-    try {
-      await body();
-    } catch (err) {
-      await session?.screenshot(`FAILED-${name}`).catch(() => undefined);
-      let extra = '';
-      try { extra += `\n--- debug state ---\n${JSON.stringify(await state(), null, 2)}`; } catch (e) { extra += `\n(debug state unavailable: ${String(e)})`; }
-      try { extra += `\n--- notifications ---\n${(await session.notifications()).join('\n---\n')}`; } catch { /* no page */ }
-      if (session) extra += `\n${session.diagnostics()}`;
-      if (err instanceof Error) err.message += extra;
-      throw err;
-    } finally {
-      process.stderr.write(`[e2e] ${name}: ${Date.now() - t} ms\n`);
-    }
-  }
+  const part = (name: string, body: () => Promise<void>) => step(session, state, name, body);
 
   /** The runtime from source (as `npm run opt --`), printing JSON: what the UI must show. */
   async function cli<T>(...args: string[]): Promise<T> {
@@ -153,7 +138,7 @@ describe(`classification and question answering in VS Code (code-server, ${DTYPE
   });
 
   it('a classifier loads: the status bar says what it is, ghost text stays quiet, Generate names the checkpoint it needs', async () => {
-    await step('classifier-status', async () => {
+    await part('classifier-status', async () => {
       const s = await waitFor('the classifier to be ready', async () => {
         const x = await state();
         return x.runtime.state === 'ready' ? x : undefined;
@@ -192,7 +177,7 @@ describe(`classification and question answering in VS Code (code-server, ${DTYPE
   });
 
   it('"Classify Selection" lists every label with its score, best first, exactly as the runtime computes them', async () => {
-    await step('classify', async () => {
+    await part('classify', async () => {
       await session.openFile('reviews.txt');
       const line0 = REVIEWS.split('\n')[0]!;
       await session.select({ line: 0, character: 0 }, { line: 0, character: line0.length });
@@ -240,7 +225,7 @@ describe(`classification and question answering in VS Code (code-server, ${DTYPE
   });
 
   it('"Answer a Question About the Selection" selects and highlights the answer across a CRLF line break, with its score', async () => {
-    await step('answer', async () => {
+    await part('answer', async () => {
       const s0 = await useModel(models.qa, 'OPTForQuestionAnswering');
       assert.ok(s0.heads.tasks?.includes('answer'));
       await session.page.locator('#workbench\\.parts\\.statusbar [aria-label="OPT Complete: ready"]', { hasText: 'OPT question answering' }).first().waitFor({ state: 'visible', timeout: 30_000 });
@@ -289,7 +274,7 @@ describe(`classification and question answering in VS Code (code-server, ${DTYPE
   });
 
   it('on a causal LM, both commands name the checkpoint type they need and offer "Choose Model…" (also before it loads)', async () => {
-    await step('wrong-model', async () => {
+    await part('wrong-model', async () => {
       await useModel(models.lm, 'OPTForCausalLM');
       await session.openFile('reviews.txt');
       await session.select({ line: 0, character: 0 }, { line: 0, character: 10 });

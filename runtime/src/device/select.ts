@@ -4,13 +4,13 @@
 //   auto    CUDA when onnxruntime's CUDA provider is installed and an NVIDIA GPU is present, else
 //           WebGPU when a hardware adapter is likely (Vulkan on Linux, Metal, D3D12), else the CPU.
 //   cpu     the CPU.
-//   cuda    refused (UsageError) when the provider or the GPU is missing; else CUDA, then the CPU.
+//   cuda    refused (DeviceUnavailableError) when the provider or the GPU is missing; else CUDA, then the CPU.
 //   webgpu  refused when Linux has no Vulkan loader or driver; else WebGPU, then the CPU.
 //
 // A GPU candidate that is tried and fails to initialize falls through to the next one (open.ts):
 // the CPU is always last, so a broken GPU setup never leaves the runtime without a model.
 
-import { UsageError } from '../errors.js';
+import { DeviceUnavailableError, UsageError } from '../errors.js';
 import { gib } from '../memory.js';
 
 export const EXECUTION_DEVICES = ['cpu', 'webgpu', 'cuda'] as const;
@@ -60,11 +60,11 @@ export function planDevices(requested: DeviceChoice, probe: DeviceProbe): Device
   const cuda = cudaBlocker(probe);
   const webgpu = webgpuBlocker(probe, requested === 'auto');
   if (requested === 'cuda') {
-    if (cuda) throw new UsageError(`device cuda is not available: ${cuda}; or choose --device auto or cpu`);
+    if (cuda) throw new DeviceUnavailableError(`device cuda is not available: ${cuda}; or choose device auto or cpu`);
     return { requested, candidates: ['cuda', 'cpu'], skipped: [] };
   }
   if (requested === 'webgpu') {
-    if (webgpu) throw new UsageError(`device webgpu is not available: ${webgpu}; or choose --device auto or cpu`);
+    if (webgpu) throw new DeviceUnavailableError(`device webgpu is not available: ${webgpu}; or choose device auto or cpu`);
     return { requested, candidates: ['webgpu', 'cpu'], skipped: [] };
   }
   const candidates: ExecutionDevice[] = [];
@@ -116,7 +116,7 @@ export function fitModelToDevices(plan: DevicePlan, probe: DeviceProbe, need: (d
   const bytes = need('cuda');
   if (bytes <= have) return plan;
   const reason = `the model needs about ${gib(bytes)} on the GPU and ${probe.nvidiaGpus[0] ?? 'the GPU'} has ${gib(have)}`;
-  if (plan.requested === 'cuda') throw new UsageError(`device cuda cannot hold this model: ${reason}; choose a smaller model, a lower precision (--dtype int8 or int4 run on the CPU), or --device cpu`);
+  if (plan.requested === 'cuda') throw new DeviceUnavailableError(`device cuda cannot hold this model: ${reason}; choose a smaller model, a lower precision (dtype int8 or int4, which run on the CPU), or device cpu`);
   return { ...plan, candidates: plan.candidates.filter((d) => d !== 'cuda'), skipped: [...plan.skipped, { device: 'cuda', reason }] };
 }
 
@@ -129,6 +129,10 @@ export function fallbackMessage(requested: DeviceChoice, failures: { device: Exe
 /** onnxruntime's messages carry source paths and newlines; keep the part that says what failed. */
 function oneLine(message: string): string {
   const lines = message.split('\n').map((l) => l.trim()).filter(Boolean);
-  const text = lines.join(' ').replace(/\/onnxruntime_src\/\S+ (\S+::)*\S+\(.*?\)(::<lambda\(\)>)? /g, '');
+  // onnxruntime prefixes its errors with the source location and the check that failed
+  // ("… adapter_result.status == wgpu::RequestAdapterStatus::Success was false. "): what follows says it in words.
+  const text = lines.join(' ')
+    .replace(/\/onnxruntime_src\/\S+ (\S+::)*\S+\(.*?\)(::<lambda\(\)>)? /g, '')
+    .replace(/^\S+ [!=]= \S+ was false\. (?=\S)/, '');
   return text.length > 400 ? `${text.slice(0, 400)}…` : text;
 }

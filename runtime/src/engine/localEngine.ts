@@ -3,7 +3,7 @@
 // within one decode step.
 
 import { Worker } from 'node:worker_threads';
-import { CheckpointError, UsageError } from '../errors.js';
+import { CheckpointError, DeviceUnavailableError, UsageError } from '../errors.js';
 import type { DtypeChoice } from '../model.js';
 import type { Device } from '../session.js';
 import {
@@ -188,6 +188,8 @@ function revive(e: WireError): Error {
       return new DOMException(e.message, 'AbortError');
     case 'UsageError':
       return new UsageError(e.message);
+    case 'DeviceUnavailableError':
+      return new DeviceUnavailableError(e.message);
     case 'CheckpointError': {
       const err = new Error(e.message);
       err.name = 'CheckpointError';

@@ -39,6 +39,7 @@ import {
 } from '../../../protocol/protocol.js';
 import { type Engine, type EngineRequest, type Priority, type SamplingOptions, type TaskRequest, type TaskResults, WrongModelTypeError } from '../engine/engine.js';
 import { createLocalEngine } from '../engine/localEngine.js';
+import { DeviceUnavailableError } from '../errors.js';
 
 export interface RpcServerOptions {
   /** Called once the connection closes (stdin ended, or `exit`). */
@@ -105,7 +106,7 @@ export function startRpcServer(input: Readable, output: Writable, options: RpcSe
       engine = await loading;
     } catch (err) {
       log('error', (err as Error).message);
-      throw new ResponseError(RuntimeErrorCodes.ModelLoadFailed, (err as Error).message);
+      throw new ResponseError(err instanceof DeviceUnavailableError ? RuntimeErrorCodes.DeviceUnavailable : RuntimeErrorCodes.ModelLoadFailed, (err as Error).message);
     } finally {
       loading = undefined;
     }
