@@ -33,8 +33,10 @@ export type RuntimeState =
   | { kind: 'ready'; info: EngineInfo }
   /** Crashed; a new process starts after `delayMs`. */
   | { kind: 'restarting'; reason: string; delayMs: number }
-  /** The model could not be loaded, or the process kept crashing: no retry until settings change or a restart is asked. */
-  /** `fix`: what the user changes to recover: restart a crashed runtime, or choose another model or device. */
+  /**
+   * The model or device could not be used, or the process kept crashing: no retry until settings
+   * change or a restart is asked. `fix` is what recovers: a restart, another model or another device.
+   */
   | { kind: 'failed'; reason: string; fix: 'restart' | 'model' | 'device' };
 
 export interface RestartPolicy {
