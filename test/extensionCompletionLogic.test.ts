@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, mock, test } from 'node:test';
 import { clipPrefix, cursorContext, type CursorContext } from '../extension/src/completion/contextWindow.js';
 import { CompletionCache, suffixKeyOf } from '../extension/src/completion/completionCache.js';
-import { Debouncer } from '../extension/src/completion/debounce.js';
+import { Debouncer, debounceFor, endsWord } from '../extension/src/completion/debounce.js';
 import {
   type InlinePolicy,
   completionEnded,
@@ -309,12 +309,12 @@ describe('debouncer', () => {
   test('only the last of a burst goes ahead', async () => {
     mock.timers.enable({ apis: ['setTimeout'] });
     try {
-      const d = new Debouncer(() => 150);
-      const first = d.wait();
+      const d = new Debouncer();
+      const first = d.wait(150);
       mock.timers.tick(100);
-      const second = d.wait();
+      const second = d.wait(150);
       mock.timers.tick(149);
-      const third = d.wait();
+      const third = d.wait(150);
       mock.timers.tick(150);
       assert.deepEqual(await Promise.all([first, second, third]), [false, false, true]);
     } finally {
@@ -322,24 +322,49 @@ describe('debouncer', () => {
     }
   });
 
+  test('a word-end keystroke supersedes a pending mid-word wait and goes ahead after its own, shorter wait', async () => {
+    mock.timers.enable({ apis: ['setTimeout'] });
+    try {
+      const d = new Debouncer();
+      const s = { debounceMs: 75, wordEndDebounceMs: 0 };
+      const inWord = d.wait(debounceFor('const valu', s));
+      mock.timers.tick(40);
+      const atEnd = d.wait(debounceFor('const value ', s));
+      mock.timers.tick(0);
+      assert.deepEqual(await Promise.all([inWord, atEnd]), [false, true]);
+    } finally {
+      mock.timers.reset();
+    }
+  });
+
   test('an abort ends the wait at once; an aborted signal never waits', async () => {
-    const d = new Debouncer(() => 10_000);
+    const d = new Debouncer();
     const controller = new AbortController();
     const started = performance.now();
-    const wait = d.wait(controller.signal);
+    const wait = d.wait(10_000, controller.signal);
     controller.abort();
     assert.equal(await wait, false);
     assert.ok(performance.now() - started < 1000);
-    assert.equal(await d.wait(AbortSignal.abort()), false);
+    assert.equal(await d.wait(10_000, AbortSignal.abort()), false);
   });
 
-  test('the delay is read at each wait (a changed setting applies at once)', async () => {
-    let ms = 10_000;
-    const d = new Debouncer(() => ms);
-    ms = 1;
-    assert.equal(await d.wait(), true);
-    const pending = d.wait();
+  test('dispose ends a pending wait', async () => {
+    const d = new Debouncer();
+    assert.equal(await d.wait(1), true);
+    const pending = d.wait(10_000);
     d.dispose();
     assert.equal(await pending, false);
+  });
+
+  test('a keystroke ends a word after whitespace, punctuation or at the start of a line, not inside one', () => {
+    for (const text of ['', 'x = 1;', 'foo(', 'a.b.', 'let x ', 'if (a) {', '## Title ', 'word,', '\t', '"quoted"', 'a + ']) {
+      assert.equal(endsWord(text), true, JSON.stringify(text));
+    }
+    for (const text of ['cons', 'x = valu', 'snake_', 'my$', 'x1', 'café', 'naïve', 'Straße', '日本語', 'e\u0301', 'emoji 𝒳']) {
+      assert.equal(endsWord(text), false, JSON.stringify(text));
+    }
+    const s = { debounceMs: 75, wordEndDebounceMs: 10 };
+    assert.equal(debounceFor('return ', s), 10);
+    assert.equal(debounceFor('retu', s), 75);
   });
 });

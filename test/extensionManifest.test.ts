@@ -64,6 +64,7 @@ describe('manifest', () => {
     assert.equal(d('device'), 'auto');
     assert.equal(d('dtype'), 'auto');
     assert.equal(d('inline.debounceMs'), 75);
+    assert.equal(d('inline.wordEndDebounceMs'), 0);
     assert.equal(d('inline.multiline'), 'auto');
     assert.equal(d('runtime.startup'), 'onDemand');
     assert.deepEqual(d('rewrite.templates'), DEFAULT_TEMPLATES, 'the settings default is the built-in template list');

@@ -1,7 +1,8 @@
 // Section 4, editor latency through the real runtime process (`opt rpc`, JSON-RPC over stdio):
 // replays typing a TypeScript function and a Markdown paragraph after a 1,500-token context, a
-// Complete request per keystroke that is followed by a debounce-long pause, each cancelled when the
-// next keystroke arrives first. Reports keystroke → completion latency, prefix-cache reuse and the
+// Complete request per keystroke that is followed by a pause as long as the extension's wait there
+// (its own debounce rule: shorter at the end of a word), each cancelled when the next keystroke
+// arrives first. Reports keystroke → completion latency, prefix-cache reuse and the
 // runtime's CPU seconds per shown completion. Runs in a child of bench/run.ts.
 
 import { spawn } from 'node:child_process';
@@ -9,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CancellationTokenSource, ResponseError, StreamMessageReader, StreamMessageWriter, createMessageConnection } from 'vscode-jsonrpc/node';
 import { Complete, Initialize, PROTOCOL_VERSION, RuntimeErrorCodes, Shutdown, Status } from '../../protocol/protocol.js';
+import { type DebounceSettings, debounceFor } from '../../extension/src/completion/debounce.js';
 import { OptTokenizer } from '../../runtime/src/tokenizer/optTokenizer.js';
 import { mulberry32 } from '../../test/helpers/prng.js';
 import { TYPED_MARKDOWN, TYPED_TYPESCRIPT, markdownDocument, typescriptSource } from '../lib/texts.js';
@@ -19,7 +21,9 @@ export interface EditorParams {
   threads?: number;
   quick?: boolean;
   contextTokens?: number;
+  /** The extension's waits (its default settings when not given). */
   debounceMs?: number;
+  wordEndDebounceMs?: number;
   maxNewTokens?: number;
 }
 
@@ -62,8 +66,10 @@ export interface EditorSession {
 export interface EditorResult {
   dtype: string;
   threads: number;
-  /** The extension's debounce (its default setting unless given). */
+  /** The extension's debounce inside a word (its default setting unless given). */
   debounceMs: number;
+  /** …and after a keystroke that ends a word. */
+  wordEndDebounceMs?: number;
   /** VS Code's own wait before it asks inline completion providers. */
   editorDelayMs?: number;
   maxNewTokens: number;
@@ -95,19 +101,29 @@ export function typingGaps(text: string, seed = 7): number[] {
  */
 export const VSCODE_INLINE_DELAY_MS = 50;
 
-/** The extension's default debounce, from package.json (optComplete.inline.debounceMs). */
-export function extensionDebounceMs(): number {
+/** The extension's default waits, from package.json (optComplete.inline.debounceMs and .wordEndDebounceMs). */
+export function extensionDebounce(): DebounceSettings {
   const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { contributes: { configuration: { properties: Record<string, { default?: unknown }> } } };
-  const value = manifest.contributes.configuration.properties['optComplete.inline.debounceMs']?.default;
-  if (typeof value !== 'number') throw new Error('package.json declares no default for optComplete.inline.debounceMs');
-  return value;
+  const read = (key: string) => {
+    const value = manifest.contributes.configuration.properties[`optComplete.inline.${key}`]?.default;
+    if (typeof value !== 'number') throw new Error(`package.json declares no default for optComplete.inline.${key}`);
+    return value;
+  };
+  return { debounceMs: read('debounceMs'), wordEndDebounceMs: read('wordEndDebounceMs') };
+}
+
+/** Keystroke → result per sample (its wait + its request), as p50 / p95. */
+function latencyOf(waits: number[], requestMs: number[]): { p50: number; p95: number } {
+  const total = requestMs.map((ms, k) => waits[k]! + ms);
+  return { p50: median(total), p95: percentile(total, 95) };
 }
 
 export async function replayEditing(p: EditorParams = {}): Promise<EditorResult> {
   const dtype = p.dtype ?? 'int8', threads = p.threads ?? 2, maxNewTokens = p.maxNewTokens ?? 16;
-  const debounceMs = p.debounceMs ?? extensionDebounceMs();
-  // From the keystroke to the request: VS Code's own delay, then the extension's debounce.
-  const waitMs = VSCODE_INLINE_DELAY_MS + debounceMs;
+  const defaults = extensionDebounce();
+  const debounce = { debounceMs: p.debounceMs ?? defaults.debounceMs, wordEndDebounceMs: p.wordEndDebounceMs ?? defaults.wordEndDebounceMs };
+  // From the keystroke to the request: VS Code's own delay, then the extension's wait for the text typed so far.
+  const waitAfter = (typedSoFar: string) => VSCODE_INLINE_DELAY_MS + debounceFor(typedSoFar, debounce);
   const contextTokens = p.contextTokens ?? 1500;
   const tokenizer = await OptTokenizer.fromDir(CHECKPOINT_DIR);
   const contextOf = async (text: string) => tokenizer.decode((await tokenizer.encode(text)).slice(1, contextTokens), { skipSpecialTokens: true });
@@ -129,12 +145,13 @@ export async function replayEditing(p: EditorParams = {}): Promise<EditorResult>
       // The document as opened: one completion at the end of the context fills the prefix cache.
       await connection.sendRequest(Complete, { documentId: doc.document, prefix: doc.context, suffix: '', options });
       const gaps = typingGaps(doc.typed);
+      const waits = [...doc.typed].map((_, i) => waitAfter(doc.context + doc.typed.slice(0, i + 1)));
       const latencies: number[] = [], requestMs: number[] = [], reused: number[] = [], prompt: number[] = [], completion: number[] = [];
       let requests = 0, cancelled = 0;
       const cpu0 = processCpuSeconds(child.pid!);
       const wall0 = performance.now();
       for (let i = 0; i < doc.typed.length; i++) {
-        const gap = gaps[i]!;
+        const gap = gaps[i]!, waitMs = waits[i]!;
         if (gap < waitMs) continue; // the next keystroke comes before the debounce fires
         requests++;
         const source = new CancellationTokenSource();
@@ -168,11 +185,13 @@ export async function replayEditing(p: EditorParams = {}): Promise<EditorResult>
       const typedMs = gaps.slice(0, -1).reduce((a, b) => a + b, 0);
 
       // Typing stops: each of these requests runs to the end.
-      const firing = gaps.flatMap((g, i) => (g >= waitMs ? [i] : []));
+      const firing = gaps.flatMap((g, i) => (g >= waits[i]! ? [i] : []));
       const samples = Math.min(firing.length, p.quick ? 5 : 10);
       const pausedMs: number[] = [], pausedPrefill: number[] = [], lineMs: number[] = [], lineTokens: number[] = [];
+      const pausedWait: number[] = [];
       for (let k = 0; k < samples; k++) {
         const i = firing[Math.floor(((k + 0.5) * firing.length) / samples)]!;
+        pausedWait.push(waits[i]!);
         const prefix = doc.context + doc.typed.slice(0, i + 1);
         let sent = performance.now();
         const r = await connection.sendRequest(Complete, { documentId: doc.document, prefix, suffix: '', options });
@@ -197,13 +216,13 @@ export async function replayEditing(p: EditorParams = {}): Promise<EditorResult>
         requestMs: { p50: median(requestMs), p95: percentile(requestMs, 95) },
         paused: {
           samples,
-          keystrokeToResultMs: { p50: waitMs + median(pausedMs), p95: waitMs + percentile(pausedMs, 95) },
+          keystrokeToResultMs: latencyOf(pausedWait, pausedMs),
           requestMs: { p50: median(pausedMs), p95: percentile(pausedMs, 95) },
           prefilledTokensP50: median(pausedPrefill),
         },
         pausedLineLength: {
           samples,
-          keystrokeToResultMs: { p50: waitMs + median(lineMs), p95: waitMs + percentile(lineMs, 95) },
+          keystrokeToResultMs: latencyOf(pausedWait, lineMs),
           requestMs: { p50: median(lineMs), p95: percentile(lineMs, 95) },
           completionTokensP50: median(lineTokens),
         },
@@ -219,7 +238,7 @@ export async function replayEditing(p: EditorParams = {}): Promise<EditorResult>
     const status = await connection.sendRequest(Status);
     const runtimePeakRssBytes = Number(/^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? NaN) * 1024;
     await connection.sendRequest(Shutdown);
-    return { dtype, threads, debounceMs, editorDelayMs: VSCODE_INLINE_DELAY_MS, maxNewTokens, contextTokens, loadSeconds: init.info.loadSeconds, runtimePeakRssBytes, sessions, prefixCache: { hits: status.prefixCache.hits, misses: status.prefixCache.misses } };
+    return { dtype, threads, ...debounce, editorDelayMs: VSCODE_INLINE_DELAY_MS, maxNewTokens, contextTokens, loadSeconds: init.info.loadSeconds, runtimePeakRssBytes, sessions, prefixCache: { hits: status.prefixCache.hits, misses: status.prefixCache.misses } };
   } finally {
     connection.dispose();
     child.stdin.end();

@@ -4,6 +4,7 @@
 
 import { homedir } from 'node:os';
 import * as vscode from 'vscode';
+import type { DebounceSettings } from './completion/debounce.js';
 import type { InlinePolicy, MultilineMode } from './completion/postprocess.js';
 import type { SamplingOptions } from './engines/completionEngine.js';
 import { type RewriteTemplate, resolveTemplates } from './rewrite/rewriteTemplates.js';
@@ -102,8 +103,8 @@ export class Config {
   inlineEnabledFor(languageId: string): boolean {
     return this.inlineEnabled && languageEnabled(this.inlineLanguages, languageId);
   }
-  get debounceMs(): number {
-    return this._int('inline.debounceMs', 75, 0, 5000);
+  get debounce(): DebounceSettings {
+    return { debounceMs: this._int('inline.debounceMs', 75, 0, 5000), wordEndDebounceMs: this._int('inline.wordEndDebounceMs', 0, 0, 5000) };
   }
   get multiline(): MultilineMode {
     return this._get<MultilineMode>('inline.multiline', 'auto', (v) => v === 'auto' || v === 'always' || v === 'never');

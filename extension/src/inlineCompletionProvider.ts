@@ -7,7 +7,7 @@ import * as vscode from 'vscode';
 import { Commands } from './commandIds.js';
 import { suffixKeyOf } from './completion/completionCache.js';
 import { cursorContext } from './completion/contextWindow.js';
-import { Debouncer } from './completion/debounce.js';
+import { Debouncer, debounceFor } from './completion/debounce.js';
 import { type InlineSuggestion, completionEnded, finishCompletion, stopStringsFor, wantsMultiline } from './completion/postprocess.js';
 import type { Ctx } from './ctx.js';
 import { EngineUnavailableError, WrongModelTypeError, isCancellation } from './engines/completionEngine.js';
@@ -21,7 +21,7 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
   private _lastUnavailable: string | undefined;
 
   constructor(private readonly _ctx: Ctx) {
-    this._debouncer = new Debouncer(() => _ctx.config.debounceMs);
+    this._debouncer = new Debouncer();
   }
 
   async provideInlineCompletionItems(
@@ -69,7 +69,7 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
     const subscription = token.onCancellationRequested(() => abort.abort());
     try {
       if (token.isCancellationRequested) return undefined;
-      if (!manual && !(await this._debouncer.wait(abort.signal))) {
+      if (!manual && !(await this._debouncer.wait(debounceFor(linePrefix, config.debounce), abort.signal))) {
         ctx.inlineCounters.cancelled++;
         return undefined;
       }

@@ -27,6 +27,7 @@ export const HOT_SETTINGS = [
   'inline.enable',
   'inline.languages',
   'inline.debounceMs',
+  'inline.wordEndDebounceMs',
   'inline.multiline',
   'inline.maxLines',
   'inline.maxNewTokens',
