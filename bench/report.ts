@@ -89,7 +89,7 @@ export function renderReport(r: Results): string {
     `| runtime | Node ${m.node}, ${m.onnxruntime}, @huggingface/transformers ${m.transformersJs} |`,
     `| date | ${m.date} |`,
     `| code | commit ${r.code?.commit ?? '?'}${r.code?.runtimeChanged.length ? ` with uncommitted runtime changes (${r.code.runtimeChanged.length} files)` : ''} |`,
-    `| run | ${r.quick ? 'quick' : 'full'}, ${f(r.seconds / 60, 1)} min; load average at start ${m.loadAverage.map((x) => f(x, 2)).join(' / ')} |`,
+    `| run | ${r.quick ? 'quick' : 'full'}, ${f(r.seconds / 60, 1)} min; load average at start ${m.loadAverage.map((x) => f(x, 2)).join(' / ')}${sectionsFromOtherRuns(r)} |`,
     '',
     ...targets(d),
     ...oursSection(r, d),
@@ -242,6 +242,12 @@ function bandwidthSection(r: Results, d: Digest): string[] {
   for (const x of b.decodeBytes) out.push(`| ${x.dtype} | ${f(x.totalBytes / 1e6, 1)} MB | ${Object.entries(x.parts).sort((p, q) => q[1] - p[1]).map(([k, v]) => `${k} ${f(v / 1e6, 1)}`).join(', ')} | ${f(x.initializerBytes / 1e6, 1)} MB |`);
   out.push('');
   return out;
+}
+
+/** After `--only`: the sections this run did not measure keep their own date and commit (stamped on each). */
+function sectionsFromOtherRuns(r: Results): string {
+  const older = Object.entries(r.sections).filter(([, s]) => s && s.measuredAt < r.startedAt).map(([name]) => name);
+  return older.length ? `; this run refreshed ${Object.keys(r.sections).filter((n) => !older.includes(n)).join(', ') || 'no section'}, the others (${older.join(', ')}) are from earlier runs, each stamped with its date and commit` : '';
 }
 
 /** "50 ms (VS Code) + 75 ms debounce": what passes between a keystroke and the request. */
