@@ -115,6 +115,23 @@ for (const kvCache of ['append', 'inplace'] as const) describe(`the ${kvCache} K
     assert.equal(out.present.capacity, 128);
     await dec.release();
   });
+
+  test('with room reserved the cache grows in place: same storage, same logits, the graph sees only what is needed', async () => {
+    const dec = await openDecoder(f, cacheDir, 'fp32', true, kvCache);
+    const ids = Array.from({ length: 140 }, (_, i) => 4 + ((i * 53) % 900));
+    const ref = naiveLogits(f, [ids])[0]!;
+    let out = await dec.forward({ inputIds: ids64([ids.slice(0, 60)]), batch: 1, attentionMask: ids64([Array(60).fill(1)]), logitsToKeep: 1, reserve: 150 });
+    assert.equal(out.present.capacity, 64);
+    assert.equal(out.present.room, 192);
+    const storage = out.present.tensors.map((t) => (t.data as Float32Array).buffer);
+    for (let t = 60; t < 140; t++) {
+      out = await dec.forward({ inputIds: ids64([[ids[t]!]]), batch: 1, attentionMask: ids64([Array(t + 1).fill(1)]), past: out.present, logitsToKeep: 1 });
+      assert.ok(maxAbsDiff(out.logits, ref[t]!) < TOL, `position ${t} (capacity ${out.present.capacity})`);
+    }
+    assert.equal(out.present.capacity, 192);
+    assert.deepEqual(out.present.tensors.map((t) => (t.data as Float32Array).buffer), storage, 'no new storage while within the room');
+    await dec.release();
+  });
 });
 
 describe('long inputs to a buffer cache run in chunks', () => {

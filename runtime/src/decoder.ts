@@ -26,8 +26,14 @@ export interface DecoderShape {
 export interface KvCache {
   readonly batch: number;
   readonly length: number; // P
-  /** Positions the buffers hold (≥ length). */
+  /** Positions the buffers hold (≥ length): the tensors' third dimension, what the graph sees. */
   readonly capacity: number;
+  /**
+   * Buffer caches: positions the tensors' storage can hold (≥ capacity). The tensors view the
+   * start of it; a larger capacity within the room re-lays the heads out in place, without a new
+   * allocation.
+   */
+  readonly room?: number;
   readonly tensors: readonly Tensor[]; // key0, value0, key1, value1, …
 }
 
@@ -41,9 +47,9 @@ export interface ForwardInput {
   /** Logits are returned for the last K positions only (1 in generation). */
   logitsToKeep: number;
   /**
-   * Buffer caches: positions to reserve when the cache is created or grown. Every position of the
-   * buffer is attended to (the append layout masks the unused ones), so by default the cache holds
-   * what is needed, rounded up to a granule, and grows as generation goes on.
+   * Buffer caches: positions the cache's storage should have room for (e.g. prompt + new tokens),
+   * so that it grows without reallocating. The graph sees only what is needed, rounded up to a
+   * granule (every position it sees is attended to, the append layout masking the unused ones).
    */
   reserve?: number;
   /** Fill this buffer with the logits instead of allocating one (it must hold B × K × V floats; graphs that keep K only). */
@@ -65,6 +71,8 @@ export class OptDecoder {
   readonly cacheLayout: Exclude<KvCacheLayout, 'none'>;
   /** The cache is a fixed-capacity buffer extended in place (append or in-place layouts), so prefixes can be kept and reused. */
   readonly inPlaceCache: boolean;
+  /** The append layout's per-step outputs, reused from step to step. */
+  private readonly _newKvScratch: KvScratch;
 
   constructor(private readonly _session: ModelSession, readonly shape: DecoderShape) {
     const inputs = new Set(_session.inputNames);
@@ -83,6 +91,7 @@ export class OptDecoder {
       throw new UsageError('the ONNX model takes a cache buffer but returns no new_key_values outputs: rebuild it with this runtime');
     }
     this.inPlaceCache = this.cacheLayout !== 'concat';
+    this._newKvScratch = new KvScratch((b, s) => Array.from({ length: 2 * shape.numLayers }, () => emptyKv(kvType, b, shape.numHeads, s, shape.headDim)));
   }
 
   async forward(x: ForwardInput): Promise<ForwardOutput> {
@@ -120,20 +129,28 @@ export class OptDecoder {
     if (this._hasPositionIds) feeds.position_ids = new Tensor('int64', positionIds(x.attentionMask, b, t, s), [b, s]);
     if (this._hasCacheBranch) feeds.use_cache_branch = new Tensor('bool', Uint8Array.of(p > 0 ? 1 : 0), [1]);
 
-    // In-place caches and caller-owned logits are bound as outputs (not possible when outputs stay on a GPU:
-    // onnxruntime-node then ignores preallocated fetches).
+    // In-place caches, the append layout's new keys/values and caller-owned logits are bound as
+    // outputs, so a step allocates nothing (not possible when outputs stay on a GPU: onnxruntime-node
+    // then ignores preallocated fetches).
     let fetches: Record<string, Tensor | null> | undefined;
-    if (!this._session.outputsOnDevice && (this.cacheLayout === 'inplace' || x.logitsBuffer)) {
+    const newKv = append && !this._session.outputsOnDevice ? this._newKvScratch.take(b, s) : undefined;
+    if (!this._session.outputsOnDevice && (this.inPlaceCache || x.logitsBuffer)) {
       fetches = { logits: null };
       if (x.logitsBuffer && this._hasKeepInput) fetches.logits = new Tensor('float32', x.logitsBuffer.subarray(0, b * keep * vocabSize), [b, keep, vocabSize]);
       for (let i = 0; i < numLayers; i++) {
         for (const [j, kind] of (['key', 'value'] as const).entries()) {
-          if (append) fetches[`new_key_values.${i}.${kind}`] = null;
+          if (append) fetches[`new_key_values.${i}.${kind}`] = newKv?.tensors[2 * i + j] ?? null;
           else fetches[`present.${i}.${kind}`] = cache?.tensors[2 * i + j] ?? null;
         }
       }
     }
-    const out = await this._session.run(feeds, fetches);
+    let out: Record<string, Tensor>;
+    try {
+      out = await this._session.run(feeds, fetches);
+    } catch (err) {
+      if (newKv) this._newKvScratch.give(newKv);
+      throw err;
+    }
     // A Concat cache kept on a GPU (outputs left in device memory) is consumed by the step that reads it.
     if (x.past && !cache) this.releaseCache(x.past);
     let present: KvCache;
@@ -145,6 +162,7 @@ export class OptDecoder {
           }
         }
       }
+      if (newKv) this._newKvScratch.give(newKv);
       present = { ...cache, length: t };
     } else {
       const tensors: Tensor[] = [];
@@ -184,9 +202,8 @@ export class OptDecoder {
         attentionMask: mask,
         past,
         logitsToKeep: last ? keep : 1,
-        // The buffer grows with the chunks (a copy per granule) rather than being reserved up front:
-        // every position of the buffer is attended to, so empty capacity costs more than the copies.
-        reserve: last ? Math.max(x.reserve ?? t, t) : p + end,
+        // Room for the whole input up front; the capacity each chunk attends over grows with the chunks.
+        reserve: Math.max(x.reserve ?? t, t),
         logitsBuffer: last ? x.logitsBuffer : undefined,
       });
       past = out.present;
@@ -194,18 +211,29 @@ export class OptDecoder {
     return out!;
   }
 
-  /** The buffers for a step ending at `t` positions: the past's own, or new ones (copying the past) when it is full. */
+  /**
+   * The buffers for a step ending at `t` positions: the past's own; the past's storage re-laid out
+   * for a larger capacity when it has the room; else new storage (room for `reserve`) with the
+   * past copied in.
+   */
   private _cacheFor(past: KvCache | undefined, b: number, t: number, reserve: number): KvCache {
     if (past && t <= past.capacity) return past;
-    const { numLayers, numHeads, headDim } = this.shape;
-    const capacity = Math.min(this.shape.maxPositions, roundUp(Math.max(t, reserve), CACHE_GRANULE));
+    const { numLayers, numHeads, headDim, maxPositions } = this.shape;
+    const capacity = Math.min(maxPositions, roundUp(t, CACHE_GRANULE));
+    const rows = b * numHeads;
+    if (past && capacity <= (past.room ?? past.capacity)) {
+      const tensors = past.tensors.map((tensor) => widen(tensor, rows, past.length, past.capacity, capacity, headDim));
+      return { batch: b, length: past.length, capacity, room: past.room, tensors };
+    }
+    const room = Math.max(capacity, Math.min(maxPositions, roundUp(reserve, CACHE_GRANULE)));
     const tensors: Tensor[] = [];
     for (let i = 0; i < 2 * numLayers; i++) {
-      const fresh = emptyKv(this._kvType, b, numHeads, capacity, headDim);
-      if (past) copyPositions(past.tensors[i]!, fresh, b * numHeads, past.length, past.capacity, capacity, headDim);
+      const storage = this._kvType === 'float16' ? new Uint16Array(rows * room * headDim) : new Float32Array(rows * room * headDim);
+      const fresh = new Tensor(this._kvType, storage.subarray(0, rows * capacity * headDim), [b, numHeads, capacity, headDim]);
+      if (past) copyPositions(past.tensors[i]!, fresh, rows, past.length, past.capacity, capacity, headDim);
       tensors.push(fresh);
     }
-    return { batch: b, length: past?.length ?? 0, capacity, tensors };
+    return { batch: b, length: past?.length ?? 0, capacity, room, tensors };
   }
 
   /**
@@ -247,6 +275,44 @@ function copyPositions(from: Tensor, to: Tensor, rows: number, length: number, f
   const src = from.data as Float32Array | Uint16Array;
   const dst = to.data as Float32Array | Uint16Array;
   for (let r = 0; r < rows; r++) dst.set(src.subarray(r * fromCap * hd, (r * fromCap + length) * hd), r * toCap * hd);
+}
+
+/** A larger set (a batched prefill chunk) is left to the garbage collector rather than held. */
+const KV_SCRATCH_MAX_BYTES = 32 << 20;
+
+/**
+ * Output tensors reused across steps, per (batch, new tokens) shape: a decode step's shape comes
+ * back every step. A set is lent to one step at a time; a concurrent step gets a fresh set.
+ */
+class KvScratch {
+  private readonly _free = new Map<string, Tensor[]>();
+
+  constructor(private readonly _create: (b: number, s: number) => Tensor[]) {}
+
+  take(b: number, s: number): { key: string; tensors: Tensor[] } {
+    const key = `${b}x${s}`;
+    const tensors = this._free.get(key);
+    this._free.delete(key);
+    return { key, tensors: tensors ?? this._create(b, s) };
+  }
+
+  give(set: { key: string; tensors: Tensor[] }): void {
+    this._free.delete(set.key); // re-inserted last: the least recently used shape goes first
+    if (set.tensors.reduce((n, t) => n + (t.data as ArrayBufferView).byteLength, 0) > KV_SCRATCH_MAX_BYTES) return;
+    this._free.set(set.key, set.tensors);
+    if (this._free.size > 2) this._free.delete(this._free.keys().next().value!);
+  }
+}
+
+/**
+ * The same storage as a [rows, toCap, hd] tensor: each row's first `length` positions move to their
+ * new offsets, last row first (a row only moves up, onto rows already moved).
+ */
+function widen(tensor: Tensor, rows: number, length: number, fromCap: number, toCap: number, hd: number): Tensor {
+  const view = tensor.data as Float32Array | Uint16Array;
+  const storage = new (view.constructor as Float32ArrayConstructor | Uint16ArrayConstructor)(view.buffer as ArrayBuffer, view.byteOffset, rows * toCap * hd);
+  for (let r = rows - 1; r > 0; r--) storage.copyWithin(r * toCap * hd, r * fromCap * hd, (r * fromCap + length) * hd);
+  return new Tensor(tensor.type as 'float32' | 'float16', storage, [...tensor.dims.slice(0, 2), toCap, hd]);
 }
 
 /** Writes each of `rows` [S, hd] blocks of this step's keys or values at position `at` of a [rows, capacity, hd] buffer. */

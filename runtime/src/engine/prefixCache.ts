@@ -81,5 +81,5 @@ function sharedPrefix(a: readonly number[], b: readonly number[]): number {
 }
 
 function cacheBytes(cache: KvCache): number {
-  return cache.tensors.reduce((n, t) => n + (t.data as ArrayBufferView).byteLength, 0);
+  return cache.tensors.reduce((n, t) => n + (t.data as ArrayBufferView).buffer.byteLength, 0); // the storage, room included
 }

@@ -146,7 +146,8 @@ export async function* generateStream(model: GenerationModel, prompts: string | 
       signal?.throwIfAborted();
       const end = Math.min(promptLen, fed + chunk);
       input = BigInt64Array.from(tokens.flatMap((row) => row.slice(fed, end)), BigInt);
-      out = await decoder.forward({ inputIds: input, batch: b, attentionMask: fillMask(maskBuffer, pads, end), past, logitsToKeep: 1, logitsBuffer });
+      // Room for the whole generation: the cache then grows in place, never reallocated.
+      out = await decoder.forward({ inputIds: input, batch: b, attentionMask: fillMask(maskBuffer, pads, end), past, logitsToKeep: 1, logitsBuffer, reserve: maxLength });
       past = out.present;
       fed = end;
       if (fed === promptLen) break;
@@ -179,7 +180,7 @@ export async function* generateStream(model: GenerationModel, prompts: string | 
       if (finished.every(Boolean)) break;
       yield { type: 'step', length: length + 1 };
       signal?.throwIfAborted();
-      out = await decoder.forward({ inputIds: stepIds, batch: b, attentionMask: fillMask(maskBuffer, pads, length + 1), past, logitsToKeep: 1, logitsBuffer });
+      out = await decoder.forward({ inputIds: stepIds, batch: b, attentionMask: fillMask(maskBuffer, pads, length + 1), past, logitsToKeep: 1, logitsBuffer, reserve: maxLength });
       past = out.present;
       fed = length + 1;
     }
