@@ -71,8 +71,6 @@ export class OptDecoder {
   readonly cacheLayout: Exclude<KvCacheLayout, 'none'>;
   /** The cache is a fixed-capacity buffer extended in place (append or in-place layouts), so prefixes can be kept and reused. */
   readonly inPlaceCache: boolean;
-  /** The append layout's per-step outputs, reused from step to step. */
-  private readonly _newKvScratch: KvScratch;
 
   constructor(private readonly _session: ModelSession, readonly shape: DecoderShape) {
     const inputs = new Set(_session.inputNames);
@@ -91,7 +89,6 @@ export class OptDecoder {
       throw new UsageError('the ONNX model takes a cache buffer but returns no new_key_values outputs: rebuild it with this runtime');
     }
     this.inPlaceCache = this.cacheLayout !== 'concat';
-    this._newKvScratch = new KvScratch((b, s) => Array.from({ length: 2 * shape.numLayers }, () => emptyKv(kvType, b, shape.numHeads, s, shape.headDim)));
   }
 
   async forward(x: ForwardInput): Promise<ForwardOutput> {
@@ -129,28 +126,21 @@ export class OptDecoder {
     if (this._hasPositionIds) feeds.position_ids = new Tensor('int64', positionIds(x.attentionMask, b, t, s), [b, s]);
     if (this._hasCacheBranch) feeds.use_cache_branch = new Tensor('bool', Uint8Array.of(p > 0 ? 1 : 0), [1]);
 
-    // In-place caches, the append layout's new keys/values and caller-owned logits are bound as
-    // outputs, so a step allocates nothing (not possible when outputs stay on a GPU: onnxruntime-node
-    // then ignores preallocated fetches).
+    // In-place caches and caller-owned logits are bound as outputs (not possible when outputs stay on a GPU:
+    // onnxruntime-node then ignores preallocated fetches). The append layout's new keys/values are
+    // left to the binding: it returns every output in a new ArrayBuffer even when one was bound.
     let fetches: Record<string, Tensor | null> | undefined;
-    const newKv = append && !this._session.outputsOnDevice ? this._newKvScratch.take(b, s) : undefined;
-    if (!this._session.outputsOnDevice && (this.inPlaceCache || x.logitsBuffer)) {
+    if (!this._session.outputsOnDevice && (this.cacheLayout === 'inplace' || x.logitsBuffer)) {
       fetches = { logits: null };
       if (x.logitsBuffer && this._hasKeepInput) fetches.logits = new Tensor('float32', x.logitsBuffer.subarray(0, b * keep * vocabSize), [b, keep, vocabSize]);
       for (let i = 0; i < numLayers; i++) {
         for (const [j, kind] of (['key', 'value'] as const).entries()) {
-          if (append) fetches[`new_key_values.${i}.${kind}`] = newKv?.tensors[2 * i + j] ?? null;
+          if (append) fetches[`new_key_values.${i}.${kind}`] = null;
           else fetches[`present.${i}.${kind}`] = cache?.tensors[2 * i + j] ?? null;
         }
       }
     }
-    let out: Record<string, Tensor>;
-    try {
-      out = await this._session.run(feeds, fetches);
-    } catch (err) {
-      if (newKv) this._newKvScratch.give(newKv);
-      throw err;
-    }
+    const out = await this._session.run(feeds, fetches);
     // A Concat cache kept on a GPU (outputs left in device memory) is consumed by the step that reads it.
     if (x.past && !cache) this.releaseCache(x.past);
     let present: KvCache;
@@ -162,7 +152,6 @@ export class OptDecoder {
           }
         }
       }
-      if (newKv) this._newKvScratch.give(newKv);
       present = { ...cache, length: t };
     } else {
       const tensors: Tensor[] = [];
@@ -275,33 +264,6 @@ function copyPositions(from: Tensor, to: Tensor, rows: number, length: number, f
   const src = from.data as Float32Array | Uint16Array;
   const dst = to.data as Float32Array | Uint16Array;
   for (let r = 0; r < rows; r++) dst.set(src.subarray(r * fromCap * hd, (r * fromCap + length) * hd), r * toCap * hd);
-}
-
-/** A larger set (a batched prefill chunk) is left to the garbage collector rather than held. */
-const KV_SCRATCH_MAX_BYTES = 32 << 20;
-
-/**
- * Output tensors reused across steps, per (batch, new tokens) shape: a decode step's shape comes
- * back every step. A set is lent to one step at a time; a concurrent step gets a fresh set.
- */
-class KvScratch {
-  private readonly _free = new Map<string, Tensor[]>();
-
-  constructor(private readonly _create: (b: number, s: number) => Tensor[]) {}
-
-  take(b: number, s: number): { key: string; tensors: Tensor[] } {
-    const key = `${b}x${s}`;
-    const tensors = this._free.get(key);
-    this._free.delete(key);
-    return { key, tensors: tensors ?? this._create(b, s) };
-  }
-
-  give(set: { key: string; tensors: Tensor[] }): void {
-    this._free.delete(set.key); // re-inserted last: the least recently used shape goes first
-    if (set.tensors.reduce((n, t) => n + (t.data as ArrayBufferView).byteLength, 0) > KV_SCRATCH_MAX_BYTES) return;
-    this._free.set(set.key, set.tensors);
-    if (this._free.size > 2) this._free.delete(this._free.keys().next().value!);
-  }
 }
 
 /**
