@@ -17,8 +17,7 @@ import { memoryLogger } from '../extension/src/logger.js';
 import { runtimeLaunch } from '../extension/src/runtimeLaunch.js';
 import { type RuntimeInit, type RuntimeState, RuntimeSupervisor } from '../extension/src/runtimeSupervisor.js';
 import { writeOptCheckpoint } from './fixtures/optCheckpoint.js';
-import { probeDevices } from '../runtime/src/device/index.js';
-import { planDevices } from '../runtime/src/device/select.js';
+import { deviceRefused } from './helpers/devices.js';
 import { tempDir } from './helpers/decoderHarness.js';
 
 const tmp = tempDir('ext-runtime');
@@ -193,15 +192,7 @@ describe('runtime supervisor failures', { timeout: 60_000 }, () => {
   });
 
   test('a device that cannot run here fails as a device problem (the fix is another device, not another model)', async (t) => {
-    const blocked = (() => {
-      try {
-        planDevices('cuda', probeDevices());
-        return false;
-      } catch {
-        return true;
-      }
-    })();
-    if (!blocked) return t.skip('this machine can run CUDA');
+    if (!deviceRefused('cuda')) return t.skip('this machine can run CUDA');
     const { dir } = await writeOptCheckpoint(join(tmp.path, 'device-model'), { seed: 6, tokenizer: true, config: { max_position_embeddings: 64 } });
     const s = new RuntimeSupervisor({ launch: sourceLaunch, init: () => ({ model: dir, device: 'cuda' }), log: memoryLogger() });
     try {

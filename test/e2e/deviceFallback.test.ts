@@ -22,7 +22,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { Commands } from '../../extension/src/commandIds.js';
 import { probeDevices } from '../../runtime/src/device/probe.js';
-import { planDevices } from '../../runtime/src/device/select.js';
+import { deviceRefused } from '../helpers/devices.js';
 import { VsCodeSession, ensureVsix, findPrereqs, step, waitFor } from './harness.js';
 import { E2E_DTYPE, EXTENSION_ID, label } from './manifest.js';
 import { writeScriptedOpt } from './scriptedModel.js';
@@ -50,14 +50,7 @@ describe(`a WebGPU device that fails to start in VS Code: the CPU fallback (code
   let work = '';
   // Decided before the session starts, exactly as the runtime will decide it (runtime/src/device/select.ts).
   const hasVulkanLoader = process.platform === 'linux' && probeDevices().vulkan.loader;
-  const cudaBlocked = (() => {
-    try {
-      planDevices('cuda', probeDevices());
-      return false;
-    } catch {
-      return true;
-    }
-  })();
+  const cudaBlocked = deviceRefused('cuda');
   /** The reason the runtime gave, as the first test saw it. */
   let reason = '';
 
