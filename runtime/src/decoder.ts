@@ -20,8 +20,9 @@ export interface DecoderShape {
 /**
  * The per-layer key/value tensors after some tokens: [B, H, P, hd] for graphs that grow the cache
  * by Concat, or [B, H, capacity, hd] buffers extended in place (append and in-place layouts;
- * positions ≥ P are stale). A forward step that extends a buffer reuses it, so the cache passed in
- * must not be used again at its old length after a later step has written past it.
+ * positions ≥ P are stale). A forward step that extends a buffer reuses its storage (and may re-lay
+ * it out for a larger capacity), so a cache passed to `forward` is consumed: only the cache it
+ * returns may be used afterwards.
  */
 export interface KvCache {
   readonly batch: number;
