@@ -106,6 +106,10 @@ export async function* generateStream(model: GenerationModel, prompts: string | 
   const lengths = resolveLengths(o, promptLen);
   for (const w of [...o.warnings, ...lengths.warnings]) onWarning?.(w);
   const maxLength = Math.min(lengths.maxLength, maxPositions);
+  // Room the KV cache's storage is given when it must be (re)allocated: up to the whole generation,
+  // but at most double what is held, so a long max_new_tokens that stops early does not keep
+  // storage it never used. Within the room the cache grows in place.
+  const reserveFor = (t: number) => Math.min(maxLength, 2 * t + 64);
 
   // Per-row token history, left-padded as HF sees it (processors read padding too).
   const padOf = (p: number) => promptLen - encoded[p]!.length;
@@ -146,8 +150,7 @@ export async function* generateStream(model: GenerationModel, prompts: string | 
       signal?.throwIfAborted();
       const end = Math.min(promptLen, fed + chunk);
       input = BigInt64Array.from(tokens.flatMap((row) => row.slice(fed, end)), BigInt);
-      // Room for the whole generation: the cache then grows in place, never reallocated.
-      out = await decoder.forward({ inputIds: input, batch: b, attentionMask: fillMask(maskBuffer, pads, end), past, logitsToKeep: 1, logitsBuffer, reserve: maxLength });
+      out = await decoder.forward({ inputIds: input, batch: b, attentionMask: fillMask(maskBuffer, pads, end), past, logitsToKeep: 1, logitsBuffer, reserve: reserveFor(end) });
       past = out.present;
       fed = end;
       if (fed === promptLen) break;
@@ -180,7 +183,7 @@ export async function* generateStream(model: GenerationModel, prompts: string | 
       if (finished.every(Boolean)) break;
       yield { type: 'step', length: length + 1 };
       signal?.throwIfAborted();
-      out = await decoder.forward({ inputIds: stepIds, batch: b, attentionMask: fillMask(maskBuffer, pads, length + 1), past, logitsToKeep: 1, logitsBuffer, reserve: maxLength });
+      out = await decoder.forward({ inputIds: stepIds, batch: b, attentionMask: fillMask(maskBuffer, pads, length + 1), past, logitsToKeep: 1, logitsBuffer, reserve: reserveFor(length + 1) });
       past = out.present;
       fed = length + 1;
     }
