@@ -6,7 +6,7 @@
 // with WrongModelTypeError before anything is sent, and the model's tasks reach the editor.
 
 import assert from 'node:assert/strict';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { EngineUnavailableError, WrongModelTypeError } from '../extension/src/engines/completionEngine.js';
 import { LocalRuntimeEngine } from '../extension/src/engines/localRuntimeEngine.js';
@@ -14,10 +14,10 @@ import { answerSummary, classificationView, formatScore, formatValue } from '../
 import { TASK_ARCHITECTURE, modelKind, shortModelName, tasksOf, wrongModelMessage } from '../extension/src/heads/modelTasks.js';
 import { cleanSpan, spanInDocument, toModelText } from '../extension/src/heads/textSpans.js';
 import { memoryLogger } from '../extension/src/logger.js';
-import { runtimeLaunch } from '../extension/src/runtimeLaunch.js';
 import { RuntimeSupervisor } from '../extension/src/runtimeSupervisor.js';
 import { writeOptCheckpoint } from './fixtures/optCheckpoint.js';
 import { tempDir } from './helpers/decoderHarness.js';
+import { sourceLaunch } from './helpers/runtimeProcess.js';
 
 /** What VS Code's offsetAt/getText see: the document text as stored (CRLF kept). */
 function docWithSelection(doc: string, selected: string): { selectionStart: number; original: string } {
@@ -192,8 +192,7 @@ describe('answer offsets → document', () => {
 
 describe('local engine and model heads (real runtime process)', { timeout: 180_000 }, () => {
   const tmp = tempDir('ext-heads');
-  const repo = resolve(import.meta.dirname, '..');
-  const launch = () => runtimeLaunch({ extensionPath: repo, nodePath: process.execPath, execPath: process.execPath, versions: process.versions, env: process.env, execArgv: ['--import', 'tsx'], script: 'runtime/src/cli.ts' });
+  const launch = sourceLaunch;
   let supervisor: RuntimeSupervisor | undefined;
   after(async () => {
     await supervisor?.dispose();
@@ -252,8 +251,7 @@ describe('local engine and model heads (real runtime process)', { timeout: 180_0
 
 describe('runtime supervisor: stop while a request waits', { timeout: 120_000 }, () => {
   const tmp = tempDir('ext-stop');
-  const repo = resolve(import.meta.dirname, '..');
-  const launch = () => runtimeLaunch({ extensionPath: repo, nodePath: process.execPath, execPath: process.execPath, versions: process.versions, env: process.env, execArgv: ['--import', 'tsx'], script: 'runtime/src/cli.ts' });
+  const launch = sourceLaunch;
   after(() => tmp.remove());
 
   // Seen end to end: the debug state (engine status) asked for the connection while "Stop Runtime"

@@ -3,15 +3,15 @@
 // With a fixture model, a rewrite prompt runs through the runtime and stops at the template's marker.
 
 import assert from 'node:assert/strict';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { LocalRuntimeEngine } from '../extension/src/engines/localRuntimeEngine.js';
 import { memoryLogger } from '../extension/src/logger.js';
 import { DEFAULT_TEMPLATES, type RewriteTemplate, buildRewritePrompt, extractRewrite, resolveTemplates, rewriteTokenBudget } from '../extension/src/rewrite/rewriteTemplates.js';
-import { runtimeLaunch } from '../extension/src/runtimeLaunch.js';
 import { RuntimeSupervisor } from '../extension/src/runtimeSupervisor.js';
 import { writeOptCheckpoint } from './fixtures/optCheckpoint.js';
 import { tempDir } from './helpers/decoderHarness.js';
+import { sourceLaunch } from './helpers/runtimeProcess.js';
 
 const improve = DEFAULT_TEMPLATES.find((t) => t.id === 'improve')!;
 const cont = DEFAULT_TEMPLATES.find((t) => t.id === 'continue')!;
@@ -96,9 +96,8 @@ describe('rewrite through the runtime', { timeout: 60_000 }, () => {
 
   test('a rewrite request stops at the marker as soon as it appears', async () => {
     const dir = (await writeOptCheckpoint(join(tmp.path, 'model'), { seed: 9, tokenizer: true, config: { max_position_embeddings: 512 } })).dir;
-    const repo = resolve(import.meta.dirname, '..');
-    const supervisor = new RuntimeSupervisor({
-      launch: () => runtimeLaunch({ extensionPath: repo, nodePath: process.execPath, execPath: process.execPath, versions: process.versions, env: process.env, execArgv: ['--import', 'tsx'], script: 'runtime/src/cli.ts' }),
+      const supervisor = new RuntimeSupervisor({
+      launch: sourceLaunch,
       init: () => ({ model: dir, dtype: 'fp32', cacheDir: join(tmp.path, 'cache') }),
       log: memoryLogger(),
     });

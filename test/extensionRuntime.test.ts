@@ -19,13 +19,13 @@ import { type RuntimeInit, type RuntimeState, RuntimeSupervisor } from '../exten
 import { writeOptCheckpoint } from './fixtures/optCheckpoint.js';
 import { deviceRefused } from './helpers/devices.js';
 import { tempDir } from './helpers/decoderHarness.js';
+import { sourceLaunch } from './helpers/runtimeProcess.js';
 
 const tmp = tempDir('ext-runtime');
 after(() => tmp.remove());
 
 const repo = resolve(import.meta.dirname, '..');
 /** The runtime from source, as the extension would launch the bundle. */
-const sourceLaunch = () => runtimeLaunch({ extensionPath: repo, nodePath: process.execPath, execPath: process.execPath, versions: process.versions, env: process.env, execArgv: ['--import', 'tsx'], script: 'runtime/src/cli.ts' });
 
 function waitFor(s: RuntimeSupervisor, pred: (st: RuntimeState) => boolean, ms = 30_000): Promise<RuntimeState> {
   if (pred(s.state)) return Promise.resolve(s.state);

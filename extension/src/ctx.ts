@@ -140,7 +140,10 @@ export class Ctx implements vscode.Disposable {
   beginBusy(label: string): vscode.Disposable {
     this._busy = label;
     this.refreshStatus();
+    let ended = false;
     return new vscode.Disposable(() => {
+      if (ended) return; // commands end it on success and again in `finally`
+      ended = true;
       if (this._busy === label) this._busy = undefined;
       this.refreshStatus();
     });
@@ -217,6 +220,8 @@ export class Ctx implements vscode.Disposable {
   }
 
   setContext(key: string, value: unknown): Thenable<unknown> {
+    // Runtime state changes (every download progress tick) set the same keys again: send only changes.
+    if (key in this._contextKeys && this._contextKeys[key] === value) return Promise.resolve();
     this._contextKeys[key] = value;
     return vscode.commands.executeCommand('setContext', key, value);
   }

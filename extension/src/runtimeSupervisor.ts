@@ -80,7 +80,6 @@ export class RuntimeSupervisor {
   private _disposed = false;
   private readonly _policy: RestartPolicy;
   private readonly _onDidChangeState = new Emitter<RuntimeState>();
-  private readonly _onDidLog = new Emitter<{ level: 'info' | 'warn' | 'error'; message: string }>();
   readonly counters = { starts: 0, crashes: 0, restarts: 0 };
   /** The last stderr lines of the last process that ended badly. */
   lastExit: { code: number | null; signal: string | null; stderr: string } | undefined;
@@ -97,18 +96,8 @@ export class RuntimeSupervisor {
     return this._onDidChangeState.event;
   }
 
-  /** The runtime's `opt/log` notifications. */
-  get onDidLog(): Event<{ level: 'info' | 'warn' | 'error'; message: string }> {
-    return this._onDidLog.event;
-  }
-
   get pid(): number | undefined {
     return this._proc?.child.pid;
-  }
-
-  /** The model being loaded or served, as initialize was sent it. */
-  get model(): string | undefined {
-    return this._state.kind === 'loading' ? this._state.model : this._state.kind === 'ready' ? this._state.info.modelId : undefined;
   }
 
   /**
@@ -195,7 +184,6 @@ export class RuntimeSupervisor {
     await this._stopProcess(true);
     this._rejectWaiters(new EngineUnavailableError('the extension is shutting down'));
     this._onDidChangeState.dispose();
-    this._onDidLog.dispose();
   }
 
   private _fingerprint(): string {
@@ -255,7 +243,6 @@ export class RuntimeSupervisor {
       if (p.level === 'error') log.error(text);
       else if (p.level === 'warn') log.warn(text);
       else log.info(text);
-      this._onDidLog.fire(p);
     });
     connection.onNotification(LoadProgress, (p) => {
       if (this._epoch !== epoch || this._state.kind !== 'loading') return;

@@ -4,6 +4,7 @@
 
 import * as vscode from 'vscode';
 import { Commands } from './commandIds.js';
+import { shortModelName } from './heads/modelTasks.js';
 import { shortProgress } from './loadProgress.js';
 import type { RuntimeState } from './runtimeSupervisor.js';
 
@@ -27,7 +28,8 @@ export type StatusKind = 'idle' | 'loading' | 'ready' | 'busy' | 'paused' | 'err
 
 export class StatusBar implements vscode.Disposable {
   private readonly _item: vscode.StatusBarItem;
-  private _kind: StatusKind = 'idle';
+  private _kind: StatusKind | undefined;
+  private _tooltip: string | undefined;
 
   constructor() {
     this._item = vscode.window.createStatusBarItem('optComplete.status', vscode.StatusBarAlignment.Right, 100);
@@ -36,7 +38,7 @@ export class StatusBar implements vscode.Disposable {
   }
 
   get kind(): StatusKind {
-    return this._kind;
+    return this._kind ?? 'idle';
   }
 
   get text(): string {
@@ -46,25 +48,18 @@ export class StatusBar implements vscode.Disposable {
   update(s: StatusInputs): void {
     const item = this._item;
     const rt = s.runtime;
-    const shortModel = (id: string) => id.replace(/\/+$/, '').split(/[\\/]/).pop() ?? id;
     const tooltip = new vscode.MarkdownString(undefined, true);
     tooltip.isTrusted = { enabledCommands: [Commands.showLog, Commands.selectModel, Commands.startRuntime, Commands.restartRuntime, Commands.cancelLoad, Commands.toggleInline] };
     let kind: StatusKind;
     let text: string;
-    item.backgroundColor = undefined;
-    item.command = Commands.statusMenu;
 
     if (s.engine === 'local' && rt.kind === 'failed') {
       kind = 'error';
       text = '$(error) OPT';
-      item.backgroundColor = new vscode.ThemeColor('statusBarItem.errorBackground');
-      item.command = Commands.showLog;
       tooltip.appendMarkdown(`**OPT Complete: the runtime is not running**\n\n${escape(rt.reason)}\n\n[Show log](command:${Commands.showLog}) · [Choose model](command:${Commands.selectModel}) · [Restart](command:${Commands.restartRuntime})`);
     } else if (s.engine === 'openai' && s.remoteError) {
       kind = 'error';
       text = '$(error) OPT';
-      item.backgroundColor = new vscode.ThemeColor('statusBarItem.errorBackground');
-      item.command = Commands.showLog;
       tooltip.appendMarkdown(`**OPT Complete: the server failed**\n\n${escape(s.remoteError)}\n\n[Show log](command:${Commands.showLog})`);
     } else if (s.busy) {
       kind = 'busy';
@@ -91,11 +86,11 @@ export class StatusBar implements vscode.Disposable {
       text = '$(circle-outline) OPT';
       tooltip.appendMarkdown(rt.kind === 'held'
         ? `**OPT Complete: the runtime is stopped** (${escape(rt.reason)})\n\n[Start](command:${Commands.startRuntime})`
-        : `**OPT Complete**: ${escape(shortModel(s.model))} loads when first needed\n\n[Start now](command:${Commands.startRuntime}) · [Choose model](command:${Commands.selectModel})`);
+        : `**OPT Complete**: ${escape(shortModelName(s.model))} loads when first needed\n\n[Start now](command:${Commands.startRuntime}) · [Choose model](command:${Commands.selectModel})`);
     } else {
       kind = 'ready';
       const info = rt.kind === 'ready' ? rt.info : undefined;
-      const model = s.engine === 'openai' ? 'remote' : shortModel(info?.modelId ?? s.model);
+      const model = s.engine === 'openai' ? 'remote' : shortModelName(info?.modelId ?? s.model);
       const latency = s.last ? ` ${Math.round(s.last.latencyMs)} ms` : '';
       text = s.modelKind ? `$(chip) ${model} (${s.modelKind})` : `$(chip) ${model}${latency}`;
       const rows: [string, string][] = s.engine === 'openai'
@@ -107,9 +102,14 @@ export class StatusBar implements vscode.Disposable {
       }
       tooltip.appendMarkdown(`**OPT Complete: ready**\n\n| | |\n|---|---|\n${rows.map(([k, v]) => `| ${k} | ${escape(v)} |`).join('\n')}\n\n[Show log](command:${Commands.showLog})`);
     }
+    // Every assignment is a message to the window: send nothing when nothing changed (this runs after each inline result).
+    if (kind === this._kind && text === item.text && tooltip.value === this._tooltip) return;
     this._kind = kind;
+    this._tooltip = tooltip.value;
     item.text = text;
     item.tooltip = tooltip;
+    item.backgroundColor = kind === 'error' ? new vscode.ThemeColor('statusBarItem.errorBackground') : undefined;
+    item.command = kind === 'error' ? Commands.showLog : Commands.statusMenu;
     item.accessibilityInformation = { label: `OPT Complete: ${kind}` };
   }
 

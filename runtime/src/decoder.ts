@@ -71,7 +71,9 @@ export class OptDecoder {
   private readonly _kvType: 'float32' | 'float16';
   readonly cacheLayout: Exclude<KvCacheLayout, 'none'>;
   /** The cache is a fixed-capacity buffer extended in place (append or in-place layouts), so prefixes can be kept and reused. */
-  readonly inPlaceCache: boolean;
+  get inPlaceCache(): boolean {
+    return this.cacheLayout !== 'concat';
+  }
 
   constructor(private readonly _session: ModelSession, readonly shape: DecoderShape) {
     const inputs = new Set(_session.inputNames);
@@ -89,7 +91,6 @@ export class OptDecoder {
     if (this.cacheLayout === 'append' && !_session.outputNames.includes('new_key_values.0.key')) {
       throw new UsageError('the ONNX model takes a cache buffer but returns no new_key_values outputs: rebuild it with this runtime');
     }
-    this.inPlaceCache = this.cacheLayout !== 'concat';
   }
 
   async forward(x: ForwardInput): Promise<ForwardOutput> {

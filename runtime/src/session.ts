@@ -12,7 +12,6 @@ export const Tensor = ort.Tensor;
 /** What a user may ask for (`auto` included); device/select.ts turns it into execution devices. */
 export const DEVICES = DEVICE_CHOICES;
 export type Device = DeviceChoice;
-export { EXECUTION_DEVICES, type ExecutionDevice };
 
 export interface SessionSettings {
   device: ExecutionDevice;

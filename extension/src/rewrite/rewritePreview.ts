@@ -44,10 +44,6 @@ export class RewritePreview implements vscode.TextDocumentContentProvider, vscod
     return this._contents.get(uri.toString()) ?? '';
   }
 
-  get pending(): boolean {
-    return this._pending !== undefined;
-  }
-
   /** Shows the proposal as a diff and asks (without waiting for the answer); a newer proposal replaces an older one. */
   async propose(p: Proposal): Promise<void> {
     if (this._pending) await this._end(this._pending, 'replaced');

@@ -13,7 +13,14 @@ import type { DeviceProbe } from './select.js';
 /** What onnxruntime-node's install script adds for CUDA (script/install-metadata.js, manifest linux/x64:cuda12). */
 export const CUDA_PROVIDER_FILES = ['libonnxruntime_providers_cuda.so', 'libonnxruntime_providers_shared.so'];
 
+let probed: DeviceProbe | undefined;
+
+/** The machine's devices, probed once per process (a load, the body graph and `convert` all ask; nvidia-smi can take seconds). */
 export function probeDevices(): DeviceProbe {
+  return (probed ??= probe());
+}
+
+function probe(): DeviceProbe {
   const bin = ortBinaryDir();
   const missing = CUDA_PROVIDER_FILES.filter((f) => !existsSync(join(bin, f)));
   const gpus = process.platform === 'linux' ? nvidiaGpus() : [];

@@ -7,7 +7,7 @@
 import { parentPort } from 'node:worker_threads';
 import { resolveModel } from '../hub/resolveModel.js';
 import { type OptArchitecture, readOptConfig } from '../config.js';
-import { requireTask, tasksOf } from '../heads/headConfig.js';
+import { requireTask, tasksOf, wrongTaskError } from '../heads/headConfig.js';
 import { OptHeadModel } from '../heads/headModel.js';
 import { PREFILL_CHUNK } from '../decoder.js';
 import { loadOptModel, type OptModel } from '../model.js';
@@ -37,7 +37,7 @@ port.on('message', (m: ToWorker) => {
       break;
     case 'submit':
       if (!scheduler || !loaded) send({ type: 'error', id: m.id, error: { name: 'Error', message: 'no model is loaded' } });
-      else if (!model) send({ type: 'error', id: m.id, error: wire(refusal(loaded, 'generate')) });
+      else if (!model) send({ type: 'error', id: m.id, error: wire(wrongTaskError(loaded.architecture, 'generate', loaded.options.model)) });
       else {
         scheduler.submit(m.id, m.request, {
           onText: (delta) => send({ type: 'text', id: m.id, delta }),
@@ -121,16 +121,6 @@ async function load(options: LocalEngineOptions): Promise<void> {
   }
 }
 
-/** The WrongModelTypeError for a task the loaded head cannot serve. */
-function refusal(l: NonNullable<typeof loaded>, task: TaskRequest['task'] | 'generate'): Error {
-  try {
-    requireTask(l.architecture, task, l.options.model);
-  } catch (err) {
-    return err as Error;
-  }
-  return new Error(`internal: ${task} is served by ${l.architecture}`);
-}
-
 /**
  * Checks the head, opens the body if this is the first embed request on a causal LM (outside the
  * scheduler, so generation steps go on meanwhile), then queues the one-pass request.
@@ -139,7 +129,7 @@ async function submitTask(id: number, request: TaskRequest): Promise<void> {
   const fail = (err: unknown) => send({ type: 'error', id, error: wire(err) });
   try {
     if (!loaded || !scheduler) throw new Error('no model is loaded');
-    if (!tasksOf(loaded.architecture).includes(request.task)) throw refusal(loaded, request.task);
+    requireTask(loaded.architecture, request.task, loaded.options.model);
     if (!heads) {
       // Same device and precision as the generation model (after any fallback): no second GPU attempt.
       const o = loaded.options;

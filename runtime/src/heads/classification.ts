@@ -4,6 +4,7 @@
 // Legend: B batch, S tokens, E word_embed_proj_dim (the hidden states' width), N num_labels.
 
 import { UsageError } from '../errors.js';
+import { softmaxInPlace } from '../generation/sampling.js';
 import type { ProblemType } from './headConfig.js';
 
 /**
@@ -55,15 +56,13 @@ export interface LabelScore {
 export function labelScores(logits: ArrayLike<number>, problemType: ProblemType, labels: readonly string[]): LabelScore[] {
   const values = Array.from(logits, Number);
   let scores: number[];
-  if (problemType === 'single_label_classification') scores = softmax(values);
+  if (problemType === 'single_label_classification') {
+    const probs = Float64Array.from(values);
+    softmaxInPlace(probs);
+    scores = Array.from(probs);
+  }
   else if (problemType === 'multi_label_classification') scores = values.map((v) => 1 / (1 + Math.exp(-v)));
   else scores = values; // regression: the raw output
   return scores.map((score, i) => ({ label: labels[i] ?? `LABEL_${i}`, score, i })).sort((a, b) => b.score - a.score || a.i - b.i).map(({ label, score }) => ({ label, score }));
 }
 
-export function softmax(values: readonly number[]): number[] {
-  const max = Math.max(...values);
-  const exps = values.map((v) => Math.exp(v - max));
-  const sum = exps.reduce((a, b) => a + b, 0);
-  return exps.map((e) => e / sum);
-}

@@ -85,9 +85,13 @@ const NEEDS: Record<Exclude<ModelTask, 'embed'>, { architecture: OptArchitecture
 
 /** Throws WrongModelTypeError naming the checkpoint's architecture and the one the task needs. */
 export function requireTask(architecture: OptArchitecture, task: ModelTask, where: string): void {
-  if (tasksOf(architecture).includes(task)) return;
+  if (!tasksOf(architecture).includes(task)) throw wrongTaskError(architecture, task, where);
+}
+
+/** The WrongModelTypeError for a task `architecture` cannot serve: what it lacks, what is needed, what it can do. */
+export function wrongTaskError(architecture: OptArchitecture, task: ModelTask, where: string): WrongModelTypeError {
   const need = NEEDS[task as Exclude<ModelTask, 'embed'>];
-  throw new WrongModelTypeError(
+  return new WrongModelTypeError(
     `${where} holds an ${architecture} checkpoint, which has no ${need.head}: ${need.what} needs an ${need.architecture} checkpoint (this one can do: ${tasksOf(architecture).join(', ')})`,
   );
 }

@@ -12,7 +12,7 @@ import { UsageError } from '../errors.js';
 import { OptTokenizer } from '../tokenizer/optTokenizer.js';
 import { type BodyInput, type BodyLoadOptions, OptBody } from './body.js';
 import { labelScores, linearAt, pooledPositions } from './classification.js';
-import { type HeadConfig, readHeadConfig, requireTask, tasksOf } from './headConfig.js';
+import { type HeadConfig, readHeadConfig, requireTask } from './headConfig.js';
 import { type Pooling, POOLINGS, pool } from './pooling.js';
 import { DEFAULT_MAX_SEQ_LEN, QaEncoder } from './qaEncoding.js';
 import { searchSpans } from './spanSearch.js';
@@ -48,8 +48,6 @@ interface HeadWeights {
 }
 
 export class OptHeadModel {
-  readonly tasks: ModelTask[];
-
   private constructor(
     readonly dir: string,
     readonly config: OptConfig,
@@ -58,9 +56,7 @@ export class OptHeadModel {
     readonly body: OptBody,
     private readonly _weights: HeadWeights,
     private readonly _qa: QaEncoder | undefined,
-  ) {
-    this.tasks = tasksOf(this.architecture);
-  }
+  ) {}
 
   get architecture(): OptArchitecture {
     return this.config.architectures[0]!;

@@ -6,6 +6,8 @@
 // (The pipeline also zeroes position 0's probabilities, a CLS token for BERT-like models; for OPT
 // position 0 is BOS, never a candidate, so nothing here needs to.)
 
+import { softmaxInPlace } from '../generation/sampling.js';
+
 /** The pipeline's value for excluded tokens (not -inf: a row with no candidate stays finite). */
 export const EXCLUDED_LOGIT = -10000;
 
@@ -61,13 +63,7 @@ export function searchSpans(startLogits: ArrayLike<number>, endLogits: ArrayLike
 function maskedSoftmax(logits: ArrayLike<number>, ok: (i: number) => boolean): Float64Array {
   const n = logits.length;
   const x = new Float64Array(n);
-  let max = -Infinity;
-  for (let i = 0; i < n; i++) {
-    x[i] = ok(i) ? logits[i]! : EXCLUDED_LOGIT;
-    max = Math.max(max, x[i]!);
-  }
-  let sum = 0;
-  for (let i = 0; i < n; i++) sum += x[i] = Math.exp(x[i]! - max);
-  for (let i = 0; i < n; i++) x[i] = x[i]! / sum;
+  for (let i = 0; i < n; i++) x[i] = ok(i) ? logits[i]! : EXCLUDED_LOGIT;
+  softmaxInPlace(x);
   return x;
 }
