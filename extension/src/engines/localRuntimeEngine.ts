@@ -28,12 +28,8 @@ export class LocalRuntimeEngine implements CompletionEngine {
   constructor(private readonly _supervisor: RuntimeSupervisor) {}
 
   run(request: TextRequest, options?: RunOptions): Promise<CompletionResult> {
-    return runWithEarlyStop(options, async (signal, onDelta) => {
-      const connection = await this._connectionFor('generate', signal);
+    return runWithEarlyStop(options, (signal, onDelta) => this._request('generate', signal, async (connection, token) => {
       const partialResultToken = `opt-${process.pid}-${this._nextToken++}`;
-      const source = new CancellationTokenSource();
-      const onAbort = () => source.cancel();
-      signal.addEventListener('abort', onAbort, { once: true });
       const progress = connection.onProgress(PartialResult, partialResultToken, (p) => onDelta(p.delta));
       try {
         if (request.kind === 'complete') {
@@ -44,18 +40,14 @@ export class LocalRuntimeEngine implements CompletionEngine {
             maxContextTokens: request.maxContextTokens,
             options: request.options,
             partialResultToken,
-          }, source.token);
+          }, token);
         }
         const type = request.kind === 'rewrite' ? Rewrite : Generate;
-        return await connection.sendRequest(type, { prompt: request.prompt, options: request.options, partialResultToken }, source.token);
-      } catch (err) {
-        throw this._mapError(err, 'generate');
+        return await connection.sendRequest(type, { prompt: request.prompt, options: request.options, partialResultToken }, token);
       } finally {
         progress.dispose();
-        signal.removeEventListener('abort', onAbort);
-        source.dispose();
       }
-    });
+    }));
   }
 
   /** Classifies `text` (an OPTForSequenceClassification model); rejects with WrongModelTypeError on another head. */

@@ -186,16 +186,20 @@ export class Scheduler {
       return this._finish(job, undefined, err as Error);
     }
     job.lastStep = ++this._steps;
-    this._jobs.splice(this._jobs.indexOf(job), 1);
-    if (job.cancelledAtStep !== undefined) this._stepsAfterLastCancel = this._steps - job.cancelledAtStep;
+    this._remove(job);
     this._lastLatencyMs = performance.now() - job.enqueuedAt;
     task.onDone(result);
   }
 
-  private _finish(job: Job, result: GeneratedSequence | undefined, error?: Error): void {
+  /** Takes an ended job out of the queue, noting how many steps ran after its cancel. */
+  private _remove(job: Job): void {
     this._jobs.splice(this._jobs.indexOf(job), 1);
-    void job.gen?.return(undefined); // runs its cleanup: the KV state goes back to the prefix cache
     if (job.cancelledAtStep !== undefined) this._stepsAfterLastCancel = this._steps - job.cancelledAtStep;
+  }
+
+  private _finish(job: Job, result: GeneratedSequence | undefined, error?: Error): void {
+    this._remove(job);
+    void job.gen?.return(undefined); // runs its cleanup: the KV state goes back to the prefix cache
     if (!result) {
       job.callbacks.onError(error ?? new Error('generation failed'));
       return;
