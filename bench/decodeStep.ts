@@ -22,7 +22,14 @@ export interface DecodeStepRow {
   arrayBufferBytesPerStep: number;
 }
 
-export async function measureDecodeStep(p: { dtype?: GraphDtype; threads?: number; steps?: number; contexts?: number[] } = {}): Promise<{ dtype: GraphDtype; threads: number; steps: number; rows: DecodeStepRow[] }> {
+export interface DecodeStepResult {
+  dtype: string;
+  threads: number;
+  steps: number;
+  rows: DecodeStepRow[];
+}
+
+export async function measureDecodeStep(p: { dtype?: GraphDtype; threads?: number; steps?: number; contexts?: number[] } = {}): Promise<DecodeStepResult> {
   const dtype = p.dtype ?? 'int8', threads = p.threads ?? 2, steps = p.steps ?? 24;
   await ensureCheckpoint();
   const decoders: [string, OptDecoder][] = [];
@@ -59,15 +66,17 @@ export async function measureDecodeStep(p: { dtype?: GraphDtype; threads?: numbe
   return { dtype, threads, steps, rows };
 }
 
-export function decodeStepTable(r: { dtype: string; threads: number; steps: number; rows: DecodeStepRow[] }): string {
-  const lines = [
-    `opt-125m shapes, ${r.dtype}, ${r.threads} threads, batch 1; medians over ${r.steps} steps`,
-    '',
-    '| context | cache | decode ms/token | ArrayBuffer bytes allocated by a step (largest) |',
+export function decodeStepTable(r: DecodeStepResult): string {
+  return [`opt-125m shapes, ${r.dtype}, ${r.threads} threads, batch 1; medians over ${r.steps} steps`, '', ...decodeStepRows(r.rows)].join('\n');
+}
+
+/** The markdown table (header and rows), as the CLI prints it and bench/RESULTS.md shows it. */
+export function decodeStepRows(rows: readonly DecodeStepRow[]): string[] {
+  return [
+    '| context | cache | decode ms/token | ArrayBuffer bytes allocated by a step (largest over the steps) |',
     '|---|---|---|---|',
+    ...rows.map((x) => `| ${x.context} | ${x.cache} | ${x.msPerToken.toFixed(2)} | ${x.arrayBufferBytesPerStep.toLocaleString('en')} |`),
   ];
-  for (const x of r.rows) lines.push(`| ${x.context} | ${x.cache} | ${x.msPerToken.toFixed(2)} | ${x.arrayBufferBytesPerStep.toLocaleString('en')} |`);
-  return lines.join('\n');
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

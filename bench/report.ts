@@ -3,7 +3,7 @@
 // findings it supports. Called by bench/run.ts (or `npm run bench -- --report-only`).
 
 import { PREFILL_CHUNK } from '../runtime/src/decoder.js';
-import type { DecodeStepRow } from './decodeStep.js';
+import { type DecodeStepResult, decodeStepRows } from './decodeStep.js';
 import type { GraphOptionRow } from './graphOptions.js';
 import type { BandwidthResult } from './sections/bandwidth.js';
 import type { EditorResult } from './sections/editor.js';
@@ -56,7 +56,7 @@ function digest(r: Results) {
   const editor = okResults<EditorResult>(r, 'editor', 'editor')[0];
   const profile = okResults<{ threads: number; cases: ProfileCase[] }>(r, 'profile', 'profile')[0];
   const settings = okResults<SessionSettingRow[]>(r, 'profile', 'session-settings')[0];
-  const decodeStep = okResults<{ dtype: string; threads: number; steps: number; rows: DecodeStepRow[] }>(r, 'graph', 'decode-step')[0];
+  const decodeStep = okResults<DecodeStepResult>(r, 'graph', 'decode-step')[0];
   const graph = okResults<{ threads: number; promptLen: number; rows: GraphOptionRow[] }>(r, 'graph', 'graph-options')[0];
   const exported = okResults<ExportResult>(r, 'peer', 'peer-export')[0];
   const baseline = okResults<{ rssBytes: number; peakRssBytes: number }>(r, 'ours', 'baseline')[0];
@@ -285,8 +285,7 @@ function editorSection(r: Results, d: Digest): string[] {
 function graphSection(r: Results, d: Digest): string[] {
   const out = sectionHeader(r, 'graph', '5. Graph options');
   if (d.decodeStep) {
-    out.push(`KV cache layouts: Concat (plain ops, new outputs every step), in place (GroupQueryAttention over a fixed-capacity buffer bound as output, which onnxruntime-node copies back whole) and append (the buffer read as an input, only the new keys/values returned; the CPU default), ${d.decodeStep.dtype}, ${d.decodeStep.threads} threads, medians over ${d.decodeStep.steps} steps (bench/decodeStep.ts):`, '', '| context | cache | decode ms/token | ArrayBuffer bytes allocated by a step (largest over the steps) |', '|---|---|---|---|');
-    for (const x of d.decodeStep.rows) out.push(`| ${x.context} | ${x.cache} | ${f(x.msPerToken, 2)} | ${x.arrayBufferBytesPerStep.toLocaleString('en')} |`);
+    out.push(`KV cache layouts: Concat (plain ops, new outputs every step), in place (GroupQueryAttention over a fixed-capacity buffer bound as output, which onnxruntime-node copies back whole) and append (the buffer read as an input, only the new keys/values returned; the CPU default), ${d.decodeStep.dtype}, ${d.decodeStep.threads} threads, medians over ${d.decodeStep.steps} steps (bench/decodeStep.ts):`, '', ...decodeStepRows(d.decodeStep.rows));
     out.push('');
   }
   if (d.graph) {
