@@ -4,11 +4,10 @@
 
 import { parseArgs } from 'node:util';
 import { CheckpointError, UsageError } from './errors.js';
-import { DTYPES, type DtypeChoice, type LoadOptions, loadOptModel, resolveDtype } from './model.js';
+import { readOptConfig } from './config.js';
+import { DTYPES, type DtypeChoice, type LoadOptions, loadOptModel, planLoad } from './model.js';
 import { convertCheckpoint } from './convert.js';
 import { DEVICES, type Device } from './session.js';
-import { probeDevices } from './device/probe.js';
-import { planDevices } from './device/select.js';
 import { OptTokenizer } from './tokenizer/optTokenizer.js';
 import { topK } from './topk.js';
 import { generate, generateStream } from './generation/generate.js';
@@ -215,8 +214,9 @@ async function tokenize(v: Values) {
 }
 
 async function convert(v: Values) {
-  const dtype = resolveDtype(dtypeOf(v), planDevices(deviceOf(v), probeDevices()).candidates[0]!); // the graph the load would use first
-  const r = await convertCheckpoint(await requireModel(v), { dtype, fused: !v['plain-ops'], cacheDir: v['cache-dir'], force: v.force });
+  const dir = await requireModel(v);
+  const { dtype } = planLoad(await readOptConfig(dir), { dtype: dtypeOf(v), device: deviceOf(v) }); // the graph the load would use first
+  const r = await convertCheckpoint(dir, { dtype, fused: !v['plain-ops'], cacheDir: v['cache-dir'], force: v.force });
   return { model_path: r.modelPath, dtype, converted: r.converted, seconds: Number(r.seconds.toFixed(3)) };
 }
 
