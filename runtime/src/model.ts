@@ -7,7 +7,7 @@ import { type OptConfig, headDim, readGenerationConfig, readOptConfig } from './
 import { convertCheckpoint } from './convert.js';
 import { OptDecoder } from './decoder.js';
 import { CheckpointError, UsageError } from './errors.js';
-import { availableMemoryBytes, estimateModelBytes, gib } from './memory.js';
+import { availableMemoryBytes, describeNeed, gib, memoryNeed } from './memory.js';
 import type { GraphDtype, KvCacheLayout } from './onnx/optGraph.js';
 import { createSessionForDevice } from './device/open.js';
 import { probeDevices } from './device/probe.js';
@@ -30,6 +30,13 @@ export interface LoadOptions {
   cacheDir?: string;
   /** Refuse, before loading, a model whose estimated footprint exceeds the available memory. */
   checkMemory?: boolean;
+  /**
+   * With checkMemory: the prompt + completion tokens whose KV cache the check counts (the editor's
+   * configured context). Default: the model's positions for a generation model, none for the heads.
+   */
+  contextTokens?: number;
+  /** With checkMemory: a prefix-cache budget set by hand, counted too (an automatic one adapts to what is left). */
+  prefixCacheBytes?: number;
   /** For tests: the memory to check against (default: what the OS reports available). */
   availableMemoryBytes?: number;
 }
@@ -76,7 +83,7 @@ export async function loadOptModel(dir: string, options: LoadOptions = {}): Prom
   if (config.architectures[0] !== 'OPTForCausalLM') {
     throw new UsageError(`${dir} holds an ${config.architectures[0]} checkpoint, which has no language-model head: text generation needs OPTForCausalLM`);
   }
-  const { plan } = planLoad(config, options);
+  const { plan } = planLoad(config, { ...options, contextTokens: options.contextTokens ?? config.max_position_embeddings });
   const [tokenizer, generationConfig] = await Promise.all([OptTokenizer.fromDir(dir), readGenerationConfig(dir)]);
   // Each candidate device gets its graph (dtype `auto` and the KV-cache layout depend on it); conversions are cached.
   let source: ModelSource | undefined;
@@ -102,15 +109,22 @@ export async function loadOptModel(dir: string, options: LoadOptions = {}): Prom
  */
 export function planLoad(config: OptConfig, options: LoadOptions): { plan: DevicePlan; dtype: GraphDtype } {
   const probe = probeDevices();
+  const context = options.contextTokens ?? 0;
+  const need = (dtype: GraphDtype) => memoryNeed(config, dtype, context, options.prefixCacheBytes);
   let plan = planDevices(options.device ?? 'auto', probe);
-  if (options.checkMemory) plan = fitModelToDevices(plan, probe, (d) => estimateModelBytes(config, resolveDtype(options.dtype ?? 'auto', d)));
+  if (options.checkMemory) plan = fitModelToDevices(plan, probe, (d) => need(resolveDtype(options.dtype ?? 'auto', d)).total);
   const dtype = resolveDtype(options.dtype ?? 'auto', plan.candidates[0]!);
   if (options.checkMemory && plan.candidates[0] === 'cpu') {
-    const need = estimateModelBytes(config, dtype);
+    const n = need(dtype);
     const have = options.availableMemoryBytes ?? availableMemoryBytes();
-    if (need > have) {
-      const smaller = dtype === 'int4' ? 'a smaller model' : 'a smaller model or a lower precision (--dtype int4)';
-      throw new UsageError(`this model needs about ${gib(need)} of memory at ${dtype}, but only ${gib(have)} is available: choose ${smaller}`);
+    if (n.total > have) {
+      const fixes = [
+        ...(n.prefixCache > 0 ? ['a smaller prefix cache (optComplete.runtime.prefixCacheMiB)'] : []),
+        ...(n.context >= n.total / 10 ? ['a shorter context (the editor: optComplete.inline.maxContextTokens)'] : []),
+        dtype === 'int4' ? 'a smaller model' : 'a smaller model or a lower precision (--dtype int4)',
+      ];
+      const breakdown = context > 0 ? ` (${describeNeed(n, context)})` : '';
+      throw new UsageError(`this model needs about ${gib(n.total)} of memory at ${dtype}, but only ${gib(have)} is available${breakdown}: choose ${fixes.join(', or ')}`);
     }
   }
   return { plan, dtype };
