@@ -24,7 +24,18 @@ export interface InitializeParams {
   threads?: number;
   cacheDir?: string;
   queueLimit?: number;
+  /**
+   * Memory for KV states of recent prompts beyond the newest, which is kept whatever its size (the
+   * document being typed in); 0 keeps none. Absent: room for a few contexts, within half the memory
+   * the model leaves (protocol/memory.ts autoPrefixCacheBytes).
+   */
   prefixCacheMiB?: number;
+  /**
+   * The longest prompt + completion the client will ask for (the editor: its context tokens plus its
+   * completion tokens). Sizes the memory check before loading and the automatic prefix cache. Absent:
+   * the model's positions.
+   */
+  contextTokens?: number;
 }
 
 export interface InitializeResult {
@@ -43,6 +54,26 @@ export interface CompleteParams {
   maxContextTokens?: number;
   options?: SamplingOptions;
   partialResultToken?: ProgressToken;
+}
+
+/**
+ * Prefill a document's text before the cursor into the prefix cache, so that the first completion
+ * there prefills only what changed. Send the same `prefix`, `maxContextTokens` and `options` as the
+ * Complete that will follow (they decide how a long prompt is cut). Runs only when nothing else
+ * does; any other request cancels it (reply Cancelled), keeping what it had prefilled.
+ */
+export interface WarmParams {
+  documentId: string;
+  prefix: string;
+  maxContextTokens?: number;
+  options?: SamplingOptions;
+}
+
+export interface WarmResult {
+  /** Tokens of the prompt as cut, and of those, how many were already cached (the rest were prefilled now). */
+  promptTokens: number;
+  reusedTokens: number;
+  prefillMs: number;
 }
 
 export interface GenerateParams {
@@ -123,6 +154,8 @@ export interface LoadProgressParams {
 export const Initialize = new RequestType<InitializeParams, InitializeResult, void>('initialize');
 /** Inline completion at the cursor: latency-critical. */
 export const Complete = new RequestType<CompleteParams, CompletionResult, void>('opt/complete');
+/** Warm-up of a document's prefix at the lowest priority (see WarmParams). */
+export const Warm = new RequestType<WarmParams, WarmResult, void>('opt/warm');
 /** Palette generation: runs in the background, never delays inline completions. */
 export const Generate = new RequestType<GenerateParams, CompletionResult, void>('opt/generate');
 /** Rewrite of a selection (the client builds the few-shot prompt): interactive priority. */

@@ -81,6 +81,31 @@ describe('local engine', () => {
     assert.equal(settled.filter((s) => s.status === 'fulfilled').length, 4);
   });
 
+  test('a warm-up prefills a document so its first completion runs only the last token', async () => {
+    const prompt = 'interface Point { x: number; y: number }\nexport function distance(a: Point, b: Point): number {\n  return Math.hypot(';
+    const warm = await engine.generate({ prompt, options: { max_new_tokens: 8 }, priority: 'warm', documentId: 'warm.ts' });
+    assert.deepEqual([warm.completionTokens, warm.text], [0, '']);
+    assert.ok(warm.promptTokens > 20);
+    const r = await engine.generate({ prompt, options: { max_new_tokens: 8 }, priority: 'inline', documentId: 'warm.ts' });
+    assert.equal(r.reusedTokens, r.promptTokens - 1);
+  });
+
+  test('a warm-up waits for every other request, and any request or a newer warm-up cancels it', async () => {
+    const order: string[] = [];
+    const long = engine.generate({ prompt: 'Background work', options: { max_new_tokens: 60, min_new_tokens: 60 }, priority: 'background' }).then(() => order.push('background'));
+    await new Promise((r) => setTimeout(r, 20));
+    const warm = engine.generate({ prompt: 'waiting warm-up', options: {}, priority: 'warm', documentId: 'w1' }).then(() => order.push('warm'));
+    await Promise.all([long, warm]);
+    assert.deepEqual(order, ['background', 'warm']);
+
+    const first = engine.generate({ prompt: 'first warm-up of a file', options: {}, priority: 'warm', documentId: 'w2' });
+    const second = engine.generate({ prompt: 'second warm-up of another file', options: {}, priority: 'warm', documentId: 'w3' });
+    const inline = engine.generate({ prompt: 'an inline request', options: { max_new_tokens: 2 }, priority: 'inline', documentId: 'w4' });
+    await assert.rejects(first, (e: Error) => e instanceof SupersededError && /another prompt/.test(e.message));
+    await assert.rejects(second, (e: Error) => e instanceof SupersededError && /a request replaced this warm-up/.test(e.message));
+    assert.equal((await inline).completionTokens, 2);
+  });
+
   test('typing reuses the prefix cache across requests', async () => {
     const line = 'const total = items.reduce((sum, item) => sum + item.price * item.quantity, 0);';
     let last;

@@ -122,7 +122,7 @@ describe('opt serve under load', () => {
     for (const o of ok) assert.equal(o.text, expected[o.prompt], 'a stream under load carries the same greedy text');
     const status = await engine.status();
     assert.equal(status.running, 0);
-    assert.deepEqual(status.queued, { inline: 0, interactive: 0, background: 0 });
+    assert.deepEqual(status.queued, { inline: 0, interactive: 0, background: 0, warm: 0 });
     const okMs = ok.map((o) => o.ms);
     const refusedMs = refused.map((o) => o.ms);
     const endMs = ends.filter((e) => e.outcome.kind === 'ok').map((e) => e.totalMs);
@@ -173,7 +173,7 @@ describe('opt serve under load', () => {
     await assert.rejects(fetch(`${victim.url}/health`), /fetch failed/);
     const s = await engine.status();
     assert.equal(s.running, 0);
-    assert.deepEqual(s.queued, { inline: 0, interactive: 0, background: 0 });
+    assert.deepEqual(s.queued, { inline: 0, interactive: 0, background: 0, warm: 0 });
     t.diagnostic(`close() took ${closeMs.toFixed(0)} ms with ${QUEUE_LIMIT} streams running; all ended ${endedMs.toFixed(0)} ms after it began`);
     assert.ok(closeMs < 2000);
   });

@@ -5,9 +5,11 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { generate } from '../runtime/src/generation/generate.js';
+import type { KvCache } from '../runtime/src/decoder.js';
+import { generate, generateStream } from '../runtime/src/generation/generate.js';
 import { PrefixCache } from '../runtime/src/engine/prefixCache.js';
 import { type OptModel, loadOptModel } from '../runtime/src/model.js';
+import type { Tensor } from '../runtime/src/session.js';
 import { writeOptCheckpoint } from './fixtures/optCheckpoint.js';
 import { tempDir } from './helpers/decoderHarness.js';
 
@@ -83,5 +85,88 @@ describe('prefix cache', () => {
     assert.ok(r!.promptTokens <= 256 - 4 && r!.promptTokens > 256 - 4 - 64, `${r!.promptTokens} prompt tokens`);
     assert.equal((full - r!.promptTokens) % 64, 0, 'dropped in whole granules');
     assert.equal(r!.tokenIds.length, 4);
+  });
+});
+
+/** A stand-in state of `mib` MiB: the policy only reads the storage's size. */
+const state = (mib: number): KvCache => ({ batch: 1, length: 1, capacity: 1, tensors: [{ data: new Float32Array((mib * 2 ** 20) / 4) } as unknown as Tensor] });
+const ids = (...xs: number[]) => xs;
+
+describe('prefix cache policy', () => {
+  test('a state larger than the whole budget is kept while it is the newest', () => {
+    const store = new PrefixCache(256 << 20);
+    store.put(ids(1, 2, 3), state(576)); // opt-1.3b at 1,500 tokens
+    assert.deepEqual({ entries: store.stats().entries, mib: store.stats().bytes / 2 ** 20 }, { entries: 1, mib: 576 });
+    assert.equal(store.take(ids(1, 2, 3, 4))?.tokens.length, 3);
+  });
+
+  test('older states leave, least recently used first, to make room; the newest never does', () => {
+    const store = new PrefixCache(300 << 20);
+    store.put(ids(1, 10), state(100));
+    store.put(ids(2, 20), state(100));
+    store.put(ids(3, 30), state(100));
+    // Using the first makes the second the least recently used.
+    const first = store.take(ids(1, 10, 11))!;
+    store.put(first.tokens, first.cache);
+    store.put(ids(4, 40), state(150)); // 450 MiB: the second leaves, then 350: the third
+    assert.deepEqual([store.stats().entries, store.stats().bytes / 2 ** 20], [2, 250]);
+    assert.equal(store.take(ids(2, 20, 21)), undefined, 'least recently used: evicted first');
+    assert.equal(store.take(ids(3, 30, 31)), undefined, 'next least recently used: evicted');
+    assert.ok(store.take(ids(1, 10, 12)) && store.take(ids(4, 40, 41)));
+    const big = new PrefixCache(300 << 20);
+    big.put(ids(1, 10), state(100));
+    big.put(ids(2, 20), state(100));
+    big.put(ids(3, 30), state(400)); // larger than the budget: every other state goes, this one stays
+    assert.deepEqual([big.stats().entries, big.stats().bytes / 2 ** 20], [1, 400]);
+    assert.ok(big.take(ids(3, 30, 1)));
+  });
+
+  test('a state that extends a stored one replaces it', () => {
+    const store = new PrefixCache(1 << 30);
+    store.put(ids(1, 2, 3), state(10));
+    store.put(ids(1, 2, 3, 4, 5), state(10));
+    assert.equal(store.stats().entries, 1);
+  });
+
+  test('a budget of 0 keeps nothing', () => {
+    const store = new PrefixCache(0);
+    store.put(ids(1, 2, 3), state(1));
+    assert.equal(store.stats().entries, 0);
+    assert.equal(store.take(ids(1, 2, 3)), undefined);
+  });
+});
+
+describe('prefill-only (the warm-up)', () => {
+  let model: OptModel;
+  before(async () => {
+    const f = await writeOptCheckpoint(join(tmp.path, 'warm-model'), { seed: 9, config: { max_position_embeddings: 256 } });
+    model = await loadOptModel(f.dir, { dtype: 'fp32', cacheDir: join(tmp.path, 'cache') });
+  });
+  after(() => model.dispose());
+  const prompt = 'import { readFile } from "node:fs/promises";\nexport async function load(path: string) {\n  const text = await readFile(path, "utf8");\n';
+
+  test('stores the prompt and generates nothing; the completion after it re-runs only the last token, with unchanged results', async () => {
+    const store = new PrefixCache(64 << 20);
+    const [warm] = await generate(model, prompt, { max_new_tokens: 4, return_full_text: false, prefixStore: store, prefillOnly: true });
+    assert.deepEqual([warm!.tokenIds, warm!.text, warm!.finishReason], [[], '', 'length']);
+    const [r] = await generate(model, prompt, { max_new_tokens: 4, return_full_text: false, prefixStore: store });
+    assert.equal(r!.reusedTokens, r!.promptTokens - 1);
+    const [plain] = await generate(model, prompt, { max_new_tokens: 4, return_full_text: false });
+    assert.deepEqual(r!.tokenIds, plain!.tokenIds);
+  });
+
+  test('ended after two chunks, it keeps what it prefilled', async () => {
+    const store = new PrefixCache(64 << 20);
+    const stream = generateStream(model, prompt, { max_new_tokens: 4, prefixStore: store, prefillOnly: true, prefillChunk: 8 });
+    assert.equal((await stream.next()).value?.type, 'prefill');
+    assert.equal((await stream.next()).value?.type, 'prefill');
+    await stream.return(undefined);
+    const [r] = await generate(model, prompt, { max_new_tokens: 4, return_full_text: false, prefixStore: store });
+    assert.equal(r!.reusedTokens, 16);
+  });
+
+  test('without a store nothing runs', async () => {
+    const [r] = await generate(model, prompt, { max_new_tokens: 4, prefillOnly: true });
+    assert.deepEqual([r!.tokenIds.length, r!.reusedTokens], [0, 0]);
   });
 });

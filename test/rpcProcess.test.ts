@@ -128,3 +128,43 @@ test('requests before initialize are refused; the runtime exits when stdin close
   rt.child.stdin.end();
   assert.equal(await exited(rt.child, 10_000), 0);
 });
+
+// A model with opt-350m's KV bytes per token (layers × hidden = 24 × 1024) in a narrow file: 384
+// layers of 64. At a 1,400-token prompt one state is about 270 MiB, more than the fixed 256 MiB the
+// prefix cache once had, which then kept nothing and re-ran the whole prompt on every keystroke.
+describe('a KV-heavy model over JSON-RPC', { timeout: 240_000 }, () => {
+  let rt: ReturnType<typeof startRuntime>;
+  before(async () => {
+    const { dir } = await writeOptCheckpoint(join(tmp.path, 'kv-heavy'), {
+      seed: 43,
+      config: { hidden_size: 128, num_attention_heads: 4, ffn_dim: 256, num_hidden_layers: 192, max_position_embeddings: 2048, word_embed_proj_dim: 128 },
+    });
+    rt = startRuntime();
+    const init = await rt.connection.sendRequest(Initialize, { protocolVersion: PROTOCOL_VERSION, model: dir, dtype: 'int8', threads: 2, cacheDir: join(tmp.path, 'cache') });
+    assert.equal(init.info.kvBytesPerToken, 24 * 1024 * 2 * 4, 'opt-350m bytes per token');
+  });
+  after(async () => {
+    rt.connection.dispose();
+    rt.child.stdin.end();
+    await exited(rt.child, 20_000).catch(() => rt.child.kill());
+  });
+
+  test('typing one more character reuses all but the last tokens of a 1,400-token prompt', async (t) => {
+    const code = 'export function clamp(value: number, min: number, max: number): number {\n  return Math.min(max, Math.max(min, value));\n}\n';
+    let prompt = '';
+    for (let i = 0; prompt.length < 5600; i++) prompt += code.replace('clamp', `clamp${i}`);
+    const rows: string[] = [];
+    let first = true;
+    for (const typed of ['', 'c', 'co', 'con']) {
+      const started = performance.now();
+      const r = await rt.connection.sendRequest(Complete, { documentId: 'big.ts', prefix: prompt + typed, suffix: '', maxContextTokens: 1500, options: { max_new_tokens: 2 } });
+      rows.push(`${r.promptTokens} prompt, ${r.reusedTokens} reused, ${(performance.now() - started).toFixed(0)} ms`);
+      assert.ok(r.promptTokens > 1300, `${r.promptTokens} prompt tokens`);
+      if (!first) assert.ok(r.reusedTokens >= r.promptTokens - 3, rows.join('; '));
+      first = false;
+    }
+    const status = await rt.connection.sendRequest(Status);
+    assert.ok(status.prefixCache.bytes > 256 * 2 ** 20, `the state kept is ${(status.prefixCache.bytes / 2 ** 20).toFixed(0)} MiB`);
+    t.diagnostic(rows.join('; '));
+  });
+});

@@ -2,7 +2,7 @@
 // Face sampling options become OpenAI fields, text streams over SSE, and HTTP or network failures
 // become errors a user can act on. Pure Node (no vscode import), so tests drive it directly.
 
-import { type Engine, EngineBusyError, type EngineInfo, type EngineRequest, type EngineResult, type EngineStatus, type FinishReason, SupersededError } from '../../../runtime/src/engine/engine.js';
+import { type Engine, EngineBusyError, type EngineInfo, type EngineRequest, type EngineResult, type EngineStatus, type FinishReason, SupersededError, emptyPrefixCache, emptyQueue } from '../../../runtime/src/engine/engine.js';
 import { UsageError } from '../../../runtime/src/errors.js';
 import { SseParser } from '../../../runtime/src/server/sse.js';
 
@@ -229,9 +229,9 @@ export function createOpenAiEngine(options: OpenAiEngineOptions): Engine {
         rssBytes: 0, // the server's memory is not reported over this API
         recentTokensPerSecond: ms > 0 ? (tokens / ms) * 1000 : undefined,
         lastLatencyMs,
-        queued: { inline: 0, interactive: 0, background: 0 },
+        queued: emptyQueue(),
         running: inFlight.size, // requests of this client still open
-        prefixCache: { entries: 0, bytes: 0, hits: 0, misses: 0 },
+        prefixCache: emptyPrefixCache(),
       };
     },
     async dispose(): Promise<void> {

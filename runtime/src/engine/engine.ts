@@ -22,9 +22,11 @@ export interface SamplingOptions {
 /**
  * inline: ghost-text completions, latency-critical; a newer one for the same document supersedes
  * the older. interactive: rewrite of a selection, waited on by the user. background: palette
- * generation and server requests, served when nothing more urgent is running.
+ * generation and server requests, served when nothing more urgent is running. warm: prefills a
+ * document's text into the prefix cache before the first keystroke and generates nothing; one at a
+ * time, run only when nothing else is, and cancelled by any other request.
  */
-export type Priority = 'inline' | 'interactive' | 'background';
+export type Priority = 'inline' | 'interactive' | 'background' | 'warm';
 
 export interface EngineRequest {
   prompt: string;
@@ -68,6 +70,9 @@ export interface EngineInfo {
   dtype: string;
   maxPositions: number;
   loadSeconds: number;
+  /** Generation models: KV-cache bytes per token, and the prompt + completion tokens the memory check and the prefix cache were sized for. */
+  kvBytesPerToken?: number;
+  contextTokens?: number;
 }
 
 export interface EngineStatus {
@@ -80,8 +85,14 @@ export interface EngineStatus {
   running: number;
   /** Model steps (any job's) run between the last cancellation reaching the engine and that job ending. */
   stepsAfterLastCancel?: number;
-  prefixCache: { entries: number; bytes: number; hits: number; misses: number };
+  /** KV states of recent prompts: `budgetBytes` bounds the older ones, the newest is kept whatever its size. */
+  prefixCache: { entries: number; bytes: number; budgetBytes: number; hits: number; misses: number };
 }
+
+/** Nothing queued (an engine not loaded yet, or one that does not report its queue). */
+export const emptyQueue = (): Record<Priority, number> => ({ inline: 0, interactive: 0, background: 0, warm: 0 });
+/** No prefix cache, or none loaded yet. */
+export const emptyPrefixCache = (): EngineStatus['prefixCache'] => ({ entries: 0, bytes: 0, budgetBytes: 0, hits: 0, misses: 0 });
 
 /** Rejections carry one of these names so servers can map them (e.g. to HTTP 429 or 499). */
 export class EngineBusyError extends Error {

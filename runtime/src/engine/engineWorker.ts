@@ -10,8 +10,9 @@ import { type OptArchitecture, readOptConfig } from '../config.js';
 import { requireTask, tasksOf, wrongTaskError } from '../heads/headConfig.js';
 import { OptHeadModel } from '../heads/headModel.js';
 import { PREFILL_CHUNK } from '../decoder.js';
+import { autoPrefixCacheBytes, availableMemoryBytes, kvBytesPerToken } from '../memory.js';
 import { loadOptModel, type OptModel } from '../model.js';
-import type { TaskRequest, TaskResults } from './engine.js';
+import { type TaskRequest, type TaskResults, emptyPrefixCache, emptyQueue } from './engine.js';
 import type { LocalEngineOptions } from './localEngine.js';
 import { PrefixCache } from './prefixCache.js';
 import { Scheduler } from './scheduler.js';
@@ -60,10 +61,10 @@ port.on('message', (m: ToWorker) => {
         status: {
           recentTokensPerSecond: s?.recentTokensPerSecond,
           lastLatencyMs: s?.lastLatencyMs,
-          queued: s?.queued ?? { inline: 0, interactive: 0, background: 0 },
+          queued: s?.queued ?? emptyQueue(),
           running: s?.running ?? 0,
           stepsAfterLastCancel: s?.stepsAfterLastCancel,
-          prefixCache: prefixCache?.stats() ?? { entries: 0, bytes: 0, hits: 0, misses: 0 },
+          prefixCache: prefixCache?.stats() ?? emptyPrefixCache(),
         },
       });
       break;
@@ -91,10 +92,15 @@ async function load(options: LocalEngineOptions): Promise<void> {
     const architecture = config.architectures[0]!;
     const loadOptions = { dtype: options.dtype, device: options.device, threads: options.threads, cacheDir: options.cacheDir, checkMemory: true };
     let where: { device: string; deviceFallback?: string; dtype: string };
+    let kv: { kvBytesPerToken: number; contextTokens: number } | undefined;
     if (architecture === 'OPTForCausalLM') {
-      model = await loadOptModel(dir, loadOptions);
-      prefixCache = new PrefixCache(options.prefixCacheBytes ?? 256 << 20);
-      where = { device: model.device, deviceFallback: model.deviceFallback, dtype: model.source.dtype };
+      const contextTokens = Math.min(options.contextTokens ?? config.max_position_embeddings, config.max_position_embeddings);
+      const available = availableMemoryBytes(); // before the weights take their share
+      model = await loadOptModel(dir, { ...loadOptions, contextTokens, prefixCacheBytes: options.prefixCacheBytes });
+      const dtype = model.source.dtype;
+      prefixCache = new PrefixCache(options.prefixCacheBytes ?? autoPrefixCacheBytes(config, dtype, contextTokens, available));
+      kv = { kvBytesPerToken: kvBytesPerToken(config, dtype), contextTokens };
+      where = { device: model.device, deviceFallback: model.deviceFallback, dtype };
     } else {
       const h = await OptHeadModel.load(dir, loadOptions);
       heads = Promise.resolve(h);
@@ -114,6 +120,7 @@ async function load(options: LocalEngineOptions): Promise<void> {
         dtype: where.dtype,
         maxPositions: config.max_position_embeddings,
         loadSeconds: (performance.now() - started) / 1000,
+        ...kv,
       },
     });
   } catch (err) {

@@ -15,6 +15,8 @@ import {
   type EngineStatus,
   SupersededError,
   type TaskRequest,
+  emptyPrefixCache,
+  emptyQueue,
   type TaskResults,
   WrongModelTypeError,
 } from './engine.js';
@@ -29,8 +31,13 @@ export interface LocalEngineOptions {
   cacheDir?: string;
   /** Requests waiting or running before new ones are refused (default 16). */
   queueLimit?: number;
-  /** Memory for KV states of recent prompts (default 256 MiB). */
+  /**
+   * Memory for KV states of recent prompts beyond the newest (which is kept whatever its size); 0
+   * keeps none. Default: room for a few contexts, within half the memory the model leaves (protocol/memory.ts).
+   */
   prefixCacheBytes?: number;
+  /** The longest prompt + completion the client asks for: sizes the memory check and the automatic prefix cache (default: the model's positions). */
+  contextTokens?: number;
   /** Prompt tokens per prefill step (default PREFILL_CHUNK, 128: one step is what a cancellation or a more urgent request waits for). */
   prefillChunk?: number;
   /** Loading progress (downloads, conversion). */
@@ -157,10 +164,10 @@ export async function createLocalEngine(options: LocalEngineOptions): Promise<En
         rssBytes: process.memoryUsage().rss,
         recentTokensPerSecond: s?.recentTokensPerSecond,
         lastLatencyMs: s?.lastLatencyMs,
-        queued: s?.queued ?? { inline: 0, interactive: 0, background: 0 },
+        queued: s?.queued ?? emptyQueue(),
         running: s?.running ?? 0,
         stepsAfterLastCancel: s?.stepsAfterLastCancel,
-        prefixCache: s?.prefixCache ?? { entries: 0, bytes: 0, hits: 0, misses: 0 },
+        prefixCache: s?.prefixCache ?? emptyPrefixCache(),
       };
     },
     async dispose(): Promise<void> {

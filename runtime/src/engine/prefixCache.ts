@@ -1,7 +1,9 @@
 // KV states of recent prompts, so a completion request that shares most of its prompt with an
 // earlier one (typing one more character, deleting one) prefills only the tokens that changed.
-// Bounded by bytes, least recently used first out. A state is handed over on `take` (its buffers
-// are then extended in place by the new request) and comes back with `put` when that one ends.
+// Bounded by bytes, least recently used first out, except the newest state: the document being
+// typed in keeps its state whatever its size (a large model's context can exceed any fixed budget,
+// and the request that just ended held that memory anyway). A state is handed over on `take` (its
+// buffers are then extended in place by the new request) and comes back with `put` when that one ends.
 
 import type { KvCache } from '../decoder.js';
 import type { PrefixStore } from '../generation/generate.js';
@@ -16,6 +18,8 @@ interface Entry {
 export interface PrefixCacheStats {
   entries: number;
   bytes: number;
+  /** What the older states may hold; the newest is kept even beyond it. */
+  budgetBytes: number;
   hits: number;
   misses: number;
 }
@@ -26,7 +30,10 @@ export class PrefixCache implements PrefixStore {
   private _hits = 0;
   private _misses = 0;
 
-  /** `minShared`: fewer shared tokens than this is a miss (a lone BOS is shared by every prompt). */
+  /**
+   * `budgetBytes`: 0 turns reuse off (nothing is kept). `minShared`: fewer shared tokens than this
+   * is a miss (a lone BOS is shared by every prompt).
+   */
   constructor(private readonly _budgetBytes: number, private readonly _minShared = 2) {}
 
   take(tokens: readonly number[]): { tokens: readonly number[]; cache: KvCache } | undefined {
@@ -48,16 +55,17 @@ export class PrefixCache implements PrefixStore {
   }
 
   put(tokens: readonly number[], cache: KvCache): void {
-    const bytes = cacheBytes(cache);
-    if (bytes > this._budgetBytes || tokens.length === 0) return;
+    if (this._budgetBytes <= 0 || tokens.length === 0) return;
     // A state whose tokens extend (or equal) a stored one's makes that one redundant.
     for (let i = this._entries.length - 1; i >= 0; i--) {
       const e = this._entries[i]!;
       if (e.tokens.length <= tokens.length && sharedPrefix(e.tokens, tokens) === e.tokens.length) this._entries.splice(i, 1);
     }
-    this._entries.push({ tokens, cache, bytes, used: ++this._clock });
+    const newest: Entry = { tokens, cache, bytes: cacheBytes(cache), used: ++this._clock };
+    this._entries.push(newest);
+    // Oldest out first until the budget holds, but never the newest.
     let total = this._entries.reduce((n, e) => n + e.bytes, 0);
-    while (total > this._budgetBytes) {
+    while (total > this._budgetBytes && this._entries.length > 1) {
       const oldest = this._entries.reduce((a, e) => (e.used < a.used ? e : a));
       this._entries.splice(this._entries.indexOf(oldest), 1);
       total -= oldest.bytes;
@@ -69,7 +77,7 @@ export class PrefixCache implements PrefixStore {
   }
 
   stats(): PrefixCacheStats {
-    return { entries: this._entries.length, bytes: this._entries.reduce((n, e) => n + e.bytes, 0), hits: this._hits, misses: this._misses };
+    return { entries: this._entries.length, bytes: this._entries.reduce((n, e) => n + e.bytes, 0), budgetBytes: this._budgetBytes, hits: this._hits, misses: this._misses };
   }
 }
 

@@ -1,13 +1,15 @@
 // Interleaves generations one model step at a time, most urgent first: inline completions, then
-// interactive rewrites, then background generation. A newer inline request for a document
-// supersedes the older one, a cancelled job stops at its next step, and the queue is bounded.
+// interactive rewrites, then background generation, then the warm-up of a document's prefix. A
+// newer inline request for a document supersedes the older one, any request ends a warm-up (whose
+// prefilled part stays in the prefix cache), a cancelled job stops at its next step, and the queue
+// is bounded.
 // One-pass head requests (classify, answer, embed) are jobs of a single step in the same queue.
 
 import { type GeneratedSequence, type GenerationEvent, type GenerationModel, generateStream } from '../generation/generate.js';
-import { EngineBusyError, type EngineRequest, type EngineResult, type Priority, SupersededError } from './engine.js';
+import { EngineBusyError, type EngineRequest, type EngineResult, type Priority, SupersededError, emptyQueue } from './engine.js';
 import type { PrefixCache } from './prefixCache.js';
 
-const RANK: Record<Priority, number> = { inline: 0, interactive: 1, background: 2 };
+const RANK: Record<Priority, number> = { inline: 0, interactive: 1, background: 2, warm: 3 };
 
 export interface JobCallbacks {
   onText(delta: string): void;
@@ -62,13 +64,11 @@ export class Scheduler {
 
   submit(id: number, request: EngineRequest, callbacks: JobCallbacks): void {
     if (request.priority === 'inline' && request.documentId !== undefined) {
-      for (const job of this._jobs) {
-        if (job.request?.priority === 'inline' && job.request.documentId === request.documentId && !job.controller.signal.aborted) {
-          job.cancelledAtStep = this._steps;
-          job.controller.abort(new SupersededError(`a newer completion request for ${request.documentId} replaced this one`));
-        }
-      }
+      this._supersede((j) => j.request?.priority === 'inline' && j.request.documentId === request.documentId, `a newer completion request for ${request.documentId} replaced this one`);
     }
+    // One warm-up at a time, and none while anything else wants the model: a warm-up cancelled here
+    // leaves what it prefilled in the prefix cache, where the request that ended it finds it.
+    this._supersede((j) => j.priority === 'warm', request.priority === 'warm' ? 'a warm-up of another prompt replaced this one' : 'a request replaced this warm-up');
     if (this._refuseWhenFull(callbacks)) return;
     this._jobs.push({ id, priority: request.priority, request, callbacks, controller: new AbortController(), enqueuedAt: performance.now(), lastStep: 0, text: '' });
     void this._pump();
@@ -76,10 +76,19 @@ export class Scheduler {
 
   /** Queues a one-pass request; it runs between two generation steps when its priority comes up. */
   submitTask(id: number, priority: Priority, task: TaskJob): void {
+    this._supersede((j) => j.priority === 'warm', 'a request replaced this warm-up');
     const callbacks: JobCallbacks = { onText: () => undefined, onDone: () => undefined, onError: (e) => task.onError(e) };
     if (this._refuseWhenFull(callbacks)) return;
     this._jobs.push({ id, priority, task, callbacks, controller: new AbortController(), enqueuedAt: performance.now(), lastStep: 0, text: '' });
     void this._pump();
+  }
+
+  private _supersede(which: (job: Job) => boolean, reason: string): void {
+    for (const job of this._jobs) {
+      if (job.controller.signal.aborted || !which(job)) continue;
+      job.cancelledAtStep = this._steps;
+      job.controller.abort(new SupersededError(reason));
+    }
   }
 
   private _refuseWhenFull(callbacks: JobCallbacks): boolean {
@@ -97,7 +106,7 @@ export class Scheduler {
   }
 
   stats() {
-    const queued: Record<Priority, number> = { inline: 0, interactive: 0, background: 0 };
+    const queued = emptyQueue();
     for (const j of this._jobs) if (j.startedAt === undefined) queued[j.priority]++;
     const tokens = this._recent.reduce((n, r) => n + r.tokens, 0);
     const ms = this._recent.reduce((n, r) => n + r.decodeMs, 0);
@@ -150,6 +159,7 @@ export class Scheduler {
           maxPromptTokens: job.request.maxPromptTokens,
           prefixStore: this._options.prefixCache,
           prefillChunk: this._options.prefillChunk,
+          prefillOnly: job.priority === 'warm',
         });
       }
       // Advance by one model step: a prefill chunk, or one token (and its text).
@@ -208,9 +218,12 @@ export class Scheduler {
     const started = job.startedAt ?? now;
     const firstToken = job.firstTokenAt ?? now;
     const timings = { queuedMs: started - job.enqueuedAt, prefillMs: firstToken - started, decodeMs: now - firstToken };
-    this._lastLatencyMs = now - job.enqueuedAt;
-    this._recent.push({ tokens: result.tokenIds.length - 1, decodeMs: timings.decodeMs });
-    if (this._recent.length > 16) this._recent.shift();
+    if (result.tokenIds.length > 0) {
+      // A warm-up generates nothing: no latency a user waited for, no decode speed.
+      this._lastLatencyMs = now - job.enqueuedAt;
+      this._recent.push({ tokens: result.tokenIds.length - 1, decodeMs: timings.decodeMs });
+      if (this._recent.length > 16) this._recent.shift();
+    }
     job.callbacks.onDone({
       text: result.text,
       finishReason: result.finishReason,

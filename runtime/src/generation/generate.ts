@@ -68,6 +68,12 @@ export interface GenerateParams extends Partial<GenerationOptions> {
   prefixStore?: PrefixStore;
   /** Prompt tokens per prefill step (in-place caches only), so one step never runs long. */
   prefillChunk?: number;
+  /**
+   * Prefill the prompt into `prefixStore` and generate nothing (each row ends with no tokens, finish
+   * reason 'length'): a later request with this prompt, truncated by the same options, reuses it.
+   * Without a store that can keep the state, nothing is run.
+   */
+  prefillOnly?: boolean;
 }
 
 /** Left truncation drops prompt tokens in multiples of this. */
@@ -75,7 +81,7 @@ const TRUNCATE_GRANULE = 64;
 
 /** Streams generation events for each prompt × num_return_sequences row. */
 export async function* generateStream(model: GenerationModel, prompts: string | readonly string[], params: GenerateParams = {}): AsyncGenerator<GenerationEvent> {
-  const { signal, onWarning, truncate = 'error', maxPromptTokens, prefixStore, prefillChunk, ...user } = params;
+  const { signal, onWarning, truncate = 'error', maxPromptTokens, prefixStore, prefillChunk, prefillOnly = false, ...user } = params;
   const { config, tokenizer, decoder } = model;
   const o = resolveGenerationOptions(user, model.generationConfig, config);
   const texts = typeof prompts === 'string' ? [prompts] : [...prompts];
@@ -142,6 +148,16 @@ export async function* generateStream(model: GenerationModel, prompts: string | 
 
   let fed = reused; // positions whose KV is in `past`
   let input: BigInt64Array;
+  const endWithoutTokens = function* () {
+    for (let r = 0; r < b; r++) {
+      finished[r] = 'length';
+      yield { type: 'done', sequence: r, result: result(r) } as const;
+    }
+  };
+  if (prefillOnly && !store) {
+    yield* endWithoutTokens();
+    return;
+  }
   try {
     // Prefill, in chunks when the cache is updated in place (each chunk extends it).
     const chunk = decoder.inPlaceCache && prefillChunk ? prefillChunk : promptLen;
@@ -155,6 +171,10 @@ export async function* generateStream(model: GenerationModel, prompts: string | 
       fed = end;
       if (fed === promptLen) break;
       yield { type: 'prefill', done: fed, total: promptLen };
+    }
+    if (prefillOnly) {
+      yield* endWithoutTokens();
+      return;
     }
 
     for (let length = promptLen; ; length++) {

@@ -36,8 +36,11 @@ import {
   RuntimeErrorCodes,
   Shutdown,
   Status,
+  Warm,
+  type WarmParams,
+  type WarmResult,
 } from '../../../protocol/protocol.js';
-import { type Engine, type EngineRequest, type Priority, type SamplingOptions, type TaskRequest, type TaskResults, WrongModelTypeError } from '../engine/engine.js';
+import { type Engine, type EngineRequest, emptyPrefixCache, emptyQueue, type Priority, type SamplingOptions, type TaskRequest, type TaskResults, WrongModelTypeError } from '../engine/engine.js';
 import { createLocalEngine } from '../engine/localEngine.js';
 import { DeviceUnavailableError } from '../errors.js';
 
@@ -89,6 +92,10 @@ export function startRpcServer(input: Readable, output: Writable, options: RpcSe
       throw new ResponseError(ErrorCodes.InvalidRequest, `protocol version ${String(params?.protocolVersion)} is not supported: this runtime speaks version ${PROTOCOL_VERSION}; update the extension and the runtime together`);
     }
     if (typeof params.model !== 'string' || params.model === '') throw new ResponseError(ErrorCodes.InvalidParams, 'initialize needs `model`: a model folder or a Hugging Face id such as facebook/opt-125m');
+    optionalPositiveInt(params.contextTokens, 'contextTokens');
+    if (params.prefixCacheMiB !== undefined && (typeof params.prefixCacheMiB !== 'number' || !(params.prefixCacheMiB >= 0) || !Number.isFinite(params.prefixCacheMiB))) {
+      throw new ResponseError(ErrorCodes.InvalidParams, '`prefixCacheMiB` must be a number >= 0 (0 keeps no prefix states; leave it out for the automatic size)');
+    }
     const previous = engine;
     engine = undefined;
     await previous?.dispose();
@@ -100,6 +107,7 @@ export function startRpcServer(input: Readable, output: Writable, options: RpcSe
       cacheDir: params.cacheDir,
       queueLimit: params.queueLimit,
       prefixCacheBytes: params.prefixCacheMiB !== undefined ? params.prefixCacheMiB * 2 ** 20 : undefined,
+      contextTokens: params.contextTokens,
       onProgress: (message) => void connection.sendNotification(LoadProgress, { message }).catch(() => undefined),
     });
     try {
@@ -135,6 +143,13 @@ export function startRpcServer(input: Readable, output: Writable, options: RpcSe
     requireString(params?.prefix, 'prefix');
     requireString(params?.documentId, 'documentId');
     return run({ prompt: params.prefix, options: sampling(params.options), priority: 'inline', documentId: params.documentId, maxPromptTokens: params.maxContextTokens }, token, params.partialResultToken);
+  });
+  connection.onRequest(Warm, async (params: WarmParams, token): Promise<WarmResult> => {
+    requireString(params?.prefix, 'prefix');
+    requireString(params?.documentId, 'documentId');
+    optionalPositiveInt(params.maxContextTokens, 'maxContextTokens');
+    const r = await run({ prompt: params.prefix, options: sampling(params.options), priority: 'warm', documentId: params.documentId, maxPromptTokens: params.maxContextTokens }, token, undefined);
+    return { promptTokens: r.promptTokens, reusedTokens: r.reusedTokens, prefillMs: r.timings.prefillMs };
   });
   const generation = (priority: Priority) => (params: GenerateParams, token: CancellationToken) => {
     requireString(params?.prompt, 'prompt');
@@ -180,7 +195,7 @@ export function startRpcServer(input: Readable, output: Writable, options: RpcSe
   });
 
   connection.onRequest(Status, async () => {
-    if (!engine) return { info: undefined, rssBytes: process.memoryUsage().rss, recentTokensPerSecond: undefined, lastLatencyMs: undefined, queued: { inline: 0, interactive: 0, background: 0 }, running: 0, prefixCache: { entries: 0, bytes: 0, hits: 0, misses: 0 } };
+    if (!engine) return { info: undefined, rssBytes: process.memoryUsage().rss, recentTokensPerSecond: undefined, lastLatencyMs: undefined, queued: emptyQueue(), running: 0, prefixCache: emptyPrefixCache() };
     return engine.status();
   });
 
