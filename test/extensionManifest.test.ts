@@ -67,11 +67,12 @@ describe('manifest', () => {
     assert.equal(d('inline.wordEndDebounceMs'), 0);
     assert.equal(d('inline.multiline'), 'auto');
     assert.equal(d('runtime.startup'), 'onDemand');
+    assert.equal(d('runtime.prefixCacheMiB'), null, 'automatic: the runtime sizes it for the model and the machine');
     assert.deepEqual(d('rewrite.templates'), DEFAULT_TEMPLATES, 'the settings default is the built-in template list');
     assert.deepEqual(properties[`${SECTION}.device`]!.enum, ['auto', 'cpu', 'webgpu', 'cuda']);
     assert.deepEqual(properties[`${SECTION}.dtype`]!.enum, ['auto', 'int8', 'int4', 'fp16', 'fp32']);
     const config = readFileSync(join(repo, 'extension/src/config.ts'), 'utf8');
-    for (const [k, v] of [['inline.maxNewTokens', 48], ['inline.maxContextChars', 4000], ['inline.maxContextTokens', 768], ['inline.maxLines', 8], ['generation.maxNewTokens', 128], ['rewrite.maxNewTokens', 512], ['runtime.prefixCacheMiB', 256]] as const) {
+    for (const [k, v] of [['inline.maxNewTokens', 48], ['inline.maxContextChars', 4000], ['inline.maxContextTokens', 768], ['inline.maxLines', 8], ['generation.maxNewTokens', 128], ['rewrite.maxNewTokens', 512]] as const) {
       assert.equal(d(k), v, k);
       assert.match(config, new RegExp(`'${k.replace('.', '\\.')}', ${v}\\b`), `config.ts falls back to ${v} for ${k}`);
     }

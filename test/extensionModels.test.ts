@@ -1,21 +1,25 @@
-// The extension's model table and settings logic: the memory estimate copied from the runtime
-// agrees with runtime/src/memory.ts for every size and precision, parameter counts match the
+// The extension's model table and settings logic: the memory the picker shows is where the
+// runtime's check before loading draws the line, for every size and precision, parameter counts match the
 // published sizes, and settings turn into sampling options and per-language switches as documented.
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { estimateModelBytes as runtimeEstimate } from '../runtime/src/memory.js';
 import { parseOptConfig } from '../runtime/src/config.js';
-import { resolveDtype as runtimeResolveDtype } from '../runtime/src/model.js';
-import { MODEL_DTYPES, OPT_SIZES, estimateModelBytes, formatBytes, formatParams, knownSize, memoryLine, parameterCount, resolveDtype } from '../extension/src/models/optModels.js';
+import { planLoad, resolveDtype as runtimeResolveDtype } from '../runtime/src/model.js';
+import { MODEL_DTYPES, OPT_SIZES, formatBytes, formatParams, knownSize, memoryLine, modelNeedBytes, parameterCount, resolveDtype } from '../extension/src/models/optModels.js';
 import { languageEnabled, samplingFromSettings } from '../extension/src/settings.js';
 
 describe('OPT sizes and memory', () => {
-  test('the copied estimate equals the runtime\'s for every size and precision', () => {
+  test('the figure the picker shows is where the runtime refuses a load, KV cache and a hand-set prefix cache included', () => {
     for (const size of OPT_SIZES) {
       const config = parseOptConfig({ model_type: 'opt', ...size.shape });
       for (const dtype of MODEL_DTYPES) {
-        assert.equal(estimateModelBytes(size.shape, dtype), runtimeEstimate(config, dtype), `${size.id} ${dtype}`);
+        for (const sizing of [{ contextTokens: 816 }, { contextTokens: 2048, prefixCacheBytes: 512 * 2 ** 20 }]) {
+          const need = modelNeedBytes(size.shape, dtype, sizing);
+          const load = (availableMemoryBytes: number) => planLoad(config, { dtype, device: 'cpu', checkMemory: true, ...sizing, availableMemoryBytes });
+          assert.doesNotThrow(() => load(need), `${size.id} ${dtype} fits in exactly its figure`);
+          assert.throws(() => load(need - 1), /needs about/, `${size.id} ${dtype} refused one byte short`);
+        }
       }
     }
   });
@@ -33,13 +37,14 @@ describe('OPT sizes and memory', () => {
 
   test('bigger models and wider precisions need more memory; 66b at fp16 does not fit 64 GiB', () => {
     for (const dtype of MODEL_DTYPES) {
-      const bytes = OPT_SIZES.map((s) => estimateModelBytes(s.shape, dtype));
+      const bytes = OPT_SIZES.map((s) => modelNeedBytes(s.shape, dtype, { contextTokens: 816 }));
       assert.deepEqual([...bytes].sort((a, b) => a - b), bytes, dtype);
     }
     const big = OPT_SIZES.find((s) => s.label === '66b')!;
-    assert.ok(estimateModelBytes(big.shape, 'int4') < estimateModelBytes(big.shape, 'int8'));
-    assert.match(memoryLine(big.shape, 64 * 2 ** 30), /int4 40 GiB · int8 65 GiB \(too big\) · fp16 123 GiB \(too big\)/);
-    assert.doesNotMatch(memoryLine(OPT_SIZES[0]!.shape, 64 * 2 ** 30), /too big/);
+    assert.ok(modelNeedBytes(big.shape, 'int4', { contextTokens: 816 }) < modelNeedBytes(big.shape, 'int8', { contextTokens: 816 }));
+    // 66b: 4.5 MiB of float32 KV per token adds 3.7 GiB at the editor's 816-token context (fp16: half).
+    assert.match(memoryLine(big.shape, 64 * 2 ** 30, { contextTokens: 816 }), /int4 44 GiB · int8 69 GiB \(too big\) · fp16 125 GiB \(too big\)/);
+    assert.doesNotMatch(memoryLine(OPT_SIZES[0]!.shape, 64 * 2 ** 30, { contextTokens: 816 }), /too big/);
   });
 
   test('auto precision resolves as the runtime resolves it', () => {

@@ -70,8 +70,10 @@ export class Config {
   get nodePath(): string {
     return expandHome(this._get('runtime.nodePath', ''));
   }
-  get prefixCacheMiB(): number {
-    return this._int('runtime.prefixCacheMiB', 256, 0, 65536);
+  /** undefined (the default, null, or anything but a number): the runtime sizes the prefix cache for the model and the machine. */
+  get prefixCacheMiB(): number | undefined {
+    const v = this._cfg.get<unknown>('runtime.prefixCacheMiB');
+    return typeof v === 'number' && Number.isFinite(v) ? Math.max(0, Math.round(v)) : undefined;
   }
   get startup(): 'onDemand' | 'onStartup' {
     return this._get('runtime.startup', 'onDemand', (v) => v === 'onDemand' || v === 'onStartup');
@@ -86,7 +88,9 @@ export class Config {
   /** What initialize is sent. `auto` device and 0 threads are left to the runtime. */
   runtimeInit(): RuntimeInit {
     const model = expandHome(this.model);
-    const init: RuntimeInit = { model, dtype: this.dtype, prefixCacheMiB: this.prefixCacheMiB };
+    // The runtime's memory check and automatic prefix cache are sized for an inline request's prompt and completion.
+    const init: RuntimeInit = { model, dtype: this.dtype, contextTokens: this.maxContextTokens + this.inlineMaxNewTokens };
+    if (this.prefixCacheMiB !== undefined) init.prefixCacheMiB = this.prefixCacheMiB;
     if (this.device !== 'auto') init.device = this.device;
     if (this.threads > 0) init.threads = this.threads;
     if (this.cacheDir !== '') init.cacheDir = this.cacheDir;

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { freemem, totalmem } from 'node:os';
 import * as vscode from 'vscode';
 import type { Ctx } from './ctx.js';
-import { OPT_SIZES, estimateModelBytes, formatBytes, formatParams, knownSize, memoryLine, parameterCount, resolveDtype } from './models/optModels.js';
+import { OPT_SIZES, type RuntimeSizing, formatBytes, formatParams, knownSize, memoryLine, modelNeedBytes, parameterCount, resolveDtype } from './models/optModels.js';
 import { DEVICE_SETTINGS, DTYPE_SETTINGS, type DeviceSetting, type DtypeSetting } from './settings.js';
 
 interface ModelItem extends vscode.QuickPickItem {
@@ -21,12 +21,13 @@ export async function selectModelCommand(ctx: Ctx, args?: { model?: string }): P
     const dtype = resolveDtype(ctx.config.dtype, ctx.config.device);
     const total = totalmem();
     const available = availableMemoryBytes();
+    const sizing = runtimeSizing(ctx);
     const items: ModelItem[] = OPT_SIZES.map((s) => {
-      const need = estimateModelBytes(s.shape, dtype);
+      const need = modelNeedBytes(s.shape, dtype, sizing);
       return {
         label: `${s.id === current ? '$(check) ' : ''}${s.id}`,
         description: `${formatParams(parameterCount(s.shape))} parameters · ${dtype}: ${formatBytes(need)}${need > total ? ' — more than this machine has' : need > available ? ' — more than is free now' : ''}`,
-        detail: memoryLine(s.shape, total),
+        detail: memoryLine(s.shape, total, sizing),
         model: s.id,
       };
     });
@@ -37,7 +38,7 @@ export async function selectModelCommand(ctx: Ctx, args?: { model?: string }): P
     );
     const pick = await vscode.window.showQuickPick(items, {
       title: 'OPT: Choose Model',
-      placeHolder: `Now: ${current}. Memory at ${dtype} (${formatBytes(available)} of ${formatBytes(total)} free); the detail line shows every precision.`,
+      placeHolder: `Now: ${current}. Memory at ${dtype} with the KV cache for ${sizing.contextTokens} tokens (${formatBytes(available)} of ${formatBytes(total)} free); the detail line shows every precision.`,
       matchOnDescription: true,
     });
     if (!pick) return;
@@ -75,7 +76,7 @@ export async function selectDtypeCommand(ctx: Ctx, args?: { dtype?: DtypeSetting
   const size = knownSize(ctx.config.model);
   const describe = (d: DtypeSetting) => {
     const resolved = resolveDtype(d, ctx.config.device);
-    const mem = size ? ` · ${size.label}: ${formatBytes(estimateModelBytes(size.shape, resolved))}` : '';
+    const mem = size ? ` · ${size.label}: ${formatBytes(modelNeedBytes(size.shape, resolved, runtimeSizing(ctx)))}` : '';
     return d === 'auto' ? `${resolved} on this device${mem}` : `${{ int8: '8-bit weights', int4: '4-bit weights', fp16: 'half precision', fp32: 'full precision' }[d]}${mem}`;
   };
   const dtype = args?.dtype ?? await pickSetting('OPT: Precision', DTYPE_SETTINGS, current, describe);
@@ -104,6 +105,12 @@ function pickSetting<T extends string>(title: string, values: readonly T[], curr
     });
     pick.show();
   });
+}
+
+/** The context and prefix cache the runtime will be started with (config.ts runtimeInit). */
+function runtimeSizing(ctx: Ctx): RuntimeSizing {
+  const init = ctx.config.runtimeInit();
+  return { contextTokens: init.contextTokens ?? 2048, prefixCacheBytes: init.prefixCacheMiB !== undefined ? init.prefixCacheMiB * 2 ** 20 : undefined };
 }
 
 /** Memory available for new allocations (MemAvailable on Linux), else free memory. */

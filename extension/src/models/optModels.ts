@@ -1,18 +1,14 @@
-// The released OPT sizes and what each needs in memory at each precision, for the model picker.
-// The estimate is `estimateModelBytes` from runtime/src/memory.ts, copied rather than imported: the
-// extension bundle must never reach into runtime modules (their neighbours load onnxruntime), and
-// test/extensionModels.test.ts checks that the copy and the original agree for every size and dtype.
-// No vscode import.
+// The released OPT sizes and what each needs in memory at each precision, for the model picker:
+// the weights, the KV cache at the configured context and a hand-set prefix cache, computed by
+// protocol/memory.ts, the module the runtime checks a load with. No vscode import.
 
-/** The fields of a facebook/opt-* config.json the estimate needs (Hugging Face spelling). */
-export interface OptShape {
-  num_hidden_layers: number;
-  hidden_size: number;
-  ffn_dim: number;
+import { type OptShape as MemoryShape, type WeightDtype, formatBytes, memoryNeed } from '../../../protocol/memory.js';
+
+export { formatBytes };
+
+/** The fields of a facebook/opt-* config.json the picker needs (Hugging Face spelling). */
+export interface OptShape extends MemoryShape {
   num_attention_heads: number;
-  word_embed_proj_dim: number;
-  vocab_size: number;
-  max_position_embeddings: number;
 }
 
 export interface OptSize {
@@ -43,7 +39,7 @@ export const OPT_SIZES: readonly OptSize[] = [
   { id: 'facebook/opt-66b', label: '66b', shape: shape(64, 9216, 72) },
 ];
 
-export type ModelDtype = 'fp32' | 'fp16' | 'int8' | 'int4';
+export type ModelDtype = WeightDtype;
 export const MODEL_DTYPES: readonly ModelDtype[] = ['int4', 'int8', 'fp16', 'fp32'];
 
 /** Parameters: attention and MLP matrices and their biases, layer norms, embeddings and projections. */
@@ -54,30 +50,10 @@ export function parameterCount(c: OptShape): number {
   return c.num_hidden_layers * perLayer + c.vocab_size * e + (c.max_position_embeddings + 2) * d + projections + 2 * d;
 }
 
-/** Bytes per weight of a linear layer, block scales included (one float per block: int8 blocks of 128, int4 of 32, as the runtime quantizes). */
-const LINEAR_BYTES: Record<ModelDtype, number> = { fp32: 4, fp16: 2, int8: 1 + 4 / 128, int4: 0.5 + 4 / 32 };
-
-/** Resident bytes of the converted model in the runtime (copy of runtime/src/memory.ts estimateModelBytes). */
-export function estimateModelBytes(c: OptShape, dtype: ModelDtype): number {
-  const d = c.hidden_size, e = c.word_embed_proj_dim;
-  const perLayer = 4 * d * d + 2 * d * c.ffn_dim;
-  let linear = c.num_hidden_layers * perLayer + (e !== d ? 2 * d * e : 0);
-  const floatBytes = dtype === 'fp16' ? 2 : 4;
-  const embeddings = (c.vocab_size * e + (c.max_position_embeddings + 2) * d) * floatBytes;
-  if (dtype === 'int8' || dtype === 'int4') linear += c.vocab_size * e; // lm_head, quantized separately
-  const prepack = dtype === 'fp32' ? 2 : 1;
-  return Math.round(linear * LINEAR_BYTES[dtype] * prepack + embeddings + 300 * 2 ** 20);
-}
-
 /** The dtype `auto` resolves to in the runtime (runtime/src/model.ts resolveDtype). */
 export function resolveDtype(dtype: string, device: string): ModelDtype {
   if ((MODEL_DTYPES as readonly string[]).includes(dtype)) return dtype as ModelDtype;
   return device === 'cpu' || device === 'auto' || device === '' ? 'int8' : 'fp16';
-}
-
-export function formatBytes(bytes: number): string {
-  if (bytes >= 2 ** 30) return `${(bytes / 2 ** 30).toFixed(bytes >= 10 * 2 ** 30 ? 0 : 1)} GiB`;
-  return `${Math.round(bytes / 2 ** 20)} MiB`;
 }
 
 export function formatParams(n: number): string {
@@ -91,10 +67,21 @@ export function knownSize(model: string): OptSize | undefined {
   return OPT_SIZES.find((s) => s.label === m[1]!.toLowerCase());
 }
 
+/** What the editor's runtime asks for: the inline context (prompt + completion tokens) and a hand-set prefix cache, if any. */
+export interface RuntimeSizing {
+  contextTokens: number;
+  prefixCacheBytes?: number;
+}
+
+/** Bytes the runtime needs for a model at a precision, as its check before loading counts them. */
+export function modelNeedBytes(c: OptShape, dtype: ModelDtype, sizing: RuntimeSizing): number {
+  return memoryNeed(c, dtype, sizing.contextTokens, sizing.prefixCacheBytes).total;
+}
+
 /** One line per dtype for the picker: "int8 1.5 GiB · fp16 2.7 GiB …", marking what does not fit. */
-export function memoryLine(c: OptShape, availableBytes: number | undefined): string {
+export function memoryLine(c: OptShape, availableBytes: number | undefined, sizing: RuntimeSizing): string {
   return MODEL_DTYPES.map((dt) => {
-    const bytes = estimateModelBytes(c, dt);
+    const bytes = modelNeedBytes(c, dt, sizing);
     const fits = availableBytes === undefined || bytes <= availableBytes;
     return `${dt} ${formatBytes(bytes)}${fits ? '' : ' (too big)'}`;
   }).join(' · ');
