@@ -3,6 +3,7 @@
 // bar, the completion cache and what the debug state reports. Extension-lifetime disposables go
 // through pushExtCleanup; the runtime's lifecycle is the supervisor's.
 
+import type { WarmRecord } from './documentWarmer.js';
 import { rename, writeFile } from 'node:fs/promises';
 import * as vscode from 'vscode';
 import { Commands, ContextKeys } from './commandIds.js';
@@ -67,6 +68,8 @@ export class Ctx implements vscode.Disposable {
   readonly statusBar: StatusBar;
   readonly inlineCounters: InlineCounters = { requests: 0, cacheHits: 0, engineCalls: 0, shown: 0, empty: 0, cancelled: 0, errors: 0, accepted: 0 };
   lastInline: InlineRecord | undefined;
+  /** The last warm-up of a document's prefix (documentWarmer.ts). */
+  lastWarm: WarmRecord | undefined;
   lastGenerate: Record<string, unknown> | undefined;
   lastRewrite: Record<string, unknown> | undefined;
   lastClassify: Record<string, unknown> | undefined;
@@ -314,6 +317,7 @@ export class Ctx implements vscode.Disposable {
         counters: this.inlineCounters,
         cache: this.cache.stats,
         last: this.lastInline,
+        warm: this.lastWarm,
       },
       generate: { busy: this._busy, last: this.lastGenerate },
       rewrite: { pending: this.pendingRewrite(), last: this.lastRewrite },

@@ -6,7 +6,8 @@
 import * as vscode from 'vscode';
 import { Commands } from './commandIds.js';
 import { suffixKeyOf } from './completion/completionCache.js';
-import { cursorContext } from './completion/contextWindow.js';
+import { type CursorContext, cursorContext } from './completion/contextWindow.js';
+import type { Config } from './config.js';
 import { Debouncer, debounceFor } from './completion/debounce.js';
 import { type InlineSuggestion, completionEnded, finishCompletion, stopStringsFor, wantsMultiline } from './completion/postprocess.js';
 import type { Ctx } from './ctx.js';
@@ -15,6 +16,22 @@ import { tasksOf } from './heads/modelTasks.js';
 
 /** Lines below the cursor read for dropping repeated lines. */
 const NEXT_LINES = 4;
+
+/** The cursor's surroundings as a completion there sees them (the warm-up reads the same prompt). */
+export function readCursor(document: vscode.TextDocument, position: vscode.Position, maxChars: number): { cursor: CursorContext; after: string } {
+  const offset = document.offsetAt(position);
+  const before = document.getText(new vscode.Range(document.positionAt(Math.max(0, offset - maxChars)), position));
+  const lastLine = Math.min(document.lineCount - 1, position.line + NEXT_LINES);
+  const after = document.getText(new vscode.Range(position, document.lineAt(lastLine).range.end));
+  // The whole line's prefix (the clipped window may start inside a very long line).
+  const linePrefix = document.lineAt(position.line).text.slice(0, position.character);
+  return { cursor: { ...cursorContext(before, after, { maxPrefixChars: maxChars, nextLineCount: NEXT_LINES }), linePrefix }, after };
+}
+
+/** The options that decide how an inline prompt is cut to the model's positions (the warm-up sends the same). */
+export function inlinePromptOptions(config: Config): { max_new_tokens: number; do_sample: false } {
+  return { max_new_tokens: config.inlineMaxNewTokens, do_sample: false };
+}
 
 export class InlineCompletionProvider implements vscode.InlineCompletionItemProvider, vscode.Disposable {
   private readonly _debouncer: Debouncer;
@@ -41,14 +58,8 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
     const info = ctx.runtimeInfo;
     if (info && !tasksOf(info)?.includes('generate')) return undefined;
 
-    const offset = document.offsetAt(position);
-    const maxChars = config.maxContextChars;
-    const before = document.getText(new vscode.Range(document.positionAt(Math.max(0, offset - maxChars)), position));
-    const lastLine = Math.min(document.lineCount - 1, position.line + NEXT_LINES);
-    const after = document.getText(new vscode.Range(position, document.lineAt(lastLine).range.end));
-    // The whole line's prefix (the clipped window may start inside a very long line).
-    const linePrefix = document.lineAt(position.line).text.slice(0, position.character);
-    const cursor = { ...cursorContext(before, after, { maxPrefixChars: maxChars, nextLineCount: NEXT_LINES }), linePrefix };
+    const { cursor, after } = readCursor(document, position, config.maxContextChars);
+    const linePrefix = cursor.linePrefix;
     if (cursor.prefix.trim() === '') return undefined;
 
     const policy = config.inlinePolicy;
@@ -82,7 +93,7 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
           prompt: cursor.prefix,
           suffix: after,
           maxContextTokens: config.maxContextTokens,
-          options: { max_new_tokens: config.inlineMaxNewTokens, do_sample: false, stop_strings: stopStringsFor(multiline, policy.stopSequences) },
+          options: { ...inlinePromptOptions(config), stop_strings: stopStringsFor(multiline, policy.stopSequences) },
         },
         { signal: abort.signal, onText: (_delta, soFar) => completionEnded(soFar, cursor, policy, multiline) },
       );

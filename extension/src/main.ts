@@ -4,6 +4,7 @@
 import * as vscode from 'vscode';
 import { commandTable } from './commands.js';
 import { Ctx } from './ctx.js';
+import { DocumentWarmer } from './documentWarmer.js';
 import { AnswerHighlight } from './heads/answerHighlight.js';
 import { InlineCompletionProvider } from './inlineCompletionProvider.js';
 import { RewritePreview } from './rewrite/rewritePreview.js';
@@ -24,6 +25,15 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   ctx.pushExtCleanup(provider);
   const documents: vscode.DocumentSelector = [{ scheme: 'file' }, { scheme: 'untitled' }, { scheme: 'vscode-notebook-cell' }, { scheme: 'vscode-remote' }];
   ctx.pushExtCleanup(vscode.languages.registerInlineCompletionItemProvider(documents, provider));
+  const c = ctx;
+  c.pushExtCleanup(new DocumentWarmer({
+    config: c.config,
+    engine: () => c.engine(),
+    runtimeInfo: () => c.runtimeInfo,
+    onDidChangeRuntimeState: c.supervisor.onDidChangeState,
+    log: c.log,
+    record: (r) => (c.lastWarm = r),
+  }));
   await ctx.start();
   // Last: the e2e harness waits for this line before typing (text typed earlier gets no ghost text).
   ctx.log.info('activated');

@@ -23,11 +23,12 @@ import { writeScriptedOpt } from './scriptedModel.js';
 const DTYPE = E2E_DTYPE;
 
 // What optComplete.debug.state returns (the parts the tests read).
-interface InlineRecord { text?: string; replaceSuffix: number; multiline: boolean; line: number; character: number; source: string }
+interface InlineRecord { text?: string; replaceSuffix: number; multiline: boolean; line: number; character: number; source: string; promptTokens?: number; reusedTokens?: number }
+interface WarmRecord { uri: string; line: number; character: number; promptTokens?: number; reusedTokens?: number; cancelled?: boolean; error?: string }
 interface DebugState {
   runtime: { state: string; pid?: number; detail: { kind: string; info?: { dtype?: string; device?: string; modelId?: string } }; counters: { starts: number; crashes: number; restarts: number }; lastExit?: unknown };
   statusBar: { kind: string; text: string };
-  inline: { counters: Record<string, number>; last?: InlineRecord };
+  inline: { counters: Record<string, number>; last?: InlineRecord; warm?: WarmRecord };
   generate: { busy?: string; last?: { inserted: string; tokens: number; cancelled: boolean; stopReason?: string; finishReason?: string } };
   rewrite: { pending?: { proposed: string; original: string }; last?: { status: string; proposed?: string; original?: string } };
   settings: Record<string, unknown>;
@@ -41,6 +42,8 @@ const FILES: Record<string, string> = {
   'restart.txt': 'After the storm the village was quiet.\n',
   'list.md': 'Groceries:\n',
   'settings.txt': 'The train left the station at dawn.\n',
+  // Long enough that its prefill is most of a first completion's work.
+  'long.txt': Array.from({ length: 60 }, (_, i) => `Entry ${i}: the harbour master logged every ship that came in before sunrise.`).join('\n') + '\n',
 };
 
 /**
@@ -184,6 +187,25 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
       await session.screenshot('ghost-text-accepted');
       const s = await state();
       assert.ok(s.inline.counters.accepted >= 1, `acceptance counted: ${JSON.stringify(s.inline.counters)}`);
+    });
+  });
+
+  it('a file that becomes active is prefilled while the editor is idle, and its first completion reuses it', async () => {
+    await part('warm-up', async () => {
+      await session.openFile('long.txt');
+      const lines = FILES['long.txt']!.split('\n');
+      const last = { line: lines.length - 2, character: lines[lines.length - 2]!.length };
+      await session.select(last);
+      const warm = await waitFor('the warm-up of long.txt at the cursor', async () => {
+        const w = (await state()).inline.warm;
+        return w?.uri.endsWith('long.txt') && w.line === last.line && w.character === last.character && w.promptTokens !== undefined ? w : undefined;
+      }, 30_000, 100);
+      assert.ok(warm.promptTokens! > 500, `warm-up of ${warm.promptTokens} tokens`);
+      assert.equal(warm.error, undefined);
+      const { record } = await typeAndGetSuggestion(' He', 60_000);
+      // The first completion in the file re-ran only the tokens typed (BPE may re-merge one more).
+      assert.ok(record.promptTokens! > warm.promptTokens! && record.reusedTokens! >= warm.promptTokens! - 2, JSON.stringify({ warm, record }));
+      await session.press('Escape');
     });
   });
 

@@ -3,9 +3,9 @@
 // pass an AbortSignal; aborting stops the model within one decode step (local) or closes the
 // stream (remote). No vscode import.
 
-import type { CompletionResult, EngineInfo, EngineStatus, SamplingOptions } from '../../../protocol/protocol.js';
+import type { CompletionResult, EngineInfo, EngineStatus, SamplingOptions, WarmParams, WarmResult } from '../../../protocol/protocol.js';
 
-export type { CompletionResult, EngineInfo, EngineStatus, SamplingOptions };
+export type { CompletionResult, EngineInfo, EngineStatus, SamplingOptions, WarmParams, WarmResult };
 
 /** What a loaded checkpoint can do (EngineInfo.tasks): its head decides. */
 export type ModelTask = EngineInfo['tasks'][number];
@@ -35,6 +35,11 @@ export interface CompletionEngine {
   readonly kind: 'local' | 'openai';
   /** Resolves with the result; rejects with a CancelledError when aborted or superseded. */
   run(request: TextRequest, options?: RunOptions): Promise<CompletionResult>;
+  /**
+   * Prefills a document's prompt into the engine's prefix cache (the local runtime only; absent on a
+   * remote server). Rejects with a CancelledError when aborted or when any other request ends it.
+   */
+  warm?(params: WarmParams, signal?: AbortSignal): Promise<WarmResult>;
   /** The engine's own figures (memory, queue, prefix cache), or undefined when it is not running. */
   status(): Promise<EngineStatus | undefined>;
   dispose(): Promise<void>;

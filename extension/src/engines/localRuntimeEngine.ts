@@ -5,7 +5,23 @@
 // is refused with WrongModelTypeError before anything is sent. No vscode import.
 
 import { type CancellationToken, CancellationTokenSource, ErrorCodes, type MessageConnection, ResponseError } from 'vscode-jsonrpc/node';
-import { Answer, type AnswerParams, type AnswerResult, Classify, type ClassifyParams, type ClassifyResult, Complete, Generate, PartialResult, Rewrite, RuntimeErrorCodes, Status } from '../../../protocol/protocol.js';
+import {
+  Answer,
+  type AnswerParams,
+  type AnswerResult,
+  Classify,
+  type ClassifyParams,
+  type ClassifyResult,
+  Complete,
+  Generate,
+  PartialResult,
+  Rewrite,
+  RuntimeErrorCodes,
+  Status,
+  Warm,
+  type WarmParams,
+  type WarmResult,
+} from '../../../protocol/protocol.js';
 import { TASK_ARCHITECTURE, tasksOf, wrongModelMessage } from '../heads/modelTasks.js';
 import type { RuntimeSupervisor } from '../runtimeSupervisor.js';
 import {
@@ -48,6 +64,11 @@ export class LocalRuntimeEngine implements CompletionEngine {
         progress.dispose();
       }
     }));
+  }
+
+  /** Prefills a document's prompt into the runtime's prefix cache at the lowest priority. */
+  warm(params: WarmParams, signal?: AbortSignal): Promise<WarmResult> {
+    return this._request('generate', signal, (c, token) => c.sendRequest(Warm, params, token));
   }
 
   /** Classifies `text` (an OPTForSequenceClassification model); rejects with WrongModelTypeError on another head. */
