@@ -5,6 +5,8 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { OPT_SIZES } from '../extension/src/models/optModels.js';
+import { autoPrefixCacheBytes, contextKvBytes } from '../protocol/memory.js';
 import type { KvCache } from '../runtime/src/decoder.js';
 import { generate, generateStream } from '../runtime/src/generation/generate.js';
 import { PrefixCache } from '../runtime/src/engine/prefixCache.js';
@@ -88,8 +90,8 @@ describe('prefix cache', () => {
   });
 });
 
-/** A stand-in state of `mib` MiB: the policy only reads the storage's size. */
-const state = (mib: number): KvCache => ({ batch: 1, length: 1, capacity: 1, tensors: [{ data: new Float32Array((mib * 2 ** 20) / 4) } as unknown as Tensor] });
+/** A stand-in state of `mib` MiB: the policy only reads the size of the storage. */
+const state = (mib: number): KvCache => ({ batch: 1, length: 1, capacity: 1, tensors: [{ data: { buffer: { byteLength: mib * 2 ** 20 } } } as unknown as Tensor] });
 const ids = (...xs: number[]) => xs;
 
 describe('prefix cache policy', () => {
@@ -98,6 +100,16 @@ describe('prefix cache policy', () => {
     store.put(ids(1, 2, 3), state(576)); // opt-1.3b at 1,500 tokens
     assert.deepEqual({ entries: store.stats().entries, mib: store.stats().bytes / 2 ** 20 }, { entries: 1, mib: 576 });
     assert.equal(store.take(ids(1, 2, 3, 4))?.tokens.length, 3);
+  });
+
+  test('typing keeps its state at every OPT size up to 6.7b, at the budget the runtime would pick on this machine', () => {
+    for (const size of OPT_SIZES.filter((s) => ['125m', '350m', '1.3b', '2.7b', '6.7b'].includes(s.label))) {
+      const bytes = contextKvBytes(size.shape, 'int8', 1548); // a 1,500-token prompt + 48 new tokens
+      const store = new PrefixCache(autoPrefixCacheBytes(size.shape, 'int8', 1548, 22 * 2 ** 30));
+      store.put(ids(7, 8, 9), state(bytes / 2 ** 20));
+      const taken = store.take(ids(7, 8, 9, 10)); // one more character typed
+      assert.equal(taken?.tokens.length, 3, `${size.id}: a state of ${(bytes / 2 ** 20).toFixed(0)} MiB`);
+    }
   });
 
   test('older states leave, least recently used first, to make room; the newest never does', () => {
