@@ -42,8 +42,8 @@ const FILES: Record<string, string> = {
   'restart.txt': 'After the storm the village was quiet.\n',
   'list.md': 'Groceries:\n',
   'settings.txt': 'The train left the station at dawn.\n',
-  // Long enough that its prefill is most of a first completion's work.
-  'long.txt': Array.from({ length: 60 }, (_, i) => `Entry ${i}: the harbour master logged every ship that came in before sunrise.`).join('\n') + '\n',
+  // Long enough that its prefill is most of a first completion's work; within the inline context (4,000 characters, 768 tokens), so typing does not move where the prompt is cut.
+  'long.txt': Array.from({ length: 36 }, (_, i) => `Entry ${i}: the harbour master logged every ship that came in before sunrise.`).join('\n') + '\n',
 };
 
 /**
@@ -200,7 +200,7 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
         const w = (await state()).inline.warm;
         return w?.uri.endsWith('long.txt') && w.line === last.line && w.character === last.character && w.promptTokens !== undefined ? w : undefined;
       }, 30_000, 100);
-      assert.ok(warm.promptTokens! > 500, `warm-up of ${warm.promptTokens} tokens`);
+      assert.ok(warm.promptTokens! > 400, `warm-up of ${warm.promptTokens} tokens`);
       assert.equal(warm.error, undefined);
       const { record } = await typeAndGetSuggestion(' He', 60_000);
       // The first completion in the file re-ran only the tokens typed (BPE may re-merge one more).
