@@ -2,9 +2,9 @@
 // the checks that turn a bad or foreign config into a clear error before any weight is read.
 // Field names keep Hugging Face's spelling so they can be compared with config.json directly.
 
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CheckpointError } from './errors.js';
+import { CONFIG_FILE_CAP, parseJsonText, readModelText } from './checkpoint/modelFiles.js';
+import { CheckpointError, brief } from './errors.js';
 
 /** Model heads this runtime knows how to load; transformers' class names. */
 export const OPT_ARCHITECTURES = [
@@ -66,26 +66,31 @@ const DEFAULTS = {
   tie_word_embeddings: true,
 } as const;
 
+/**
+ * Upper bounds on sizes, far above any OPT (175B: 96 layers, 12288 wide, 49152 ffn, 50272 tokens,
+ * 2048 positions), so a hostile config.json cannot make the loader loop or allocate without end.
+ */
+const MAX_SIZES = {
+  vocab_size: 1 << 24,
+  hidden_size: 1 << 20,
+  num_hidden_layers: 4096,
+  ffn_dim: 1 << 22,
+  max_position_embeddings: 1 << 22,
+  num_attention_heads: 1 << 16,
+  word_embed_proj_dim: 1 << 20,
+  num_labels: 1 << 16,
+} as const;
+/** Token ids fit below the largest vocabulary. */
+const MAX_TOKEN_ID = MAX_SIZES.vocab_size - 1;
+
 /** Reads `config.json` in a model folder. */
 export async function readOptConfig(dir: string): Promise<OptConfig> {
-  const file = join(dir, 'config.json');
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    throw new CheckpointError(
-      file,
-      (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'config.json is missing' : `cannot read config.json: ${(err as Error).message}`,
-      'a model folder needs the config.json published with the checkpoint (e.g. from huggingface.co/facebook/opt-125m)',
-    );
+  const read = await readModelText(dir, 'config.json', CONFIG_FILE_CAP);
+  if (read === undefined) {
+    throw new CheckpointError(join(dir, 'config.json'), 'config.json is missing',
+      'a model folder needs the config.json published with the checkpoint (e.g. from huggingface.co/facebook/opt-125m)');
   }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    throw new CheckpointError(file, `config.json is not valid JSON: ${(err as Error).message}`);
-  }
-  return parseOptConfig(raw, file);
+  return parseOptConfig(parseJsonText(read.text, read.file), read.file);
 }
 
 /** Validates a parsed config.json and fills transformers' defaults. `file` names it in errors. */
@@ -95,7 +100,7 @@ export function parseOptConfig(raw: unknown, file = 'config.json'): OptConfig {
   }
   const r = raw as Record<string, unknown>;
   if (r.model_type !== undefined && r.model_type !== 'opt') {
-    throw new CheckpointError(file, `model_type is "${String(r.model_type)}", not "opt"`, 'this runtime runs OPT checkpoints only (facebook/opt-*)');
+    throw new CheckpointError(file, `model_type is ${brief(r.model_type)}, not "opt"`, 'this runtime runs OPT checkpoints only (facebook/opt-*)');
   }
   const architectures = (r.architectures ?? ['OPTForCausalLM']) as unknown;
   if (!Array.isArray(architectures) || architectures.length === 0) {
@@ -103,20 +108,21 @@ export function parseOptConfig(raw: unknown, file = 'config.json'): OptConfig {
   }
   for (const a of architectures) {
     if (!(OPT_ARCHITECTURES as readonly unknown[]).includes(a)) {
-      throw new CheckpointError(file, `unsupported architecture "${String(a)}"`, `supported: ${OPT_ARCHITECTURES.join(', ')}`);
+      throw new CheckpointError(file, `unsupported architecture ${brief(a)}`, `supported: ${OPT_ARCHITECTURES.join(', ')}`);
     }
   }
 
   const int = (key: keyof typeof DEFAULTS | 'word_embed_proj_dim' | 'num_labels', fallback: number, min = 1): number => {
     const v = r[key] ?? fallback;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
-      throw new CheckpointError(file, `${key} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
+    const max: number = (MAX_SIZES as Record<string, number>)[key] ?? MAX_TOKEN_ID;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+      throw new CheckpointError(file, `${key} must be an integer from ${min} to ${max}, got ${brief(v)}`);
     }
     return v;
   };
   const bool = (key: keyof typeof DEFAULTS, fallback: boolean): boolean => {
     const v = r[key] ?? fallback;
-    if (typeof v !== 'boolean') throw new CheckpointError(file, `${key} must be true or false, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'boolean') throw new CheckpointError(file, `${key} must be true or false, got ${brief(v)}`);
     return v;
   };
 
@@ -127,9 +133,12 @@ export function parseOptConfig(raw: unknown, file = 'config.json'): OptConfig {
   }
   const activation_function = r.activation_function ?? DEFAULTS.activation_function;
   if (!(SUPPORTED_ACTIVATIONS as readonly unknown[]).includes(activation_function)) {
-    throw new CheckpointError(file, `unsupported activation_function ${JSON.stringify(activation_function)}`, `supported: ${SUPPORTED_ACTIVATIONS.join(', ')}`);
+    throw new CheckpointError(file, `unsupported activation_function ${brief(activation_function)}`, `supported: ${SUPPORTED_ACTIVATIONS.join(', ')}`);
   }
-  const id2label = r.id2label as Record<string, string> | undefined;
+  const id2label = r.id2label ?? undefined;
+  if (id2label !== undefined && (typeof id2label !== 'object' || Array.isArray(id2label) || !Object.values(id2label).every((l) => typeof l === 'string'))) {
+    throw new CheckpointError(file, `id2label must map label ids to label names, got ${brief(id2label)}`);
+  }
   const num_labels = int('num_labels', id2label ? Object.keys(id2label).length : 2);
 
   return {
@@ -152,7 +161,7 @@ export function parseOptConfig(raw: unknown, file = 'config.json'): OptConfig {
     tie_word_embeddings: bool('tie_word_embeddings', DEFAULTS.tie_word_embeddings),
     torch_dtype: typeof r.torch_dtype === 'string' ? r.torch_dtype : undefined,
     num_labels,
-    id2label,
+    id2label: id2label as Record<string, string> | undefined,
     problem_type: typeof r.problem_type === 'string' ? r.problem_type : undefined,
   };
 }
@@ -174,18 +183,11 @@ export function hasProjection(c: OptConfig): boolean {
 
 /** generation_config.json, if present: sampling defaults for `generate`. Unknown keys are kept. */
 export async function readGenerationConfig(dir: string): Promise<Record<string, unknown> | undefined> {
-  const file = join(dir, 'generation_config.json');
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch {
-    return undefined;
+  const read = await readModelText(dir, 'generation_config.json', CONFIG_FILE_CAP);
+  if (read === undefined) return undefined;
+  const v = parseJsonText(read.text, read.file);
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+    throw new CheckpointError(read.file, `generation_config.json is not a JSON object: it holds ${brief(v)}`);
   }
-  try {
-    const v = JSON.parse(text) as unknown;
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
-    return v as Record<string, unknown>;
-  } catch (err) {
-    throw new CheckpointError(file, `generation_config.json is not a JSON object: ${(err as Error).message}`);
-  }
+  return v as Record<string, unknown>;
 }

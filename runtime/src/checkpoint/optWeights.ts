@@ -3,11 +3,11 @@
 // `decoder.*` keys; tied or untied lm_head), checks every name and shape against the config,
 // and reads tensors lazily as float32, one at a time.
 
-import { open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type OptConfig, hasFinalLayerNorm, hasProjection } from '../config.js';
-import { CheckpointError } from '../errors.js';
+import { CheckpointError, shown } from '../errors.js';
 import { toFloat32 } from './dtype.js';
+import { CONFIG_FILE_CAP, checkFileName, locateModelFile, openRegularFile, parseJsonText, readFully, readTextFile } from './modelFiles.js';
 import { readSafetensors } from './safetensors.js';
 import type { TensorRef } from './tensorRef.js';
 import { readTorchBin } from './torchBin.js';
@@ -82,7 +82,13 @@ export interface OptWeights {
 export async function openOptWeights(dir: string, config: OptConfig): Promise<OptWeights> {
   const { files, refs } = await findWeightFiles(dir);
   const tensors = new Map<string, TensorRef>();
-  for (const ref of refs) tensors.set(canonicalName(ref.name), ref);
+  for (const ref of refs) {
+    const name = canonicalName(ref.name);
+    const other = tensors.get(name);
+    // Two shards (or `x` and `model.x`) holding one weight: which one wins would be an accident of order.
+    if (other) throw new CheckpointError(ref.file, `${shown(ref.name)} is stored twice (also as ${shown(other.name)} in ${other.file})`, 'the checkpoint is damaged: download it again');
+    tensors.set(name, ref);
+  }
 
   const expected = expectedParameters(config);
   for (const [name, shape] of headParameters(config)) expected.set(name, shape);
@@ -130,9 +136,9 @@ async function readTensor(tensors: ReadonlyMap<string, TensorRef>, name: string)
   if (!ref) throw new Error(`internal: no tensor ${name}`);
   // Read into a fresh ArrayBuffer so float32 data is used in place, without a second copy.
   const bytes = new Uint8Array(new ArrayBuffer(ref.length));
-  const fh = await open(ref.file, 'r');
+  const { fh } = await openRegularFile(ref.file);
   try {
-    const { bytesRead } = await fh.read(bytes, 0, ref.length, ref.offset);
+    const bytesRead = await readFully(fh, bytes, ref.length, ref.offset);
     if (bytesRead !== ref.length) {
       throw new CheckpointError(ref.file, `${ref.name}: read ${bytesRead} of ${ref.length} bytes`, 'the file is truncated: download it again');
     }
@@ -144,35 +150,33 @@ async function readTensor(tensors: ReadonlyMap<string, TensorRef>, name: string)
 
 async function findWeightFiles(dir: string): Promise<{ files: string[]; refs: TensorRef[] }> {
   for (const layout of LAYOUTS) {
-    const indexFile = join(dir, layout.index);
-    if (await exists(indexFile)) {
-      const shards = await readShardIndex(indexFile);
-      const files = shards.map((s) => join(dir, s));
-      for (const f of files) {
-        if (!(await exists(f))) throw new CheckpointError(f, `shard listed in ${layout.index} is missing`, 'download every shard of the checkpoint');
+    const indexFile = await locateModelFile(dir, layout.index);
+    if (indexFile !== undefined) {
+      const files: string[] = [];
+      for (const shard of await readShardIndex(indexFile)) {
+        const file = await locateModelFile(dir, shard);
+        if (file === undefined) throw new CheckpointError(join(dir, ...shard.split('/')), `shard listed in ${layout.index} is missing`, 'download every shard of the checkpoint');
+        files.push(file);
       }
-      const refs = (await Promise.all(files.map((f) => layout.read(f)))).flat();
+      // One shard at a time: an index may list many, and each read holds a file open.
+      const refs: TensorRef[] = [];
+      for (const f of files) for (const ref of await layout.read(f)) refs.push(ref); // no spread: a header may list a million tensors
       return { files, refs };
     }
-    const single = join(dir, layout.single);
-    if (await exists(single)) return { files: [single], refs: await layout.read(single) };
+    const single = await locateModelFile(dir, layout.single);
+    if (single !== undefined) return { files: [single], refs: await layout.read(single) };
   }
   throw new CheckpointError(dir, 'no weights found', 'expected model.safetensors, pytorch_model.bin, or their sharded *.index.json form, as published on huggingface.co/facebook/opt-*');
 }
 
+/** The shard file names of an index, each checked to be a plain relative path; sorted, without repeats. */
 async function readShardIndex(file: string): Promise<string[]> {
-  let index: { weight_map?: Record<string, string> };
-  try {
-    index = JSON.parse(await readFile(file, 'utf8')) as typeof index;
-  } catch (err) {
-    throw new CheckpointError(file, `not valid JSON: ${(err as Error).message}`);
+  const index = parseJsonText(await readTextFile(file, CONFIG_FILE_CAP), file) as { weight_map?: unknown } | null;
+  const map = typeof index === 'object' && index !== null && !Array.isArray(index) ? index.weight_map : undefined;
+  if (typeof map !== 'object' || map === null || Array.isArray(map)) {
+    throw new CheckpointError(file, 'has no weight_map object', 'a shard index maps each weight name to its shard file');
   }
-  if (!index.weight_map || typeof index.weight_map !== 'object') {
-    throw new CheckpointError(file, 'has no weight_map', 'a shard index maps each weight name to its shard file');
-  }
-  return [...new Set(Object.values(index.weight_map))].sort();
-}
-
-async function exists(file: string): Promise<boolean> {
-  return stat(file).then(() => true, () => false);
+  const shards = [...new Set(Object.values(map))];
+  if (shards.length === 0) throw new CheckpointError(file, 'has an empty weight_map', 'a shard index maps each weight name to its shard file');
+  return shards.map((s) => checkFileName(s, file, 'weight_map shard')).sort();
 }

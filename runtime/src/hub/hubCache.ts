@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { copyFile, lstat, mkdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { CheckpointError } from '../errors.js';
 
 // huggingface_hub's ENV_VARS_TRUE_VALUES, compared upper-cased.
@@ -45,6 +45,16 @@ export function checkRelativeFile(file: string): string {
     throw new CheckpointError(JSON.stringify(file), 'is not a safe file name inside a repository snapshot (absolute, empty part, or ..)');
   }
   return file;
+}
+
+/**
+ * The blobs/ folder of the repository whose snapshot folder `dir` is
+ * (`<cache>/models--org--name/snapshots/<commit>`), where its files' links point; else undefined.
+ */
+export function blobsDirOfSnapshot(dir: string): string | undefined {
+  const snapshots = dirname(resolve(dir));
+  const repo = dirname(snapshots);
+  return basename(snapshots) === 'snapshots' && basename(repo).startsWith('models--') ? join(repo, 'blobs') : undefined;
 }
 
 export class RepoCache {

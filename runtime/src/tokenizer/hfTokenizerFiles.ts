@@ -1,9 +1,9 @@
 // Reads a model folder's Hugging Face tokenizer files and turns them into one tokenizer.json for
 // the Rust `tokenizers` binding: the folder's own tokenizer.json, or the pipeline transformers'
 // GPT2Converter builds from vocab.json + merges.txt when AutoTokenizer loads an OPT checkpoint.
-import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { CheckpointError } from '../errors.js';
+import { CONFIG_FILE_CAP, TOKENIZER_FILE_CAP, parseJsonText, readModelText } from '../checkpoint/modelFiles.js';
+import { CheckpointError, brief, quote } from '../errors.js';
 
 /** An added token as tokenizer.json stores it. */
 export interface AddedTokenJson {
@@ -54,21 +54,21 @@ const SPECIAL_KEYS = ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_t
 
 export async function readTokenizerFiles(dir: string): Promise<TokenizerFiles> {
   const configFile = join(dir, 'tokenizer_config.json');
-  const config = await readOptionalJson(configFile);
-  const specialsMap = await readOptionalJson(join(dir, 'special_tokens_map.json'));
+  const config = await readOptionalJson(dir, 'tokenizer_config.json');
+  const specialsMap = await readOptionalJson(dir, 'special_tokens_map.json');
   const addedFile = join(dir, 'added_tokens.json');
-  const addedJson = await readOptionalJson(addedFile);
+  const addedJson = await readOptionalJson(dir, 'added_tokens.json');
   const model = await readModel(dir);
 
   const added = new AddedTokens(model.vocab, model.tokens.length, (model.pipeline.added_tokens ?? []) as AddedTokenJson[]);
   for (const [id, value] of Object.entries(objectField(config, 'added_tokens_decoder', configFile))) {
-    const token = tokenSpec(value, configFile, `added_tokens_decoder.${id}`);
-    if (!isId(Number(id)) || !token) throw new CheckpointError(configFile, `added_tokens_decoder has a bad entry for id ${JSON.stringify(id)}`);
+    const token = tokenSpec(value, configFile, `added_tokens_decoder[${quote(id)}]`);
+    if (!/^\d+$/.test(id) || !isId(Number(id)) || !token) throw new CheckpointError(configFile, `added_tokens_decoder has a bad entry for id ${quote(id)}`);
     added.add(token, value.special === true, Number(id));
   }
   for (const [content, id] of Object.entries(addedJson ?? {})) {
-    if (!isId(id)) throw new CheckpointError(addedFile, `added_tokens.json gives ${JSON.stringify(content)} the id ${JSON.stringify(id)}, not an integer >= 0`);
-    added.add({ content }, false, id);
+    if (!isId(id)) throw new CheckpointError(addedFile, `added_tokens.json gives ${quote(content)} the id ${brief(id)}, not an integer id from 0 to ${MAX_TOKEN_ID}`);
+    added.add({ content }, false, id as number);
   }
   // special_tokens_map.json wins over tokenizer_config.json, as in transformers' from_pretrained.
   const named = addSpecialTokens(added, { ...config, ...specialsMap }, configFile);
@@ -138,19 +138,19 @@ interface Model {
 
 async function readModel(dir: string): Promise<Model> {
   const tokenizerJsonFile = join(dir, 'tokenizer.json');
-  const text = await readOptional(tokenizerJsonFile);
+  const text = await readOptional(dir, 'tokenizer.json');
   if (text !== undefined) {
     const pipeline = parseJsonObject(text, tokenizerJsonFile);
     const vocab = checkTokenizerJson(pipeline, tokenizerJsonFile);
     return { pipeline, text, source: tokenizerJsonFile, vocab, tokens: indexVocab(vocab, tokenizerJsonFile) };
   }
   const vocabFile = join(dir, 'vocab.json');
-  const vocabText = await readOptional(vocabFile);
+  const vocabText = await readOptional(dir, 'vocab.json');
   if (vocabText === undefined) throw new CheckpointError(vocabFile, 'vocab.json is missing', MISSING_FILES_HINT);
   const vocab = parseJsonObject(vocabText, vocabFile) as Record<string, number>;
   const tokens = indexVocab(vocab, vocabFile);
   const mergesFile = join(dir, 'merges.txt');
-  const mergesText = await readOptional(mergesFile);
+  const mergesText = await readOptional(dir, 'merges.txt');
   if (mergesText === undefined) throw new CheckpointError(mergesFile, 'merges.txt is missing', MISSING_FILES_HINT);
   const merges = parseMerges(mergesText, vocab, mergesFile);
   return { pipeline: gpt2Pipeline(vocab, merges), vocabText, source: mergesFile, vocab, tokens };
@@ -169,21 +169,30 @@ class AddedTokens {
   readonly list: AddedTokenJson[];
   changed = false;
   private nextId: number;
+  /** The first added token of each content, as list.find would return it, without a scan per token. */
+  private readonly byContent = new Map<string, AddedTokenJson>();
 
   constructor(private readonly vocab: Record<string, number>, vocabEnd: number, base: AddedTokenJson[]) {
     this.list = base;
-    this.nextId = Math.max(vocabEnd, ...base.map((t) => t.id + 1));
+    // A loop, not Math.max(...ids): a spread of 200k added tokens overflows the stack.
+    this.nextId = vocabEnd;
+    for (const t of base) {
+      this.nextId = Math.max(this.nextId, t.id + 1);
+      if (!this.byContent.has(t.content)) this.byContent.set(t.content, t);
+    }
   }
 
   /** Registers a token unless it is already an added token (transformers then leaves it as it is); returns its id. */
   add(token: TokenSpec, special: boolean, id?: number): number {
-    const existing = this.list.find((t) => t.content === token.content);
+    const existing = this.byContent.get(token.content);
     if (existing) return existing.id;
     const tokenId = id ?? (Object.hasOwn(this.vocab, token.content) ? this.vocab[token.content]! : this.nextId);
     this.nextId = Math.max(this.nextId, tokenId + 1);
     // transformers' AddedToken defaults: specials are not normalized, other added tokens are.
     const flags = token.options ?? { single_word: false, lstrip: false, rstrip: false, normalized: !special };
-    this.list.push({ id: tokenId, content: token.content, ...flags, special });
+    const added = { id: tokenId, content: token.content, ...flags, special };
+    this.list.push(added);
+    this.byContent.set(added.content, added);
     this.changed = true;
     return tokenId;
   }
@@ -202,7 +211,7 @@ function tokenSpec(value: unknown, file: string, key: string): TokenSpec | undef
       options: { single_word: v.single_word === true, lstrip: v.lstrip === true, rstrip: v.rstrip === true, normalized: v.normalized !== false },
     };
   }
-  throw new CheckpointError(file, `${key} must be a string or an object with a "content" string, got ${JSON.stringify(value)}`);
+  throw new CheckpointError(file, `${key} must be a string or an object with a "content" string, got ${brief(value)}`);
 }
 
 /** GPT2Converter's pipeline, less the post-processor (it depends on the BOS token) and the config's add_prefix_space. */
@@ -254,9 +263,9 @@ function parseMerges(text: string, vocab: Record<string, number>, file: string):
     if (line === '' || (i === 0 && line.startsWith('#version'))) continue;
     let pair = line.split(' ');
     if (pair.length !== 2) pair = line.split(/\s+/);
-    if (pair.length !== 2) throw bad(i, `must hold two tokens separated by a space, got ${JSON.stringify(lines[i])}`);
+    if (pair.length !== 2) throw bad(i, `must hold two tokens separated by a space, got ${quote(lines[i]!)}`);
     const missing = missingMergeToken(vocab, pair[0]!, pair[1]!);
-    if (missing !== undefined) throw bad(i, `uses ${JSON.stringify(missing)}, which vocab.json lacks`);
+    if (missing !== undefined) throw bad(i, `uses ${quote(missing)}, which vocab.json lacks`);
     merges.push(`${pair[0]} ${pair[1]}`);
   }
   if (merges.length === 0) throw new CheckpointError(file, 'merges.txt holds no merges');
@@ -268,15 +277,18 @@ function indexVocab(vocab: Record<string, unknown>, file: string): string[] {
   const tokens: string[] = [];
   for (const token in vocab) {
     const id = vocab[token];
-    if (!isId(id)) throw new CheckpointError(file, `${basename(file)} maps ${JSON.stringify(token)} to ${JSON.stringify(id)}, not to an integer id >= 0`);
+    if (!isId(id)) throw new CheckpointError(file, `${basename(file)} maps ${quote(token)} to ${brief(id)}, not to an integer id from 0 to ${MAX_TOKEN_ID}`);
     tokens[id] = token;
   }
   if (tokens.length === 0) throw new CheckpointError(file, `${basename(file)} has an empty vocabulary`);
   return tokens;
 }
 
+/** Ids index arrays (id → token) here and in the binding: a vocabulary of 2^24 is far beyond any real one. */
+const MAX_TOKEN_ID = (1 << 24) - 1;
+
 function isId(value: unknown): value is number {
-  return Number.isSafeInteger(value) && (value as number) >= 0;
+  return Number.isSafeInteger(value) && (value as number) >= 0 && (value as number) <= MAX_TOKEN_ID;
 }
 
 /** Checks that tokenizer.json holds what decode() assumes: byte-level BPE. */
@@ -287,7 +299,7 @@ function checkTokenizerJson(pipeline: Json, file: string): Record<string, number
   }
   const decoder = pipeline.decoder as Json | null | undefined;
   if (decoder?.type !== 'ByteLevel') {
-    throw new CheckpointError(file, `tokenizer.json's decoder is ${JSON.stringify(decoder?.type ?? null)}, not ByteLevel`, 'OPT uses GPT-2 byte-level BPE');
+    throw new CheckpointError(file, `tokenizer.json's decoder is ${brief(decoder?.type ?? null)}, not ByteLevel`, 'OPT uses GPT-2 byte-level BPE');
   }
   if (typeof model.vocab !== 'object' || model.vocab === null || Array.isArray(model.vocab)) {
     throw new CheckpointError(file, 'tokenizer.json has no model.vocab object');
@@ -304,10 +316,10 @@ function checkTokenizerJson(pipeline: Json, file: string): Record<string, number
     const merge = merges[i];
     const pair = typeof merge === 'string' ? merge.split(' ') : merge;
     if (!Array.isArray(pair) || pair.length !== 2 || typeof pair[0] !== 'string' || typeof pair[1] !== 'string' || !pair[0] || !pair[1]) {
-      throw bad(i, `must be two tokens, got ${JSON.stringify(merge)}`);
+      throw bad(i, `must be two tokens, got ${brief(merge)}`);
     }
     const missing = missingMergeToken(vocab, pair[0], pair[1]);
-    if (missing !== undefined) throw bad(i, `uses ${JSON.stringify(missing)}, which the vocabulary lacks`);
+    if (missing !== undefined) throw bad(i, `uses ${quote(missing)}, which the vocabulary lacks`);
   }
   checkTemplates(pipeline.post_processor, file);
   const added = pipeline.added_tokens ?? [];
@@ -330,7 +342,7 @@ function checkTemplates(processor: unknown, file: string): void {
   for (const piece of [p.single, p.pair].flatMap((template) => (Array.isArray(template) ? template : []))) {
     const name = (piece as { SpecialToken?: { id?: unknown } } | null)?.SpecialToken?.id;
     if (name !== undefined && (typeof name !== 'string' || !Object.hasOwn(defined, name))) {
-      throw new CheckpointError(file, `tokenizer.json's post-processor template uses ${JSON.stringify(name)}, which its special_tokens do not define`);
+      throw new CheckpointError(file, `tokenizer.json's post-processor template uses ${brief(name)}, which its special_tokens do not define`);
     }
   }
 }
@@ -349,29 +361,22 @@ function objectField(obj: Json | undefined, key: string, file: string): Record<s
   return value as Record<string, Json>;
 }
 
-async function readOptional(file: string): Promise<string | undefined> {
-  try {
-    return await readFile(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new CheckpointError(file, `cannot be read: ${(err as Error).message}`);
-  }
+/** The tokenizer's own files may be tens of MB; the config files beside them are small. */
+const CAPS: Readonly<Record<string, number>> = { 'vocab.json': TOKENIZER_FILE_CAP, 'merges.txt': TOKENIZER_FILE_CAP, 'tokenizer.json': TOKENIZER_FILE_CAP };
+
+async function readOptional(dir: string, name: string): Promise<string | undefined> {
+  return (await readModelText(dir, name, CAPS[name] ?? CONFIG_FILE_CAP))?.text;
 }
 
-async function readOptionalJson(file: string): Promise<Json | undefined> {
-  const text = await readOptional(file);
-  return text === undefined ? undefined : parseJsonObject(text, file);
+async function readOptionalJson(dir: string, name: string): Promise<Json | undefined> {
+  const text = await readOptional(dir, name);
+  return text === undefined ? undefined : parseJsonObject(text, join(dir, name));
 }
 
 function parseJsonObject(text: string, file: string): Json {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw new CheckpointError(file, `${basename(file)} is not valid JSON: ${(err as Error).message}`);
-  }
+  const value = parseJsonText(text, file);
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new CheckpointError(file, `${basename(file)} must hold a JSON object`);
+    throw new CheckpointError(file, `${basename(file)} must hold a JSON object, not ${brief(value)}`);
   }
   return value as Json;
 }
