@@ -2,7 +2,7 @@
 // It never runs code: a global resolves only if it is on the allowlist below, and calling one
 // (REDUCE/NEWOBJ) just records the call as inert data for the caller to interpret.
 
-import { CheckpointError } from '../errors.js';
+import { CheckpointError, quote } from '../errors.js';
 import type { StorageDtype } from './tensorRef.js';
 
 /** An allowlisted Python global, e.g. `torch._utils._rebuild_tensor_v2`. */
@@ -54,6 +54,12 @@ export const STATE_DICT_GLOBALS: ReadonlySet<string> = new Set([
   'torch.storage.TypedStorage',
   ...Object.keys(TORCH_DTYPE_GLOBALS),
 ]);
+
+/**
+ * A state dict takes about 25 values per tensor (OPT-175B's 1,500 tensors: ~40,000); the cap keeps
+ * a hostile pickle of one-byte opcodes (EMPTY_DICT, DUP, ...) from filling memory with objects.
+ */
+export const MAX_PICKLE_VALUES = 4_000_000;
 
 function typeName(v: PyValue): string {
   if (v === null) return 'None';
@@ -114,12 +120,22 @@ export function unpickle(data: Uint8Array, file: string, allowed: ReadonlySet<st
     if (at === undefined) fail('stack underflow: no MARK');
     return stack.splice(at!);
   };
-  const push = (v: PyValue): void => { stack.push(v); };
+  let pushes = 0;
+  const push = (v: PyValue): void => {
+    // Every value a container ends up holding was pushed first, so this bounds what the pickle can make us allocate.
+    if (++pushes > MAX_PICKLE_VALUES) fail(`the pickle builds more than ${MAX_PICKLE_VALUES} values, far more than any state dict`);
+    stack.push(v);
+  };
+  const remember = (key: number): void => {
+    if (++pushes > MAX_PICKLE_VALUES) fail(`the pickle builds more than ${MAX_PICKLE_VALUES} values, far more than any state dict`);
+    memo.set(key, top());
+  };
   const resolveGlobal = (module: string, name: string): PyGlobal => {
     const qualified = `${module}.${name}`;
     // A dotted name is an attribute path in Python; refuse it rather than reason about aliases.
     if (name.includes('.') || !allowed.has(qualified)) {
-      throw new CheckpointError(file, `data.pkl references the Python global ${qualified}, which a tensor state dict never needs; the file could run code when loaded by Python, so it is refused`,
+      const shown = /^[\w.]{1,120}$/.test(qualified) ? qualified : quote(qualified);
+      throw new CheckpointError(file, `data.pkl references the Python global ${shown}, which a tensor state dict never needs; the file could run code when loaded by Python, so it is refused`,
         'only load checkpoints from sources you trust; a .safetensors copy of the model cannot carry code');
     }
     return new PyGlobal(module, name);
@@ -187,9 +203,9 @@ export function unpickle(data: Uint8Array, file: string, allowed: ReadonlySet<st
       case 0x4e: push(null); break; // NONE
       case 0x88: push(true); break; // NEWTRUE
       case 0x89: push(false); break; // NEWFALSE
-      case 0x71: memo.set(u8(), top()); break; // BINPUT
-      case 0x72: memo.set(u32(), top()); break; // LONG_BINPUT
-      case 0x94: memo.set(memo.size, top()); break; // MEMOIZE
+      case 0x71: remember(u8()); break; // BINPUT
+      case 0x72: remember(u32()); break; // LONG_BINPUT
+      case 0x94: remember(memo.size); break; // MEMOIZE
       case 0x68: case 0x6a: { // BINGET, LONG_BINGET
         const key = op === 0x68 ? u8() : u32();
         if (!memo.has(key)) fail(`memo key ${key} was never stored`);

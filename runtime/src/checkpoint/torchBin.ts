@@ -2,20 +2,27 @@
 // the pickled state dict says which storage entry and offset each tensor uses, and the entries
 // are stored uncompressed, so each tensor is a plain byte range of the file.
 
-import { open, type FileHandle } from 'node:fs/promises';
-import { CheckpointError } from '../errors.js';
+import type { FileHandle } from 'node:fs/promises';
+import { CheckpointError, quote, shown } from '../errors.js';
+import { openRegularFile } from './modelFiles.js';
 import { PyCall, PyDict, PyGlobal, PyPersistent, PyTuple, TORCH_DTYPE_GLOBALS, unpickle, type PyValue } from './pickle.js';
 import { DTYPE_BYTES, type TensorRef } from './tensorRef.js';
 import { assertStored, readAt, readStoredEntry, readZipIndex, type ZipEntry } from './zipIndex.js';
 
 // data.pkl of the largest state dicts is a few MB; refuse to allocate for an absurd claim.
-const MAX_PICKLE_BYTES = 256 << 20;
+const MAX_PICKLE_BYTES = 64 << 20;
+// torch writes "little" or "big".
+const MAX_BYTEORDER_BYTES = 16;
+// A state dict is flat, or one level deep (a module's state dict inside a checkpoint dict); a
+// Parameter wraps its tensor once. Deeper is not a state dict, and recursion must stay bounded.
+const MAX_DICT_DEPTH = 32;
+const MAX_PARAMETER_WRAPPING = 8;
 // What torch < 1.6 wrote first: pickle PROTO 2, then LONG1 with the magic number 0x1950a86a20f9469cfc6c.
 const LEGACY_MAGIC = Buffer.from('80028a0a6cfc9c46f9206aa85019', 'hex');
 
 /** Every tensor of the state dict in `file`, in pickle order; tied tensors share one byte range. */
 export async function readTorchBin(file: string): Promise<TensorRef[]> {
-  const fh = await open(file, 'r');
+  const { fh } = await openRegularFile(file);
   try {
     await checkMagic(fh, file);
     const entries = await readZipIndex(fh, file);
@@ -31,6 +38,7 @@ export async function readTorchBin(file: string): Promise<TensorRef[]> {
       throw new CheckpointError(file, 'this is a TorchScript archive (torch.jit.save), not a state dict saved with torch.save', 'save the model with torch.save(model.state_dict(), path)');
     }
     const byteorder = byName.get(`${prefix}byteorder`);
+    if (byteorder && byteorder.uncompressedSize > MAX_BYTEORDER_BYTES) throw new CheckpointError(file, `${byteorder.name} is ${byteorder.uncompressedSize} bytes, not "little" or "big"`, 'the checkpoint is damaged: download it again');
     if (byteorder && (await readStoredEntry(fh, file, byteorder)).toString('latin1') !== 'little') {
       throw new CheckpointError(file, 'the checkpoint was saved on a big-endian machine', 're-save it on a little-endian machine or convert it to safetensors');
     }
@@ -40,7 +48,7 @@ export async function readTorchBin(file: string): Promise<TensorRef[]> {
       throw new CheckpointError(file, 'data.pkl does not hold a state dict (a dict of tensors)', 'save the model with torch.save(model.state_dict(), path)');
     }
     const refs: TensorRef[] = [];
-    collect(root, '', new Set(), (name, call) => refs.push(tensorRef(file, name, call, prefix, byName)));
+    collect(file, root, '', 0, new Set(), (name, call) => refs.push(tensorRef(file, name, call, prefix, byName)));
     return refs;
   } finally {
     await fh.close();
@@ -65,21 +73,25 @@ async function checkMagic(fh: FileHandle, file: string): Promise<void> {
 type TensorSink = (name: string, call: PyCall) => void;
 
 /** Visits the tensors of a (possibly nested) state dict; nested keys are joined with dots. */
-function collect(dict: PyDict, prefix: string, seen: Set<PyDict>, sink: TensorSink): void {
+function collect(file: string, dict: PyDict, prefix: string, depth: number, seen: Set<PyDict>, sink: TensorSink): void {
   if (seen.has(dict)) return;
+  if (depth > MAX_DICT_DEPTH) {
+    throw new CheckpointError(file, `data.pkl nests dicts more than ${MAX_DICT_DEPTH} deep (at ${quote(prefix)}), which no state dict does`, 'the checkpoint is damaged or was not written by torch.save');
+  }
   seen.add(dict);
   for (const [key, value] of dict) {
-    const name = `${prefix}${String(key)}`;
+    const name = `${prefix}${typeof key === 'string' || typeof key === 'number' ? key : String(key)}`;
     if (value instanceof PyCall) sink(name, value);
-    else if (value instanceof PyDict) collect(value, `${name}.`, seen, sink);
+    else if (value instanceof PyDict) collect(file, value, `${name}.`, depth + 1, seen, sink);
   }
 }
 
 function tensorRef(file: string, name: string, call: PyCall, prefix: string, entries: Map<string, ZipEntry>): TensorRef {
-  const bad = (problem: string): never => { throw new CheckpointError(file, `tensor ${name}: ${problem}`); };
-  if (call.callee.qualifiedName === 'torch._utils._rebuild_parameter') {
+  const bad = (problem: string): never => { throw new CheckpointError(file, `tensor ${shown(name)}: ${problem}`); };
+  for (let wrapping = 0; call.callee.qualifiedName === 'torch._utils._rebuild_parameter'; wrapping++) {
+    if (wrapping === MAX_PARAMETER_WRAPPING) bad(`parameters wrapped in parameters more than ${MAX_PARAMETER_WRAPPING} deep, which torch never writes`);
     const inner = call.args[0];
-    return inner instanceof PyCall ? tensorRef(file, name, inner, prefix, entries) : bad('a parameter that wraps no tensor');
+    call = inner instanceof PyCall ? inner : bad('a parameter that wraps no tensor');
   }
   if (call.callee.qualifiedName !== 'torch._utils._rebuild_tensor_v2') bad(`built by ${call.callee.qualifiedName}, which is not a plain tensor`);
   const [storage, storageOffset, size, stride] = call.args;
@@ -106,7 +118,7 @@ function tensorRef(file: string, name: string, call: PyCall, prefix: string, ent
   }
 
   const entryName = `${prefix}data/${key}`;
-  const entry = entries.get(entryName) ?? bad(`its storage ${entryName} is missing from the archive (truncated or damaged file)`);
+  const entry = entries.get(entryName) ?? bad(`its storage ${shown(entryName)} is missing from the archive (truncated or damaged file)`);
   assertStored(file, entry);
   const itemSize = DTYPE_BYTES[dtype];
   const start = (storageOffset as number) * itemSize;
