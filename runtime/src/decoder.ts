@@ -83,6 +83,8 @@ export class OptDecoder {
     this._hasKeepInput = inputs.has('num_logits_to_keep');
     this._hasPositionIds = inputs.has('position_ids');
     this._hasCacheBranch = inputs.has('use_cache_branch');
+    // float16: an fp16 graph's cache, or a float32 graph's append cache built with kvDtype 'fp16'
+    // (its new_key_values outputs are then float16 too, written into the Uint16Array buffers as is).
     const kvType = _session.inputTypes['past_key_values.0.key'];
     if (kvType !== 'float32' && kvType !== 'float16') throw new UsageError(`the ONNX model's KV cache is ${kvType}; expected float32 or float16`);
     this._kvType = kvType;

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { convertCheckpoint } from '../../runtime/src/convert.js';
 import { OptDecoder } from '../../runtime/src/decoder.js';
-import type { GraphDtype, KvCacheLayout } from '../../runtime/src/onnx/optGraph.js';
+import type { GraphDtype, KvCacheLayout, KvDtype } from '../../runtime/src/onnx/optGraph.js';
 import { createSession } from '../../runtime/src/session.js';
 import type { Fixture } from '../fixtures/optCheckpoint.js';
 import { naiveOptForward, weightsFromMap } from '../reference/naiveOpt.js';
@@ -16,8 +16,8 @@ export function tempDir(prefix: string): { path: string; remove(): void } {
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
 }
 
-export async function openDecoder(f: Fixture, cacheDir: string, dtype: GraphDtype = 'fp32', fused = true, kvCache?: KvCacheLayout): Promise<OptDecoder> {
-  const { modelPath } = await convertCheckpoint(f.dir, { dtype, fused, kvCache, cacheDir });
+export async function openDecoder(f: Fixture, cacheDir: string, dtype: GraphDtype = 'fp32', fused = true, kvCache?: KvCacheLayout, kvDtype?: KvDtype): Promise<OptDecoder> {
+  const { modelPath } = await convertCheckpoint(f.dir, { dtype, fused, kvCache, kvDtype, cacheDir });
   const session = await createSession(modelPath, { device: 'cpu', threads: 1 });
   const c = f.config;
   return new OptDecoder(session, {

@@ -27,6 +27,14 @@ export type GraphDtype = 'fp32' | 'fp16' | 'int8' | 'int4';
  */
 export type KvCacheLayout = 'append' | 'inplace' | 'concat' | 'none';
 
+/**
+ * Storage type of the append layout's cache buffers in a float32 graph (fp16 graphs always keep an
+ * fp16 cache). fp16 halves the cache's memory; onnxruntime 1.30's CPU provider then casts each
+ * layer's buffers to float32 before the attention matmuls (its fp16 MatMul is slower still), a
+ * pass that costs more time than the halved read saves (bench/kvPrecision.ts).
+ */
+export type KvDtype = 'fp32' | 'fp16';
+
 export interface OptGraphOptions {
   dtype: GraphDtype;
   /**
@@ -49,6 +57,11 @@ export interface OptGraphOptions {
   /** Default: append with contrib ops, concat with plain ops. `inplace` needs contrib ops. */
   kvCache?: KvCacheLayout;
   /**
+   * Element type of the append layout's cache buffers (`past_key_values.*` inputs and
+   * `new_key_values.*` outputs) in float32 graphs (fp32, int8, int4). Default fp32.
+   */
+  kvDtype?: KvDtype;
+  /**
    * logits: the causal LM head. hidden: `last_hidden_state` [B, S, E] instead (OPTModel's output,
    * after the final LayerNorm and project_out) for the heads the runtime computes itself.
    */
@@ -65,6 +78,18 @@ export function kvCacheLayout(o: OptGraphOptions): KvCacheLayout {
   const layout = o.kvCache ?? (o.fused ? 'append' : 'concat');
   if (layout === 'inplace' && !o.fused) throw new Error('the in-place KV cache needs contrib operators (GroupQueryAttention)');
   return layout;
+}
+
+/** The cache tensors' element type: the graph's float type, or float16 for an fp16 append cache. */
+export function kvElemType(o: OptGraphOptions): 'float32' | 'float16' {
+  if (o.dtype === 'fp16') {
+    if (o.kvDtype === 'fp32') throw new Error('an fp16 graph keeps an fp16 KV cache: kvDtype fp32 needs a float32 graph');
+    return 'float16';
+  }
+  if ((o.kvDtype ?? 'fp32') === 'fp32') return 'float32';
+  const layout = kvCacheLayout(o);
+  if (layout !== 'append') throw new Error(`kvDtype fp16 with a float32 graph needs the append KV cache layout (got ${layout})`);
+  return 'float16';
 }
 
 export const DEFAULT_GRAPH_OPTIONS: OptGraphOptions = {
@@ -134,7 +159,8 @@ export async function buildOptGraph(g: GraphBuilder, c: OptConfig, w: WeightRead
 }
 
 class OptGraph {
-  private readonly _float: ElemType; // activation / KV dtype
+  private readonly _float: ElemType; // activation dtype
+  private readonly _kv: 'float32' | 'float16'; // cache buffers' dtype
   private readonly _d: number;
   private readonly _heads: number;
   private readonly _hd: number;
@@ -152,6 +178,7 @@ class OptGraph {
     this._heads = c.num_attention_heads;
     this._hd = headDim(c);
     this._layout = kvCacheLayout(o);
+    this._kv = kvElemType(o);
     this._block = o.blockSize ?? defaultBlockSize(o.dtype);
   }
 
@@ -166,7 +193,7 @@ class OptGraph {
         continue;
       }
       const kv: [string, string] = [pastKey(i), pastValue(i)];
-      for (const name of kv) g.input(name, this._float, ['batch_size', this._heads, CACHE_DIM[this._layout], this._hd]);
+      for (const name of kv) g.input(name, this._kv, ['batch_size', this._heads, CACHE_DIM[this._layout], this._hd]);
       past.push(kv);
     }
     const hiddenOutput = this.o.output === 'hidden';
@@ -341,14 +368,22 @@ class OptGraph {
       let o: string; // [B, H, S, hd]
       if (this._layout === 'append') {
         // Scores over the buffer's C positions (unused ones are masked) and over the new tokens, side by side.
-        const kh = heads(k, newKey(i));
-        const vh = heads(v, newValue(i));
-        const probs = softmax(g.op1('Concat', [scoresOf(past![0]), scoresOf(kh)], { axis: 3 })); // [B, H, S, C + S]
+        // An fp16 buffer in a float32 graph: the new keys/values leave as fp16 (attention over
+        // them stays float32), and each buffer is cast to float32 once, straight before its matmul.
+        const narrow = this._kv !== this._float;
+        const kh = narrow ? heads(k) : heads(k, newKey(i));
+        const vh = narrow ? heads(v) : heads(v, newValue(i));
+        if (narrow) {
+          g.op('Cast', [kh], { to: 10 }, { outputs: [newKey(i)] });
+          g.op('Cast', [vh], { to: 10 }, { outputs: [newValue(i)] });
+        }
+        const [pastK, pastV] = narrow ? past!.map((t) => g.op1('Cast', [t], { to: 1 })) as [string, string] : past!;
+        const probs = softmax(g.op1('Concat', [scoresOf(pastK), scoresOf(kh)], { axis: 3 })); // [B, H, S, C + S]
         const capacity = g.op1('Shape', [past![0]], { start: 2, end: 3 }); // [C]
         const axis = g.constant('int64', [1], [3]);
         const pPast = g.op1('Slice', [probs, g.constant('int64', [1], [0]), capacity, axis]);
         const pNew = g.op1('Slice', [probs, capacity, g.constant('int64', [1], [INT64_MAX]), axis]);
-        o = g.op1('Add', [g.op1('MatMul', [pPast, past![1]]), g.op1('MatMul', [pNew, vh])]);
+        o = g.op1('Add', [g.op1('MatMul', [pPast, pastV]), g.op1('MatMul', [pNew, vh])]);
         this._cacheOutputs(newKey(i), newValue(i), 'sequence_length');
       } else if (past) {
         const keys = g.op('Concat', [past[0], heads(k)], { axis: 2 }, { outputs: [presentKey(i)] })[0]!; // [B, H, T, hd]
@@ -367,7 +402,7 @@ class OptGraph {
   }
 
   private _cacheOutputs(key: string, value: string, positions = this._layout === 'inplace' ? CACHE_DIM.inplace : 'total_sequence_length'): void {
-    for (const name of [key, value]) this.g.output(name, name, this._float, ['batch_size', this._heads, positions, this._hd]);
+    for (const name of [key, value]) this.g.output(name, name, this._kv, ['batch_size', this._heads, positions, this._hd]);
   }
 
   /** q, k and v projections as one matmul; q's weight and bias carry the head_dim**-0.5 scale. */
