@@ -301,13 +301,178 @@ describe('opt serve (OpenAI-compatible server)', () => {
     assert.equal((await rawRequest(server.url, '/v1/models', { headers: { host: 'localhost' } })).status, 200);
   });
 
-  test('more choices than the engine queue takes: 429 with Retry-After, and nothing is left running', async () => {
-    const res = await post(server.url, { prompt: 'busy', n: 20, max_tokens: 50, min_tokens: 50, temperature: 0 });
-    assert.equal(res.status, 429);
-    assert.equal(res.headers.get('retry-after'), '1');
-    const json = (await res.json()) as Json;
-    assert.equal(json.error.code, 'server_busy');
+  test('keys: blank ones refused at start, both sides trimmed (finding 12)', async () => {
+    for (const apiKey of [' ', '\t \n', '\n']) {
+      await assert.rejects(startOpenAiServer(engine, { port: 0, apiKey }), (e: Error) => e instanceof UsageError && /blank/.test(e.message));
+      await assert.rejects(startOpenAiServer(engine, { host: '0.0.0.0', port: 0, apiKey }), (e: Error) => e instanceof UsageError && /blank/.test(e.message));
+    }
+    for (const apiKey of ['k\u0000y', 'kéy', 'k\ny']) await assert.rejects(startOpenAiServer(engine, { port: 0, apiKey }), (e: Error) => e instanceof UsageError && /printable ASCII/.test(e.message));
+    // A key read with its newline (OPT_API_KEY from a file) is the key without it, as a client's is.
+    const keyed = await startOpenAiServer(engine, { port: 0, apiKey: '  sekret key\n' });
+    try {
+      for (const authorization of ['Bearer sekret key', 'bearer   sekret key  ', 'BEARER\tsekret key']) {
+        assert.equal((await rawRequest(keyed.url, '/v1/models', { headers: { authorization } })).status, 200, authorization);
+      }
+      for (const authorization of ['Bearer sekret', 'Bearer sekretkey', 'Bearer  ', 'Bearer', 'sekret key', 'Basic sekret key', 'Bearersekret key']) {
+        assert.equal((await rawRequest(keyed.url, '/v1/models', { headers: { authorization } })).status, 401, authorization);
+      }
+    } finally {
+      await keyed.close();
+    }
+  });
+
+  test('the Host header is parsed, not pattern-matched: only exact loopback names with an optional port (finding 12)', async () => {
+    for (const host of ['localhost', 'LocalHost:8000', '127.0.0.1', '127.0.0.1:1', '127.255.3.4:65535', '[::1]', '[::1]:8000', '[0:0:0:0:0:0:0:1]:1', '[::ffff:127.0.0.1]']) {
+      assert.equal((await rawRequest(server.url, '/v1/models', { headers: { host } })).status, 200, host);
+    }
+    for (const host of [
+      '127.0.0.1:1@evil.com', '[::1].evil.com', '[::1]evil.com', '[::1]:80@evil.com', 'localhost.evil.com', 'localhost@evil.com', '127.0.0.1.evil.com',
+      'evil.com#127.0.0.1', 'localhost:', 'localhost:80:80', 'localhost:99999', 'localhost:-1', 'localhost:0x50', '[localhost]', '[127.0.0.1]',
+      '127.0.0.01', '127.1', '::1', '[::2]', '[fe80::1%25lo]', '[::1', 'localhost.', 'user@localhost', '0.0.0.0', ' ', // ' ' arrives empty (node:http would replace '' with its own Host)
+    ]) {
+      const res = await rawRequest(server.url, '/v1/models', { headers: { host } });
+      assert.equal(res.status, 403, JSON.stringify(host));
+      assert.equal((JSON.parse(res.body) as Json).error.code, 'forbidden_host');
+    }
+  });
+
+  test('/health and /v1/models name a model folder by its base name, never its path (finding 12)', async () => {
+    const s = await startOpenAiServer(engine, { port: 0, apiKey: 'k' });
+    try {
+      const health = await (await fetch(`${s.url}/health`)).text();
+      assert.deepEqual(JSON.parse(health), { status: 'ok', model: 'model' });
+      const models = await (await fetch(`${s.url}/v1/models`, { headers: { authorization: 'Bearer k' } })).text();
+      assert.ok(!health.includes(tmp.path) && !models.includes(tmp.path), models);
+      assert.deepEqual([(JSON.parse(models) as Json).data[0].id, (JSON.parse(models) as Json).data[0].root], ['model', 'model']);
+      // Clients may name it by the base name, or by the folder as the server was given it.
+      for (const model of ['model', engine.info().modelId]) {
+        assert.equal((await post(s.url, { model, prompt: 'x', max_tokens: 1 }, { authorization: 'Bearer k' })).status, 200, model);
+      }
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('more choices than the engine queue can ever take: a 400 naming the limit, never a 429 (finding 10)', async () => {
     await waitIdle(engine, 1000);
+    // Idle engine, queue limit 16: 17 rows could never run, whether from n, from prompts, or both.
+    for (const [body, param] of [
+      [{ prompt: 'busy', n: 17 }, 'n'],
+      [{ prompt: 'busy', n: 128 }, 'n'],
+      [{ prompt: Array.from({ length: 17 }, (_, i) => `p${i}`) }, 'prompt'],
+      [{ prompt: Array.from({ length: 200 }, (_, i) => `p${i}`) }, 'prompt'],
+      [{ prompt: ['a', 'b', 'c'], n: 6 }, 'n'],
+    ] as const) {
+      const res = await post(server.url, { ...body, max_tokens: 2 });
+      const json = (await res.json()) as Json;
+      assert.equal(res.status, 400, JSON.stringify(body));
+      assert.equal(res.headers.get('retry-after'), null);
+      assert.equal(json.error.param, param);
+      assert.match(json.error.message, /at most 16\b/);
+    }
+    // Exactly the limit fits when idle.
+    const full = await post(server.url, { prompt: ['a', 'b', 'c', 'd'], n: 4, max_tokens: 2, min_tokens: 2 });
+    assert.equal(full.status, 200, await full.clone().text());
+    assert.equal(((await full.json()) as Json).choices.length, 16);
+    await waitIdle(engine, 1000);
+  });
+
+  test('rows that fit but not beside another request: 429 with Retry-After, and nothing is left running', async () => {
+    await waitIdle(engine, 1000);
+    const request = { prompt: 'busy', n: 10, max_tokens: 50, min_tokens: 50, temperature: 0 };
+    const answers = await Promise.all([post(server.url, request), post(server.url, request)]);
+    assert.deepEqual(answers.map((r) => r.status).sort(), [200, 429]);
+    const busy = answers.find((r) => r.status === 429)!;
+    assert.equal(busy.headers.get('retry-after'), '1');
+    assert.equal(((await busy.json()) as Json).error.code, 'server_busy');
+    await waitIdle(engine, 1000);
+  });
+
+  test('client errors are 4xx with a reason: malformed escapes, deep JSON, out-of-range sampling values (finding 11)', async () => {
+    const escape = await fetch(`${server.url}/v1/models/%ZZ`);
+    assert.equal(escape.status, 400);
+    assert.match(((await escape.json()) as Json).error.message, /malformed percent-escape/);
+    assert.equal((await fetch(`${server.url}/v1/models/%E0%A4%A`)).status, 400);
+    assert.equal(((await (await fetch(`${server.url}/v1/models/opt%2Dtest`)).json()) as Json).id, 'opt-test');
+    // Nested deeper than any recursive walk survives, in a field whose error message quotes the value.
+    for (const field of ['stop', 'prompt', 'model', 'max_tokens', 'stream_options', 'logit_bias', 'user']) {
+      const deep = `{"prompt":"x",${JSON.stringify(field)}:${'['.repeat(200_000)}${']'.repeat(200_000)}}`.replace('"prompt":"x","prompt":', '"prompt":');
+      const res = await post(server.url, deep);
+      const json = (await res.json()) as Json;
+      assert.equal(res.status, 400, `${field}: ${JSON.stringify(json)}`);
+      assert.equal(json.error.param, field);
+    }
+    // The tiniest positive temperature is the greedy limit, not a failed draw.
+    const direct = await greedy('Cold', { max_new_tokens: 6, min_new_tokens: 6 });
+    for (const temperature of [1e-300, Number.MIN_VALUE, 1e-40, 1e-6]) {
+      const res = await post(server.url, { prompt: 'Cold', max_tokens: 6, min_tokens: 6, temperature, seed: 1 });
+      assert.equal(res.status, 200, `${temperature}: ${await res.clone().text()}`);
+      assert.equal(((await res.json()) as Json).choices[0].text, direct.text);
+    }
+    // repetition_penalty has a documented range the sampler's float32 arithmetic holds to.
+    for (const repetition_penalty of [1e-300, Number.MIN_VALUE, 1e-7, 1e7, 1e300]) {
+      const res = await post(server.url, { prompt: 'x', max_tokens: 4, repetition_penalty });
+      const json = (await res.json()) as Json;
+      assert.equal(res.status, 400, String(repetition_penalty));
+      assert.equal(json.error.param, 'repetition_penalty');
+      assert.match(json.error.message, /from 0\.000001 to 1000000/);
+    }
+    for (const repetition_penalty of [1e-6, 0.5, 1, 2, 1e6]) {
+      for (const temperature of [0, 1e-5, 1, 2]) {
+        const res = await post(server.url, { prompt: 'x x x x', max_tokens: 8, min_tokens: 8, repetition_penalty, temperature, seed: 2 });
+        assert.equal(res.status, 200, `${repetition_penalty} at ${temperature}: ${await res.clone().text()}`);
+      }
+    }
+  });
+
+  test('an unexpected exception is a short 500 without a stack, and the server keeps serving', async () => {
+    let calls = 0;
+    const info = engine.info();
+    const broken: Engine = {
+      info: () => info,
+      async generate(request, onText) {
+        calls++;
+        if (request.prompt === 'throw') throw new TypeError(`Cannot read properties of undefined (reading 'x')\n    at secret (/home/someone/src/file.ts:1:1)`);
+        if (request.prompt === 'throw-in-stream') {
+          onText?.('a');
+          (null as unknown as { x: number }).x = 1; // a TypeError from the engine itself
+        }
+        return { text: 'ok', finishReason: 'length', promptTokens: 1, completionTokens: 1, reusedTokens: 0, truncated: false, timings: { queuedMs: 0, prefillMs: 0, decodeMs: 0 } };
+      },
+      status: () => engine.status(),
+      dispose: async () => {},
+    };
+    const logged: string[] = [];
+    const s = await startOpenAiServer(broken, { port: 0, log: (l) => {
+      logged.push(l);
+      throw new Error('the log itself fails');
+    } });
+    try {
+      for (const prompt of ['throw', 'throw-in-stream']) {
+        for (const stream of [false, true]) {
+          const res = await post(s.url, { prompt, stream });
+          const text = await res.text();
+          assert.doesNotMatch(text, /\bat \S+ \(|\.ts:\d+|\/home\//, 'no stack or path in the body');
+          if (res.status === 500) {
+            const json = JSON.parse(text) as Json;
+            assert.equal(json.error.type, 'server_error');
+            assert.ok(json.error.message.length < 300);
+            assert.match(json.error.message, /^internal server error: /);
+          } else {
+            assert.equal(res.status, 200); // the stream had begun: the error is its last event
+            assert.match(text, /"type":"server_error"/);
+            assert.ok(text.endsWith('data: [DONE]\n\n'));
+          }
+        }
+      }
+      assert.ok(logged.some((l) => l.includes('at secret')), 'the stack goes to the log');
+      const ok = await post(s.url, { prompt: 'fine' });
+      assert.equal(ok.status, 200);
+      assert.equal(((await ok.json()) as Json).choices[0].text, 'ok');
+      assert.ok(calls >= 5);
+    } finally {
+      await s.close();
+    }
   });
 
   test('a client that hangs up cancels its generation (JSON and streaming)', async (t) => {

@@ -5,10 +5,15 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import type { Engine, EngineResult, SamplingOptions } from '../engine/engine.js';
-import { UsageError } from '../errors.js';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Engine, EngineResult } from '../engine/engine.js';
+import { ApiError, clip, errorBody, rawErrorResponse, toApiError } from './apiError.js';
+import { MAX_CHOICES, parseCompletionRequest } from './completionRequest.js';
+import { bearerToken, checkServeAccess, decodePathSegment, isLoopbackHostHeader, publicModelName, requestPath } from './httpGuards.js';
 import { sseData } from './sse.js';
+
+export { checkServeAccess } from './httpGuards.js';
+export { parseCompletionRequest } from './completionRequest.js';
 
 export interface OpenAiServerOptions {
   /** Default 127.0.0.1. Any non-loopback address requires `apiKey`. */
@@ -17,8 +22,13 @@ export interface OpenAiServerOptions {
   port?: number;
   /** When set, every request but /health needs `Authorization: Bearer <apiKey>`. */
   apiKey?: string;
-  /** The id clients see and may send as `model`; default the engine's modelId. */
+  /** The id clients see and may send as `model`; default the engine's modelId, or the base name of its folder (never an absolute path). */
   modelName?: string;
+  /**
+   * The most generations the engine takes at once (LocalEngineOptions.queueLimit; default 16, its
+   * default). A request for more choices (prompts × n) could never run: it is a 400, not a 429.
+   */
+  queueLimit?: number;
   /** Request bodies above this are refused with 413; default 1 MiB. */
   maxBodyBytes?: number;
   log?: (line: string) => void;
@@ -30,55 +40,62 @@ export interface OpenAiServer {
   close(): Promise<void>;
 }
 
-/** An OpenAI-style error answer: status, message, and the field at fault. */
-class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly param: string | null = null,
-    readonly code: string | null = null,
-    readonly type = 'invalid_request_error',
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(message);
-  }
-}
-
-const MAX_CHOICES = 128;
-const OPENAI_DEFAULT_MAX_TOKENS = 16;
 
 export async function startOpenAiServer(engine: Engine, options: OpenAiServerOptions = {}): Promise<OpenAiServer> {
   const host = options.host ?? '127.0.0.1';
-  const { apiKey } = options;
-  if (apiKey !== undefined && apiKey === '') throw new UsageError('the API key must not be empty');
-  if (!isLoopback(host) && apiKey === undefined) {
-    throw new UsageError(`binding ${host} would expose the completions server beyond this machine without authentication: set an API key (clients then send "Authorization: Bearer <key>"), or bind 127.0.0.1`);
-  }
+  const apiKey = checkServeAccess(host, options.apiKey);
   const info = engine.info();
-  const modelId = options.modelName ?? info.modelId;
+  const modelId = options.modelName ?? publicModelName(info.modelId, info.dir);
   const acceptedModels = new Set([modelId, info.modelId]);
+  const maxRows = Math.min(MAX_CHOICES, options.queueLimit ?? 16);
   const maxBodyBytes = options.maxBodyBytes ?? 1 << 20;
   const created = Math.floor(Date.now() / 1000);
   const keyDigest = apiKey === undefined ? undefined : sha256(apiKey);
-  const log = options.log ?? (() => {});
+  const userLog = options.log ?? (() => {});
+  const log = (line: string) => {
+    try {
+      userLog(line);
+    } catch {
+      // A failing log must not fail the request it describes, nor the server.
+    }
+  };
   const inFlight = new Set<{ abort(): void; done: Promise<void> }>();
   let closing = false;
 
-  const server = createServer((req, res) => {
+  // node:http's own Host check answers with an empty body; ours (in route) answers like every other error.
+  const server = createServer({ requireHostHeader: false }, (req, res) => {
     const started = performance.now();
     const controller = new AbortController();
+    // route() is async, so whatever it throws arrives here: an ApiError as its answer, anything
+    // else as a short 500 (the stack goes to the log only). Nothing escapes to crash the server.
     const done = route(req, res, controller.signal)
-      .catch((err: unknown) => sendError(res, toApiError(err)))
+      .catch((err: unknown) => {
+        const e = toApiError(err);
+        if (e.status >= 500 && !(err instanceof ApiError)) log(`${req.method} ${clip(req.url ?? '', 200)}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+        sendError(res, e);
+      })
+      .catch(() => void res.destroy())
       .finally(() => {
         inFlight.delete(entry);
-        log(`${req.method} ${req.url} ${res.statusCode}${res.writableEnded ? '' : ' (client closed)'} ${Math.round(performance.now() - started)} ms`);
+        log(`${req.method} ${clip(req.url ?? '', 200)} ${res.statusCode}${res.writableEnded ? '' : ' (client closed)'} ${Math.round(performance.now() - started)} ms`);
       });
     const entry = { abort: () => controller.abort(new ApiError(503, 'the server is shutting down', null, 'shutting_down', 'server_error')), done };
     inFlight.add(entry);
   });
+  // A request node:http cannot parse (bad request line, header or framing) gets a JSON 400 (431
+  // for oversized headers) instead of the bare default, unless a response is already on its way.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    const pending = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
+    if (err.code === 'ECONNRESET' || !socket.writable || pending?.headersSent) return void socket.destroy();
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    socket.end(rawErrorResponse(new ApiError(status, `malformed HTTP request${err.code ? ` (${err.code})` : ''}`, null, 'bad_request')));
+  });
 
   async function route(req: IncomingMessage, res: ServerResponse, shutdown: AbortSignal): Promise<void> {
-    const path = new URL(req.url ?? '/', 'http://localhost').pathname.replace(/\/+$/, '') || '/';
+    if (req.headers.host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor >= 1) {
+      throw new ApiError(400, 'an HTTP/1.1 request must send a Host header', null, 'missing_host');
+    }
+    const path = requestPath(req.url);
     if (closing) throw new ApiError(503, 'the server is shutting down', null, 'shutting_down', 'server_error');
     if (path === '/health') {
       allow(req, ['GET', 'HEAD']);
@@ -91,49 +108,49 @@ export async function startOpenAiServer(engine: Engine, options: OpenAiServerOpt
     }
     if (path.startsWith('/v1/models/')) {
       allow(req, ['GET', 'HEAD']);
-      const id = decodeURIComponent(path.slice('/v1/models/'.length));
-      if (!acceptedModels.has(id)) throw new ApiError(404, `The model \`${id}\` does not exist; this server serves \`${modelId}\``, 'model', 'model_not_found');
+      const id = decodePathSegment(path.slice('/v1/models/'.length));
+      if (!acceptedModels.has(id)) throw new ApiError(404, `The model \`${clip(id)}\` does not exist; this server serves \`${modelId}\``, 'model', 'model_not_found');
       return sendJson(res, 200, modelObject());
     }
     if (path === '/v1/completions') {
       allow(req, ['POST']);
       return complete(req, res, shutdown);
     }
-    throw new ApiError(404, `no route ${path}: this server answers /health, /v1/models and /v1/completions`, null, 'not_found');
+    throw new ApiError(404, `no route ${clip(path)}: this server answers /health, /v1/models and /v1/completions`, null, 'not_found');
   }
 
-  const modelObject = () => ({ id: modelId, object: 'model', created, owned_by: 'opt-complete', root: info.modelId, max_model_len: info.maxPositions });
+  const modelObject = () => ({ id: modelId, object: 'model', created, owned_by: 'opt-complete', root: publicModelName(info.modelId, info.dir), max_model_len: info.maxPositions });
 
   function checkAccess(req: IncomingMessage): void {
     if (keyDigest) {
-      const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
+      const sent = bearerToken(req.headers.authorization);
       // Compare digests: equal length, so timingSafeEqual applies and the key's length does not leak either.
-      if (!m || !timingSafeEqual(sha256(m[1]!.trim()), keyDigest)) {
-        throw new ApiError(401, m ? 'Incorrect API key provided.' : 'Missing API key: send "Authorization: Bearer <key>".', null, 'invalid_api_key', 'invalid_request_error', { 'www-authenticate': 'Bearer' });
+      if (sent === undefined || !timingSafeEqual(sha256(sent), keyDigest)) {
+        throw new ApiError(401, sent !== undefined ? 'Incorrect API key provided.' : 'Missing API key: send "Authorization: Bearer <key>".', null, 'invalid_api_key', 'invalid_request_error', { 'www-authenticate': 'Bearer' });
       }
       return;
     }
     // Without a key the server is loopback-only; refuse other Host names so a web page that
     // rebinds its DNS name to 127.0.0.1 cannot drive it from the browser.
     const hostHeader = req.headers.host;
-    if (hostHeader !== undefined && !isLoopback(hostnameOf(hostHeader)) && hostnameOf(hostHeader) !== host) {
-      throw new ApiError(403, `requests for host ${hostnameOf(hostHeader)} are refused: without an API key this server only answers loopback names`, null, 'forbidden_host');
+    if (hostHeader !== undefined && !isLoopbackHostHeader(hostHeader)) {
+      throw new ApiError(403, `requests for host ${JSON.stringify(clip(hostHeader))} are refused: without an API key this server only answers loopback names (localhost, 127.x.x.x, [::1], with an optional port)`, null, 'forbidden_host');
     }
   }
 
   async function complete(req: IncomingMessage, res: ServerResponse, shutdown: AbortSignal): Promise<void> {
     const type = req.headers['content-type'];
     if (type !== undefined && !/^application\/json\b/i.test(type)) {
-      throw new ApiError(415, `the body must be JSON (Content-Type: application/json), got ${type}`, null, 'unsupported_media_type');
+      throw new ApiError(415, `the body must be JSON (Content-Type: application/json), got ${clip(type)}`, null, 'unsupported_media_type');
     }
     const body = await readBody(req, res, maxBodyBytes);
     let json: unknown;
     try {
       json = JSON.parse(body.toString('utf8'));
     } catch (err) {
-      throw new ApiError(400, `We could not parse the JSON body of your request: ${(err as Error).message}`, null, 'invalid_json');
+      throw new ApiError(400, `We could not parse the JSON body of your request: ${clip((err as Error).message, 200)}`, null, 'invalid_json');
     }
-    const plan = parseCompletionRequest(json, acceptedModels, modelId);
+    const plan = parseCompletionRequest(json, acceptedModels, modelId, maxRows);
     if (shutdown.aborted) throw shutdown.reason as ApiError; // close() began while the body was arriving
 
     // One signal for the generations: the client went away, the server is closing, or a sibling choice failed.
@@ -167,6 +184,16 @@ export async function startOpenAiServer(engine: Engine, options: OpenAiServerOpt
           const finish = result ? openAiFinish(result) : null;
           write(chunk([{ text, index: job.index, logprobs: null, finish_reason: finish, ...(result ? { stop_reason: matchedStop(result, plan.stops) } : {}) }]));
         };
+        // The engine calls onText from its own event handler: an exception there must fail this
+        // request, not escape into the engine (or the process).
+        const onDelta = (send: () => void) => {
+          try {
+            send();
+          } catch (err) {
+            failure ??= err;
+            cancel.abort();
+          }
+        };
         try {
           const seed = plan.seed === undefined ? undefined : plan.seed + job.index;
           const result = await engine.generate(
@@ -176,7 +203,7 @@ export async function startOpenAiServer(engine: Engine, options: OpenAiServerOpt
               priority: 'background',
               ...(plan.maxPromptTokens !== undefined ? { maxPromptTokens: plan.maxPromptTokens } : {}),
             },
-            plan.stream ? (delta) => emit(hold.push(delta)) : undefined,
+            plan.stream ? (delta) => onDelta(() => emit(hold.push(delta))) : undefined,
             cancel.signal,
           );
           emit(hold.finish(stripStop(result, plan.stops)), result);
@@ -192,6 +219,7 @@ export async function startOpenAiServer(engine: Engine, options: OpenAiServerOpt
     if (clientGone) return;
     if (failure !== undefined) {
       const error = shutdown.aborted ? (shutdown.reason as ApiError) : toApiError(failure);
+      if (error.status >= 500 && failure instanceof Error && !(failure instanceof ApiError)) log(`generation failed: ${failure.stack ?? failure.message}`);
       if (!res.headersSent) throw error;
       write({ error: errorBody(error) }); // mid-stream: the status line is gone, so the error travels as an event
       write('[DONE]');
@@ -246,129 +274,6 @@ export async function startOpenAiServer(engine: Engine, options: OpenAiServerOpt
       return closed;
     },
   };
-}
-
-/** What parseCompletionRequest makes of a body: the engine options plus how to shape the answer. */
-interface CompletionPlan {
-  prompts: string[];
-  n: number;
-  stream: boolean;
-  includeUsage: boolean;
-  echo: boolean;
-  stops: string[];
-  seed: number | undefined;
-  options: SamplingOptions;
-  /** vLLM's truncate_prompt_tokens. Longer prompts lose tokens from their start in any case (the engine's rule). */
-  maxPromptTokens: number | undefined;
-}
-
-const FIELDS = new Set([
-  'model', 'prompt', 'max_tokens', 'temperature', 'top_p', 'n', 'stop', 'stream', 'stream_options', 'seed', 'echo',
-  'logprobs', 'presence_penalty', 'frequency_penalty', 'logit_bias', 'best_of', 'suffix', 'user',
-  'top_k', 'repetition_penalty', 'typical_p', 'no_repeat_ngram_size', 'min_tokens', 'truncate_prompt_tokens',
-]);
-
-/**
- * Validates an OpenAI completions body, plus vLLM/TGI's top_k, repetition_penalty, typical_p,
- * no_repeat_ngram_size, min_tokens and truncate_prompt_tokens.
- */
-export function parseCompletionRequest(body: unknown, models: ReadonlySet<string>, modelId: string): CompletionPlan {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ApiError(400, 'the request body must be a JSON object', null, 'invalid_type');
-  const b = body as Record<string, unknown>;
-  for (const key of Object.keys(b)) {
-    if (!FIELDS.has(key)) throw new ApiError(400, `Unrecognized request argument supplied: ${key}`, key, 'unknown_parameter');
-  }
-  const given = (k: string) => b[k] !== undefined && b[k] !== null;
-  const bad = (k: string, expected: string, code = 'invalid_type') => new ApiError(400, `${k} must be ${expected}, got ${show(b[k])}`, k, code);
-  const number = (k: string, ok: (v: number) => boolean, expected: string): number | undefined => {
-    if (!given(k)) return undefined;
-    const v = b[k];
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw bad(k, expected);
-    if (!ok(v)) throw bad(k, expected, 'invalid_value');
-    return v;
-  };
-  const integer = (k: string, min: number, max: number, expected: string) => number(k, (v) => Number.isInteger(v) && v >= min && v <= max, expected);
-  const flag = (k: string): boolean => {
-    if (!given(k)) return false;
-    if (typeof b[k] !== 'boolean') throw bad(k, 'a boolean');
-    return b[k] as boolean;
-  };
-  const unsupported = (k: string, why: string) => new ApiError(400, `${k} is not supported by this server: ${why}`, k, 'unsupported_parameter');
-
-  if (given('model')) {
-    if (typeof b.model !== 'string') throw bad('model', 'a string');
-    if (!models.has(b.model)) throw new ApiError(404, `The model \`${b.model}\` does not exist; this server serves \`${modelId}\``, 'model', 'model_not_found');
-  }
-
-  let prompts: string[];
-  if (typeof b.prompt === 'string') prompts = [b.prompt];
-  else if (Array.isArray(b.prompt) && b.prompt.length > 0 && b.prompt.every((p) => typeof p === 'string')) prompts = b.prompt as string[];
-  else if (Array.isArray(b.prompt) && b.prompt.length > 0 && b.prompt.every((p) => typeof p === 'number' || Array.isArray(p))) throw unsupported('prompt', 'token-id prompts are not accepted; send text');
-  else throw given('prompt') ? bad('prompt', 'a string or a non-empty array of strings') : new ApiError(400, 'you must provide a prompt', 'prompt', 'missing_required_parameter');
-
-  const maxTokens = integer('max_tokens', 1, Number.MAX_SAFE_INTEGER, 'a positive integer') ?? OPENAI_DEFAULT_MAX_TOKENS;
-  const temperature = number('temperature', (v) => v >= 0 && v <= 2, 'a number between 0 and 2') ?? 1;
-  const topP = number('top_p', (v) => v > 0 && v <= 1, 'a number in (0, 1]');
-  const n = integer('n', 1, MAX_CHOICES, `an integer from 1 to ${MAX_CHOICES}`) ?? 1;
-  if (prompts.length * n > MAX_CHOICES) throw new ApiError(400, `prompts × n must be at most ${MAX_CHOICES}, got ${prompts.length} × ${n}`, 'n', 'invalid_value');
-  const bestOf = integer('best_of', 1, MAX_CHOICES, 'a positive integer');
-  if (bestOf !== undefined && bestOf !== n) throw unsupported('best_of', 'only best_of equal to n (no ranking by log probability)');
-
-  let stops: string[] = [];
-  if (typeof b.stop === 'string') stops = [b.stop];
-  else if (Array.isArray(b.stop) && b.stop.every((s) => typeof s === 'string')) stops = b.stop as string[];
-  else if (given('stop')) throw bad('stop', 'a string or an array of strings');
-  if (stops.length > 4) throw new ApiError(400, `stop takes at most 4 sequences, got ${stops.length}`, 'stop', 'invalid_value');
-  if (stops.some((s) => s === '')) throw new ApiError(400, 'stop sequences must not be empty', 'stop', 'invalid_value');
-
-  const stream = flag('stream');
-  let includeUsage = false;
-  if (given('stream_options')) {
-    const so = b.stream_options;
-    if (!stream) throw new ApiError(400, 'stream_options is only allowed when stream is true', 'stream_options', 'invalid_value');
-    if (typeof so !== 'object' || Array.isArray(so) || Object.keys(so as object).some((k) => k !== 'include_usage')) throw bad('stream_options', 'an object with only include_usage');
-    const iu = (so as { include_usage?: unknown }).include_usage;
-    if (iu !== undefined && iu !== null && typeof iu !== 'boolean') throw bad('stream_options', 'an object whose include_usage is a boolean');
-    includeUsage = iu === true;
-  }
-  const seed = integer('seed', Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER - MAX_CHOICES, 'an integer');
-  const echo = flag('echo');
-  if (given('logprobs')) {
-    integer('logprobs', 0, 5, 'an integer from 0 to 5');
-    throw unsupported('logprobs', 'log probabilities are not returned');
-  }
-  for (const k of ['presence_penalty', 'frequency_penalty']) {
-    if (number(k, (v) => v >= -2 && v <= 2, 'a number between -2 and 2')) throw unsupported(k, 'only 0; use repetition_penalty');
-  }
-  if (given('logit_bias')) {
-    if (typeof b.logit_bias !== 'object' || Array.isArray(b.logit_bias)) throw bad('logit_bias', 'an object');
-    if (Object.keys(b.logit_bias as object).length > 0) throw unsupported('logit_bias', 'token biases are not applied');
-  }
-  if (given('suffix')) {
-    if (typeof b.suffix !== 'string') throw bad('suffix', 'a string');
-    if (b.suffix !== '') throw unsupported('suffix', 'OPT models only continue text (no insertion)');
-  }
-  if (given('user') && typeof b.user !== 'string') throw bad('user', 'a string');
-  const topK = integer('top_k', -1, Number.MAX_SAFE_INTEGER, 'an integer ≥ -1 (-1 or 0 disables it)');
-  const repetitionPenalty = number('repetition_penalty', (v) => v > 0, 'a positive number');
-  const typicalP = number('typical_p', (v) => v > 0 && v <= 1, 'a number in (0, 1]');
-  const noRepeat = integer('no_repeat_ngram_size', 0, Number.MAX_SAFE_INTEGER, 'a non-negative integer');
-  const minTokens = integer('min_tokens', 0, maxTokens, `an integer from 0 to max_tokens (${maxTokens})`);
-  const maxPromptTokens = integer('truncate_prompt_tokens', 1, Number.MAX_SAFE_INTEGER, 'a positive integer');
-
-  // Every option is set explicitly so the answer follows OpenAI's defaults, not the model's
-  // generation_config.json (e.g. transformers' implicit top_k = 50 when sampling).
-  const options: SamplingOptions = {
-    max_new_tokens: maxTokens,
-    ...(minTokens ? { min_new_tokens: minTokens } : {}),
-    repetition_penalty: repetitionPenalty ?? 1,
-    no_repeat_ngram_size: noRepeat ?? 0,
-    ...(stops.length > 0 ? { stop_strings: stops } : {}),
-    ...(temperature === 0
-      ? { do_sample: false }
-      : { do_sample: true, temperature, top_p: topP ?? 1, top_k: topK !== undefined && topK > 0 ? topK : 0, typical_p: typicalP ?? 1 }),
-  };
-  return { prompts, n, stream, includeUsage, echo, stops, seed, options, maxPromptTokens };
 }
 
 /** OpenAI reports both an end-of-sequence token and a stop sequence as 'stop'. */
@@ -451,8 +356,8 @@ function readBody(req: IncomingMessage, res: ServerResponse, limit: number): Pro
     };
     req.on('data', onData);
     req.once('end', () => resolve(Buffer.concat(chunks)));
-    req.once('error', reject);
-    req.once('close', () => reject(new Error('the client closed the connection during the upload')));
+    req.once('error', (err) => reject(new ApiError(400, `the request body could not be read: ${clip(err.message, 120)}`, null, 'incomplete_body')));
+    req.once('close', () => reject(new ApiError(400, 'the request body ended early: the client closed the connection during the upload', null, 'incomplete_body')));
   });
 }
 
@@ -461,16 +366,6 @@ function allow(req: IncomingMessage, methods: string[]): void {
     throw new ApiError(405, `method ${req.method} is not allowed here; use ${methods.join(' or ')}`, null, 'method_not_allowed', 'invalid_request_error', { allow: methods.join(', ') });
   }
 }
-
-function toApiError(err: unknown): ApiError {
-  if (err instanceof ApiError) return err;
-  const e = err instanceof Error ? err : new Error(String(err));
-  if (e.name === 'EngineBusyError') return new ApiError(429, e.message, null, 'server_busy', 'rate_limit_error', { 'retry-after': '1' });
-  if (e.name === 'UsageError') return new ApiError(400, e.message, null, 'invalid_value');
-  return new ApiError(500, `generation failed: ${e.message}`, null, null, 'server_error');
-}
-
-const errorBody = (e: ApiError) => ({ message: e.message, type: e.type, param: e.param, code: e.code });
 
 function sendError(res: ServerResponse, e: ApiError): void {
   if (res.headersSent || res.destroyed) return void res.end();
@@ -483,20 +378,4 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
   res.end(text);
 }
 
-function isLoopback(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
-  return h === 'localhost' || h === '::1' || /^(::ffff:)?127\.\d+\.\d+\.\d+$/.test(h);
-}
-
-function hostnameOf(hostHeader: string): string {
-  if (hostHeader.startsWith('[')) return hostHeader.slice(0, hostHeader.indexOf(']') + 1);
-  const colon = hostHeader.lastIndexOf(':');
-  return colon < 0 ? hostHeader : hostHeader.slice(0, colon);
-}
-
 const sha256 = (s: string) => createHash('sha256').update(s).digest();
-
-function show(v: unknown): string {
-  const s = JSON.stringify(v);
-  return s === undefined ? String(v) : s.length > 60 ? `${s.slice(0, 57)}...` : s;
-}
