@@ -3,6 +3,7 @@
 // handling; then the OpenAI client Engine round-tripping through it, and the SSE parser alone.
 
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
 import { join } from 'node:path';
@@ -350,6 +351,24 @@ describe('opt serve (OpenAI-compatible server)', () => {
       }
     } finally {
       await s.close();
+    }
+  });
+
+  test('opt serve refuses a public bind without a key, or a blank key, before it loads anything (finding 12)', () => {
+    const { OPT_API_KEY: _ignored, ...withoutKey } = process.env;
+    const serve = (args: string[], env: Record<string, string> = {}) =>
+      spawnSync(process.execPath, ['--import', 'tsx', 'runtime/src/cli.ts', 'serve', '--model', join(tmp.path, 'no-such-model'), '--port', '0', ...args], { encoding: 'utf8', timeout: 60_000, env: { ...withoutKey, ...env } });
+    const cases: [string[], Record<string, string>, RegExp][] = [
+      [['--host', '0.0.0.0'], {}, /binding 0\.0\.0\.0 .*without authentication/],
+      [['--host', '0.0.0.0'], { OPT_API_KEY: ' ' }, /API key is blank/],
+      [[], { OPT_API_KEY: ' ' }, /API key is blank/],
+      [['--api-key', '  '], {}, /API key is blank/],
+    ];
+    for (const [args, env, message] of cases) {
+      const r = serve(args, env);
+      assert.notEqual(r.status, 0, r.stderr);
+      assert.match(r.stderr, message);
+      assert.doesNotMatch(r.stderr, /no-such-model|not found/, 'refused before the model is looked for');
     }
   });
 
