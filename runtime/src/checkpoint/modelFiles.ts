@@ -167,7 +167,7 @@ export function jsonProblem(message: string, text: string): string {
   const at = /at position (\d+)/.exec(message);
   const position = at ? Number(at[1]) : undefined;
   const reason = message
-    .replace(/, ".*" is not valid JSON$/s, '')
+    .replace(/, ".*"(?:\.\.\.)? is not valid JSON$/s, '')
     .replace(/,? *(?:in JSON )?at position \d+.*$/s, '')
     // The offending token itself may be a control character or a raw byte.
     .replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
