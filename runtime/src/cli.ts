@@ -7,7 +7,7 @@ import { CheckpointError, UsageError } from './errors.js';
 import { readOptConfig } from './config.js';
 import { DTYPES, type DtypeChoice, type LoadOptions, loadOptModel, planLoad } from './model.js';
 import { convertCheckpoint } from './convert.js';
-import { DEVICES, type Device, checkThreads } from './session.js';
+import { DEVICES, type Device } from './session.js';
 import { OptTokenizer } from './tokenizer/optTokenizer.js';
 import { topK } from './topk.js';
 import { generate, generateStream } from './generation/generate.js';
@@ -98,15 +98,8 @@ async function main(argv: string[]): Promise<void> {
   if (command === 'generate') return generateCommand(values, positionals.slice(1));
   if (command === 'serve') return serveCommand(values);
   if (command === 'rpc') {
-    // Every setting comes in `initialize`: an option here would be silently ignored, so none is taken.
-    if (argv.length !== 1) throw new UsageError(`rpc takes no arguments or options (its settings come in the initialize request), got: ${argv.slice(1).join(' ')}`);
     // stdout carries the protocol: nothing else may write to it from here on.
-    startRpcServer(process.stdin, process.stdout, {
-      // A load still running in the inference worker (native code, or a stuck file-system call in
-      // libuv's pool) can keep process.exit from ever returning: its threads are joined at exit.
-      // Then the process ends itself at once, which the kernel always does.
-      onClose: (code, clean) => (clean ? process.exit(code) : process.kill(process.pid, 'SIGKILL')),
-    });
+    startRpcServer(process.stdin, process.stdout, { onClose: (code) => process.exit(code) });
     return;
   }
   const commands: Record<string, (v: Values, texts: string[]) => Promise<unknown>> = { logits, tokenize, convert, classify, answer, embed };
@@ -169,7 +162,7 @@ async function serveCommand(v: Values): Promise<void> {
     model: v.model,
     dtype: dtypeOf(v),
     device: deviceOf(v),
-    threads: threadsOf(v),
+    threads: intOf(v.threads, '--threads', 0),
     cacheDir: v['cache-dir'],
     onProgress: (m) => process.stderr.write(`opt: ${m}\n`),
   });
@@ -298,7 +291,7 @@ async function loadModel(v: Values) {
 }
 
 function loadOptionsOf(v: Values): LoadOptions {
-  return { dtype: dtypeOf(v), device: deviceOf(v), threads: threadsOf(v), fused: !v['plain-ops'], cacheDir: v['cache-dir'] };
+  return { dtype: dtypeOf(v), device: deviceOf(v), threads: intOf(v.threads, '--threads', 0), fused: !v['plain-ops'], cacheDir: v['cache-dir'] };
 }
 
 function dtypeOf(v: Values): DtypeChoice {
@@ -309,11 +302,6 @@ function dtypeOf(v: Values): DtypeChoice {
 function deviceOf(v: Values): Device {
   if (!(DEVICES as readonly string[]).includes(v.device)) throw new UsageError(`--device must be one of ${DEVICES.join(', ')}, got "${v.device}"`);
   return v.device as Device;
-}
-
-/** --threads: 0 (one per physical core) up to the machine's logical CPUs (session.ts maxThreads). */
-function threadsOf(v: Values): number {
-  return checkThreads(intOf(v.threads, '--threads', 0), '--threads');
 }
 
 function intOf(s: string, flag: string, min: number): number {
