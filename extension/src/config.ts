@@ -2,7 +2,7 @@
 // package.json; the fallbacks here only guard against a broken settings.json), and the
 // classification of a change into restart vs hot settings (lists in settings.ts).
 
-import { homedir } from 'node:os';
+import { availableParallelism, homedir } from 'node:os';
 import * as vscode from 'vscode';
 import type { DebounceSettings } from './completion/debounce.js';
 import type { InlinePolicy, MultilineMode } from './completion/postprocess.js';
@@ -61,8 +61,13 @@ export class Config {
   get dtype(): DtypeSetting {
     return this._get<DtypeSetting>('dtype', 'auto', (v) => (DTYPE_SETTINGS as readonly unknown[]).includes(v));
   }
+  /**
+   * 0 (one per core) up to this machine's logical CPUs, the runtime's own limit (runtime/src/session.ts
+   * maxThreads: more intra-op threads than CPUs only share cores), and never above package.json's
+   * `maximum` (256), which a settings.json edited by hand can still exceed.
+   */
   get threads(): number {
-    return this._int('threads', 0, 0, 1024);
+    return this._int('threads', 0, 0, Math.min(256, availableParallelism()));
   }
   get cacheDir(): string {
     return expandHome(this._get('cacheDir', ''));

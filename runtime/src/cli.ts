@@ -7,7 +7,7 @@ import { CheckpointError, UsageError } from './errors.js';
 import { readOptConfig } from './config.js';
 import { DTYPES, type DtypeChoice, type LoadOptions, loadOptModel, planLoad } from './model.js';
 import { convertCheckpoint } from './convert.js';
-import { DEVICES, type Device } from './session.js';
+import { DEVICES, type Device, checkThreads } from './session.js';
 import { OptTokenizer } from './tokenizer/optTokenizer.js';
 import { topK } from './topk.js';
 import { generate, generateStream } from './generation/generate.js';
@@ -162,7 +162,7 @@ async function serveCommand(v: Values): Promise<void> {
     model: v.model,
     dtype: dtypeOf(v),
     device: deviceOf(v),
-    threads: intOf(v.threads, '--threads', 0),
+    threads: threadsOf(v),
     cacheDir: v['cache-dir'],
     onProgress: (m) => process.stderr.write(`opt: ${m}\n`),
   });
@@ -291,7 +291,7 @@ async function loadModel(v: Values) {
 }
 
 function loadOptionsOf(v: Values): LoadOptions {
-  return { dtype: dtypeOf(v), device: deviceOf(v), threads: intOf(v.threads, '--threads', 0), fused: !v['plain-ops'], cacheDir: v['cache-dir'] };
+  return { dtype: dtypeOf(v), device: deviceOf(v), threads: threadsOf(v), fused: !v['plain-ops'], cacheDir: v['cache-dir'] };
 }
 
 function dtypeOf(v: Values): DtypeChoice {
@@ -302,6 +302,11 @@ function dtypeOf(v: Values): DtypeChoice {
 function deviceOf(v: Values): Device {
   if (!(DEVICES as readonly string[]).includes(v.device)) throw new UsageError(`--device must be one of ${DEVICES.join(', ')}, got "${v.device}"`);
   return v.device as Device;
+}
+
+/** --threads: 0 (one per physical core) up to the machine's logical CPUs (session.ts maxThreads). */
+function threadsOf(v: Values): number {
+  return checkThreads(intOf(v.threads, '--threads', 0), '--threads');
 }
 
 function intOf(s: string, flag: string, min: number): number {

@@ -2,6 +2,7 @@
 // runs them. Everything above it speaks in plain typed arrays and this module's Tensor type.
 // Which device a load uses, with its fallback to the CPU, is device/open.ts's job.
 
+import { availableParallelism } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { DEVICE_CHOICES, type DeviceChoice, EXECUTION_DEVICES, type ExecutionDevice } from './device/select.js';
 import { UsageError } from './errors.js';
@@ -36,6 +37,29 @@ export interface SessionSettings {
 }
 
 export const DEFAULT_SESSION_SETTINGS: SessionSettings = { device: 'cpu', threads: 0 };
+
+/**
+ * The most intra-op threads a session may have: this machine's logical CPUs (os.availableParallelism,
+ * which honours the process's CPU affinity). Intra-op threads are compute-bound workers of one
+ * kernel at a time, and spin between kernels by default, so a thread beyond the logical CPUs only
+ * time-slices a core another thread already keeps busy: it cannot make a step faster, and each one
+ * costs a stack and onnxruntime's per-thread buffers (100000 asked for once took 5.6 GB and never
+ * finished loading). Every session is created through createSession, which enforces this; the rpc
+ * and command-line boundaries check it first to refuse a bad value before any loading starts.
+ */
+export function maxThreads(): number {
+  return Math.max(1, availableParallelism());
+}
+
+/** `threads` if it is 0 (onnxruntime's choice: one per physical core) or 1 … maxThreads(); else a UsageError naming the limit. */
+export function checkThreads(threads: unknown, name = 'threads'): number {
+  const max = maxThreads();
+  if (typeof threads !== 'number' || !Number.isInteger(threads) || threads < 0 || threads > max) {
+    const got = typeof threads === 'string' ? JSON.stringify(threads) : String(threads);
+    throw new UsageError(`${name} must be an integer from 0 (one per physical core) to ${max} (this machine's logical CPUs), got ${got}`);
+  }
+  return threads;
+}
 
 export interface ModelSession {
   readonly inputNames: readonly string[];
@@ -75,6 +99,7 @@ export async function createSession(modelPath: string, settings: SessionSettings
   if (!(EXECUTION_DEVICES as readonly string[]).includes(settings.device)) {
     throw new UsageError(`unknown device "${settings.device}": createSession takes one of ${EXECUTION_DEVICES.join(', ')} (device auto is resolved by device/open.ts createSessionForDevice)`);
   }
+  checkThreads(settings.threads);
   // Device-resident outputs: WebGPU only (onnxruntime-node 1.30 binds gpu-buffer outputs to WebGPU's memory).
   const outputsOnDevice = settings.device === 'webgpu' && !!settings.preferredOutputLocation;
   const session = await ort.InferenceSession.create(modelPath, {
