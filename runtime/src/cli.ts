@@ -98,8 +98,15 @@ async function main(argv: string[]): Promise<void> {
   if (command === 'generate') return generateCommand(values, positionals.slice(1));
   if (command === 'serve') return serveCommand(values);
   if (command === 'rpc') {
+    // Every setting comes in `initialize`: an option here would be silently ignored, so none is taken.
+    if (argv.length !== 1) throw new UsageError(`rpc takes no arguments or options (its settings come in the initialize request), got: ${argv.slice(1).join(' ')}`);
     // stdout carries the protocol: nothing else may write to it from here on.
-    startRpcServer(process.stdin, process.stdout, { onClose: (code) => process.exit(code) });
+    startRpcServer(process.stdin, process.stdout, {
+      // A load still running in the inference worker (native code, or a stuck file-system call in
+      // libuv's pool) can keep process.exit from ever returning: its threads are joined at exit.
+      // Then the process ends itself at once, which the kernel always does.
+      onClose: (code, clean) => (clean ? process.exit(code) : process.kill(process.pid, 'SIGKILL')),
+    });
     return;
   }
   const commands: Record<string, (v: Values, texts: string[]) => Promise<unknown>> = { logits, tokenize, convert, classify, answer, embed };
