@@ -225,7 +225,8 @@ async function until(what: string, ok: () => boolean, ms: number): Promise<void>
   }
 }
 
-describe('the runtime process', { timeout: 120_000 }, () => {
+// Threads and RSS are read from /proc, and the pseudo file systems refused are Linux's.
+describe('the runtime process', { timeout: 120_000, skip: process.platform !== 'linux' }, () => {
   const models: string[] = [];
   let rt: Runtime;
   before(async () => {
