@@ -4,6 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CancellationTokenSource, type MessageConnection, ResponseError, StreamMessageReader, StreamMessageWriter, createMessageConnection } from 'vscode-jsonrpc/node';
@@ -123,6 +124,14 @@ test('requests before initialize are refused; the runtime exits when stdin close
   await assert.rejects(rt.connection.sendRequest(Complete, { documentId: 'a', prefix: 'x', suffix: '' }), (e: unknown) => e instanceof ResponseError && e.code === RuntimeErrorCodes.NotInitialized);
   await assert.rejects(rt.connection.sendRequest(Initialize, { protocolVersion: 999, model: 'x' }), /protocol version 999 is not supported/);
   await assert.rejects(rt.connection.sendRequest(Initialize, { protocolVersion: PROTOCOL_VERSION, model: join(tmp.path, 'missing') }), (e: unknown) => e instanceof ResponseError && e.code === RuntimeErrorCodes.ModelLoadFailed && /model folder not found/.test(e.message));
+  // A cache folder that is a file: one line naming it, not Node's raw error.
+  const small = await writeOptCheckpoint(join(tmp.path, 'small'), { seed: 3 });
+  const notAFolder = join(tmp.path, 'cache-is-a-file');
+  writeFileSync(notAFolder, 'x');
+  await assert.rejects(
+    rt.connection.sendRequest(Initialize, { protocolVersion: PROTOCOL_VERSION, model: small.dir, dtype: 'fp32', cacheDir: notAFolder }),
+    (e: unknown) => e instanceof ResponseError && e.code === RuntimeErrorCodes.ModelLoadFailed && e.message.includes(notAFolder) && /ENOTDIR/.test(e.message) && !/\n\s+at /.test(e.message),
+  );
   await rt.connection.sendRequest(Shutdown);
   rt.connection.dispose();
   rt.child.stdin.end();

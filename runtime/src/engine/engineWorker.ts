@@ -10,6 +10,7 @@ import { type OptArchitecture, readOptConfig } from '../config.js';
 import { requireTask, tasksOf, wrongTaskError } from '../heads/headConfig.js';
 import { OptHeadModel } from '../heads/headModel.js';
 import { PREFILL_CHUNK } from '../decoder.js';
+import { fileAccessError } from '../errors.js';
 import { autoPrefixCacheBytes, availableMemoryBytes, kvBytesPerToken } from '../memory.js';
 import { loadOptModel, type OptModel } from '../model.js';
 import { type TaskRequest, type TaskResults, emptyPrefixCache, emptyQueue } from './engine.js';
@@ -21,7 +22,11 @@ import type { FromWorker, ToWorker, WireError } from './workerMessages.js';
 const port = parentPort;
 if (!port) throw new Error('engineWorker must run in a worker thread');
 const send = (m: FromWorker) => port.postMessage(m);
-const wire = (err: unknown): WireError => ({ name: (err as Error)?.name ?? 'Error', message: (err as Error)?.message ?? String(err) });
+/** An error for the main thread; a file the OS refused (a cache folder that is a file, no permission) as one line naming it. */
+const wire = (raw: unknown): WireError => {
+  const err = fileAccessError(raw) ?? raw;
+  return { name: (err as Error)?.name ?? 'Error', message: (err as Error)?.message ?? String(err) };
+};
 
 let model: OptModel | undefined;
 let scheduler: Scheduler | undefined;

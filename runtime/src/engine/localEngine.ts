@@ -194,6 +194,7 @@ function revive(e: WireError): Error {
     case 'AbortError':
       return new DOMException(e.message, 'AbortError');
     case 'UsageError':
+    case 'FileAccessError':
       return new UsageError(e.message);
     case 'DeviceUnavailableError':
       return new DeviceUnavailableError(e.message);
