@@ -1,0 +1,87 @@
+// Perplexity of a text under a causal LM, by transformers' documented sliding-window method
+// ("Perplexity of fixed-length models"): the text is tokenized once, BOS first; windows of
+// `maxLength` tokens move by `stride`; each window scores only the tokens no earlier window scored
+// (the rest are its context), each token predicted from the tokens before it in its window; the
+// perplexity is exp(total negative log-likelihood / tokens scored). A token can only be scored with
+// at least one token before it, so the BOS is never scored, and with stride = maxLength the first
+// token of each window is not scored either (exactly as the method's labels of -100 and the shift
+// leave it).
+
+import type { OptDecoder } from './decoder.js';
+import { UsageError } from './errors.js';
+
+/** One model pass: tokens [begin, end) are fed, tokens [scoredFrom, end) are scored. */
+export interface PerplexityWindow {
+  begin: number;
+  end: number;
+  scoredFrom: number;
+}
+
+/** The windows over `length` tokens: transformers' loop, with the shifted labels' bookkeeping made explicit. */
+export function slidingWindows(length: number, maxLength: number, stride: number): PerplexityWindow[] {
+  if (!Number.isInteger(maxLength) || maxLength < 2) throw new UsageError(`max_length must be an integer >= 2, got ${maxLength}`);
+  if (!Number.isInteger(stride) || stride < 1 || stride > maxLength) throw new UsageError(`stride must be an integer from 1 to max_length (${maxLength}), got ${stride}`);
+  const windows: PerplexityWindow[] = [];
+  let prevEnd = 0;
+  for (let begin = 0; begin < length; begin += stride) {
+    const end = Math.min(begin + maxLength, length);
+    const scoredFrom = Math.max(prevEnd, begin + 1);
+    if (scoredFrom < end) windows.push({ begin, end, scoredFrom });
+    prevEnd = end;
+    if (end === length) break;
+  }
+  return windows;
+}
+
+export interface PerplexityResult {
+  perplexity: number;
+  tokens_scored: number;
+  /** Natural log. */
+  nll_sum: number;
+}
+
+/** exp(nll / tokens); NaN when nothing was scored. */
+export const perplexityOf = (nllSum: number, tokens: number): PerplexityResult => ({ perplexity: tokens > 0 ? Math.exp(nllSum / tokens) : NaN, tokens_scored: tokens, nll_sum: nllSum });
+
+/** -log softmax(row)[label], computed in float64. */
+export function negativeLogLikelihood(row: Float32Array, label: number): number {
+  let max = -Infinity;
+  for (let i = 0; i < row.length; i++) if (row[i]! > max) max = row[i]!;
+  let sum = 0;
+  for (let i = 0; i < row.length; i++) sum += Math.exp(row[i]! - max);
+  return Math.log(sum) + max - row[label]!;
+}
+
+/**
+ * Scores `ids` window by window with the decoder (one pass per window, no cache kept between them).
+ * `onWindow` reports progress after each pass.
+ */
+export async function scoreTokens(
+  decoder: OptDecoder,
+  ids: readonly number[],
+  options: { maxLength: number; stride: number; signal?: AbortSignal; onWindow?: (done: number, total: number) => void },
+): Promise<PerplexityResult> {
+  const vocab = decoder.shape.vocabSize;
+  const windows = slidingWindows(ids.length, options.maxLength, options.stride);
+  let nll = 0, scored = 0;
+  for (const [n, w] of windows.entries()) {
+    options.signal?.throwIfAborted();
+    const s = w.end - w.begin;
+    // Logits at position j predict token j + 1: positions scoredFrom - 1 … end - 2, i.e. the last
+    // (end - scoredFrom + 1) positions less the very last.
+    const keep = w.end - w.scoredFrom + 1;
+    const out = await decoder.forward({
+      inputIds: BigInt64Array.from(ids.slice(w.begin, w.end), BigInt),
+      batch: 1,
+      attentionMask: new BigInt64Array(s).fill(1n),
+      logitsToKeep: keep,
+    });
+    decoder.releaseCache(out.present);
+    for (let k = 0; k < keep - 1; k++) {
+      nll += negativeLogLikelihood(out.logits.subarray(k * vocab, (k + 1) * vocab), ids[w.scoredFrom + k]!);
+      scored++;
+    }
+    options.onWindow?.(n + 1, windows.length);
+  }
+  return perplexityOf(nll, scored);
+}
