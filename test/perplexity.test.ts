@@ -3,6 +3,8 @@
 // forward pass on the same windows.
 
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import fc from 'fast-check';
@@ -81,4 +83,55 @@ test('the runtime fp32 perplexity equals the float64 reference on the same windo
   } finally {
     await model.dispose();
   }
+});
+
+describe('opt perplexity', { timeout: 120_000 }, () => {
+  const cli = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'runtime/src/cli.ts', 'perplexity', ...args], { encoding: 'utf8' });
+
+  test('prints each file and the total as JSON, the same figures as the library', async () => {
+    const f = await writeOptCheckpoint(join(tmp.path, 'cli-model'), { seed: 13, config: { max_position_embeddings: 64 } });
+    const a = join(tmp.path, 'a.txt'), b = join(tmp.path, 'b.txt');
+    writeFileSync(a, 'def add(a, b):\n    return a + b\n\n'.repeat(6));
+    writeFileSync(b, 'Plain prose, in one line.');
+    const cache = join(tmp.path, 'cache');
+    const r = cli('--model', f.dir, '--dtype', 'fp32', '--cache-dir', cache, '--max-length', '32', '--stride', '16', a, b);
+    assert.equal(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    assert.deepEqual([out.max_length, out.stride, out.dtype, out.files.map((x: { file: string }) => x.file)], [32, 16, 'fp32', [a, b]]);
+    const model = await loadOptModel(f.dir, { dtype: 'fp32', cacheDir: cache });
+    try {
+      const ids = await model.tokenizer.encode('def add(a, b):\n    return a + b\n\n'.repeat(6));
+      const own = await scoreTokens(model.decoder, ids, { maxLength: 32, stride: 16 });
+      assert.equal(out.files[0].tokens_scored, own.tokens_scored);
+      assert.ok(Math.abs(out.files[0].nll_sum - own.nll_sum) < 1e-6 * own.nll_sum);
+    } finally {
+      await model.dispose();
+    }
+    assert.equal(out.tokens_scored, out.files[0].tokens_scored + out.files[1].tokens_scored);
+    assert.ok(Math.abs(out.perplexity - Math.exp((out.files[0].nll_sum + out.files[1].nll_sum) / out.tokens_scored)) < 1e-9 * out.perplexity);
+    const defaults = JSON.parse(cli('--model', f.dir, '--dtype', 'fp32', '--cache-dir', cache, b).stdout);
+    assert.deepEqual([defaults.max_length, defaults.stride], [64, 32], 'min(1024, positions), and half of it');
+  });
+
+  test('an empty file, a file that is not UTF-8, a missing file and a model without a language-model head are clear errors', async () => {
+    const f = await writeOptCheckpoint(join(tmp.path, 'err-model'), { seed: 14, config: { max_position_embeddings: 64 } });
+    const empty = join(tmp.path, 'empty.txt'), binary = join(tmp.path, 'binary.txt');
+    writeFileSync(empty, '');
+    writeFileSync(binary, Buffer.from([0x66, 0xff, 0xfe, 0x00, 0x80]));
+    const expectError = (r: ReturnType<typeof cli>, message: RegExp) => {
+      assert.equal(r.status, 2, r.stderr);
+      assert.match(r.stderr, message);
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+    };
+    expectError(cli('--model', f.dir, empty), /empty\.txt is empty: there is nothing to score/);
+    expectError(cli('--model', f.dir, binary), /binary\.txt is not UTF-8 text/);
+    expectError(cli('--model', f.dir, join(tmp.path, 'nope.txt')), /nope\.txt: no such file/);
+    expectError(cli('--model', f.dir), /perplexity needs a text file/);
+    const text = join(tmp.path, 'ok.txt');
+    writeFileSync(text, 'some text');
+    expectError(cli('--model', f.dir, '--max-length', '65', text), /--max-length 65 is more than the model's 64 positions/);
+    expectError(cli('--model', f.dir, '--max-length', '8', '--stride', '9', text), /stride must be an integer from 1 to max_length \(8\)/);
+    const classifier = await writeOptCheckpoint(join(tmp.path, 'classifier'), { seed: 15, architecture: 'OPTForSequenceClassification' });
+    expectError(cli('--model', classifier.dir, text), /OPTForSequenceClassification checkpoint, which has no language-model head/);
+  });
 });

@@ -4,6 +4,7 @@
 
 import { parseArgs } from 'node:util';
 import { CheckpointError, UsageError } from './errors.js';
+import { perplexityOfTexts, readTextFile } from './perplexity.js';
 import { readOptConfig } from './config.js';
 import { DTYPES, type DtypeChoice, type LoadOptions, loadOptModel, planLoad } from './model.js';
 import { convertCheckpoint } from './convert.js';
@@ -36,6 +37,9 @@ commands:
                                                                    pooled hidden states (any OPT checkpoint), as JSON
   logits    --model DIR (--ids 2,133,… | --text "…") [--top-k N]   last-position logits and top-k, as JSON
   tokenize  --model DIR --text "…" [--no-special]                  token ids and tokens, as JSON
+  perplexity --model DIR FILE… [--max-length N] [--stride S]
+                                                                   sliding-window perplexity of each file and in total, as JSON
+                                                                   (transformers' method; default max length min(1024, positions), stride half of it)
   convert   --model DIR [--force]                                  build (or find) the cached ONNX model
 
 common options:
@@ -80,6 +84,9 @@ const OPTIONS = {
   'doc-stride': { type: 'string' },
   pooling: { type: 'string', default: 'mean' },
   'all-layers': { type: 'boolean', default: false },
+  // perplexity
+  'max-length': { type: 'string' },
+  stride: { type: 'string' },
   // serve
   host: { type: 'string', default: '127.0.0.1' },
   port: { type: 'string', default: '8000' },
@@ -109,7 +116,7 @@ async function main(argv: string[]): Promise<void> {
     });
     return;
   }
-  const commands: Record<string, (v: Values, texts: string[]) => Promise<unknown>> = { logits, tokenize, convert, classify, answer, embed };
+  const commands: Record<string, (v: Values, texts: string[]) => Promise<unknown>> = { logits, tokenize, convert, classify, answer, embed, perplexity };
   const run = commands[command];
   if (!run) throw new UsageError(`unknown command "${command}"\n\n${USAGE}`);
   const result = await run(values, positionals.slice(1));
@@ -210,6 +217,31 @@ async function logits(v: Values) {
       top_k: topK(out.logits, k).map(({ index, value }) => ({ id: index, token: model.tokenizer.idToToken(index) ?? null, logit: value })),
       logits: Array.from(out.logits),
     };
+  } finally {
+    await model.dispose();
+  }
+}
+
+/** Each file's perplexity and the total; the files are read (and checked) before the model loads. */
+async function perplexity(v: Values, paths: string[]) {
+  if (paths.length === 0) throw new UsageError('perplexity needs a text file: opt perplexity --model DIR FILE…');
+  const texts = await Promise.all(paths.map(async (file) => ({ file, text: await readTextFile(file) })));
+  const model = await loadModel(v);
+  try {
+    const maxLength = v['max-length'] === undefined ? Math.min(1024, model.config.max_position_embeddings) : intOf(v['max-length'], '--max-length', 2);
+    if (maxLength > model.config.max_position_embeddings) throw new UsageError(`--max-length ${maxLength} is more than the model's ${model.config.max_position_embeddings} positions`);
+    const stride = v.stride === undefined ? Math.max(1, Math.floor(maxLength / 2)) : intOf(v.stride, '--stride', 1);
+    let shown = 0;
+    const { files, total } = await perplexityOfTexts(model, texts, {
+      maxLength,
+      stride,
+      onProgress: (file, window, windows) => {
+        if (windows < 4 || (Date.now() - shown < 1000 && window < windows)) return; // long inputs only
+        shown = Date.now();
+        process.stderr.write(`opt: perplexity: ${file}: window ${window}/${windows}\n`);
+      },
+    });
+    return { model: model.dir, dtype: model.source.dtype, device: model.device, max_length: maxLength, stride, ...total, files };
   } finally {
     await model.dispose();
   }

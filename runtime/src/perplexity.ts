@@ -7,8 +7,10 @@
 // token of each window is not scored either (exactly as the method's labels of -100 and the shift
 // leave it).
 
+import { readFile } from 'node:fs/promises';
 import type { OptDecoder } from './decoder.js';
-import { UsageError } from './errors.js';
+import { UsageError, fileAccessError } from './errors.js';
+import type { OptTokenizer } from './tokenizer/optTokenizer.js';
 
 /** One model pass: tokens [begin, end) are fed, tokens [scoredFrom, end) are scored. */
 export interface PerplexityWindow {
@@ -84,4 +86,46 @@ export async function scoreTokens(
     options.onWindow?.(n + 1, windows.length);
   }
   return perplexityOf(nll, scored);
+}
+
+/** A file to score: UTF-8 text, not empty (a clear error otherwise). */
+export async function readTextFile(path: string): Promise<string> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new UsageError(`${path}: no such file`);
+    if (code === 'EISDIR') throw new UsageError(`${path} is a folder: pass text files`);
+    throw fileAccessError(err) ?? err;
+  }
+  if (bytes.length === 0) throw new UsageError(`${path} is empty: there is nothing to score`);
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new UsageError(`${path} is not UTF-8 text: perplexity is measured on text`);
+  }
+}
+
+export interface FilePerplexity extends PerplexityResult {
+  file: string;
+}
+
+/**
+ * Each text scored on its own (tokenized once, BOS first), and the total over all of them:
+ * exp(sum of NLL / sum of tokens scored).
+ */
+export async function perplexityOfTexts(
+  model: { tokenizer: OptTokenizer; decoder: OptDecoder },
+  texts: readonly { file: string; text: string }[],
+  options: { maxLength: number; stride: number; onProgress?: (file: string, window: number, windows: number) => void },
+): Promise<{ files: FilePerplexity[]; total: PerplexityResult }> {
+  const files: FilePerplexity[] = [];
+  for (const { file, text } of texts) {
+    const ids = await model.tokenizer.encode(text);
+    const r = await scoreTokens(model.decoder, ids, { ...options, onWindow: (done, total) => options.onProgress?.(file, done, total) });
+    files.push({ file, ...r });
+  }
+  const total = perplexityOf(files.reduce((n, f) => n + f.nll_sum, 0), files.reduce((n, f) => n + f.tokens_scored, 0));
+  return { files, total };
 }
