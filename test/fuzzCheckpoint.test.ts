@@ -389,7 +389,7 @@ describe('the CLI shows one clear line and exit code 2', () => {
   }
 
   // Needs runtime/src/cli.ts to map Node's file-system errors through fileAccessError() (errors.ts): not this suite's file.
-  test('a --cache-dir that is a file', { timeout: 40_000, todo: 'cli.ts: `err = fileAccessError(err) ?? err` before its instanceof checks' }, async () => {
+  test('a --cache-dir that is a file', { timeout: 40_000 }, async () => {
     const dir = await fresh();
     const cache = join(tmp.path, 'cache-file');
     await writeFile(cache, '');

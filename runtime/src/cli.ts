@@ -3,7 +3,7 @@
 // uses. Every command prints JSON on stdout; errors go to stderr with exit code 2 for bad input.
 
 import { parseArgs } from 'node:util';
-import { CheckpointError, UsageError } from './errors.js';
+import { CheckpointError, UsageError, fileAccessError } from './errors.js';
 import { perplexityOfTexts, readTextFile } from './perplexity.js';
 import { readOptConfig } from './config.js';
 import { DTYPES, type DtypeChoice, type LoadOptions, loadOptModel, planLoad } from './model.js';
@@ -363,6 +363,7 @@ function parseIds(s: string, vocab: number): number[] {
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
+  err = fileAccessError(err) ?? err; // a cache folder that is a file, no permission, a full disk: one line naming the path
   if (err instanceof UsageError || err instanceof CheckpointError || err instanceof WrongModelTypeError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
     process.stderr.write(`opt: ${(err as Error).message}\n`);
     process.exit(2);
