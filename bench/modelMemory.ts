@@ -3,28 +3,17 @@
 // most of the footprint). Loads the model as the runtime does, prefills a prompt in the decoder's
 // chunks, decodes, and prints RSS after each phase with the ratio to the converted model files.
 //   node --import tsx bench/modelMemory.ts --model DIR [--dtype int8] [--threads 2] [--prompt 1024] [--steps 32]
-// Writes an opt-1.3b-shaped random checkpoint to .cache/bench-opt-1.3b when --model is omitted.
+// Uses the sizes section's opt-1.3b-shaped random checkpoint (fp16, written once to .cache/bench-opt-1.3b-f16) when --model is omitted.
 
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { KvCache } from '../runtime/src/decoder.js';
 import { loadOptModel } from '../runtime/src/model.js';
 import type { GraphDtype } from '../runtime/src/onnx/optGraph.js';
-import { writeOptCheckpoint } from '../test/fixtures/optCheckpoint.js';
-import { ONNX_CACHE_DIR, ROOT, folderBytes } from './lib/util.js';
-
-const OPT_1_3B = { vocab_size: 50272, hidden_size: 2048, num_hidden_layers: 24, num_attention_heads: 32, ffn_dim: 8192, max_position_embeddings: 2048, word_embed_proj_dim: 2048, do_layer_norm_before: true };
+import { ONNX_CACHE_DIR, ensureSizedCheckpoint, folderBytes } from './lib/util.js';
 
 const { values } = parseArgs({ options: { model: { type: 'string' }, dtype: { type: 'string', default: 'int8' }, threads: { type: 'string', default: '2' }, prompt: { type: 'string', default: '1024' }, steps: { type: 'string', default: '32' } } });
-let dir = values.model;
-if (!dir) {
-  dir = join(ROOT, '.cache', 'bench-opt-1.3b');
-  if (!existsSync(join(dir, 'model.safetensors'))) {
-    console.error(`writing an opt-1.3b-shaped random checkpoint to ${dir} (about 5 GB) …`);
-    await writeOptCheckpoint(dir, { config: OPT_1_3B, tokenizer: false, seed: 3 });
-  }
-}
+const dir = values.model ?? (await ensureSizedCheckpoint('opt-1.3b')).dir;
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
 const rss = () => process.memoryUsage().rss;
 const started = performance.now();

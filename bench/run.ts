@@ -1,19 +1,24 @@
 // The benchmark suite: our runtime per precision and thread count, transformers.js on the same
 // weights, the machine's memory-bandwidth limit, editor latency through the runtime process, graph
-// options and an operator profile of decode. Every measurement runs in its own child process; a
+// options, an operator profile of decode, and the editor replay, decode and memory at three OPT sizes. Every measurement runs in its own child process; a
 // failing section is reported and the others go on. Writes bench/out/results.json and bench/RESULTS.md.
-//   npm run bench [-- --quick] [-- --only ours,peer,bandwidth,editor,graph,profile] [-- --report-only]
+//   npm run bench [-- --quick] [-- --only ours,peer,bandwidth,editor,graph,profile,sizes] [-- --report-only]
+//   npm run bench -- --only sizes [--sizes opt-125m,opt-350m,opt-1.3b] [--runtime-root DIR]
+// --runtime-root: the sizes section's editor replays start DIR/runtime/src/cli.ts (e.g. a snapshot of
+// an earlier commit, for a before/after); the section run before is kept as `previous` in the results.
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { GraphDtype } from '../runtime/src/onnx/optGraph.js';
 import { renderReport } from './report.js';
+import type { EditorParams } from './sections/editor.js';
 import type { PeerDtype, PeerResult } from './sections/peer.js';
-import { type ChildOutcome, CpuMonitor, OUT_DIR, ROOT, ensureCheckpoint, machineInfo, runChild, waitForQuiet } from './lib/util.js';
+import { SIZES, SIZES_SCRIPT, SIZE_EDITOR_PLAN, type SizePrepareResult } from './sections/sizes.js';
+import { type ChildOutcome, CpuMonitor, OPT_SIZES, OUT_DIR, type OptSize, ROOT, ensureCheckpoint, machineInfo, runChild, waitForQuiet } from './lib/util.js';
 
-export const SECTIONS = ['ours', 'peer', 'bandwidth', 'editor', 'graph', 'profile'] as const;
+export const SECTIONS = ['ours', 'peer', 'bandwidth', 'editor', 'graph', 'profile', 'sizes'] as const;
 export type SectionName = (typeof SECTIONS)[number];
 
 /** One child's outcome, with the CPU other processes used while it ran (cores on average, the busiest). */
@@ -26,10 +31,27 @@ export interface Results {
   code: { commit: string; runtimeChanged: string[] };
   startedAt: string;
   seconds: number;
-  sections: Partial<Record<SectionName, { measuredAt: string; quick: boolean; commit: string; seconds: number; runs: Measured<unknown>[]; error?: string }>>;
+  sections: Partial<Record<SectionName, SectionResult>>;
+  /** Each section's run before the one in `sections` (kept when a section is measured again: a before/after). */
+  previous?: Partial<Record<SectionName, SectionResult>>;
 }
 
-const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, 'report-only': { type: 'boolean', default: false } } });
+export interface SectionResult {
+  measuredAt: string;
+  quick: boolean;
+  commit: string;
+  seconds: number;
+  runs: Measured<unknown>[];
+  error?: string;
+  /** The runtime started by the section's editor replays, when not this checkout's (sizes: --runtime-root). */
+  runtimeRoot?: string;
+  /** Uncommitted runtime/protocol files when the section ran. */
+  runtimeChanged?: string[];
+}
+
+const { values } = parseArgs({
+  options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, 'report-only': { type: 'boolean', default: false }, sizes: { type: 'string' }, 'runtime-root': { type: 'string' } },
+});
 const resultsFile = join(OUT_DIR, 'results.json');
 const reportFile = join(ROOT, 'bench', 'RESULTS.md');
 mkdirSync(OUT_DIR, { recursive: true });
@@ -46,7 +68,11 @@ for (const s of only) if (!SECTIONS.includes(s)) throw new Error(`unknown sectio
 const started = performance.now();
 const results: Results = { quick, machine: machineInfo(), code: codeVersion(), startedAt: new Date().toISOString(), seconds: 0, sections: {} };
 // --only refreshes some sections and keeps the others from the previous run.
-if (values.only && existsSync(resultsFile)) results.sections = (JSON.parse(readFileSync(resultsFile, 'utf8')) as Results).sections;
+if (values.only && existsSync(resultsFile)) {
+  const before = JSON.parse(readFileSync(resultsFile, 'utf8')) as Results;
+  results.sections = before.sections;
+  results.previous = before.previous ?? {};
+}
 
 await ensureCheckpoint();
 
@@ -72,14 +98,14 @@ let waitBudgetMs = quick ? 20_000 : 150_000;
  * took half a core or more while it ran, it is repeated once (time allowing) and the less
  * disturbed of the two kept.
  */
-async function measure<T>(task: string, params: unknown, timeoutMs: number, env: Record<string, string> = {}): Promise<Measured<T>> {
+async function measure<T>(task: string, params: unknown, timeoutMs: number, env: Record<string, string> = {}, o: { script?: string; retry?: boolean } = {}): Promise<Measured<T>> {
   let kept: Measured<T> | undefined;
-  for (let attempt = 0; attempt < 2; attempt++) {
+  for (let attempt = 0; attempt < (o.retry === false ? 1 : 2); attempt++) {
     const quiet = await waitForQuiet(Math.min(waitBudgetMs, quick ? 3000 : attempt ? 45_000 : 20_000));
     waitBudgetMs -= quiet.waitedMs;
     console.error(`[bench] ${task} ${JSON.stringify(params)}${attempt ? ' (again: disturbed)' : ''}${quiet.cores >= 0.3 ? ` (other processes busy: ${quiet.busy.join(', ')})` : ''}`);
     const monitor = new CpuMonitor();
-    const r = await runChild<T>(task, params, timeoutMs, env);
+    const r = await runChild<T>(task, params, timeoutMs, env, o.script);
     const during = monitor.stop();
     console.error(`[bench]   ${r.ok ? 'done' : `FAILED: ${r.error?.split('\n')[0]}`} in ${r.seconds.toFixed(1)} s${during.cores >= 0.3 ? `; other processes used ${during.cores.toFixed(1)} cores meanwhile` : ''}`);
     const m: Measured<T> = { ...r, task, params, othersCores: during.cores, othersBusy: during.busy, attempts: attempt + 1 };
@@ -93,6 +119,10 @@ const DTYPES: GraphDtype[] = quick ? ['int8'] : ['int8', 'fp32', 'int4'];
 const THREADS = quick ? [2] : [2, 1];
 const PREFILL = quick ? [128, 512] : [128, 512, 1024];
 const PEER_DTYPES: PeerDtype[] = ['q8', 'fp32'];
+
+const SIZE_LIST = (values.sizes?.split(',') ?? SIZES) as OptSize[];
+for (const s of SIZE_LIST) if (!SIZES.includes(s)) throw new Error(`unknown size ${s}: choose from ${SIZES.join(', ')}`);
+const runtimeRoot = values['runtime-root'] ? resolve(values['runtime-root']) : undefined;
 
 const plan: Record<SectionName, () => Promise<Measured<unknown>[]>> = {
   ours: async () => {
@@ -130,17 +160,39 @@ const plan: Record<SectionName, () => Promise<Measured<unknown>[]>> = {
     // glibc otherwise raises its mmap threshold after the first large free and keeps freed buffers.
     await measure('memory', { label: 'MALLOC_MMAP_THRESHOLD_=131072', arena: true }, 120_000, { MALLOC_MMAP_THRESHOLD_: '131072' }),
   ],
+  sizes: async () => {
+    const script = SIZES_SCRIPT;
+    // Writing and converting a checkpoint is done once (cached) and timed by no one: not repeated when disturbed.
+    const runs: Measured<unknown>[] = [];
+    for (const size of SIZE_LIST) runs.push(await measure('sizes-prepare', { size }, 1_800_000, {}, { script, retry: false }));
+    runs.push(await measure('sizes-bandwidth', { threads: 2, reps: quick ? 3 : 5 }, 180_000, {}, { script }));
+    for (const size of SIZE_LIST) {
+      if (!runs.some((x) => x.ok && (x.result as SizePrepareResult).size === size)) continue;
+      runs.push(await measure('sizes-decode', { size, threads: 2, contexts: [128, 1500], newTokens: quick ? 16 : 32 }, 600_000, {}, { script, retry: size !== 'opt-1.3b' }));
+      const e = SIZE_EDITOR_PLAN[size];
+      const editor: EditorParams & { size: OptSize } = {
+        size, model: OPT_SIZES[size].dir, dtype: 'int8', threads: 2, contextTokens: 1500, maxNewTokens: 16, documents: ['service.ts'],
+        typedChars: quick ? Math.min(e.typedChars ?? 100, 60) : e.typedChars, pausedSamples: quick ? Math.min(e.pausedSamples, 3) : e.pausedSamples, lineLength: false,
+        ...(runtimeRoot ? { runtimeRoot } : {}),
+      };
+      runs.push(await measure('sizes-editor', editor, 1_200_000, {}, { script, retry: size === 'opt-125m' }));
+    }
+    return runs;
+  },
 };
 
 for (const name of SECTIONS) {
   if (!only.has(name)) continue;
   const t0 = performance.now();
   const measuredAt = new Date().toISOString();
+  const stamp = { measuredAt, quick, commit: results.code.commit, seconds: 0, runtimeChanged: results.code.runtimeChanged, ...(name === 'sizes' && runtimeRoot ? { runtimeRoot } : {}) };
+  const earlier = results.sections[name];
   try {
-    results.sections[name] = { measuredAt, quick, commit: results.code.commit, seconds: 0, runs: await plan[name]() };
+    results.sections[name] = { ...stamp, runs: await plan[name]() };
   } catch (err) {
-    results.sections[name] = { measuredAt, quick, commit: results.code.commit, seconds: 0, runs: [], error: (err as Error).stack ?? String(err) };
+    results.sections[name] = { ...stamp, runs: [], error: (err as Error).stack ?? String(err) };
   }
+  if (earlier) (results.previous ??= {})[name] = earlier;
   results.sections[name]!.seconds = (performance.now() - t0) / 1000;
   results.seconds = (performance.now() - started) / 1000;
   writeFileSync(resultsFile, JSON.stringify(results, null, 2)); // partial results survive a later crash

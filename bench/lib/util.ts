@@ -3,7 +3,7 @@
 // has its own peak RSS and a crash or hang in one section cannot take the others with it).
 
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { writeOptCheckpoint } from '../../test/fixtures/optCheckpoint.js';
@@ -29,6 +29,53 @@ export async function ensureCheckpoint(dir = CHECKPOINT_DIR): Promise<string> {
     await writeOptCheckpoint(dir, { config: OPT_125M, tokenizer: true, seed: 1 });
   }
   return dir;
+}
+
+/**
+ * Random checkpoints with the exact shapes (and key layout) of three released OPT sizes. opt-350m
+ * is the odd one: post-LN, 512-wide embeddings with project_in/out, bare `decoder.*` keys. opt-1.3b
+ * is stored in fp16, as released (5.3 GB in fp32; safetensors files over 4 GiB cannot be written here).
+ */
+export const OPT_SIZES = {
+  'opt-125m': { dir: CHECKPOINT_DIR, config: OPT_125M, dtype: 'F32', keyStyle: 'model.decoder', seed: 1 },
+  'opt-350m': {
+    dir: join(ROOT, '.cache', 'bench-opt-350m'),
+    config: { vocab_size: 50272, hidden_size: 1024, num_hidden_layers: 24, num_attention_heads: 16, ffn_dim: 4096, max_position_embeddings: 2048, word_embed_proj_dim: 512, do_layer_norm_before: false },
+    dtype: 'F32',
+    keyStyle: 'decoder',
+    seed: 2,
+  },
+  'opt-1.3b': {
+    dir: join(ROOT, '.cache', 'bench-opt-1.3b-f16'),
+    config: { vocab_size: 50272, hidden_size: 2048, num_hidden_layers: 24, num_attention_heads: 32, ffn_dim: 8192, max_position_embeddings: 2048, word_embed_proj_dim: 2048, do_layer_norm_before: true },
+    dtype: 'F16',
+    keyStyle: 'model.decoder',
+    seed: 3,
+  },
+} as const;
+export type OptSize = keyof typeof OPT_SIZES;
+
+/**
+ * The random checkpoint of one size, written once (into a temporary folder renamed into place, so
+ * an interrupted write is never taken for a checkpoint) and reused by later runs. Returns its folder.
+ */
+export async function ensureSizedCheckpoint(size: OptSize): Promise<{ dir: string; written: boolean; seconds: number }> {
+  const s = OPT_SIZES[size];
+  if (size === 'opt-125m') {
+    const had = existsSync(join(s.dir, 'model.safetensors'));
+    const t0 = performance.now();
+    await ensureCheckpoint(s.dir);
+    return { dir: s.dir, written: !had, seconds: (performance.now() - t0) / 1000 };
+  }
+  if (existsSync(join(s.dir, 'config.json')) && existsSync(join(s.dir, 'model.safetensors'))) return { dir: s.dir, written: false, seconds: 0 };
+  const t0 = performance.now();
+  const tmp = `${s.dir}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  console.error(`writing an ${size}-shaped random checkpoint (${s.dtype}) to ${s.dir} …`);
+  await writeOptCheckpoint(tmp, { config: s.config, dtype: s.dtype, keyStyle: s.keyStyle, tokenizer: true, seed: s.seed, keepWeights: false });
+  rmSync(s.dir, { recursive: true, force: true });
+  renameSync(tmp, s.dir);
+  return { dir: s.dir, written: true, seconds: (performance.now() - t0) / 1000 };
 }
 
 export const median = (xs: readonly number[]): number => percentile(xs, 50);
@@ -195,15 +242,15 @@ export interface ChildOutcome<T> {
 }
 
 /**
- * Runs task `task` of bench/child.ts with `params` in a fresh Node process and returns what it
+ * Runs task `task` of bench/child.ts (or of another `script` with the same arguments) with `params` in a fresh Node process and returns what it
  * wrote. A child that throws, exits without a result or outlives `timeoutMs` is reported, not fatal.
  */
-export function runChild<T>(task: string, params: unknown, timeoutMs: number, env: Record<string, string> = {}): Promise<ChildOutcome<T>> {
+export function runChild<T>(task: string, params: unknown, timeoutMs: number, env: Record<string, string> = {}, script = join(ROOT, 'bench', 'child.ts')): Promise<ChildOutcome<T>> {
   mkdirSync(OUT_DIR, { recursive: true });
   const outFile = join(OUT_DIR, `child-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}.json`);
   const started = performance.now();
   return new Promise((resolvePromise) => {
-    const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', join(ROOT, 'bench', 'child.ts'), task, JSON.stringify(params), outFile], { cwd: ROOT, stdio: ['ignore', 'inherit', 'pipe'], env: { ...process.env, ...env } });
+    const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', script, task, JSON.stringify(params), outFile], { cwd: ROOT, stdio: ['ignore', 'inherit', 'pipe'], env: { ...process.env, ...env } });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => {
       stderr = (stderr + d.toString()).slice(-4000);

@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CancellationTokenSource, ResponseError, StreamMessageReader, StreamMessageWriter, createMessageConnection } from 'vscode-jsonrpc/node';
-import { Complete, Initialize, PROTOCOL_VERSION, RuntimeErrorCodes, Shutdown, Status } from '../../protocol/protocol.js';
+import { Complete, Initialize, type InitializeParams, PROTOCOL_VERSION, RuntimeErrorCodes, Shutdown, Status } from '../../protocol/protocol.js';
 import { type DebounceSettings, debounceFor } from '../../extension/src/completion/debounce.js';
 import { OptTokenizer } from '../../runtime/src/tokenizer/optTokenizer.js';
 import { mulberry32 } from '../../test/helpers/prng.js';
@@ -25,6 +25,18 @@ export interface EditorParams {
   debounceMs?: number;
   wordEndDebounceMs?: number;
   maxNewTokens?: number;
+  /** The checkpoint folder (default: the opt-125m-shaped one). */
+  model?: string;
+  /** Replay only these documents (service.ts, README.md; default both, only service.ts when quick). */
+  documents?: string[];
+  /** Type only the first this many characters of each document's text (default all). */
+  typedChars?: number;
+  /** Completions timed after the replay, when typing stops (default 10, 5 when quick). */
+  pausedSamples?: number;
+  /** Time the paused completions at each line's own length as well (default true). */
+  lineLength?: boolean;
+  /** A folder whose runtime/src/cli.ts is started instead of this checkout's (e.g. a snapshot of an earlier commit). */
+  runtimeRoot?: string;
 }
 
 export interface EditorSession {
@@ -44,15 +56,17 @@ export interface EditorSession {
    * The same, when typing stops after a keystroke (the request always completes): after the
    * replay, completions at evenly spaced points of the typed text, one at a time.
    */
-  paused: { samples: number; keystrokeToResultMs: { p50: number; p95: number }; requestMs: { p50: number; p95: number }; prefilledTokensP50: number };
+  paused: { samples: number; keystrokeToResultMs: { p50: number; p95: number }; requestMs: { p50: number; p95: number }; prefilledTokensP50: number; waitMsP50?: number; completionTokensP50?: number; promptTokensP50?: number };
   /**
    * The same points with the length a trained model's single-line completion has: random weights
    * never end a line, so each request is given as many tokens as the rest of the typed line has,
    * plus the newline that ends it (what a model that predicted the line would generate).
    */
-  pausedLineLength: { samples: number; keystrokeToResultMs: { p50: number; p95: number }; requestMs: { p50: number; p95: number }; completionTokensP50: number };
+  pausedLineLength?: { samples: number; keystrokeToResultMs: { p50: number; p95: number }; requestMs: { p50: number; p95: number }; completionTokensP50: number };
   /** Of the prompt tokens of shown completions, the share whose KV state came from the prefix cache. */
   prefixReuse: number;
+  /** Median prompt tokens taken from the prefix cache per shown completion. */
+  reusedTokensP50?: number;
   /** Median prompt tokens prefilled per shown completion. */
   prefilledTokensP50: number;
   promptTokensP50: number;
@@ -78,7 +92,15 @@ export interface EditorResult {
   /** The runtime process's peak resident memory (VmHWM), prefix cache included. */
   runtimePeakRssBytes: number;
   sessions: EditorSession[];
-  prefixCache: { hits: number; misses: number };
+  /** The runtime's prefix-cache figures at the end (entries, bytes and budgetBytes where it reports them). */
+  prefixCache: { hits: number; misses: number; entries?: number; bytes?: number; budgetBytes?: number };
+  /** The checkpoint replayed, and the runtime started (when not this checkout's). */
+  model?: string;
+  runtimeRoot?: string;
+  /** InitializeParams.contextTokens sent: the longest prompt + completion of the replay. */
+  initContextTokens?: number;
+  /** The runtime's EngineInfo as returned by initialize (memory figures included where it has them). */
+  engineInfo?: Record<string, unknown>;
 }
 
 /**
@@ -125,20 +147,30 @@ export async function replayEditing(p: EditorParams = {}): Promise<EditorResult>
   // From the keystroke to the request: VS Code's own delay, then the extension's wait for the text typed so far.
   const waitAfter = (typedSoFar: string) => VSCODE_INLINE_DELAY_MS + debounceFor(typedSoFar, debounce);
   const contextTokens = p.contextTokens ?? 1500;
-  const tokenizer = await OptTokenizer.fromDir(CHECKPOINT_DIR);
+  const modelDir = p.model ?? CHECKPOINT_DIR;
+  const tokenizer = await OptTokenizer.fromDir(modelDir);
   const contextOf = async (text: string) => tokenizer.decode((await tokenizer.encode(text)).slice(1, contextTokens), { skipSpecialTokens: true });
   let docs = [
     { document: 'service.ts', context: await contextOf(typescriptSource(contextTokens * 5)), typed: TYPED_TYPESCRIPT },
     { document: 'README.md', context: await contextOf(markdownDocument(contextTokens * 6)), typed: TYPED_MARKDOWN },
   ];
   if (p.quick) docs = [{ ...docs[0]!, typed: TYPED_TYPESCRIPT.slice(0, 100) }];
+  if (p.documents) docs = docs.filter((d) => p.documents!.includes(d.document));
+  if (p.typedChars !== undefined) docs = docs.map((d) => ({ ...d, typed: d.typed.slice(0, p.typedChars) }));
+  // What the client will ask for at most: the longest prompt of the replay plus its completion.
+  let longestPrompt = 0;
+  for (const d of docs) longestPrompt = Math.max(longestPrompt, (await tokenizer.encode(d.context + d.typed)).length);
+  const initContextTokens = longestPrompt + maxNewTokens;
+  const pausedSamples = p.pausedSamples ?? (p.quick ? 5 : 10);
+  const runtimeRoot = p.runtimeRoot ?? ROOT;
 
-  const child = spawn(process.execPath, ['--import', 'tsx', 'runtime/src/cli.ts', 'rpc'], { cwd: ROOT, stdio: 'pipe' });
+  const child = spawn(process.execPath, ['--import', 'tsx', join(runtimeRoot, 'runtime', 'src', 'cli.ts'), 'rpc'], { cwd: runtimeRoot, stdio: 'pipe' });
   child.stderr.on('data', () => undefined); // the runtime logs there; keep the pipe drained
   const connection = createMessageConnection(new StreamMessageReader(child.stdout), new StreamMessageWriter(child.stdin));
   connection.listen();
   try {
-    const init = await connection.sendRequest(Initialize, { protocolVersion: PROTOCOL_VERSION, model: CHECKPOINT_DIR, dtype, threads, cacheDir: ONNX_CACHE_DIR });
+    // contextTokens is optional (a runtime that does not know it ignores it).
+    const init = await connection.sendRequest(Initialize, { protocolVersion: PROTOCOL_VERSION, model: modelDir, dtype, threads, cacheDir: ONNX_CACHE_DIR, contextTokens: initContextTokens } as InitializeParams);
     const options = { max_new_tokens: maxNewTokens, stop_strings: ['\n'] };
     const sessions: EditorSession[] = [];
     for (const doc of docs) {
@@ -186,8 +218,8 @@ export async function replayEditing(p: EditorParams = {}): Promise<EditorResult>
 
       // Typing stops: each of these requests runs to the end.
       const firing = gaps.flatMap((g, i) => (g >= waits[i]! ? [i] : []));
-      const samples = Math.min(firing.length, p.quick ? 5 : 10);
-      const pausedMs: number[] = [], pausedPrefill: number[] = [], lineMs: number[] = [], lineTokens: number[] = [];
+      const samples = Math.min(firing.length, pausedSamples);
+      const pausedMs: number[] = [], pausedPrefill: number[] = [], pausedTokens: number[] = [], pausedPrompt: number[] = [], lineMs: number[] = [], lineTokens: number[] = [];
       const pausedWait: number[] = [];
       for (let k = 0; k < samples; k++) {
         const i = firing[Math.floor(((k + 0.5) * firing.length) / samples)]!;
@@ -197,6 +229,9 @@ export async function replayEditing(p: EditorParams = {}): Promise<EditorResult>
         const r = await connection.sendRequest(Complete, { documentId: doc.document, prefix, suffix: '', options });
         pausedMs.push(performance.now() - sent);
         pausedPrefill.push(r.promptTokens - r.reusedTokens);
+        pausedTokens.push(r.completionTokens);
+        pausedPrompt.push(r.promptTokens);
+        if (p.lineLength === false) continue;
         const lineEnd = doc.typed.indexOf('\n', i + 1);
         const rest = doc.typed.slice(i + 1, lineEnd < 0 ? undefined : lineEnd);
         const budget = (await tokenizer.encode(rest)).length - 1 + 1; // minus BOS, plus the newline
@@ -219,14 +254,20 @@ export async function replayEditing(p: EditorParams = {}): Promise<EditorResult>
           keystrokeToResultMs: latencyOf(pausedWait, pausedMs),
           requestMs: { p50: median(pausedMs), p95: percentile(pausedMs, 95) },
           prefilledTokensP50: median(pausedPrefill),
+          waitMsP50: median(pausedWait),
+          completionTokensP50: median(pausedTokens),
+          promptTokensP50: median(pausedPrompt),
         },
-        pausedLineLength: {
-          samples,
-          keystrokeToResultMs: latencyOf(pausedWait, lineMs),
-          requestMs: { p50: median(lineMs), p95: percentile(lineMs, 95) },
-          completionTokensP50: median(lineTokens),
-        },
+        pausedLineLength: lineMs.length
+          ? {
+              samples,
+              keystrokeToResultMs: latencyOf(pausedWait, lineMs),
+              requestMs: { p50: median(lineMs), p95: percentile(lineMs, 95) },
+              completionTokensP50: median(lineTokens),
+            }
+          : undefined,
         prefixReuse: reused.reduce((a, b) => a + b, 0) / prompt.reduce((a, b) => a + b, 0),
+        reusedTokensP50: median(reused),
         prefilledTokensP50: median(prompt.map((n, j) => n - reused[j]!)),
         promptTokensP50: median(prompt),
         completionTokensMean: completion.reduce((a, b) => a + b, 0) / Math.max(1, completion.length),
@@ -238,7 +279,15 @@ export async function replayEditing(p: EditorParams = {}): Promise<EditorResult>
     const status = await connection.sendRequest(Status);
     const runtimePeakRssBytes = Number(/^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? NaN) * 1024;
     await connection.sendRequest(Shutdown);
-    return { dtype, threads, ...debounce, editorDelayMs: VSCODE_INLINE_DELAY_MS, maxNewTokens, contextTokens, loadSeconds: init.info.loadSeconds, runtimePeakRssBytes, sessions, prefixCache: { hits: status.prefixCache.hits, misses: status.prefixCache.misses } };
+    const { hits, misses, entries, bytes, budgetBytes } = status.prefixCache as EditorResult['prefixCache'];
+    return {
+      dtype, threads, ...debounce, editorDelayMs: VSCODE_INLINE_DELAY_MS, maxNewTokens, contextTokens, loadSeconds: init.info.loadSeconds, runtimePeakRssBytes, sessions,
+      prefixCache: { hits, misses, entries, bytes, budgetBytes },
+      model: modelDir,
+      ...(p.runtimeRoot ? { runtimeRoot: p.runtimeRoot } : {}),
+      initContextTokens,
+      engineInfo: init.info as unknown as Record<string, unknown>,
+    };
   } finally {
     connection.dispose();
     child.stdin.end();
