@@ -2,7 +2,7 @@
 // file_download.py), so a model fetched by Python transformers is found here and one fetched here
 // loads in Python: <cache>/models--org--name/{blobs/<etag>, refs/<revision>, snapshots/<commit>/<file>}.
 import { randomBytes } from 'node:crypto';
-import { copyFile, lstat, mkdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, readFile, realpath, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { CheckpointError } from '../errors.js';
@@ -55,6 +55,20 @@ export function blobsDirOfSnapshot(dir: string): string | undefined {
   const snapshots = dirname(resolve(dir));
   const repo = dirname(snapshots);
   return basename(snapshots) === 'snapshots' && basename(repo).startsWith('models--') ? join(repo, 'blobs') : undefined;
+}
+
+/**
+ * The sha256 of a weight file in a snapshot folder, read off the name of the blob its link points
+ * at: huggingface_hub names an LFS blob by its sha256 (checked on download here, hubDownload.ts),
+ * and blobs are never rewritten, only added. Undefined for anything else (a folder outside the
+ * cache, a copied file, a small file named by its git sha1): the caller hashes those itself.
+ */
+export async function snapshotBlobSha256(dir: string, file: string): Promise<string | undefined> {
+  const blobs = blobsDirOfSnapshot(dir);
+  if (!blobs || !(await lstat(file).then((s) => s.isSymbolicLink(), () => false))) return undefined;
+  const [real, blobsReal] = await Promise.all([realpath(file), realpath(blobs)]).catch(() => [undefined, undefined]);
+  if (real === undefined || dirname(real) !== blobsReal) return undefined;
+  return /^[0-9a-f]{64}$/.test(basename(real)) ? basename(real) : undefined;
 }
 
 export class RepoCache {
