@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { CheckpointError, UsageError, fileAccessError } from './errors.js';
 import { perplexityOfTexts, readTextFile } from './perplexity.js';
 import { readOptConfig } from './config.js';
-import { DTYPES, type DtypeChoice, type LoadOptions, loadOptModel, planLoad } from './model.js';
+import { DTYPES, type DtypeChoice, type LoadOptions, convertGraphOptions, loadOptModel } from './model.js';
 import { convertCheckpoint } from './convert.js';
 import { DEVICES, type Device, checkThreads } from './session.js';
 import { OptTokenizer } from './tokenizer/optTokenizer.js';
@@ -256,8 +256,8 @@ async function tokenize(v: Values) {
 
 async function convert(v: Values) {
   const dir = await requireModel(v);
-  const { dtype } = planLoad(await readOptConfig(dir), { dtype: dtypeOf(v), device: deviceOf(v) }); // the graph the load would use first
-  const r = await convertCheckpoint(dir, { dtype, fused: !v['plain-ops'], cacheDir: v['cache-dir'], force: v.force });
+  const { dtype, ...graph } = convertGraphOptions(await readOptConfig(dir), loadOptionsOf(v)); // the very graph a load here looks up first
+  const r = await convertCheckpoint(dir, { dtype, ...graph, cacheDir: v['cache-dir'], force: v.force });
   return { model_path: r.modelPath, dtype, converted: r.converted, seconds: Number(r.seconds.toFixed(3)) };
 }
 

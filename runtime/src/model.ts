@@ -8,7 +8,7 @@ import { convertCheckpoint } from './convert.js';
 import { OptDecoder } from './decoder.js';
 import { CheckpointError, UsageError } from './errors.js';
 import { availableMemoryBytes, describeNeed, gib, memoryNeed } from './memory.js';
-import type { GraphDtype, KvCacheLayout } from './onnx/optGraph.js';
+import type { GraphDtype, KvCacheLayout, OptGraphOptions } from './onnx/optGraph.js';
 import { createSessionForDevice } from './device/open.js';
 import { probeDevices } from './device/probe.js';
 import { type DevicePlan, type ExecutionDevice, fitModelToDevices, planDevices } from './device/select.js';
@@ -141,6 +141,25 @@ export function kvCacheLayoutFor(device: ExecutionDevice): KvCacheLayout {
   return device === 'webgpu' ? 'concat' : 'append';
 }
 
+/**
+ * The graph a text-generation load on `device` converts and looks up: its dtype, contrib operators
+ * or plain ones, and the KV-cache layout for the device. locateModel and `opt convert` both ask
+ * here, so a conversion made ahead of time is the one the load finds.
+ */
+export function graphOptionsFor(dtype: GraphDtype, device: ExecutionDevice, options: Pick<LoadOptions, 'fused'> = {}): Pick<OptGraphOptions, 'dtype' | 'fused' | 'kvCache'> {
+  const fused = options.fused !== false;
+  return { dtype, fused, kvCache: fused ? kvCacheLayoutFor(device) : 'concat' };
+}
+
+/**
+ * What `opt convert` builds: the graph of the device a load with these options tries first, with
+ * the dtype that load resolves for it (planLoad).
+ */
+export function convertGraphOptions(config: OptConfig, options: LoadOptions): Pick<OptGraphOptions, 'dtype' | 'fused' | 'kvCache'> {
+  const { plan, dtype } = planLoad(config, options);
+  return graphOptionsFor(dtype, plan.candidates[0]!, options);
+}
+
 /** The present outputs a GPU session keeps in device memory (applied on WebGPU only, see session.ts). */
 function cacheOnDevice(layers: number): Record<string, 'gpu-buffer'> {
   const out: Record<string, 'gpu-buffer'> = {};
@@ -159,7 +178,7 @@ async function locateModel(dir: string, dtype: GraphDtype, options: LoadOptions,
       throw new CheckpointError(join(dir, 'onnx'), `no ${dtype} export found`, `available: ${available.join(', ')}; pick the matching --dtype`);
     }
   }
-  const r = await convertCheckpoint(dir, { dtype, fused: options.fused, kvCache: options.fused === false ? undefined : kvCacheLayoutFor(device), cacheDir: options.cacheDir });
+  const r = await convertCheckpoint(dir, { ...graphOptionsFor(dtype, device, options), cacheDir: options.cacheDir });
   return { kind: 'converted', modelPath: r.modelPath, dtype, convertSeconds: r.seconds };
 }
 
