@@ -67,13 +67,14 @@ export const PREFIX_CACHE_CONTEXTS = 4;
 /**
  * The automatic prefix-cache budget: room for PREFIX_CACHE_CONTEXTS contexts, but at most half of
  * the memory left once the weights and the request being run are in (the rest stays with the
- * editor and the machine). May be less than one context, even 0: the runtime still keeps the
- * newest state (the document being typed in), which costs nothing the request did not already hold.
+ * editor and the machine). May be less than one context, down to 1 byte (a budget of 0 turns reuse
+ * off): the runtime still keeps the newest state (the document being typed in), which costs nothing
+ * the request did not already hold.
  */
 export function autoPrefixCacheBytes(c: OptShape, dtype: WeightDtype, contextTokens: number, availableBytes: number): number {
   const context = contextKvBytes(c, dtype, contextTokens);
   const spare = availableBytes - estimateModelBytes(c, dtype) - context;
-  return Math.max(0, Math.min(PREFIX_CACHE_CONTEXTS * context, Math.floor(spare / 2)));
+  return Math.max(1, Math.min(PREFIX_CACHE_CONTEXTS * context, Math.floor(spare / 2)));
 }
 
 export interface MemoryNeed {

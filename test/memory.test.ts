@@ -7,7 +7,9 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { OPT_SIZES } from '../extension/src/models/optModels.js';
 import { PREFIX_CACHE_CONTEXTS, autoPrefixCacheBytes, contextKvBytes, kvBytesPerToken, memoryNeed } from '../protocol/memory.js';
+import { PrefixCache } from '../runtime/src/engine/prefixCache.js';
 import { loadOptModel } from '../runtime/src/model.js';
+import type { Tensor } from '../runtime/src/session.js';
 import { writeOptCheckpoint } from './fixtures/optCheckpoint.js';
 import { tempDir } from './helpers/decoderHarness.js';
 
@@ -40,12 +42,14 @@ describe('KV memory per OPT size', () => {
     }
   });
 
-  test('the automatic budget takes at most half of what the weights and the running request leave, and never goes negative', () => {
+  test('the automatic budget takes at most half of what the weights and the running request leave, and is never 0 (which would turn reuse off)', () => {
     const c = size('1.3b');
     const need = memoryNeed(c, 'int8', 2048);
     const spare = 1 * GiB;
     assert.equal(autoPrefixCacheBytes(c, 'int8', 2048, need.total + spare), spare / 2);
-    assert.equal(autoPrefixCacheBytes(c, 'int8', 2048, need.total - 1), 0);
+    const tight = new PrefixCache(autoPrefixCacheBytes(c, 'int8', 2048, need.total - 1));
+    tight.put([2, 5, 6], { batch: 1, length: 3, capacity: 3, tensors: [{ data: { buffer: { byteLength: need.context } } } as unknown as Tensor] });
+    assert.equal(tight.take([2, 5, 6, 7])?.tokens.length, 3, 'with no memory to spare, the document being typed in still keeps its state');
   });
 });
 

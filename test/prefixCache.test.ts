@@ -102,13 +102,14 @@ describe('prefix cache policy', () => {
     assert.equal(store.take(ids(1, 2, 3, 4))?.tokens.length, 3);
   });
 
-  test('typing keeps its state at every OPT size up to 6.7b, at the budget the runtime would pick on this machine', () => {
+  test('at every OPT size up to 6.7b, the budget the runtime would pick on this machine keeps the document typed in and another', () => {
     for (const size of OPT_SIZES.filter((s) => ['125m', '350m', '1.3b', '2.7b', '6.7b'].includes(s.label))) {
-      const bytes = contextKvBytes(size.shape, 'int8', 1548); // a 1,500-token prompt + 48 new tokens
+      const mib = contextKvBytes(size.shape, 'int8', 1548) / 2 ** 20; // a 1,500-token prompt + 48 new tokens
       const store = new PrefixCache(autoPrefixCacheBytes(size.shape, 'int8', 1548, 22 * 2 ** 30));
-      store.put(ids(7, 8, 9), state(bytes / 2 ** 20));
-      const taken = store.take(ids(7, 8, 9, 10)); // one more character typed
-      assert.equal(taken?.tokens.length, 3, `${size.id}: a state of ${(bytes / 2 ** 20).toFixed(0)} MiB`);
+      store.put(ids(5, 6), state(mib)); // a tab switched away from
+      store.put(ids(7, 8, 9), state(mib));
+      assert.equal(store.take(ids(7, 8, 9, 10))?.tokens.length, 3, `${size.id}: one more character typed, a state of ${mib.toFixed(0)} MiB`);
+      assert.equal(store.take(ids(5, 6, 1))?.tokens.length, 2, `${size.id}: the other document's state`);
     }
   });
 
@@ -177,8 +178,42 @@ describe('prefill-only (the warm-up)', () => {
     assert.equal(r!.reusedTokens, 16);
   });
 
-  test('without a store nothing runs', async () => {
-    const [r] = await generate(model, prompt, { max_new_tokens: 4, prefillOnly: true });
-    assert.deepEqual([r!.tokenIds.length, r!.reusedTokens], [0, 0]);
+  /** Counts the model passes `body` makes. */
+  async function passes(body: () => Promise<unknown>): Promise<number> {
+    const forward = model.decoder.forward.bind(model.decoder);
+    let n = 0;
+    model.decoder.forward = (x) => (n++, forward(x));
+    try {
+      await body();
+    } finally {
+      model.decoder.forward = forward;
+    }
+    return n;
+  }
+
+  test('without a store, or when the store already holds the prompt, nothing runs', async () => {
+    assert.equal(await passes(() => generate(model, prompt, { max_new_tokens: 4, prefillOnly: true })), 0);
+    const store = new PrefixCache(64 << 20);
+    assert.ok((await passes(() => generate(model, prompt, { max_new_tokens: 4, prefixStore: store, prefillOnly: true }))) > 0);
+    const earlier = prompt.slice(0, prompt.indexOf('export'));
+    assert.equal(await passes(() => generate(model, earlier, { max_new_tokens: 4, prefixStore: store, prefillOnly: true })), 0, 'a cursor moved up');
+    const [r] = await generate(model, prompt, { max_new_tokens: 4, return_full_text: false, prefixStore: store });
+    assert.equal(r!.reusedTokens, r!.promptTokens - 1, 'the state of the whole prompt is still there');
+  });
+
+  test('a prompt that shares only the first lines of a stored state continues from a copy: both states stay', async () => {
+    const store = new PrefixCache(64 << 20);
+    const header = 'import { readFile } from "node:fs/promises";\n';
+    const a = `${header}export async function load(path: string) {\n  const text = await readFile(path, "utf8");\n  return JSON.parse(text);\n}\n`;
+    const b = `${header}export function size(bytes: number): string {\n  return bytes < 1024 ? \`\${bytes} B\` : \`\${(bytes / 1024).toFixed(1)} KiB\`;\n}\n`;
+    await generate(model, a, { max_new_tokens: 1, prefixStore: store, prefillOnly: true });
+    const [rb] = await generate(model, b, { max_new_tokens: 4, return_full_text: false, prefixStore: store });
+    const headerTokens = (await model.tokenizer.encode(header)).length;
+    assert.ok(rb!.reusedTokens >= headerTokens - 2 && rb!.reusedTokens < rb!.promptTokens - 10, `b reused ${rb!.reusedTokens}`);
+    const [plain] = await generate(model, b, { max_new_tokens: 4, return_full_text: false });
+    assert.deepEqual(rb!.tokenIds, plain!.tokenIds, 'continuing from the copy gives the same tokens');
+    const [ra] = await generate(model, a, { max_new_tokens: 4, return_full_text: false, prefixStore: store });
+    assert.equal(ra!.reusedTokens, ra!.promptTokens - 1, 'a kept its whole state');
+    assert.equal(store.stats().entries, 2);
   });
 });

@@ -211,22 +211,40 @@ export class OptDecoder {
    */
   private _cacheFor(past: KvCache | undefined, b: number, t: number, reserve: number): KvCache {
     if (past && t <= past.capacity) return past;
-    const { numLayers, numHeads, headDim, maxPositions } = this.shape;
+    const { numHeads, headDim, maxPositions } = this.shape;
     const capacity = Math.min(maxPositions, roundUp(t, CACHE_GRANULE));
     const rows = b * numHeads;
     if (past && capacity <= (past.room ?? past.capacity)) {
       const tensors = past.tensors.map((tensor) => widen(tensor, rows, past.length, past.capacity, capacity, headDim));
       return { batch: b, length: past.length, capacity, room: past.room, tensors };
     }
+    return this._allocate(b, capacity, reserve, past);
+  }
+
+  /** New storage with room for `reserve` positions (the tensors see `capacity`), the first `from.length` positions of `from` copied in. */
+  private _allocate(b: number, capacity: number, reserve: number, from: KvCache | undefined): KvCache {
+    const { numLayers, numHeads, headDim, maxPositions } = this.shape;
+    const rows = b * numHeads;
     const room = Math.max(capacity, Math.min(maxPositions, roundUp(reserve, CACHE_GRANULE)));
     const tensors: Tensor[] = [];
     for (let i = 0; i < 2 * numLayers; i++) {
       const storage = this._kvType === 'float16' ? new Uint16Array(rows * room * headDim) : new Float32Array(rows * room * headDim);
       const fresh = new Tensor(this._kvType, storage.subarray(0, rows * capacity * headDim), [b, numHeads, capacity, headDim]);
-      if (past) copyPositions(past.tensors[i]!, fresh, rows, past.length, past.capacity, capacity, headDim);
+      if (from) copyPositions(from.tensors[i]!, fresh, rows, from.length, from.capacity, capacity, headDim);
       tensors.push(fresh);
     }
-    return { batch: b, length: past?.length ?? 0, capacity, room, tensors };
+    return { batch: b, length: from?.length ?? 0, capacity, room, tensors };
+  }
+
+  /**
+   * A new buffer cache holding the first `length` positions of `cache` (room for `reserve`), which
+   * is left as it was: a prompt that shares only the start of a stored state continues from a copy,
+   * and the state stays whole for the prompt it belongs to.
+   */
+  copyPrefix(cache: KvCache, length: number, reserve: number): KvCache {
+    if (!this.inPlaceCache) throw new UsageError('copyPrefix needs a buffer cache (append or in-place layout)');
+    const capacity = Math.min(this.shape.maxPositions, roundUp(Math.max(1, length), CACHE_GRANULE));
+    return this._allocate(cache.batch, capacity, Math.max(reserve, length), { ...cache, length: Math.min(length, cache.length) });
   }
 
   /**

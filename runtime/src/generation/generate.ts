@@ -76,6 +76,9 @@ export interface GenerateParams extends Partial<GenerationOptions> {
   prefillOnly?: boolean;
 }
 
+/** A stored state that holds more than this many tokens beyond what a prompt shares is copied from, not consumed. */
+const KEEP_TAIL = 16;
+
 /** Left truncation drops prompt tokens in multiples of this. */
 const TRUNCATE_GRANULE = 64;
 
@@ -140,10 +143,25 @@ export async function* generateStream(model: GenerationModel, prompts: string | 
   let past: KvCache | undefined;
   let reused = 0;
   const found = store?.take(tokens[0]!);
+  let alreadyCached = false;
   if (found) {
-    reused = Math.min(commonPrefix(found.tokens, tokens[0]!), promptLen - 1);
-    if (reused > 0) past = { ...found.cache, length: reused };
-    else store!.put(found.tokens, found.cache); // nothing shared: leave it for another prompt
+    const shared = commonPrefix(found.tokens, tokens[0]!);
+    reused = Math.min(shared, promptLen - 1);
+    if (prefillOnly && shared >= promptLen) {
+      // A warm-up of a prompt the state already holds: nothing to run.
+      store!.put(found.tokens, found.cache);
+      reused = promptLen;
+      alreadyCached = true;
+    } else if (reused === 0) {
+      store!.put(found.tokens, found.cache); // nothing shared: leave it for another prompt
+    } else if (found.tokens.length - reused > KEEP_TAIL) {
+      // The state goes on well past what this prompt shares (another document with the same first
+      // lines, a cursor moved up): continue from a copy of the shared part and keep the state whole.
+      past = decoder.copyPrefix(found.cache, reused, reserveFor(promptLen));
+      store!.put(found.tokens, found.cache);
+    } else {
+      past = { ...found.cache, length: reused }; // typing, backspacing: extended in place
+    }
   }
 
   let fed = reused; // positions whose KV is in `past`
@@ -154,7 +172,7 @@ export async function* generateStream(model: GenerationModel, prompts: string | 
       yield { type: 'done', sequence: r, result: result(r) } as const;
     }
   };
-  if (prefillOnly && !store) {
+  if (prefillOnly && (!store || alreadyCached)) {
     yield* endWithoutTokens();
     return;
   }
