@@ -90,11 +90,15 @@ export class Config {
     return this._get('openai.model', '');
   }
 
+  /** The runtime's memory check and automatic prefix cache are sized for an inline request's prompt and completion. */
+  get runtimeContextTokens(): number {
+    return this.maxContextTokens + this.inlineMaxNewTokens;
+  }
+
   /** What initialize is sent. `auto` device and 0 threads are left to the runtime. */
   runtimeInit(): RuntimeInit {
     const model = expandHome(this.model);
-    // The runtime's memory check and automatic prefix cache are sized for an inline request's prompt and completion.
-    const init: RuntimeInit = { model, dtype: this.dtype, contextTokens: this.maxContextTokens + this.inlineMaxNewTokens };
+    const init: RuntimeInit = { model, dtype: this.dtype, contextTokens: this.runtimeContextTokens };
     if (this.prefixCacheMiB !== undefined) init.prefixCacheMiB = this.prefixCacheMiB;
     if (this.device !== 'auto') init.device = this.device;
     if (this.threads > 0) init.threads = this.threads;

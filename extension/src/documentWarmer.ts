@@ -54,7 +54,11 @@ export class DocumentWarmer implements vscode.Disposable {
   constructor(private readonly _deps: WarmerDeps) {
     this._subscriptions.push(
       vscode.window.onDidChangeActiveTextEditor(() => this._schedule()),
-      _deps.onDidChangeRuntimeState((s) => s.kind === 'ready' && this._schedule()),
+      _deps.onDidChangeRuntimeState((s) => {
+        if (s.kind !== 'ready') return;
+        this._lastKey = undefined; // a new runtime's prefix cache is empty
+        this._schedule();
+      }),
       // Typing hands over to the inline provider (whose request would end the warm-up anyway).
       vscode.workspace.onDidChangeTextDocument((e) => {
         if (e.document !== vscode.window.activeTextEditor?.document || e.contentChanges.length === 0) return;

@@ -25,14 +25,14 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   ctx.pushExtCleanup(provider);
   const documents: vscode.DocumentSelector = [{ scheme: 'file' }, { scheme: 'untitled' }, { scheme: 'vscode-notebook-cell' }, { scheme: 'vscode-remote' }];
   ctx.pushExtCleanup(vscode.languages.registerInlineCompletionItemProvider(documents, provider));
-  const c = ctx;
-  c.pushExtCleanup(new DocumentWarmer({
-    config: c.config,
-    engine: () => c.engine(),
-    runtimeInfo: () => c.runtimeInfo,
-    onDidChangeRuntimeState: c.supervisor.onDidChangeState,
-    log: c.log,
-    record: (r) => (c.lastWarm = r),
+  const live = ctx; // the module's `ctx` is cleared on deactivation; these closures keep this one
+  live.pushExtCleanup(new DocumentWarmer({
+    config: live.config,
+    engine: () => live.engine(),
+    runtimeInfo: () => live.runtimeInfo,
+    onDidChangeRuntimeState: live.supervisor.onDidChangeState,
+    log: live.log,
+    record: (r) => (live.lastWarm = r),
   }));
   await ctx.start();
   // Last: the e2e harness waits for this line before typing (text typed earlier gets no ghost text).

@@ -109,8 +109,8 @@ function pickSetting<T extends string>(title: string, values: readonly T[], curr
 
 /** The context and prefix cache the runtime will be started with (config.ts runtimeInit). */
 function runtimeSizing(ctx: Ctx): RuntimeSizing {
-  const init = ctx.config.runtimeInit();
-  return { contextTokens: init.contextTokens ?? 2048, prefixCacheBytes: init.prefixCacheMiB !== undefined ? init.prefixCacheMiB * 2 ** 20 : undefined };
+  const mib = ctx.config.prefixCacheMiB;
+  return { contextTokens: ctx.config.runtimeContextTokens, prefixCacheBytes: mib !== undefined ? mib * 2 ** 20 : undefined };
 }
 
 /** Memory available for new allocations (MemAvailable on Linux), else free memory. */
