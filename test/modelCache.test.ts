@@ -127,6 +127,9 @@ describe('finding 1 + 3: concurrent first loads of one model, one of them killed
       await mkdir(join(onnxDir, name));
       await writeFile(join(onnxDir, name, 'model.onnx.data'), Buffer.alloc(1024));
     }
+    // A lock's content file a converter died before linking into place (and one of a live process).
+    const lockTmps = { dead: `${key}.lock.${host}.${dead}.0123456789abcdef`, live: `${key}.lock.${host}.${alive.pid}.0123456789abcdef` };
+    for (const name of Object.values(lockTmps)) await writeFile(join(onnxDir, name), '{}');
     // A lock its dead owner left: it must not hold the conversion up.
     const f = await writeOptCheckpoint(join(tmp.path, 'sweep-model'), { seed: 50 });
     const first = await convertCheckpoint(f.dir, { dtype: 'fp32', cacheDir });
@@ -139,6 +142,7 @@ describe('finding 1 + 3: concurrent first loads of one model, one of them killed
     assert.ok(names.includes(leftovers.live), 'a live process\'s folder is kept');
     assert.ok(names.includes(leftovers.elsewhere), 'another host\'s folder is kept: its pids cannot be checked here');
     assert.ok(!names.includes(`${keyOf}.lock`), 'the stale lock was taken over and released');
+    assert.ok(!names.includes(lockTmps.dead) && names.includes(lockTmps.live), 'a dead converter\'s unlinked lock content is removed, a live one\'s kept');
   });
 
   test('--force converts again but never replaces the published entry under a reader', async () => {

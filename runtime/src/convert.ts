@@ -51,6 +51,9 @@ const ENTRY = /^([0-9a-f]{32})(?:\.(\d+))?$/;
 const TMP = /^([0-9a-f]{32})\.tmp\.(.+)\.(\d+)\.(\d+)$/;
 const LEGACY_TMP = /^[0-9a-f]{32}\.tmp-(\d+)-(\d+)$/;
 const LOCK = /^([0-9a-f]{32})\.lock$/;
+/** A lock's content before it is linked into place: `<key>.lock.<host>.<pid>.<nonce>`. */
+const LOCK_TMP = /^([0-9a-f]{32})\.lock\.(.+)\.(\d+)\.[0-9a-f]{16}$/;
+const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDEV', 'EMLINK']);
 
 export function defaultCacheDir(): string {
   if (process.env.OPT_COMPLETE_CACHE) return process.env.OPT_COMPLETE_CACHE;
@@ -291,8 +294,13 @@ async function publish(onnxDir: string, key: string, tmp: string): Promise<strin
       await rename(tmp, target);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      // Taken by another publisher between lookup and rename: look again.
-      if (attempt < 100 && (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'EPERM' || code === 'EACCES')) continue;
+      // Taken by another publisher between lookup and rename: look again. Windows says so with
+      // EPERM/EACCES, which elsewhere mean a real permission problem (thrown at once).
+      const taken = code === 'ENOTEMPTY' || code === 'EEXIST' || (process.platform === 'win32' && (code === 'EPERM' || code === 'EACCES'));
+      if (attempt < 100 && taken) {
+        await new Promise((r) => setTimeout(r, Math.min(200, 5 * attempt))); // a scanner holding a file on Windows lets go
+        continue;
+      }
       throw err;
     }
     // Damaged entries below an intact one can be served to no one, and their names are never reused.
@@ -348,10 +356,16 @@ async function acquireLock(onnxDir: string, key: string, published: () => Promis
   for (;;) {
     const tmp = `${path}.${owner.host}.${owner.pid}.${owner.nonce}`;
     await writeFile(tmp, text);
-    const taken = await link(tmp, path).then(() => true, (err: NodeJS.ErrnoException) => {
+    const exists = (err: NodeJS.ErrnoException) => {
       if (err.code === 'EEXIST') return false;
       throw err;
-    }).finally(() => unlink(tmp).catch(() => undefined));
+    };
+    const taken = await link(tmp, path).then(
+      () => true,
+      // A file system without hard links (exFAT, some network mounts): an exclusive create, which a
+      // reader may see empty for a moment (an unreadable owner counts as live until the lock is old).
+      (err: NodeJS.ErrnoException) => (NO_HARD_LINKS.has(err.code ?? '') ? writeFile(path, text, { flag: 'wx' }).then(() => true, exists) : exists(err)),
+    ).finally(() => unlink(tmp).catch(() => undefined));
     if (taken) {
       const refresh = setInterval(() => void utimes(path, new Date(), new Date()).catch(() => undefined), LOCK_REFRESH_MS);
       refresh.unref();
@@ -393,6 +407,11 @@ async function sweepLeftovers(onnxDir: string): Promise<void> {
       // No host in the name (an older version): removed only when no process here has its pid and
       // nothing in it changed for a day, so a converter on another machine is not cut short.
       if (!isAlive(Number(legacy[1])) && (await quietFor(path, LEGACY_TMP_QUIET_MS))) await rm(path, { recursive: true, force: true }).catch(() => undefined);
+      continue;
+    }
+    const lockTmp = LOCK_TMP.exec(name);
+    if (lockTmp) {
+      if (lockTmp[2] === host && Number(lockTmp[3]) !== process.pid && !isAlive(Number(lockTmp[3]))) await unlink(path).catch(() => undefined);
       continue;
     }
     if (LOCK.test(name) && (await isStaleLock(path))) {
