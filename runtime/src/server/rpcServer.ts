@@ -136,9 +136,10 @@ export function startRpcServer(input: Readable, output: Writable, options: RpcSe
     if (version !== PROTOCOL_VERSION) {
       throw new ResponseError(ErrorCodes.InvalidRequest, `protocol version ${String(version)} is not supported: this runtime speaks version ${PROTOCOL_VERSION}; update the extension and the runtime together`);
     }
-    // The order of arrival decides which initialize is the newest, whatever its checks take.
-    const ticket = ++initializes;
+    // An initialize with bad parameters is refused without touching one already under way; among
+    // valid ones, the order of arrival decides which is the newest, whatever its checks take.
     const params = readParams('initialize', raw, INITIALIZE);
+    const ticket = ++initializes;
     if (params.cacheDir !== undefined) await checkCacheDir(params.cacheDir);
     if (ticket !== initializes || closing) throw new ResponseError(RuntimeErrorCodes.Cancelled, 'superseded by a newer initialize or shutdown while its parameters were checked');
     const previous = retire(`superseded by a newer initialize (${params.model})`);
