@@ -127,6 +127,12 @@ describe('opt perplexity', { timeout: 120_000 }, () => {
     expectError(cli('--model', f.dir, binary), /binary\.txt is not UTF-8 text/);
     expectError(cli('--model', f.dir, join(tmp.path, 'nope.txt')), /nope\.txt: no such file/);
     expectError(cli('--model', f.dir), /perplexity needs a text file/);
+    expectError(cli('--model', f.dir, tmp.path), /is a folder: pass text files/);
+    if (process.platform !== 'win32') {
+      const fifo = join(tmp.path, 'fifo');
+      spawnSync('mkfifo', [fifo]);
+      expectError(cli('--model', f.dir, fifo), /fifo is not a regular file/); // refused, not waited on
+    }
     const text = join(tmp.path, 'ok.txt');
     writeFileSync(text, 'some text');
     expectError(cli('--model', f.dir, '--max-length', '65', text), /--max-length 65 is more than the model's 64 positions/);

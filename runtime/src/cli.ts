@@ -4,7 +4,7 @@
 
 import { parseArgs } from 'node:util';
 import { CheckpointError, UsageError, fileAccessError } from './errors.js';
-import { perplexityOfTexts, readTextFile } from './perplexity.js';
+import { perplexityOfTexts, readTextFile, slidingWindows } from './perplexity.js';
 import { readOptConfig } from './config.js';
 import { DTYPES, type DtypeChoice, type LoadOptions, convertGraphOptions, loadOptModel } from './model.js';
 import { convertCheckpoint } from './convert.js';
@@ -226,11 +226,15 @@ async function logits(v: Values) {
 async function perplexity(v: Values, paths: string[]) {
   if (paths.length === 0) throw new UsageError('perplexity needs a text file: opt perplexity --model DIR FILE…');
   const texts = await Promise.all(paths.map(async (file) => ({ file, text: await readTextFile(file) })));
+  // The options are checked against the config before the model loads (a large one takes minutes).
+  const dir = await requireModel(v);
+  const positions = (await readOptConfig(dir)).max_position_embeddings;
+  const maxLength = v['max-length'] === undefined ? Math.min(1024, positions) : intOf(v['max-length'], '--max-length', 2);
+  if (maxLength > positions) throw new UsageError(`--max-length ${maxLength} is more than the model's ${positions} positions`);
+  const stride = v.stride === undefined ? Math.max(1, Math.floor(maxLength / 2)) : intOf(v.stride, '--stride', 1);
+  slidingWindows(0, maxLength, stride); // refuses a stride longer than the window
   const model = await loadModel(v);
   try {
-    const maxLength = v['max-length'] === undefined ? Math.min(1024, model.config.max_position_embeddings) : intOf(v['max-length'], '--max-length', 2);
-    if (maxLength > model.config.max_position_embeddings) throw new UsageError(`--max-length ${maxLength} is more than the model's ${model.config.max_position_embeddings} positions`);
-    const stride = v.stride === undefined ? Math.max(1, Math.floor(maxLength / 2)) : intOf(v.stride, '--stride', 1);
     let shown = 0;
     const { files, total } = await perplexityOfTexts(model, texts, {
       maxLength,

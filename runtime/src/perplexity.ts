@@ -7,7 +7,7 @@
 // token of each window is not scored either (exactly as the method's labels of -100 and the shift
 // leave it).
 
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import type { OptDecoder } from './decoder.js';
 import { UsageError, fileAccessError } from './errors.js';
 import type { OptTokenizer } from './tokenizer/optTokenizer.js';
@@ -88,15 +88,21 @@ export async function scoreTokens(
   return perplexityOf(nll, scored);
 }
 
-/** A file to score: UTF-8 text, not empty (a clear error otherwise). */
+/** Text files larger than this are refused before they are read. */
+const MAX_TEXT_BYTES = 256 * 2 ** 20;
+
+/** A file to score: a regular file (a FIFO would block, /dev/zero never end) of UTF-8 text, not empty; a clear error otherwise. */
 export async function readTextFile(path: string): Promise<string> {
   let bytes: Buffer;
   try {
+    const s = await stat(path);
+    if (s.isDirectory()) throw new UsageError(`${path} is a folder: pass text files`);
+    if (!s.isFile()) throw new UsageError(`${path} is not a regular file (a FIFO, socket or device): pass text files`);
+    if (s.size > MAX_TEXT_BYTES) throw new UsageError(`${path} is ${(s.size / 2 ** 20).toFixed(0)} MiB, more than the ${MAX_TEXT_BYTES / 2 ** 20} MiB perplexity reads from one file: split it`);
     bytes = await readFile(path);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new UsageError(`${path}: no such file`);
-    if (code === 'EISDIR') throw new UsageError(`${path} is a folder: pass text files`);
+    if (err instanceof UsageError) throw err;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new UsageError(`${path}: no such file`);
     throw fileAccessError(err) ?? err;
   }
   if (bytes.length === 0) throw new UsageError(`${path} is empty: there is nothing to score`);
