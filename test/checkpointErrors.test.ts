@@ -15,7 +15,7 @@ import { CheckpointError, FileAccessError, fileAccessError } from '../runtime/sr
 import { readTokenizerFiles } from '../runtime/src/tokenizer/hfTokenizerFiles.js';
 import { writeOptCheckpoint } from './fixtures/optCheckpoint.js';
 import { joinSafetensors, splitSafetensors, writeSafetensors } from './fixtures/safetensorsWriter.js';
-import { Pickler, writeMaliciousTorchBin, writeTorchBinRecords } from './fixtures/torchBinWriter.js';
+import { Pickler, nestedParameterPickle, writeMaliciousTorchBin, writeTorchBinRecords } from './fixtures/torchBinWriter.js';
 import { tempDir } from './helpers/decoderHarness.js';
 
 const tmp = tempDir('errors');
@@ -205,16 +205,7 @@ describe('finding 13: every malformed file is a CheckpointError naming it, never
 
   test('100,000 nested _rebuild_parameter calls in data.pkl', async () => {
     const file = join(tmp.path, 'nested.bin');
-    const p = new Pickler();
-    p.proto();
-    p.emptyDict();
-    p.str('w');
-    for (let i = 0; i < 100_000; i++) p.global('torch._utils', '_rebuild_parameter');
-    p.tensor('FloatStorage', '0', 2, [2]);
-    for (let i = 0; i < 100_000; i++) p.op(0x85, 0x52); // TUPLE1, REDUCE
-    p.op(0x73);
-    p.stop();
-    await writeTorchBinRecords(file, [{ name: 'data.pkl', data: p.bytes() }, { name: 'data/0', data: f32(2) }]);
+    await writeTorchBinRecords(file, [{ name: 'data.pkl', data: nestedParameterPickle('w', 100_000, 2) }, { name: 'data/0', data: f32(2) }]);
     await rejectsWith(readTorchBin(file), file, 'wrapped in parameters');
   });
 

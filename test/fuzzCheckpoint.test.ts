@@ -22,7 +22,7 @@ import { CheckpointError, UsageError } from '../runtime/src/errors.js';
 import { readTokenizerFiles } from '../runtime/src/tokenizer/hfTokenizerFiles.js';
 import { writeOptCheckpoint } from './fixtures/optCheckpoint.js';
 import { joinSafetensors, splitSafetensors, writeSafetensors } from './fixtures/safetensorsWriter.js';
-import { Pickler, writeTorchBinRecords } from './fixtures/torchBinWriter.js';
+import { Pickler, nestedParameterPickle, writeTorchBinRecords } from './fixtures/torchBinWriter.js';
 import { tempDir } from './helpers/decoderHarness.js';
 
 const SEED = 42;
@@ -360,16 +360,7 @@ describe('the CLI shows one clear line and exit code 2', () => {
     }],
     ['100,000 nested _rebuild_parameter calls', async () => {
       const dir = await fresh({ format: 'bin' });
-      const p = new Pickler();
-      p.proto();
-      p.emptyDict();
-      p.str('model.decoder.embed_tokens.weight');
-      for (let i = 0; i < 100_000; i++) p.global('torch._utils', '_rebuild_parameter');
-      p.tensor('FloatStorage', '0', 1, [1]);
-      for (let i = 0; i < 100_000; i++) p.op(0x85, 0x52);
-      p.op(0x73);
-      p.stop();
-      await writeTorchBinRecords(join(dir, 'pytorch_model.bin'), [{ name: 'data.pkl', data: p.bytes() }, { name: 'data/0', data: f32([0]) }]);
+      await writeTorchBinRecords(join(dir, 'pytorch_model.bin'), [{ name: 'data.pkl', data: nestedParameterPickle('model.decoder.embed_tokens.weight', 100_000, 1) }, { name: 'data/0', data: f32([0]) }]);
       return [dir, 'pytorch_model.bin'];
     }],
   ];

@@ -5,16 +5,14 @@
 // stack trace, and its RSS must stay within a fixed bound of where it started.
 
 import assert from 'node:assert/strict';
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
-import { type Message, StreamMessageReader } from 'vscode-jsonrpc/node';
 import { PROTOCOL_VERSION } from '../protocol/protocol.js';
 import { maxThreads } from '../runtime/src/session.js';
 import { writeOptCheckpoint } from './fixtures/optCheckpoint.js';
 import { tempDir } from './helpers/decoderHarness.js';
+import { RawRuntime, frameOf } from './helpers/rawRuntime.js';
 
 const tmp = tempDir('fuzz-rpc');
 after(() => tmp.remove());
@@ -28,69 +26,6 @@ const CHECK_TIMEOUT_MS = 10_000;
  */
 const endOnFailure = true;
 
-interface Reply {
-  id?: string | number | null;
-  method?: string;
-  result?: Record<string, unknown>;
-  error?: { code: number; message: string };
-}
-
-const frameOf = (body: Buffer | string) => {
-  const b = Buffer.isBuffer(body) ? body : Buffer.from(body, 'utf8');
-  return Buffer.concat([Buffer.from(`Content-Length: ${b.length}\r\n\r\n`, 'ascii'), b]);
-};
-
-class Runtime {
-  readonly child: ChildProcessWithoutNullStreams;
-  readonly messages: Reply[] = [];
-  stderr = '';
-  private readonly waiters = new Set<() => void>();
-  private checks = 0;
-
-  constructor() {
-    this.child = spawn(process.execPath, ['--import', 'tsx', 'runtime/src/cli.ts', 'rpc'], { stdio: 'pipe' });
-    this.child.stderr.on('data', (d) => (this.stderr += d));
-    this.child.stdin.on('error', () => undefined); // a crash shows in the checks, not as EPIPE here
-    new StreamMessageReader(this.child.stdout).listen((m: Message) => {
-      this.messages.push(m as Reply);
-      if (this.messages.length > 2000) this.messages.splice(0, 1000);
-      for (const w of this.waiters) w();
-    });
-  }
-
-  async write(chunks: Buffer[]): Promise<void> {
-    for (const c of chunks) await new Promise<void>((r) => this.child.stdin.write(c, () => r()));
-  }
-
-  reply(id: string, ms: number): Promise<Reply> {
-    return new Promise((resolve, reject) => {
-      const look = () => {
-        const m = this.messages.find((x) => x.id === id && x.method === undefined);
-        if (!m) return false;
-        this.waiters.delete(look);
-        clearTimeout(timer);
-        resolve(m);
-        return true;
-      };
-      const timer = setTimeout(() => {
-        this.waiters.delete(look);
-        reject(new Error(`no reply to ${id} within ${ms} ms (exit ${this.child.exitCode ?? this.child.signalCode}); stderr: ${this.stderr.slice(-3000)}`));
-      }, ms);
-      timer.unref();
-      if (!look()) this.waiters.add(look);
-    });
-  }
-
-  async request(method: string, params: unknown, ms = CHECK_TIMEOUT_MS): Promise<Reply> {
-    const id = `check-${++this.checks}`;
-    await this.write([frameOf(JSON.stringify({ jsonrpc: '2.0', id, method, params }))]);
-    return this.reply(id, ms);
-  }
-
-  rssMiB(): number {
-    return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${this.child.pid}/status`, 'utf8'))![1]) / 1024;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Arbitraries.
@@ -212,7 +147,7 @@ const chunked = (pieces: fc.Arbitrary<Buffer[]>) =>
 
 // RSS is read from /proc.
 describe('opt rpc under fuzzed input', { timeout: 120_000, skip: process.platform !== 'linux' }, () => {
-  let rt: Runtime;
+  let rt: RawRuntime;
   let modelDir: string;
   let cacheDir: string;
   let rssStart = 0;
@@ -222,7 +157,7 @@ describe('opt rpc under fuzzed input', { timeout: 120_000, skip: process.platfor
   before(async () => {
     modelDir = (await writeOptCheckpoint(join(tmp.path, 'model'), { seed: 7 })).dir;
     cacheDir = join(tmp.path, 'cache');
-    rt = new Runtime();
+    rt = new RawRuntime({ idPrefix: 'check-', keepMessages: 2000 });
     const init = await rt.request('initialize', { protocolVersion: PROTOCOL_VERSION, model: modelDir, dtype: 'fp32', threads: 1, cacheDir }, 60_000);
     assert.ok(init.result, JSON.stringify(init));
     await check();
@@ -236,7 +171,7 @@ describe('opt rpc under fuzzed input', { timeout: 120_000, skip: process.platfor
   /** The property after every case: alive, answering a valid completion, no stack trace, RSS bounded. */
   async function check(): Promise<void> {
     cases++;
-    const r = await rt.request('opt/complete', { documentId: 'check', prefix: 'hello world', suffix: '', options: { max_new_tokens: 1 } });
+    const r = await rt.request('opt/complete', { documentId: 'check', prefix: 'hello world', suffix: '', options: { max_new_tokens: 1 } }, CHECK_TIMEOUT_MS);
     assert.equal(r.error, undefined, JSON.stringify(r.error));
     assert.equal(r.result?.completionTokens, 1);
     assert.equal(typeof r.result?.text, 'string');
@@ -250,7 +185,7 @@ describe('opt rpc under fuzzed input', { timeout: 120_000, skip: process.platfor
   }
 
   const run = async (chunks: Buffer[]) => {
-    await rt.write(chunks);
+    await rt.writeChunks(chunks);
     await check();
   };
 
@@ -288,8 +223,8 @@ describe('opt rpc under fuzzed input', { timeout: 120_000, skip: process.platfor
           if (typeof m.id === 'number' || typeof m.id === 'string') ids.push((m.id = `fuzz-${++n}`));
           return frameOf(JSON.stringify(m));
         });
-        await rt.write(frames);
-        for (const r of await Promise.all(ids.map((i) => rt.reply(i, CHECK_TIMEOUT_MS)))) assert.ok(r.result !== undefined || r.error !== undefined, JSON.stringify(r));
+        await rt.writeChunks(frames);
+        for (const r of await Promise.all(ids.map((i) => rt.next((m) => m.id === i && m.method === undefined, 0, CHECK_TIMEOUT_MS)))) assert.ok(r.result !== undefined || r.error !== undefined, JSON.stringify(r));
         await check();
       }),
       { seed: 42, numRuns: 600, endOnFailure },

@@ -4,8 +4,8 @@
 // envelope are checked at the boundary, and the process exits when stdin closes whatever is in flight.
 
 import assert from 'node:assert/strict';
-import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
@@ -13,12 +13,12 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
-import { type Message, StreamMessageReader } from 'vscode-jsonrpc/node';
 import { PROTOCOL_VERSION, RuntimeErrorCodes } from '../protocol/protocol.js';
 import { DEFAULT_MAX_FRAME_BYTES, FrameReader, JsonChecker } from '../runtime/src/server/frameReader.js';
 import { checkThreads, createSession, maxThreads } from '../runtime/src/session.js';
 import { writeOptCheckpoint } from './fixtures/optCheckpoint.js';
 import { tempDir } from './helpers/decoderHarness.js';
+import { RawRuntime as Runtime, type RawReply as Reply, frameOf } from './helpers/rawRuntime.js';
 
 const tmp = tempDir('rpc-hardening');
 after(() => tmp.remove());
@@ -26,10 +26,7 @@ after(() => tmp.remove());
 const INVALID_REQUEST = -32600;
 const INVALID_PARAMS = -32602;
 
-const frame = (message: unknown) => {
-  const body = Buffer.from(JSON.stringify(message), 'utf8');
-  return Buffer.concat([Buffer.from(`Content-Length: ${body.length}\r\n\r\n`, 'ascii'), body]);
-};
+const frame = (message: unknown) => frameOf(JSON.stringify(message));
 
 // ---------------------------------------------------------------------------------------------
 // The frame reader in-process: fast enough for properties over thousands of inputs.
@@ -130,89 +127,6 @@ describe('frame reader', () => {
 // ---------------------------------------------------------------------------------------------
 // The runtime as a process, spoken to in raw frames (some of these are not JSON-RPC at all).
 
-interface Reply {
-  id?: string | number | null;
-  method?: string;
-  params?: { message?: string; level?: string };
-  result?: { info?: { modelId: string } } & Record<string, unknown>;
-  error?: { code: number; message: string };
-}
-
-class Runtime {
-  readonly child: ChildProcessWithoutNullStreams;
-  readonly messages: Reply[] = [];
-  stderr = '';
-  private readonly waiters = new Set<() => void>();
-  private nextId = 1;
-
-  constructor(env: NodeJS.ProcessEnv = process.env, args: string[] = []) {
-    this.child = spawn(process.execPath, ['--import', 'tsx', 'runtime/src/cli.ts', 'rpc', ...args], { stdio: 'pipe', env });
-    this.child.stderr.on('data', (d) => (this.stderr += d));
-    new StreamMessageReader(this.child.stdout).listen((m: Message) => {
-      this.messages.push(m as Reply);
-      for (const w of this.waiters) w();
-    });
-  }
-
-  write(bytes: Buffer | string): void {
-    this.child.stdin.write(bytes);
-  }
-
-  /** The first message from index `from` on that matches, waiting up to `ms`. */
-  next(match: (m: Reply) => boolean, from = 0, ms = 20_000): Promise<Reply> {
-    return new Promise((resolve, reject) => {
-      const look = () => {
-        const m = this.messages.slice(from).find(match);
-        if (!m) return false;
-        this.waiters.delete(look);
-        clearTimeout(timer);
-        resolve(m);
-        return true;
-      };
-      const timer = setTimeout(() => {
-        this.waiters.delete(look);
-        reject(new Error(`no matching message within ${ms} ms; stderr: ${this.stderr.slice(-2000)}`));
-      }, ms);
-      timer.unref(); // a wait the test has given up on does not hold the test process
-      if (!look()) this.waiters.add(look);
-    });
-  }
-
-  request(method: string, params?: unknown, ms = 30_000): Promise<Reply> {
-    const id = `r${this.nextId++}`;
-    const from = this.messages.length;
-    this.write(frame({ jsonrpc: '2.0', id, method, ...(params === undefined ? {} : { params }) }));
-    return this.next((m) => m.id === id && m.method === undefined, from, ms);
-  }
-
-  /** A reply with id null, after what is already here. */
-  nullIdReply(send: () => void): Promise<Reply> {
-    const from = this.messages.length;
-    send();
-    return this.next((m) => m.id === null, from);
-  }
-
-  threads(): number {
-    return readdirSync(`/proc/${this.child.pid}/task`).length;
-  }
-
-  rssMiB(): number {
-    return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${this.child.pid}/status`, 'utf8'))![1]) / 1024;
-  }
-
-  exited(ms: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-    return new Promise((resolve, reject) => {
-      if (this.child.exitCode !== null || this.child.signalCode !== null) return resolve({ code: this.child.exitCode, signal: this.child.signalCode });
-      const timer = setTimeout(() => reject(new Error(`the runtime did not exit within ${ms} ms`)), ms);
-      this.child.once('exit', (code, signal) => (clearTimeout(timer), resolve({ code, signal })));
-    });
-  }
-
-  async stop(): Promise<void> {
-    this.child.stdin.end();
-    await this.exited(15_000).catch(() => this.child.kill('SIGKILL'));
-  }
-}
 
 const errorCode = (r: Reply) => r.error?.code;
 const init = (model: string, extra: Record<string, unknown> = {}) => ({ protocolVersion: PROTOCOL_VERSION, model, dtype: 'fp32', threads: 1, cacheDir: join(tmp.path, 'cache'), ...extra });
@@ -409,7 +323,7 @@ describe('the process exits when stdin closes, whatever is in flight', { timeout
     await new Promise<void>((r) => hub.listen(0, '127.0.0.1', r));
     try {
       const env = { ...process.env, HF_ENDPOINT: `http://127.0.0.1:${(hub.address() as AddressInfo).port}`, HF_HOME: join(tmp.path, 'hf'), HF_HUB_OFFLINE: '', TRANSFORMERS_OFFLINE: '' };
-      const rt = new Runtime(env);
+      const rt = new Runtime({ env });
       const from = rt.messages.length;
       const pending = rt.request('initialize', init('someone/slow-model'));
       void pending.catch(() => undefined);
