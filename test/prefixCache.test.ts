@@ -201,6 +201,25 @@ describe('prefill-only (the warm-up)', () => {
     assert.equal(r!.reusedTokens, r!.promptTokens - 1, 'the state of the whole prompt is still there');
   });
 
+  test('typing after a completion that ran to its end extends the state in place: its generated tail is not worth a copy', async () => {
+    const store = new PrefixCache(64 << 20);
+    const [first] = await generate(model, prompt, { max_new_tokens: 24, min_new_tokens: 24, return_full_text: false, prefixStore: store });
+    assert.equal(first!.tokenIds.length, 24);
+    const copies = await passes(async () => {
+      const copy = model.decoder.copyPrefix.bind(model.decoder);
+      let n = 0;
+      model.decoder.copyPrefix = (...a) => (n++, copy(...a));
+      try {
+        await generate(model, `${prompt}x`, { max_new_tokens: 2, return_full_text: false, prefixStore: store });
+      } finally {
+        model.decoder.copyPrefix = copy;
+      }
+      assert.equal(n, 0, 'no copy');
+    });
+    assert.ok(copies > 0);
+    assert.equal(store.stats().entries, 1);
+  });
+
   test('a prompt that shares only the first lines of a stored state continues from a copy: both states stay', async () => {
     const store = new PrefixCache(64 << 20);
     const header = 'import { readFile } from "node:fs/promises";\n';

@@ -6,11 +6,9 @@
 // buffers are then extended in place by the new request) and comes back with `put` when that one ends.
 
 import type { KvCache } from '../decoder.js';
-import type { PrefixStore } from '../generation/generate.js';
+import type { PrefixStore, StoredPrefix } from '../generation/generate.js';
 
-interface Entry {
-  tokens: readonly number[];
-  cache: KvCache;
+interface Entry extends StoredPrefix {
   bytes: number;
   used: number; // recency counter
 }
@@ -36,7 +34,7 @@ export class PrefixCache implements PrefixStore {
    */
   constructor(private readonly _budgetBytes: number, private readonly _minShared = 2) {}
 
-  take(tokens: readonly number[]): { tokens: readonly number[]; cache: KvCache } | undefined {
+  take(tokens: readonly number[]): StoredPrefix | undefined {
     let best = -1, bestShared = 0;
     for (const [i, e] of this._entries.entries()) {
       const shared = sharedPrefix(e.tokens, tokens);
@@ -51,17 +49,17 @@ export class PrefixCache implements PrefixStore {
     }
     this._hits++;
     const [e] = this._entries.splice(best, 1);
-    return { tokens: e!.tokens, cache: e!.cache };
+    return { tokens: e!.tokens, cache: e!.cache, promptTokens: e!.promptTokens };
   }
 
-  put(tokens: readonly number[], cache: KvCache): void {
+  put(tokens: readonly number[], cache: KvCache, promptTokens = tokens.length): void {
     if (this._budgetBytes <= 0 || tokens.length === 0) return;
     // A state whose tokens extend (or equal) a stored one's makes that one redundant.
     for (let i = this._entries.length - 1; i >= 0; i--) {
       const e = this._entries[i]!;
       if (e.tokens.length <= tokens.length && sharedPrefix(e.tokens, tokens) === e.tokens.length) this._entries.splice(i, 1);
     }
-    const newest: Entry = { tokens, cache, bytes: cacheBytes(cache), used: ++this._clock };
+    const newest: Entry = { tokens, cache, promptTokens, bytes: cacheBytes(cache), used: ++this._clock };
     this._entries.push(newest);
     // Oldest out first until the budget holds, but never the newest.
     let total = this._entries.reduce((n, e) => n + e.bytes, 0);

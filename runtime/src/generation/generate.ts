@@ -50,11 +50,18 @@ export interface GeneratedSequence {
 }
 
 /** KV states of earlier prompts, for single-prompt generation on graphs with an in-place cache. */
+export interface StoredPrefix {
+  tokens: readonly number[];
+  cache: KvCache;
+  /** Of `tokens`, how many were the prompt's (the rest were generated after it). */
+  promptTokens: number;
+}
+
 export interface PrefixStore {
   /** Hands over (and forgets) the stored state sharing the longest token prefix with `tokens`. */
-  take(tokens: readonly number[]): { tokens: readonly number[]; cache: KvCache } | undefined;
-  /** Keeps a state: `cache` holds the KV of exactly `tokens`. */
-  put(tokens: readonly number[], cache: KvCache): void;
+  take(tokens: readonly number[]): StoredPrefix | undefined;
+  /** Keeps a state: `cache` holds the KV of exactly `tokens`, the first `promptTokens` of them the prompt's. */
+  put(tokens: readonly number[], cache: KvCache, promptTokens: number): void;
 }
 
 export interface GenerateParams extends Partial<GenerationOptions> {
@@ -76,7 +83,7 @@ export interface GenerateParams extends Partial<GenerationOptions> {
   prefillOnly?: boolean;
 }
 
-/** A stored state that holds more than this many tokens beyond what a prompt shares is copied from, not consumed. */
+/** A stored state whose prompt holds more than this many tokens beyond what a new prompt shares is copied from, not consumed. */
 const KEEP_TAIL = 16;
 
 /** Left truncation drops prompt tokens in multiples of this. */
@@ -149,16 +156,17 @@ export async function* generateStream(model: GenerationModel, prompts: string | 
     reused = Math.min(shared, promptLen - 1);
     if (prefillOnly && shared >= promptLen) {
       // A warm-up of a prompt the state already holds: nothing to run.
-      store!.put(found.tokens, found.cache);
+      store!.put(found.tokens, found.cache, found.promptTokens);
       reused = promptLen;
       alreadyCached = true;
     } else if (reused === 0) {
-      store!.put(found.tokens, found.cache); // nothing shared: leave it for another prompt
-    } else if (found.tokens.length - reused > KEEP_TAIL) {
-      // The state goes on well past what this prompt shares (another document with the same first
-      // lines, a cursor moved up): continue from a copy of the shared part and keep the state whole.
+      store!.put(found.tokens, found.cache, found.promptTokens); // nothing shared: leave it for another prompt
+    } else if (found.promptTokens - reused > KEEP_TAIL) {
+      // The state's prompt goes on well past what this prompt shares (another document with the same
+      // first lines, a cursor moved up): continue from a copy of the shared part and keep the state
+      // whole. What was generated after a prompt is not worth a copy: the next keystroke replaces it.
       past = decoder.copyPrefix(found.cache, reused, reserveFor(promptLen));
-      store!.put(found.tokens, found.cache);
+      store!.put(found.tokens, found.cache, found.promptTokens);
     } else {
       past = { ...found.cache, length: reused }; // typing, backspacing: extended in place
     }
@@ -227,7 +235,7 @@ export async function* generateStream(model: GenerationModel, prompts: string | 
     }
   } finally {
     // The cache holds the KV of the first `fed` tokens: keep it for the next prompt that shares them.
-    if (store && past) store.put(tokens[0]!.slice(0, fed), { ...past, length: fed });
+    if (store && past) store.put(tokens[0]!.slice(0, fed), { ...past, length: fed }, Math.min(fed, promptLen));
     else if (past) decoder.releaseCache(past);
   }
 
