@@ -59,10 +59,12 @@ export function contextKvBytes(c: OptShape, dtype: WeightDtype, contextTokens: n
 }
 
 /**
- * Full contexts the automatic prefix cache has room for: the document being typed in and a few
- * others (switching tabs, a rewrite beside a completion) keep their states.
+ * Full contexts the automatic prefix cache has room for, the state being extended included: the
+ * document being typed in and one other (a tab switched away from, a rewrite beside a completion)
+ * keep their states, and the runtime's KV memory stays within two contexts (the cache makes room
+ * before a request copies a state, see PrefixCache.makeRoom).
  */
-export const PREFIX_CACHE_CONTEXTS = 4;
+export const PREFIX_CACHE_CONTEXTS = 2;
 
 /**
  * The automatic prefix-cache budget: room for PREFIX_CACHE_CONTEXTS contexts, but at most half of

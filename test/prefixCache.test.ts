@@ -134,6 +134,17 @@ describe('prefix cache policy', () => {
     assert.ok(big.take(ids(3, 30, 1)));
   });
 
+  test('making room for a request\'s new storage evicts the least recently used states first', () => {
+    const store = new PrefixCache(300 << 20);
+    store.put(ids(1, 10), state(100));
+    store.put(ids(2, 20), state(100));
+    store.makeRoom(150 << 20);
+    assert.deepEqual([store.stats().entries, store.stats().bytes / 2 ** 20], [1, 100]);
+    assert.equal(store.take(ids(1, 10, 11)), undefined, 'the older one went');
+    store.makeRoom(1 << 30);
+    assert.equal(store.stats().entries, 0);
+  });
+
   test('a state that extends a stored one replaces it', () => {
     const store = new PrefixCache(1 << 30);
     store.put(ids(1, 2, 3), state(10));

@@ -260,6 +260,11 @@ export class OptDecoder {
   }
 }
 
+/** Bytes of a host cache's storage, room included (what it holds in memory). */
+export function kvStorageBytes(cache: KvCache): number {
+  return cache.tensors.reduce((n, t) => n + (t.data as ArrayBufferView).buffer.byteLength, 0);
+}
+
 function copyInto(buffer: Float32Array, logits: Float32Array): Float32Array {
   const out = buffer.subarray(0, logits.length);
   out.set(logits);

@@ -5,7 +5,7 @@
 // and the request that just ended held that memory anyway). A state is handed over on `take` (its
 // buffers are then extended in place by the new request) and comes back with `put` when that one ends.
 
-import type { KvCache } from '../decoder.js';
+import { type KvCache, kvStorageBytes } from '../decoder.js';
 import type { PrefixStore, StoredPrefix } from '../generation/generate.js';
 
 interface Entry extends StoredPrefix {
@@ -59,11 +59,25 @@ export class PrefixCache implements PrefixStore {
       const e = this._entries[i]!;
       if (e.tokens.length <= tokens.length && sharedPrefix(e.tokens, tokens) === e.tokens.length) this._entries.splice(i, 1);
     }
-    const newest: Entry = { tokens, cache, promptTokens, bytes: cacheBytes(cache), used: ++this._clock };
+    const newest: Entry = { tokens, cache, promptTokens, bytes: kvStorageBytes(cache), used: ++this._clock };
     this._entries.push(newest);
     // Oldest out first until the budget holds, but never the newest.
     let total = this._entries.reduce((n, e) => n + e.bytes, 0);
     while (total > this._budgetBytes && this._entries.length > 1) {
+      const oldest = this._entries.reduce((a, e) => (e.used < a.used ? e : a));
+      this._entries.splice(this._entries.indexOf(oldest), 1);
+      total -= oldest.bytes;
+    }
+  }
+
+  /**
+   * Evicts least recently used states until `bytes` more would fit in the budget: called before a
+   * request allocates KV storage beside the states kept here (a copy of one), so that the states and
+   * the request together stay within the budget.
+   */
+  makeRoom(bytes: number): void {
+    let total = this._entries.reduce((n, e) => n + e.bytes, 0);
+    while (this._entries.length > 0 && total + bytes > this._budgetBytes) {
       const oldest = this._entries.reduce((a, e) => (e.used < a.used ? e : a));
       this._entries.splice(this._entries.indexOf(oldest), 1);
       total -= oldest.bytes;
@@ -84,8 +98,4 @@ function sharedPrefix(a: readonly number[], b: readonly number[]): number {
   let i = 0;
   while (i < n && a[i] === b[i]) i++;
   return i;
-}
-
-function cacheBytes(cache: KvCache): number {
-  return cache.tensors.reduce((n, t) => n + (t.data as ArrayBufferView).buffer.byteLength, 0); // the storage, room included
 }

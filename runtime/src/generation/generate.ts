@@ -8,7 +8,7 @@
 // Legend: B rows (prompts × num_return_sequences), L padded prompt length, V vocab rows.
 
 import type { OptConfig } from '../config.js';
-import type { KvCache, OptDecoder } from '../decoder.js';
+import { type KvCache, type OptDecoder, kvStorageBytes } from '../decoder.js';
 import { UsageError } from '../errors.js';
 import type { OptTokenizer } from '../tokenizer/optTokenizer.js';
 import { type GenerationOptions, type ResolvedGenerationOptions, resolveGenerationOptions, resolveLengths } from './generationConfig.js';
@@ -62,6 +62,8 @@ export interface PrefixStore {
   take(tokens: readonly number[]): StoredPrefix | undefined;
   /** Keeps a state: `cache` holds the KV of exactly `tokens`, the first `promptTokens` of them the prompt's. */
   put(tokens: readonly number[], cache: KvCache, promptTokens: number): void;
+  /** Evicts older states so that `bytes` of new KV storage fit beside the rest within the budget. */
+  makeRoom?(bytes: number): void;
 }
 
 export interface GenerateParams extends Partial<GenerationOptions> {
@@ -165,6 +167,8 @@ export async function* generateStream(model: GenerationModel, prompts: string | 
       // The state's prompt goes on well past what this prompt shares (another document with the same
       // first lines, a cursor moved up): continue from a copy of the shared part and keep the state
       // whole. What was generated after a prompt is not worth a copy: the next keystroke replaces it.
+      // Room for the state going back and for the copy, before the copy is made.
+      store!.makeRoom?.(2 * kvStorageBytes(found.cache));
       past = decoder.copyPrefix(found.cache, reused, reserveFor(promptLen));
       store!.put(found.tokens, found.cache, found.promptTokens);
     } else {
