@@ -26,7 +26,7 @@ export interface InitializeParams {
   queueLimit?: number;
   /**
    * Memory for KV states of recent prompts beyond the newest, which is kept whatever its size (the
-   * document being typed in); 0 keeps none. Absent: room for a few contexts, within half the memory
+   * document being typed in); 0 keeps none. Absent: room for two contexts, within half the memory
    * the model leaves (protocol/memory.ts autoPrefixCacheBytes).
    */
   prefixCacheMiB?: number;

@@ -33,7 +33,7 @@ export interface LocalEngineOptions {
   queueLimit?: number;
   /**
    * Memory for KV states of recent prompts beyond the newest (which is kept whatever its size); 0
-   * keeps none. Default: room for a few contexts, within half the memory the model leaves (protocol/memory.ts).
+   * keeps none. Default: room for two contexts, within half the memory the model leaves (protocol/memory.ts).
    */
   prefixCacheBytes?: number;
   /** The longest prompt + completion the client asks for: sizes the memory check and the automatic prefix cache (default: the model's positions). */
