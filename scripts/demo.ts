@@ -1,6 +1,7 @@
 // The README's main job on a fresh, offline machine: make a small random OPT checkpoint with the
 // project's fixture generator (real Hugging Face layout, GPT-2's real BPE files), then run the
-// `opt` CLI on it: tokenize, convert, last-position logits, and streamed generation.
+// `opt` CLI on it: tokenize, convert, last-position logits, and streamed generation. Then the
+// perplexity of this project's README under the trained fixture (test/fixtures/trained/opt-target).
 
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -31,3 +32,8 @@ for (const args of [['--max-new-tokens', '16'], ['--do-sample', '--top-p', '0.95
   console.log(`$ opt generate --model ${dir} "${text}" ${args.join(' ')}`);
   console.log(opt('generate', '--model', dir, text, ...args));
 }
+
+// The trained fixture (an OPT model trained here on code and prose): perplexity of this project's README.
+const trained = 'test/fixtures/trained/opt-target';
+console.log(`$ opt perplexity --model ${trained} README.md`);
+console.log(JSON.stringify(JSON.parse(opt('perplexity', '--model', trained, 'README.md')), null, 2));
