@@ -2,7 +2,7 @@
 // weights, the machine's memory-bandwidth limit, editor latency through the runtime process, graph
 // options, an operator profile of decode, and the editor replay, decode and memory at three OPT sizes. Every measurement runs in its own child process; a
 // failing section is reported and the others go on. Writes bench/out/results.json and bench/RESULTS.md.
-//   npm run bench [-- --quick] [-- --only ours,peer,bandwidth,editor,graph,profile,sizes] [-- --report-only]
+//   npm run bench [-- --quick] [-- --only ours,peer,bandwidth,editor,graph,profile,sizes,quality] [-- --report-only]
 //   npm run bench -- --only sizes [--sizes opt-125m,opt-350m,opt-1.3b] [--runtime-root DIR]
 // --runtime-root: the sizes section's editor replays start DIR/runtime/src/cli.ts (e.g. a snapshot of
 // an earlier commit, for a before/after); the section run before is kept as `previous` in the results.
@@ -15,10 +15,12 @@ import type { GraphDtype } from '../runtime/src/onnx/optGraph.js';
 import { renderReport } from './report.js';
 import type { EditorParams } from './sections/editor.js';
 import type { PeerDtype, PeerResult } from './sections/peer.js';
+import { COMPLETION_QUALITY_SCRIPT } from './sections/completionQuality.js';
+import { QUALITY_DTYPES, QUALITY_SCRIPT, TRAINED_MODELS } from './sections/quality.js';
 import { SIZES, SIZES_SCRIPT, SIZE_EDITOR_PLAN, type SizePrepareResult } from './sections/sizes.js';
 import { type ChildOutcome, CpuMonitor, OPT_SIZES, OUT_DIR, type OptSize, ROOT, ensureCheckpoint, machineInfo, runChild, waitForQuiet } from './lib/util.js';
 
-export const SECTIONS = ['ours', 'peer', 'bandwidth', 'editor', 'graph', 'profile', 'sizes'] as const;
+export const SECTIONS = ['ours', 'peer', 'bandwidth', 'editor', 'graph', 'profile', 'sizes', 'quality'] as const;
 export type SectionName = (typeof SECTIONS)[number];
 
 /** One child's outcome, with the CPU other processes used while it ran (cores on average, the busiest). */
@@ -176,6 +178,22 @@ const plan: Record<SectionName, () => Promise<Measured<unknown>[]>> = {
         ...(runtimeRoot ? { runtimeRoot } : {}),
       };
       runs.push(await measure('sizes-editor', editor, 1_200_000, {}, { script, retry: size === 'opt-125m' }));
+    }
+    return runs;
+  },
+  quality: async () => {
+    const runs: Measured<unknown>[] = [];
+    for (const model of TRAINED_MODELS) {
+      for (const dtype of quick ? (['fp32', 'int8'] as const) : QUALITY_DTYPES) {
+        // Perplexity does not depend on the machine's load: never repeated.
+        runs.push(await measure('quality', { model, dtype, budgetBytes: quick ? 24_000 : 96_000, maxLength: 1024, stride: 512 }, 600_000, {}, { script: QUALITY_SCRIPT, retry: false }));
+      }
+    }
+    // Ghost text on held-out code, per precision and per context length (the target only).
+    for (const dtype of quick ? (['int8'] as const) : (['fp32', 'int8', 'int4'] as const)) {
+      for (const contextTokens of quick ? [256] : [256, 1024]) {
+        runs.push(await measure('completion-quality', { model: 'opt-target', dtype, contextTokens, perKind: quick ? 2 : 4, files: quick ? 4 : 10, maxNewTokens: 48 }, 900_000, {}, { script: COMPLETION_QUALITY_SCRIPT, retry: false }));
+      }
     }
     return runs;
   },
