@@ -6,7 +6,7 @@
 // buffers are then extended in place by the new request) and comes back with `put` when that one ends.
 
 import { type KvCache, kvStorageBytes } from '../decoder.js';
-import type { PrefixStore, StoredPrefix } from '../generation/generate.js';
+import { type PrefixStore, type StoredPrefix, commonPrefix } from '../generation/generate.js';
 
 interface Entry extends StoredPrefix {
   bytes: number;
@@ -37,7 +37,7 @@ export class PrefixCache implements PrefixStore {
   take(tokens: readonly number[]): StoredPrefix | undefined {
     let best = -1, bestShared = 0;
     for (const [i, e] of this._entries.entries()) {
-      const shared = sharedPrefix(e.tokens, tokens);
+      const shared = commonPrefix(e.tokens, tokens);
       if (shared > bestShared || (shared === bestShared && shared > 0 && e.used > this._entries[best]!.used)) {
         best = i;
         bestShared = shared;
@@ -57,17 +57,11 @@ export class PrefixCache implements PrefixStore {
     // A state whose tokens extend (or equal) a stored one's makes that one redundant.
     for (let i = this._entries.length - 1; i >= 0; i--) {
       const e = this._entries[i]!;
-      if (e.tokens.length <= tokens.length && sharedPrefix(e.tokens, tokens) === e.tokens.length) this._entries.splice(i, 1);
+      if (e.tokens.length <= tokens.length && commonPrefix(e.tokens, tokens) === e.tokens.length) this._entries.splice(i, 1);
     }
     const newest: Entry = { tokens, cache, promptTokens, bytes: kvStorageBytes(cache), used: ++this._clock };
     this._entries.push(newest);
-    // Oldest out first until the budget holds, but never the newest.
-    let total = this._entries.reduce((n, e) => n + e.bytes, 0);
-    while (total > this._budgetBytes && this._entries.length > 1) {
-      const oldest = this._entries.reduce((a, e) => (e.used < a.used ? e : a));
-      this._entries.splice(this._entries.indexOf(oldest), 1);
-      total -= oldest.bytes;
-    }
+    this._evictOldest(0, 1); // never the newest
   }
 
   /**
@@ -76,8 +70,13 @@ export class PrefixCache implements PrefixStore {
    * the request together stay within the budget.
    */
   makeRoom(bytes: number): void {
+    this._evictOldest(bytes, 0);
+  }
+
+  /** Least recently used out until `extra` more bytes fit in the budget, keeping at least `keep` states. */
+  private _evictOldest(extra: number, keep: number): void {
     let total = this._entries.reduce((n, e) => n + e.bytes, 0);
-    while (this._entries.length > 0 && total + bytes > this._budgetBytes) {
+    while (this._entries.length > keep && total + extra > this._budgetBytes) {
       const oldest = this._entries.reduce((a, e) => (e.used < a.used ? e : a));
       this._entries.splice(this._entries.indexOf(oldest), 1);
       total -= oldest.bytes;
@@ -93,9 +92,3 @@ export class PrefixCache implements PrefixStore {
   }
 }
 
-function sharedPrefix(a: readonly number[], b: readonly number[]): number {
-  const n = Math.min(a.length, b.length);
-  let i = 0;
-  while (i < n && a[i] === b[i]) i++;
-  return i;
-}

@@ -49,7 +49,7 @@ export interface GeneratedSequence {
   truncated: boolean;
 }
 
-/** KV states of earlier prompts, for single-prompt generation on graphs with an in-place cache. */
+/** A stored KV state and the tokens it holds. */
 export interface StoredPrefix {
   tokens: readonly number[];
   cache: KvCache;
@@ -57,6 +57,7 @@ export interface StoredPrefix {
   promptTokens: number;
 }
 
+/** KV states of earlier prompts, for single-prompt generation on graphs with an in-place cache. */
 export interface PrefixStore {
   /** Hands over (and forgets) the stored state sharing the longest token prefix with `tokens`. */
   take(tokens: readonly number[]): StoredPrefix | undefined;
@@ -278,7 +279,8 @@ export function textGenerationPipeline(model: GenerationModel) {
   };
 }
 
-function commonPrefix(a: readonly number[], b: readonly number[]): number {
+/** How many leading tokens two sequences share. */
+export function commonPrefix(a: readonly number[], b: readonly number[]): number {
   const n = Math.min(a.length, b.length);
   let i = 0;
   while (i < n && a[i] === b[i]) i++;
