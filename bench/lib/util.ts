@@ -3,9 +3,10 @@
 // has its own peak RSS and a crash or hang in one section cannot take the others with it).
 
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { writeOptCheckpoint } from '../../test/fixtures/optCheckpoint.js';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -280,4 +281,25 @@ export function runChild<T>(task: string, params: unknown, timeoutMs: number, en
 
 function lastLines(s: string, n: number): string {
   return s.trim().split('\n').slice(-n).join(' | ');
+}
+
+/**
+ * A section script that runChild starts as `node --import tsx <script> <task> '<json params>' <result file>`:
+ * returns the script's path, and when this process is that script, runs the task, writes its
+ * outcome to the result file and exits.
+ */
+export async function childScript(moduleUrl: string, tasks: Record<string, (params: never) => Promise<unknown>>): Promise<string> {
+  const script = fileURLToPath(moduleUrl);
+  if (!process.argv[1] || resolve(process.argv[1]) !== script) return script;
+  const [task, paramsJson, outFile] = process.argv.slice(2);
+  if (!task || !outFile || !tasks[task]) {
+    console.error(`usage: node --import tsx ${script} <${Object.keys(tasks).join('|')}> '<json>' <result file>`);
+    process.exit(2);
+  }
+  try {
+    writeFileSync(outFile, JSON.stringify({ ok: true, result: await tasks[task]!(JSON.parse(paramsJson ?? '{}') as never) }));
+  } catch (err) {
+    writeFileSync(outFile, JSON.stringify({ ok: false, error: (err as Error)?.stack ?? String(err) }));
+  }
+  process.exit(0);
 }

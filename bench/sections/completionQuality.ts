@@ -5,17 +5,15 @@
 // suggestion compared with the text that really follows. The document is cut at the cursor, as
 // while writing it: nothing after the cursor is known.
 
-import { writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { CancellationTokenSource, StreamMessageReader, StreamMessageWriter, createMessageConnection } from 'vscode-jsonrpc/node';
 import { Complete, Initialize, PartialResult, PROTOCOL_VERSION, Shutdown } from '../../protocol/protocol.js';
 import { type CursorContext, cursorContext } from '../../extension/src/completion/contextWindow.js';
 import { type InlinePolicy, completionEnded, finishCompletion, stopStringsFor, wantsMultiline } from '../../extension/src/completion/postprocess.js';
 import type { GraphDtype } from '../../runtime/src/onnx/optGraph.js';
 import { mulberry32 } from '../../test/helpers/prng.js';
-import { ONNX_CACHE_DIR, ROOT, median, percentile } from '../lib/util.js';
+import { ONNX_CACHE_DIR, ROOT, childScript, median, percentile } from '../lib/util.js';
 import { heldOutTexts } from './quality.js';
 
 /** Where a completion is asked for: at a line's first character, after an opening bracket, after an identifier mid-line. */
@@ -197,19 +195,4 @@ export async function measureCompletionQuality(p: CompletionQualityParams): Prom
   };
 }
 
-export const COMPLETION_QUALITY_SCRIPT = fileURLToPath(import.meta.url);
-
-// Run as a child (bench/lib/util.ts runChild): node --import tsx bench/sections/completionQuality.ts completion-quality '<json>' <result file>
-if (process.argv[1] && resolve(process.argv[1]) === COMPLETION_QUALITY_SCRIPT) {
-  const [task, paramsJson, outFile] = process.argv.slice(2);
-  if (task !== 'completion-quality' || !outFile) {
-    console.error("usage: node --import tsx bench/sections/completionQuality.ts completion-quality '<json>' <result file>");
-    process.exit(2);
-  }
-  try {
-    writeFileSync(outFile, JSON.stringify({ ok: true, result: await measureCompletionQuality(JSON.parse(paramsJson ?? '{}') as CompletionQualityParams) }));
-  } catch (err) {
-    writeFileSync(outFile, JSON.stringify({ ok: false, error: (err as Error)?.stack ?? String(err) }));
-  }
-  process.exit(0);
-}
+export const COMPLETION_QUALITY_SCRIPT = await childScript(import.meta.url, { 'completion-quality': (p: CompletionQualityParams) => measureCompletionQuality(p) });

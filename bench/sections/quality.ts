@@ -6,13 +6,12 @@
 // precision costs; these can.
 
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { loadOptModel } from '../../runtime/src/model.js';
 import type { GraphDtype } from '../../runtime/src/onnx/optGraph.js';
 import { type PerplexityResult, perplexityOfTexts } from '../../runtime/src/perplexity.js';
-import { ONNX_CACHE_DIR, ROOT } from '../lib/util.js';
+import { ONNX_CACHE_DIR, ROOT, childScript } from '../lib/util.js';
 
 /** The committed trained fixtures (a draft model for assisted generation is to come). */
 export const TRAINED_MODELS = ['opt-target'] as const;
@@ -79,19 +78,4 @@ export async function measureQuality(p: QualityParams): Promise<QualityResult> {
   }
 }
 
-export const QUALITY_SCRIPT = fileURLToPath(import.meta.url);
-
-// Run as a child (bench/lib/util.ts runChild): node --import tsx bench/sections/quality.ts quality '<json params>' <result file>
-if (process.argv[1] && resolve(process.argv[1]) === QUALITY_SCRIPT) {
-  const [task, paramsJson, outFile] = process.argv.slice(2);
-  if (task !== 'quality' || !outFile) {
-    console.error("usage: node --import tsx bench/sections/quality.ts quality '<json>' <result file>");
-    process.exit(2);
-  }
-  try {
-    writeFileSync(outFile, JSON.stringify({ ok: true, result: await measureQuality(JSON.parse(paramsJson ?? '{}') as QualityParams) }));
-  } catch (err) {
-    writeFileSync(outFile, JSON.stringify({ ok: false, error: (err as Error)?.stack ?? String(err) }));
-  }
-  process.exit(0);
-}
+export const QUALITY_SCRIPT = await childScript(import.meta.url, { quality: (p: QualityParams) => measureQuality(p) });

@@ -9,11 +9,10 @@
 // Each function runs in a child of bench/run.ts (bench/child.ts).
 
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { totalmem } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { OUT_DIR, OPT_SIZES, ONNX_CACHE_DIR, type OptSize, ROOT, ensureSizedCheckpoint, folderBytes, median } from '../lib/util.js';
+import { join } from 'node:path';
+import { OUT_DIR, OPT_SIZES, ONNX_CACHE_DIR, type OptSize, ROOT, childScript, ensureSizedCheckpoint, folderBytes, median } from '../lib/util.js';
 
 // The runtime's modules are imported where used: bench/run.ts imports this file for its plan only.
 
@@ -169,19 +168,4 @@ const TASKS: Record<string, (params: never) => Promise<unknown>> = {
   'sizes-bandwidth': (p) => measureSizeBandwidth(p),
   'sizes-editor': async (p) => (await import('./editor.js')).replayEditing(p),
 };
-export const SIZES_SCRIPT = fileURLToPath(import.meta.url);
-
-// Run as a child: node --import tsx bench/sections/sizes.ts <task> '<json params>' <result file>
-if (process.argv[1] && resolve(process.argv[1]) === SIZES_SCRIPT) {
-  const [task, paramsJson, outFile] = process.argv.slice(2);
-  if (!task || !outFile || !TASKS[task]) {
-    console.error(`usage: node --import tsx bench/sections/sizes.ts <${Object.keys(TASKS).join('|')}> '<json>' <result file>`);
-    process.exit(2);
-  }
-  try {
-    writeFileSync(outFile, JSON.stringify({ ok: true, result: await TASKS[task]!(JSON.parse(paramsJson ?? '{}') as never) }));
-  } catch (err) {
-    writeFileSync(outFile, JSON.stringify({ ok: false, error: (err as Error)?.stack ?? String(err) }));
-  }
-  process.exit(0);
-}
+export const SIZES_SCRIPT = await childScript(import.meta.url, TASKS);
