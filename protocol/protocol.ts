@@ -5,7 +5,7 @@
 // on the request's `partialResultToken`. Imports neither `vscode` nor onnxruntime.
 
 import { NotificationType, ProgressType, RequestType, RequestType0 } from 'vscode-jsonrpc';
-import type { EngineInfo, EngineResult, EngineStatus, SamplingOptions } from '../runtime/src/engine/engine.js';
+import type { EngineInfo, EngineResult, EngineStatus, SamplingOptions } from './engine.js';
 
 export type { EngineInfo, EngineResult, EngineStatus, SamplingOptions };
 

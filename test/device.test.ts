@@ -16,7 +16,7 @@ import { nvidiaGpus, ortBinaryDir, probeDevices } from '../runtime/src/device/pr
 import { type DeviceProbe, fallbackMessage, fitModelToDevices, planDevices } from '../runtime/src/device/select.js';
 import { estimateModelBytes } from '../runtime/src/memory.js';
 import type { OptConfig } from '../runtime/src/config.js';
-import { UsageError } from '../runtime/src/errors.js';
+import { UsageError } from '../protocol/errors.js';
 import { loadOptModel, resolveDtype } from '../runtime/src/model.js';
 import type { ModelSession, SessionSettings } from '../runtime/src/session.js';
 import { writeOptCheckpoint } from './fixtures/optCheckpoint.js';

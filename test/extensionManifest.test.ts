@@ -112,12 +112,13 @@ describe('manifest', () => {
 });
 
 describe('import boundaries', () => {
-  test('the extension bundle pulls in no native module and no runtime code but the pure engine contract', async () => {
+  test('the extension bundle pulls in no native module and no runtime code (the shared contract is protocol/)', async () => {
     const result = await build({ entryPoints: [join(repo, 'extension/src/main.ts')], bundle: true, write: false, metafile: true, platform: 'node', format: 'cjs', external: ['vscode'], logLevel: 'silent' });
     const inputs = Object.keys(result.metafile.inputs);
     assert.equal(inputs.filter((f) => /onnxruntime|node_modules\/tokenizers\//.test(f)).length, 0);
     const runtime = inputs.filter((f) => f.startsWith('runtime/')).sort();
-    assert.deepEqual(runtime, ['runtime/src/engine/engine.ts', 'runtime/src/errors.ts', 'runtime/src/server/sse.ts']);
+    assert.deepEqual(runtime, []);
+    assert.ok(inputs.includes('protocol/protocol.ts') && inputs.includes('protocol/errors.ts'), 'the editor speaks the protocol module');
     const natives = Object.values(result.metafile.inputs).flatMap((i) => i.imports).filter((i) => i.external && i.path !== 'vscode' && !i.path.startsWith('node:') && !/^(fs|path|os|net|crypto|util|child_process)$/.test(i.path));
     assert.deepEqual(natives, []);
   });

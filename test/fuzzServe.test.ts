@@ -10,7 +10,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
-import type { Engine } from '../runtime/src/engine/engine.js';
+import type { Engine } from '../protocol/engine.js';
 import { createLocalEngine } from '../runtime/src/engine/localEngine.js';
 import { type OpenAiServer, startOpenAiServer } from '../runtime/src/server/openaiServer.js';
 import { writeOptCheckpoint } from './fixtures/optCheckpoint.js';

@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { UsageError } from '../runtime/src/errors.js';
+import { UsageError } from '../protocol/errors.js';
 import { type GenerationOptions, resolveGenerationOptions, resolveLengths } from '../runtime/src/generation/generationConfig.js';
 
 const OPT = { bos_token_id: 2, eos_token_id: 2, pad_token_id: 1, max_position_embeddings: 2048 };

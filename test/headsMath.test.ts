@@ -8,7 +8,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { parseOptConfig } from '../runtime/src/config.js';
-import { WrongModelTypeError } from '../runtime/src/engine/engine.js';
+import { WrongModelTypeError } from '../protocol/errors.js';
 import { labelScores, pooledPositions } from '../runtime/src/heads/classification.js';
 import { parseHeadConfig, requireTask, tasksOf } from '../runtime/src/heads/headConfig.js';
 import { pool } from '../runtime/src/heads/pooling.js';

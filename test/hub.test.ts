@@ -7,7 +7,8 @@ import { lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, symlink, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { CheckpointError, UsageError } from '../runtime/src/errors.js';
+import { CheckpointError } from '../runtime/src/errors.js';
+import { UsageError } from '../protocol/errors.js';
 import { hubCacheDir, repoFolderName } from '../runtime/src/hub/hubCache.js';
 import { resolveModel } from '../runtime/src/hub/resolveModel.js';
 import { FakeHub, type FakeRepo, commitOf, gitBlobSha, isLfs, sha256 } from './fixtures/fakeHub.js';

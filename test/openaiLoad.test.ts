@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import type { Engine, EngineStatus } from '../runtime/src/engine/engine.js';
+import type { Engine, EngineStatus } from '../protocol/engine.js';
 import { createLocalEngine } from '../runtime/src/engine/localEngine.js';
 import { type OpenAiServer, startOpenAiServer } from '../runtime/src/server/openaiServer.js';
 import { writeOptCheckpoint } from './fixtures/optCheckpoint.js';

@@ -9,11 +9,12 @@ import { createServer as createNetServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createOpenAiEngine } from '../extension/src/engines/openaiClient.js';
-import { type Engine, EngineBusyError, type EngineRequest, SupersededError } from '../runtime/src/engine/engine.js';
+import { type Engine, type EngineRequest } from '../protocol/engine.js';
+import { EngineBusyError, SupersededError } from '../protocol/errors.js';
 import { createLocalEngine } from '../runtime/src/engine/localEngine.js';
-import { UsageError } from '../runtime/src/errors.js';
+import { UsageError } from '../protocol/errors.js';
 import { type OpenAiServer, startOpenAiServer } from '../runtime/src/server/openaiServer.js';
-import { SseParser } from '../runtime/src/server/sse.js';
+import { SseParser } from '../protocol/sse.js';
 import { writeOptCheckpoint } from './fixtures/optCheckpoint.js';
 import { tempDir } from './helpers/decoderHarness.js';
 

@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { UsageError } from '../runtime/src/errors.js';
+import { UsageError } from '../protocol/errors.js';
 import { applyTemperature, applyTopK, applyTopP, createLogitsScratch, type LogitsPlan, processLogits } from '../runtime/src/generation/logitsProcessors.js';
 import { argmax, createCategoricalScratch, createRng, sampleCategorical, softmaxInPlace } from '../runtime/src/generation/sampling.js';
 

@@ -3,7 +3,8 @@
 // uses. Every command prints JSON on stdout; errors go to stderr with exit code 2 for bad input.
 
 import { parseArgs } from 'node:util';
-import { CheckpointError, UsageError, fileAccessError } from './errors.js';
+import { fileAccessError } from './errors.js';
+import { UsageError, kindOf } from '../../protocol/errors.js';
 import { perplexityOfTexts, readTextFile, slidingWindows } from './perplexity.js';
 import { readOptConfig } from './config.js';
 import { DTYPES, type DtypeChoice, type LoadOptions, convertGraphOptions, loadOptModel } from './model.js';
@@ -16,7 +17,6 @@ import { resolveModel } from './hub/resolveModel.js';
 import { startRpcServer } from './server/rpcServer.js';
 import { checkServeAccess, startOpenAiServer } from './server/openaiServer.js';
 import { createLocalEngine } from './engine/localEngine.js';
-import { WrongModelTypeError } from './engine/engine.js';
 import { OptHeadModel } from './heads/headModel.js';
 import { POOLINGS, type Pooling } from './heads/pooling.js';
 
@@ -368,7 +368,7 @@ function parseIds(s: string, vocab: number): number[] {
 
 main(process.argv.slice(2)).catch((err: unknown) => {
   err = fileAccessError(err) ?? err; // a cache folder that is a file, no permission, a full disk: one line naming the path
-  if (err instanceof UsageError || err instanceof CheckpointError || err instanceof WrongModelTypeError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+  if (kindOf(err).userFault || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
     process.stderr.write(`opt: ${(err as Error).message}\n`);
     process.exit(2);
   }

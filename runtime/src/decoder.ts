@@ -5,7 +5,7 @@
 //
 // Legend: B batch, S new tokens, P cached tokens, T = P + S, H heads, hd head dim, V vocab rows, K kept positions.
 
-import { UsageError } from './errors.js';
+import { UsageError } from '../../protocol/errors.js';
 import { CACHE_DIM, type KvCacheLayout } from './onnx/optGraph.js';
 import { type ModelSession, Tensor } from './session.js';
 

@@ -1,5 +1,8 @@
 // Errors the runtime raises for bad input. Each one says what was wrong, where (the file),
-// and what to do, so the CLI and the editor can show it verbatim.
+// and what to do, so the CLI and the editor can show it verbatim. Errors that cross a boundary
+// (UsageError, DeviceUnavailableError, …) and how each boundary reads them: protocol/errors.ts.
+
+import { UsageError } from '../../protocol/errors.js';
 
 /** A checkpoint file is missing, malformed, or holds something this runtime refuses to load. */
 export class CheckpointError extends Error {
@@ -14,19 +17,6 @@ export class CheckpointError extends Error {
   ) {
     super(`${file}: ${problem}${hint ? ` (${hint})` : ''}`);
   }
-}
-
-/** A caller passed an option or input the runtime cannot honour. */
-export class UsageError extends Error {
-  override readonly name: string = 'UsageError';
-}
-
-/**
- * The device asked for cannot run this model here (its provider, driver or GPU is missing, or the
- * GPU is too small). The fix is another device, not another model.
- */
-export class DeviceUnavailableError extends UsageError {
-  override readonly name: string = 'DeviceUnavailableError';
 }
 
 /**

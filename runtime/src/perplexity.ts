@@ -9,7 +9,8 @@
 
 import { readFile, stat } from 'node:fs/promises';
 import type { OptDecoder } from './decoder.js';
-import { UsageError, fileAccessError } from './errors.js';
+import { fileAccessError } from './errors.js';
+import { UsageError } from '../../protocol/errors.js';
 import type { OptTokenizer } from './tokenizer/optTokenizer.js';
 
 /** One model pass: tokens [begin, end) are fed, tokens [scoredFrom, end) are scored. */

@@ -5,7 +5,7 @@
 import { availableParallelism } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { DEVICE_CHOICES, type DeviceChoice, EXECUTION_DEVICES, type ExecutionDevice } from './device/select.js';
-import { UsageError } from './errors.js';
+import { UsageError } from '../../protocol/errors.js';
 
 export type Tensor = ort.Tensor;
 export const Tensor = ort.Tensor;

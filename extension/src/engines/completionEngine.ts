@@ -3,12 +3,13 @@
 // pass an AbortSignal; aborting stops the model within one decode step (local) or closes the
 // stream (remote). No vscode import.
 
+import type { ModelTask } from '../../../protocol/engine.js';
+import { CancelledError, isCancellation } from '../../../protocol/errors.js';
 import type { CompletionResult, EngineInfo, EngineStatus, SamplingOptions, WarmParams, WarmResult } from '../../../protocol/protocol.js';
 
-export type { CompletionResult, EngineInfo, EngineStatus, SamplingOptions, WarmParams, WarmResult };
-
-/** What a loaded checkpoint can do (EngineInfo.tasks): its head decides. */
-export type ModelTask = EngineInfo['tasks'][number];
+export type { CompletionResult, EngineInfo, EngineStatus, ModelTask, SamplingOptions, WarmParams, WarmResult };
+// The errors the editor's features catch, from the one registry.
+export { CancelledError, EngineUnavailableError, WrongModelTypeError, isCancellation } from '../../../protocol/errors.js';
 
 export type RequestKind = 'complete' | 'generate' | 'rewrite';
 
@@ -44,37 +45,6 @@ export interface CompletionEngine {
   status(): Promise<EngineStatus | undefined>;
   dispose(): Promise<void>;
 }
-
-/** The request was cancelled (a keystroke, the user) or superseded by a newer one. Not an error to show. */
-export class CancelledError extends Error {
-  override readonly name = 'CancelledError';
-}
-
-/** The engine cannot serve requests now (stopped, loading failed, gave up after crashes); `message` says why. */
-export class EngineUnavailableError extends Error {
-  override readonly name = 'EngineUnavailableError';
-}
-
-/**
- * The loaded checkpoint has no head for the request (a classifier asked to complete text, a causal
- * LM asked to classify). Commands say which checkpoint type is needed; inline completions stay quiet.
- */
-export class WrongModelTypeError extends Error {
-  override readonly name = 'WrongModelTypeError';
-  constructor(
-    readonly task: ModelTask,
-    /** The loaded checkpoint's architecture (config.json's architectures[0]), when known. */
-    readonly architecture: string | undefined,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-export const isCancellation = (err: unknown): boolean => {
-  const name = (err as Error | undefined)?.name;
-  return name === 'CancelledError' || name === 'AbortError' || name === 'SupersededError';
-};
 
 /**
  * Runs `start` with an abort controller linked to `options.signal`; when `onText` asks to stop,

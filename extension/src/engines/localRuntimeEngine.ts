@@ -22,6 +22,7 @@ import {
   type WarmParams,
   type WarmResult,
 } from '../../../protocol/protocol.js';
+import { fromRpcError } from '../../../protocol/errors.js';
 import { TASK_ARCHITECTURE, tasksOf, wrongModelMessage } from '../heads/modelTasks.js';
 import type { RuntimeSupervisor } from '../runtimeSupervisor.js';
 import {
@@ -108,14 +109,14 @@ export class LocalRuntimeEngine implements CompletionEngine {
     const s = this._supervisor.state;
     const info = s.kind === 'ready' ? s.info : undefined;
     const tasks = tasksOf(info);
-    if (info && tasks && !tasks.includes(task)) throw new WrongModelTypeError(task, info.architecture, wrongModelMessage(task, info.modelId, info));
+    if (info && tasks && !tasks.includes(task)) throw new WrongModelTypeError(wrongModelMessage(task, info.modelId, info), task, info.architecture);
     return connection;
   }
 
   private _mapError(err: unknown, task: ModelTask): Error {
     if (err instanceof ResponseError && err.code === RuntimeErrorCodes.WrongModelType) {
       const s = this._supervisor.state;
-      return new WrongModelTypeError(task, s.kind === 'ready' ? s.info.architecture : undefined, err.message);
+      return new WrongModelTypeError(err.message, task, s.kind === 'ready' ? s.info.architecture : undefined);
     }
     // A runtime from before these requests existed.
     if (err instanceof ResponseError && err.code === ErrorCodes.MethodNotFound && task !== 'generate') {
@@ -142,9 +143,7 @@ function mapError(err: unknown): Error {
   if (err instanceof ResponseError) {
     // The process died mid-request: vscode-jsonrpc rejects pending requests when the connection closes.
     if (err.code === ErrorCodes.PendingResponseRejected || err.code === ErrorCodes.ConnectionInactive) return new EngineUnavailableError('the runtime stopped while answering (see the log)');
-    if (err.code === RuntimeErrorCodes.Cancelled) return new CancelledError(err.message);
-    if (err.code === RuntimeErrorCodes.NotInitialized) return new EngineUnavailableError(err.message);
-    return new Error(err.message);
+    return fromRpcError(err.code, err.message);
   }
   return err instanceof Error ? err : new Error(String(err));
 }

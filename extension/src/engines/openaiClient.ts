@@ -2,9 +2,10 @@
 // Face sampling options become OpenAI fields, text streams over SSE, and HTTP or network failures
 // become errors a user can act on. Pure Node (no vscode import), so tests drive it directly.
 
-import { type Engine, EngineBusyError, type EngineInfo, type EngineRequest, type EngineResult, type EngineStatus, type FinishReason, SupersededError, emptyPrefixCache, emptyQueue } from '../../../runtime/src/engine/engine.js';
-import { UsageError } from '../../../runtime/src/errors.js';
-import { SseParser } from '../../../runtime/src/server/sse.js';
+import { type Engine, type EngineInfo, type EngineRequest, type EngineResult, type EngineStatus, type FinishReason, emptyPrefixCache, emptyQueue } from '../../../protocol/engine.js';
+import { EngineBusyError, SupersededError } from '../../../protocol/errors.js';
+import { UsageError } from '../../../protocol/errors.js';
+import { SseParser } from '../../../protocol/sse.js';
 
 export interface OpenAiEngineOptions {
   /** The server, with or without the trailing /v1 (http://127.0.0.1:8000 and http://127.0.0.1:8000/v1 both work). */

@@ -2,7 +2,7 @@
 // through openaiClient.ts. Same contract as the local runtime, so the editor features do not care
 // which one answers. No vscode import.
 
-import type { Engine } from '../../../runtime/src/engine/engine.js';
+import type { Engine } from '../../../protocol/engine.js';
 import { type CompletionEngine, type CompletionResult, type EngineStatus, type RunOptions, type TextRequest, runWithEarlyStop } from './completionEngine.js';
 import { type OpenAiEngineOptions, createOpenAiEngine } from './openaiClient.js';
 

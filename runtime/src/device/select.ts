@@ -10,7 +10,7 @@
 // A GPU candidate that is tried and fails to initialize falls through to the next one (open.ts):
 // the CPU is always last, so a broken GPU setup never leaves the runtime without a model.
 
-import { DeviceUnavailableError, UsageError } from '../errors.js';
+import { DeviceUnavailableError, UsageError } from '../../../protocol/errors.js';
 import { gib } from '../memory.js';
 
 export const EXECUTION_DEVICES = ['cpu', 'webgpu', 'cuda'] as const;

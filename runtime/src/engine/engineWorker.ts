@@ -13,20 +13,18 @@ import { PREFILL_CHUNK } from '../decoder.js';
 import { fileAccessError } from '../errors.js';
 import { autoPrefixCacheBytes, availableMemoryBytes, kvBytesPerToken } from '../memory.js';
 import { loadOptModel, type OptModel } from '../model.js';
-import { type TaskRequest, type TaskResults, emptyPrefixCache, emptyQueue } from './engine.js';
+import { type TaskRequest, type TaskResults, emptyPrefixCache, emptyQueue } from '../../../protocol/engine.js';
+import { type SerializedError, serializeError } from '../../../protocol/errors.js';
 import type { LocalEngineOptions } from './localEngine.js';
 import { PrefixCache } from './prefixCache.js';
 import { Scheduler } from './scheduler.js';
-import type { FromWorker, ToWorker, WireError } from './workerMessages.js';
+import type { FromWorker, ToWorker } from './workerMessages.js';
 
 const port = parentPort;
 if (!port) throw new Error('engineWorker must run in a worker thread');
 const send = (m: FromWorker) => port.postMessage(m);
 /** An error for the main thread; a file the OS refused (a cache folder that is a file, no permission) as one line naming it. */
-const wire = (raw: unknown): WireError => {
-  const err = fileAccessError(raw) ?? raw;
-  return { name: (err as Error)?.name ?? 'Error', message: (err as Error)?.message ?? String(err) };
-};
+const wire = (raw: unknown): SerializedError => serializeError(fileAccessError(raw) ?? raw);
 
 let model: OptModel | undefined;
 let scheduler: Scheduler | undefined;

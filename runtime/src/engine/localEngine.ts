@@ -3,24 +3,11 @@
 // within one decode step.
 
 import { Worker } from 'node:worker_threads';
-import { CheckpointError, DeviceUnavailableError, UsageError } from '../errors.js';
 import type { DtypeChoice } from '../model.js';
 import type { Device } from '../session.js';
-import {
-  type Engine,
-  EngineBusyError,
-  type EngineInfo,
-  type EngineRequest,
-  type EngineResult,
-  type EngineStatus,
-  SupersededError,
-  type TaskRequest,
-  emptyPrefixCache,
-  emptyQueue,
-  type TaskResults,
-  WrongModelTypeError,
-} from './engine.js';
-import type { FromWorker, ToWorker, WireError } from './workerMessages.js';
+import { type Engine, type EngineInfo, type EngineRequest, type EngineResult, type EngineStatus, type TaskRequest, emptyPrefixCache, emptyQueue, type TaskResults } from '../../../protocol/engine.js';
+import { reviveError } from '../../../protocol/errors.js';
+import type { FromWorker, ToWorker } from './workerMessages.js';
 
 export interface LocalEngineOptions {
   /** A model folder or a Hugging Face id. */
@@ -80,7 +67,7 @@ export async function createLocalEngine(options: LocalEngineOptions): Promise<En
           resolve(m.info);
           break;
         case 'loadFailed':
-          reject(revive(m.error));
+          reject(reviveError(m.error));
           break;
         case 'progress':
           options.onProgress?.(m.message);
@@ -94,7 +81,7 @@ export async function createLocalEngine(options: LocalEngineOptions): Promise<En
           pending.delete(m.id);
           break;
         case 'error':
-          pending.get(m.id)?.reject(revive(m.error));
+          pending.get(m.id)?.reject(reviveError(m.error));
           pending.delete(m.id);
           break;
         case 'status':
@@ -182,33 +169,3 @@ export async function createLocalEngine(options: LocalEngineOptions): Promise<En
   };
 }
 
-/** Rebuilds an error of the right class from its wire form. */
-function revive(e: WireError): Error {
-  switch (e.name) {
-    case 'EngineBusyError':
-      return new EngineBusyError(e.message);
-    case 'SupersededError':
-      return new SupersededError(e.message);
-    case 'WrongModelTypeError':
-      return new WrongModelTypeError(e.message);
-    case 'AbortError':
-      return new DOMException(e.message, 'AbortError');
-    case 'UsageError':
-    case 'FileAccessError':
-      return new UsageError(e.message);
-    case 'DeviceUnavailableError':
-      return new DeviceUnavailableError(e.message);
-    case 'CheckpointError': {
-      const err = new Error(e.message);
-      err.name = 'CheckpointError';
-      return err;
-    }
-    default: {
-      const err = new Error(e.message);
-      err.name = e.name;
-      return err;
-    }
-  }
-}
-
-export type { CheckpointError };

@@ -6,7 +6,8 @@
 // One-pass head requests (classify, answer, embed) are jobs of a single step in the same queue.
 
 import { type GeneratedSequence, type GenerationEvent, type GenerationModel, generateStream } from '../generation/generate.js';
-import { EngineBusyError, type EngineRequest, type EngineResult, type Priority, SupersededError, emptyQueue } from './engine.js';
+import { type EngineRequest, type EngineResult, type Priority, emptyQueue } from '../../../protocol/engine.js';
+import { EngineBusyError, SupersededError } from '../../../protocol/errors.js';
 import type { PrefixCache } from './prefixCache.js';
 
 const RANK: Record<Priority, number> = { inline: 0, interactive: 1, background: 2, warm: 3 };

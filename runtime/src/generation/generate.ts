@@ -9,7 +9,8 @@
 
 import type { OptConfig } from '../config.js';
 import { type KvCache, type OptDecoder, kvStorageBytes } from '../decoder.js';
-import { UsageError } from '../errors.js';
+import type { FinishReason } from '../../../protocol/engine.js';
+import { UsageError } from '../../../protocol/errors.js';
 import type { OptTokenizer } from '../tokenizer/optTokenizer.js';
 import { type GenerationOptions, type ResolvedGenerationOptions, resolveGenerationOptions, resolveLengths } from './generationConfig.js';
 import { createLogitsScratch, logitsPlan, processLogits } from './logitsProcessors.js';
@@ -24,7 +25,6 @@ export interface GenerationModel {
   readonly decoder: OptDecoder;
 }
 
-export type FinishReason = 'eos' | 'length' | 'stop';
 
 export type GenerationEvent =
   /** Prompt tokens processed so far (one event per prefill chunk). */

@@ -2,29 +2,19 @@
 // the model's generation_config.json > transformers' GenerationConfig defaults, with special token ids
 // falling back to config.json), the prompt-dependent length rules, and validation with clear UsageErrors.
 
-import { UsageError } from '../errors.js';
+import { UsageError } from '../../../protocol/errors.js';
+import { SAMPLING_ONLY_KEYS, SAMPLING_SPEC, type SamplingOnlyKey, type SamplingOptions } from '../../../protocol/sampling.js';
 
-/** The options a caller may pass, spelled as transformers spells them. */
-export interface GenerationOptions {
-  max_new_tokens: number;
+/** The options a caller may pass, spelled as transformers spells them: the sampling spec's, and these. */
+export interface GenerationOptions extends Required<SamplingOptions> {
   /** Total length, prompt included. `max_new_tokens` takes precedence when both are set. */
   max_length: number;
-  min_new_tokens: number;
   /** Total length, prompt included. `min_new_tokens` takes precedence when both are set. */
   min_length: number;
-  do_sample: boolean;
-  temperature: number;
-  top_k: number;
-  top_p: number;
-  typical_p: number;
-  repetition_penalty: number;
-  no_repeat_ngram_size: number;
   num_return_sequences: number;
   eos_token_id: number | number[];
   pad_token_id: number;
   bos_token_id: number;
-  stop_strings: string[];
-  seed: number;
   /** Text-generation pipeline option: prepend the prompt to the returned text. */
   return_full_text: boolean;
 }
@@ -72,13 +62,13 @@ export interface ResolvedGenerationOptions {
 export const HF_GENERATION_DEFAULTS = {
   max_length: 20,
   min_length: 0,
-  do_sample: false,
-  temperature: 1.0,
-  top_k: 50,
-  top_p: 1.0,
-  typical_p: 1.0,
-  repetition_penalty: 1.0,
-  no_repeat_ngram_size: 0,
+  do_sample: SAMPLING_SPEC.do_sample.hfDefault,
+  temperature: SAMPLING_SPEC.temperature.hfDefault,
+  top_k: SAMPLING_SPEC.top_k.hfDefault,
+  top_p: SAMPLING_SPEC.top_p.hfDefault,
+  typical_p: SAMPLING_SPEC.typical_p.hfDefault,
+  repetition_penalty: SAMPLING_SPEC.repetition_penalty.hfDefault,
+  no_repeat_ngram_size: SAMPLING_SPEC.no_repeat_ngram_size.hfDefault,
   num_return_sequences: 1,
   return_full_text: true, // TextGenerationPipeline's default
 } as const;
@@ -185,14 +175,10 @@ export function resolveGenerationOptions(
 
   if (!do_sample) {
     // GenerationConfig.validate's "only used in sample-based generation modes" warnings.
-    const ignored: [string, number, number][] = [
-      ['temperature', temperature, HF_GENERATION_DEFAULTS.temperature],
-      ['top_p', top_p, HF_GENERATION_DEFAULTS.top_p],
-      ['typical_p', typical_p, HF_GENERATION_DEFAULTS.typical_p],
-      ['top_k', top_k, HF_GENERATION_DEFAULTS.top_k],
-    ];
-    for (const [name, value, neutral] of ignored) {
-      if (value !== neutral) warnings.push(`do_sample is false, so ${name}=${value} has no effect; set do_sample=true or unset ${name}`);
+    const values: Record<SamplingOnlyKey, number | undefined> = { temperature, top_k, top_p, typical_p };
+    for (const name of SAMPLING_ONLY_KEYS) {
+      const value = values[name];
+      if (value !== undefined && value !== SAMPLING_SPEC[name].hfDefault) warnings.push(`do_sample is false, so ${name}=${value} has no effect; set do_sample=true or unset ${name}`);
     }
   }
 

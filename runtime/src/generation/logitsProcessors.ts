@@ -2,7 +2,7 @@
 // order `_get_logits_processor` builds them. Nothing allocates per step: make one LogitsScratch per
 // generation and pass it to every call. Filtered tokens become -Infinity, as transformers' filter_value.
 
-import { UsageError } from '../errors.js';
+import { UsageError } from '../../../protocol/errors.js';
 import type { ResolvedGenerationOptions } from './generationConfig.js';
 import { applyTopP, applyTypicalP } from './massWarpers.js';
 import { checkScratch, type LogitsScratch } from './scratch.js';

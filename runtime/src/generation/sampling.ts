@@ -3,7 +3,7 @@
 // role in transformers' `_sample`) and greedy argmax with torch.argmax's tie rule.
 
 import { getRandomValues } from 'node:crypto';
-import { UsageError } from '../errors.js';
+import { UsageError } from '../../../protocol/errors.js';
 
 export interface Rng {
   /** The seed this generator started from; pass it back to createRng to replay the same draws. */

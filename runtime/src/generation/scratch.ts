@@ -1,7 +1,7 @@
 // The reusable buffers the logits processors and the sampler work in, made once per generation so that
 // no decode step allocates. Sized to the logits row (the vocabulary).
 
-import { UsageError } from '../errors.js';
+import { UsageError } from '../../../protocol/errors.js';
 
 /** Histogram bins the mass-based warpers use to find which tokens can matter before sorting. */
 export const MASS_BINS = 256;

@@ -6,7 +6,7 @@
 
 import { type OptConfig, hasProjection } from '../config.js';
 import { convertCheckpoint } from '../convert.js';
-import { UsageError } from '../errors.js';
+import { UsageError } from '../../../protocol/errors.js';
 import { type LoadOptions, planLoad, resolveDtype } from '../model.js';
 import type { GraphDtype } from '../onnx/optGraph.js';
 import { hiddenState } from '../onnx/optGraph.js';

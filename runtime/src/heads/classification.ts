@@ -3,7 +3,7 @@
 //
 // Legend: B batch, S tokens, E word_embed_proj_dim (the hidden states' width), N num_labels.
 
-import { UsageError } from '../errors.js';
+import { UsageError } from '../../../protocol/errors.js';
 import { softmaxInPlace } from '../generation/sampling.js';
 import type { ProblemType } from './headConfig.js';
 

@@ -6,7 +6,8 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { OptArchitecture, OptConfig } from '../config.js';
-import { WrongModelTypeError, type ModelTask } from '../engine/engine.js';
+import { type ModelTask } from '../../../protocol/engine.js';
+import { WrongModelTypeError } from '../../../protocol/errors.js';
 import { CheckpointError } from '../errors.js';
 
 export const PROBLEM_TYPES = ['single_label_classification', 'multi_label_classification', 'regression'] as const;

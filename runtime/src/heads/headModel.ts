@@ -7,8 +7,8 @@
 import type { AnswerResult, ClassifyResult, EmbedResult } from '../../../protocol/protocol.js';
 import { type OptArchitecture, type OptConfig, readOptConfig } from '../config.js';
 import { openOptWeights } from '../checkpoint/optWeights.js';
-import type { ModelTask } from '../engine/engine.js';
-import { UsageError } from '../errors.js';
+import type { ModelTask } from '../../../protocol/engine.js';
+import { UsageError } from '../../../protocol/errors.js';
 import { OptTokenizer } from '../tokenizer/optTokenizer.js';
 import { type BodyInput, type BodyLoadOptions, OptBody } from './body.js';
 import { labelScores, linearAt, pooledPositions } from './classification.js';

@@ -5,7 +5,8 @@
 // answers, and a span maps back to characters of the context through the tokenizer's offsets.
 
 import { Tokenizer } from 'tokenizers';
-import { CheckpointError, UsageError } from '../errors.js';
+import { CheckpointError } from '../errors.js';
+import { UsageError } from '../../../protocol/errors.js';
 import { readTokenizerFiles } from '../tokenizer/hfTokenizerFiles.js';
 
 export interface QaInput {

@@ -3,7 +3,8 @@
 // from_pretrained (snapshot_download's order: resolve the revision to a commit, then fetch by commit).
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CheckpointError, UsageError } from '../errors.js';
+import { CheckpointError } from '../errors.js';
+import { UsageError } from '../../../protocol/errors.js';
 import { COMMIT_HASH, RepoCache, checkRelativeFile, envFlag, hfHome, hubCacheDir, isFile } from './hubCache.js';
 import { DEFAULT_RETRIES, type FileMeta, type HubContext, HubRequestError, type Progress, downloadBlob, fileMeta, modelInfo, resolveUrl } from './hubDownload.js';
 

@@ -2,6 +2,7 @@
 // error with a status, a short message and the field at fault, never a stack trace.
 
 import { STATUS_CODES } from 'node:http';
+import { UNKNOWN, kindOf } from '../../../protocol/errors.js';
 
 /** An OpenAI-style error answer: status, message, and the field at fault. */
 export class ApiError extends Error {
@@ -21,18 +22,18 @@ export class ApiError extends Error {
 const MAX_INTERNAL_MESSAGE = 200;
 
 /**
- * The answer for any error. ApiErrors are kept; the engine's busy and usage errors map to 429 and
- * 400; anything else is the server's fault: a 500 that carries the first line of its message, cut
- * short, and nothing of its stack (the caller logs that).
+ * The answer for any error. ApiErrors are kept; the registry's kinds (protocol/errors.ts) answer
+ * with their status, e.g. busy 429 and usage 400; anything else is the server's fault: a 500 that
+ * carries the first line of its message, cut short, and nothing of its stack (the caller logs that).
  */
 export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
   const e = err instanceof Error ? err : new Error(String(err));
-  if (e.name === 'EngineBusyError') return new ApiError(429, e.message, null, 'server_busy', 'rate_limit_error', { 'retry-after': '1' });
-  if (e.name === 'UsageError') return new ApiError(400, e.message, null, 'invalid_value');
+  const kind = kindOf(e);
+  if (kind !== UNKNOWN) return new ApiError(kind.http.status, e.message, null, kind.http.code, kind.http.type, { ...kind.http.headers });
   const first = String(e.message).split('\n', 1)[0]!.trim();
   const short = first.length > MAX_INTERNAL_MESSAGE ? `${first.slice(0, MAX_INTERNAL_MESSAGE - 3)}...` : first;
-  return new ApiError(500, `internal server error${short ? `: ${short}` : ''}`, null, 'internal_error', 'server_error');
+  return new ApiError(500, `internal server error${short ? `: ${short}` : ''}`, null, UNKNOWN.http.code, UNKNOWN.http.type);
 }
 
 export const errorBody = (e: ApiError) => ({ message: e.message, type: e.type, param: e.param, code: e.code });

@@ -2,7 +2,7 @@
 // answer is shaped. Every value a client can send either maps onto a request that runs, or is a 400
 // that names the field and the accepted range: nothing in range may fail later in the sampler.
 
-import type { SamplingOptions } from '../engine/engine.js';
+import type { SamplingOptions } from '../../../protocol/engine.js';
 import { ApiError, clip, show } from './apiError.js';
 
 /** What parseCompletionRequest makes of a body: the engine options plus how to shape the answer. */

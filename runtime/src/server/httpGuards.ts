@@ -4,7 +4,7 @@
 // server shows (never a folder's absolute path).
 
 import { isIPv4, isIPv6 } from 'node:net';
-import { UsageError } from '../errors.js';
+import { UsageError } from '../../../protocol/errors.js';
 import { ApiError, clip } from './apiError.js';
 
 /**

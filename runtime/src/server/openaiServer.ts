@@ -6,11 +6,11 @@ import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import type { Engine, EngineResult } from '../engine/engine.js';
+import type { Engine, EngineResult } from '../../../protocol/engine.js';
 import { ApiError, clip, errorBody, rawErrorResponse, toApiError } from './apiError.js';
 import { MAX_CHOICES, parseCompletionRequest } from './completionRequest.js';
 import { bearerToken, checkServeAccess, decodePathSegment, isLoopbackHostHeader, publicModelName, requestPath } from './httpGuards.js';
-import { sseData } from './sse.js';
+import { sseData } from '../../../protocol/sse.js';
 
 export { checkServeAccess } from './httpGuards.js';
 export { parseCompletionRequest } from './completionRequest.js';

@@ -56,9 +56,10 @@ import {
   type WarmParams,
   type WarmResult,
 } from '../../../protocol/protocol.js';
-import { type Engine, type EngineRequest, emptyPrefixCache, emptyQueue, type Priority, type SamplingOptions, type TaskRequest, type TaskResults, WrongModelTypeError } from '../engine/engine.js';
+import { type Engine, type EngineRequest, emptyPrefixCache, emptyQueue, type Priority, type SamplingOptions, type TaskRequest, type TaskResults } from '../../../protocol/engine.js';
+import { MAX_TOKENS, SAMPLING_KEYS, SAMPLING_SPEC, isSamplingKey, validSamplingValue } from '../../../protocol/sampling.js';
 import { createLocalEngine } from '../engine/localEngine.js';
-import { DeviceUnavailableError } from '../errors.js';
+import { DeviceUnavailableError, WrongModelTypeError, toRpcError } from '../../../protocol/errors.js';
 import type { DtypeChoice } from '../model.js';
 import { DEVICES, checkThreads } from '../session.js';
 import { FrameReader } from './frameReader.js';
@@ -214,7 +215,7 @@ export function startRpcServer(input: Readable, output: Writable, options: RpcSe
       const onText = partial === undefined ? undefined : (delta: string) => quietly(() => connection.sendProgress(PartialResult, partial, { delta }));
       return await live.generate(request, onText, controller.signal);
     } catch (err) {
-      throw toResponseError(err as Error);
+      throw toResponseError(err);
     } finally {
       subscription.dispose();
     }
@@ -247,7 +248,7 @@ export function startRpcServer(input: Readable, output: Writable, options: RpcSe
     try {
       return await method(request.params, controller.signal);
     } catch (err) {
-      throw toResponseError(err as Error);
+      throw toResponseError(err);
     } finally {
       subscription.dispose();
     }
@@ -424,13 +425,10 @@ function field<T>(expected: string, ok: (v: unknown) => boolean): { required: Fi
   return { required, optional: (v, name) => (v === undefined || v === null ? undefined : required(v, name)) };
 }
 
-/** Limits for counts of tokens, and for a few other sizes: far beyond any model's positions (OPT has 2048), yet finite. */
-const MAX_TOKENS = 2 ** 20;
 const MAX_NAME = 4096;
 
 const int = (min: number, max: number) => field<number>(`an integer >= ${min} and <= ${max}`, (v) => typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max);
 const num = (expected: string, ok: (n: number) => boolean) => field<number>(expected, (v) => typeof v === 'number' && Number.isFinite(v) && ok(v));
-const bool = field<boolean>('true or false', (v) => typeof v === 'boolean');
 const anyText = field<string>('a string', (v) => typeof v === 'string');
 /** An identifier or a path: not empty, no NUL, at most MAX_NAME characters. */
 const name = (what: string) => field<string>(`${what} (a non-empty string of at most ${MAX_NAME} characters, without NUL)`, (v) => typeof v === 'string' && v !== '' && v.length <= MAX_NAME && !v.includes('\0'));
@@ -476,30 +474,16 @@ const INITIALIZE = {
   contextTokens: int(1, MAX_TOKENS).optional,
 };
 
-const stopStrings = field<string[]>('an array of at most 64 non-empty strings', (v) => Array.isArray(v) && v.length <= 64 && v.every((s) => typeof s === 'string' && s !== ''));
-const SAMPLING: Record<keyof SamplingOptions, Field<unknown>> = {
-  max_new_tokens: int(1, MAX_TOKENS).optional,
-  min_new_tokens: int(0, MAX_TOKENS).optional,
-  do_sample: bool.optional,
-  temperature: num('a finite number >= 0', (n) => n >= 0).optional,
-  top_p: num('a number in (0, 1]', (n) => n > 0 && n <= 1).optional,
-  top_k: int(0, 2 ** 31 - 1).optional,
-  typical_p: num('a number in (0, 1]', (n) => n > 0 && n <= 1).optional,
-  repetition_penalty: num('a finite number > 0', (n) => n > 0).optional,
-  no_repeat_ngram_size: int(0, MAX_TOKENS).optional,
-  seed: field<number>('a safe integer', (v) => typeof v === 'number' && Number.isSafeInteger(v)).optional,
-  stop_strings: stopStrings.optional,
-};
-
-/** Sampling options: each known one checked (the engine checks how they combine); unknown ones refused. */
+/** Sampling options: each known one checked against the spec (the engine checks how they combine); unknown ones refused. */
 const sampling: Field<SamplingOptions> = (v, key) => {
   if (v === undefined || v === null) return {};
   if (!isObject(v)) throw invalidParam(`\`${key}\` must be an object of sampling options, got ${kindOf(v)}`);
   const out: Record<string, unknown> = {};
   for (const [k, x] of Object.entries(v)) {
-    if (!Object.hasOwn(SAMPLING, k)) throw invalidParam(`unknown option \`${k}\`; known: ${Object.keys(SAMPLING).join(', ')}`);
-    const read = SAMPLING[k as keyof SamplingOptions](x, `${key}.${k}`);
-    if (read !== undefined) out[k] = read;
+    if (!isSamplingKey(k)) throw invalidParam(`unknown option \`${k}\`; known: ${SAMPLING_KEYS.join(', ')}`);
+    if (x === undefined || x === null) continue;
+    if (!validSamplingValue(k, x)) throw invalidParam(`\`${key}.${k}\` must be ${SAMPLING_SPEC[k].expected}, got ${kindOf(x)}`);
+    out[k] = x;
   }
   return out as SamplingOptions;
 };
@@ -562,20 +546,8 @@ async function checkCacheDir(dir: string): Promise<void> {
   if (pseudo) throw invalidParam(`\`cacheDir\` cannot hold converted models: ${probe} is on the kernel's ${pseudo} file system; give a folder on a disk, or leave it out for ~/.cache/opt-complete`);
 }
 
-function toResponseError(err: Error): ResponseError<void> {
+function toResponseError(err: unknown): ResponseError<void> {
   if (err instanceof ResponseError) return err;
-  switch (err.name) {
-    case 'AbortError':
-      return new ResponseError(RuntimeErrorCodes.Cancelled, 'cancelled');
-    case 'SupersededError':
-      return new ResponseError(RuntimeErrorCodes.Cancelled, err.message);
-    case 'EngineBusyError':
-      return new ResponseError(RuntimeErrorCodes.Busy, err.message);
-    case 'WrongModelTypeError':
-      return new ResponseError(RuntimeErrorCodes.WrongModelType, err.message);
-    case 'UsageError':
-      return new ResponseError(ErrorCodes.InvalidParams, err.message);
-    default:
-      return new ResponseError(RuntimeErrorCodes.GenerationFailed, err.message);
-  }
+  const { code, message } = toRpcError(err);
+  return new ResponseError(code, message);
 }

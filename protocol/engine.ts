@@ -1,23 +1,11 @@
 // The engine contract: what the protocol server, the OpenAI-compatible HTTP server and the CLI ask
-// of a loaded model. The local engine runs inference on a worker thread; the requests it serves
+// of a loaded model, and what the editor's client of a remote server offers (errors: errors.ts). The local engine runs inference on a worker thread; the requests it serves
 // are scheduled by priority so an inline completion never waits behind a long generation.
 
-import type { AnswerParams, AnswerResult, ClassifyParams, ClassifyResult, EmbedParams, EmbedResult } from '../../../protocol/protocol.js';
+import type { AnswerParams, AnswerResult, ClassifyParams, ClassifyResult, EmbedParams, EmbedResult } from './protocol.js';
+import type { SamplingOptions } from './sampling.js';
 
-/** Sampling options with Hugging Face's names (a subset of GenerationOptions the servers expose). */
-export interface SamplingOptions {
-  max_new_tokens?: number;
-  min_new_tokens?: number;
-  do_sample?: boolean;
-  temperature?: number;
-  top_p?: number;
-  top_k?: number;
-  typical_p?: number;
-  repetition_penalty?: number;
-  no_repeat_ngram_size?: number;
-  seed?: number;
-  stop_strings?: string[];
-}
+export type { SamplingOptions };
 
 /**
  * inline: ghost-text completions, latency-critical; a newer one for the same document supersedes
@@ -93,18 +81,6 @@ export interface EngineStatus {
 export const emptyQueue = (): Record<Priority, number> => ({ inline: 0, interactive: 0, background: 0, warm: 0 });
 /** No prefix cache, or none loaded yet. */
 export const emptyPrefixCache = (): EngineStatus['prefixCache'] => ({ entries: 0, bytes: 0, budgetBytes: 0, hits: 0, misses: 0 });
-
-/** Rejections carry one of these names so servers can map them (e.g. to HTTP 429 or 499). */
-export class EngineBusyError extends Error {
-  override readonly name = 'EngineBusyError';
-}
-export class SupersededError extends Error {
-  override readonly name = 'SupersededError';
-}
-/** The loaded checkpoint has no head for the request (the message names the architecture needed). */
-export class WrongModelTypeError extends Error {
-  override readonly name = 'WrongModelTypeError';
-}
 
 /** A one-pass request to a head other than generation (one model step; interactive priority). */
 export type TaskRequest =
