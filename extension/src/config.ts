@@ -1,6 +1,6 @@
-// The only reader of VS Code's configuration: a typed getter per setting (defaults live in
-// package.json; the fallbacks here only guard against a broken settings.json), and the
-// classification of a change into restart vs hot settings (lists in settings.ts).
+// The only reader of VS Code's configuration: a typed getter per setting, read by its rule in
+// settings.ts; a value the rule refuses (a broken settings.json) gets package.json's default, the
+// only place defaults are written. And the classification of a change into restart vs hot settings.
 
 import { availableParallelism, homedir } from 'node:os';
 import * as vscode from 'vscode';
@@ -10,18 +10,22 @@ import type { SamplingOptions } from './engines/completionEngine.js';
 import { type RewriteTemplate, resolveTemplates } from './rewrite/rewriteTemplates.js';
 import type { RuntimeInit } from './runtimeSupervisor.js';
 import {
-  DEVICE_SETTINGS,
-  DTYPE_SETTINGS,
   type DeviceSetting,
   type DtypeSetting,
   type EngineKind,
   HOT_SETTINGS,
   RESTART_SETTINGS,
   SECTION,
+  SETTING_RULES,
   type SettingKey,
+  type SettingRule,
+  type SettingValue,
   languageEnabled,
   samplingFromSettings,
 } from './settings.js';
+
+/** The settings read as plain numbers (clamped to their rule's range). */
+type NumberKey = { [K in SettingKey]: [SettingValue<K>] extends [number] ? K : never }[SettingKey];
 
 export interface SettingsChange {
   restart: SettingKey[];
@@ -33,33 +37,34 @@ export class Config {
     return vscode.workspace.getConfiguration(SECTION);
   }
 
-  private _get<T>(key: SettingKey, fallback: T, valid: (v: unknown) => boolean = (v) => typeof v === typeof fallback): T {
-    const v = this._cfg.get<unknown>(key);
-    return v !== undefined && v !== null && valid(v) ? (v as T) : fallback;
+  /** The setting's value when its rule accepts it, else package.json's default (which the manifest test checks the rule accepts). */
+  private _value<K extends SettingKey>(key: K): SettingValue<K> {
+    const rule: SettingRule<unknown> = SETTING_RULES[key];
+    const cfg = this._cfg;
+    const v = cfg.get<unknown>(key);
+    if (v !== undefined && v !== null && rule.accepts(v)) return v as SettingValue<K>;
+    const d = cfg.inspect<unknown>(key)?.defaultValue;
+    if ((d === null && rule.nullable) || (d !== undefined && d !== null && rule.accepts(d))) return d as SettingValue<K>;
+    throw new Error(`package.json declares no valid default for ${SECTION}.${key}`);
   }
 
-  private _int(key: SettingKey, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
-    const v = this._get<number>(key, fallback, (x) => typeof x === 'number' && Number.isFinite(x));
-    return Math.min(max, Math.max(min, Math.round(v)));
-  }
-
-  private _num(key: SettingKey, fallback: number, min: number, max: number): number {
-    const v = this._get<number>(key, fallback, (x) => typeof x === 'number' && Number.isFinite(x));
-    return Math.min(max, Math.max(min, v));
+  /** A number setting, clamped to its rule's range (and `max`). */
+  private _number(key: NumberKey, max = Number.POSITIVE_INFINITY): number {
+    return clamp(SETTING_RULES[key], this._value(key), max);
   }
 
   // Engine and runtime (restart settings).
   get engine(): EngineKind {
-    return this._get<EngineKind>('engine', 'local', (v) => v === 'local' || v === 'openai');
+    return this._value('engine');
   }
   get model(): string {
-    return this._get('model', 'facebook/opt-125m', (v) => typeof v === 'string' && v.trim() !== '').trim();
+    return this._value('model').trim();
   }
   get device(): DeviceSetting {
-    return this._get<DeviceSetting>('device', 'auto', (v) => (DEVICE_SETTINGS as readonly unknown[]).includes(v));
+    return this._value('device');
   }
   get dtype(): DtypeSetting {
-    return this._get<DtypeSetting>('dtype', 'auto', (v) => (DTYPE_SETTINGS as readonly unknown[]).includes(v));
+    return this._value('dtype');
   }
   /**
    * 0 (one per core) up to this machine's logical CPUs, the runtime's own limit (runtime/src/session.ts
@@ -67,27 +72,27 @@ export class Config {
    * `maximum` (256), which a settings.json edited by hand can still exceed.
    */
   get threads(): number {
-    return this._int('threads', 0, 0, Math.min(256, availableParallelism()));
+    return this._number('threads', availableParallelism());
   }
   get cacheDir(): string {
-    return expandHome(this._get('cacheDir', ''));
+    return expandHome(this._value('cacheDir'));
   }
   get nodePath(): string {
-    return expandHome(this._get('runtime.nodePath', ''));
+    return expandHome(this._value('runtime.nodePath'));
   }
   /** undefined (the default, null, or anything but a number): the runtime sizes the prefix cache for the model and the machine. */
   get prefixCacheMiB(): number | undefined {
-    const v = this._cfg.get<unknown>('runtime.prefixCacheMiB');
-    return typeof v === 'number' && Number.isFinite(v) ? Math.max(0, Math.round(v)) : undefined;
+    const v = this._value('runtime.prefixCacheMiB');
+    return v === null ? undefined : clamp(SETTING_RULES['runtime.prefixCacheMiB'], v);
   }
   get startup(): 'onDemand' | 'onStartup' {
-    return this._get('runtime.startup', 'onDemand', (v) => v === 'onDemand' || v === 'onStartup');
+    return this._value('runtime.startup');
   }
   get openaiBaseUrl(): string {
-    return this._get('openai.baseUrl', 'http://127.0.0.1:8000/v1');
+    return this._value('openai.baseUrl');
   }
   get openaiModel(): string {
-    return this._get('openai.model', '');
+    return this._value('openai.model');
   }
 
   /** The runtime's memory check and automatic prefix cache are sized for an inline request's prompt and completion. */
@@ -108,56 +113,56 @@ export class Config {
 
   // Inline completions (hot).
   get inlineEnabled(): boolean {
-    return this._get('inline.enable', true);
+    return this._value('inline.enable');
   }
   get inlineLanguages(): Record<string, unknown> {
-    return this._get<Record<string, unknown>>('inline.languages', { '*': true }, (v) => typeof v === 'object' && !Array.isArray(v));
+    return this._value('inline.languages');
   }
   inlineEnabledFor(languageId: string): boolean {
     return this.inlineEnabled && languageEnabled(this.inlineLanguages, languageId);
   }
   get debounce(): DebounceSettings {
-    return { debounceMs: this._int('inline.debounceMs', 75, 0, 5000), wordEndDebounceMs: this._int('inline.wordEndDebounceMs', 0, 0, 5000) };
+    return { debounceMs: this._number('inline.debounceMs'), wordEndDebounceMs: this._number('inline.wordEndDebounceMs') };
   }
   get multiline(): MultilineMode {
-    return this._get<MultilineMode>('inline.multiline', 'auto', (v) => v === 'auto' || v === 'always' || v === 'never');
+    return this._value('inline.multiline');
   }
   get inlineMaxNewTokens(): number {
-    return this._int('inline.maxNewTokens', 48, 1, 1024);
+    return this._number('inline.maxNewTokens');
   }
   get maxContextChars(): number {
-    return this._int('inline.maxContextChars', 4000, 16, 200_000);
+    return this._number('inline.maxContextChars');
   }
   get maxContextTokens(): number {
-    return this._int('inline.maxContextTokens', 768, 8, 32768);
+    return this._number('inline.maxContextTokens');
   }
   get inlinePolicy(): InlinePolicy {
     return {
       multiline: this.multiline,
-      maxLines: this._int('inline.maxLines', 8, 1, 200),
-      stopSequences: this._get<string[]>('inline.stopSequences', [], (v) => Array.isArray(v)).filter((s) => typeof s === 'string' && s !== ''),
+      maxLines: this._number('inline.maxLines'),
+      stopSequences: this._value('inline.stopSequences').filter((s): s is string => typeof s === 'string' && s !== ''),
     };
   }
 
   // Generation and rewriting (hot).
   get generationSampling(): SamplingOptions {
     return samplingFromSettings({
-      temperature: this._num('generation.temperature', 0.8, 0, 10),
-      topP: this._num('generation.topP', 0.95, 0.01, 1),
-      topK: this._int('generation.topK', 50, 0, 50272),
-      repetitionPenalty: this._num('generation.repetitionPenalty', 1.1, 0.01, 10),
-      maxNewTokens: this._int('generation.maxNewTokens', 128, 1, 2048),
-      seed: this._get<number | null>('generation.seed', null, (v) => typeof v === 'number' && Number.isInteger(v)),
+      temperature: this._number('generation.temperature'),
+      topP: this._number('generation.topP'),
+      topK: this._number('generation.topK'),
+      repetitionPenalty: this._number('generation.repetitionPenalty'),
+      maxNewTokens: this._number('generation.maxNewTokens'),
+      seed: this._value('generation.seed'),
     });
   }
   get rewriteTemplates(): { templates: RewriteTemplate[]; problems: string[] } {
     return resolveTemplates(this._cfg.get('rewrite.templates'));
   }
   get rewriteMaxNewTokens(): number {
-    return this._int('rewrite.maxNewTokens', 512, 16, 2048);
+    return this._number('rewrite.maxNewTokens');
   }
   get debugStateFile(): string {
-    return expandHome(this._get('debug.stateFile', ''));
+    return expandHome(this._value('debug.stateFile'));
   }
 
   /** Writes a setting where it takes effect: the workspace if it is set there, else the user settings. */
@@ -180,6 +185,12 @@ export class Config {
     const cfg = this._cfg;
     return Object.fromEntries([...RESTART_SETTINGS, ...HOT_SETTINGS].filter((k) => k !== 'rewrite.templates').map((k) => [k, cfg.get(k)]));
   }
+}
+
+/** Rounded when the setting is an integer, then clamped to [rule.min, min(rule.max, max)]. */
+function clamp(rule: SettingRule<number>, v: number, max = Number.POSITIVE_INFINITY): number {
+  const integer = (typeof rule.json === 'string' ? rule.json : rule.json[0]) === 'integer';
+  return Math.min(max, rule.max ?? Number.POSITIVE_INFINITY, Math.max(rule.min ?? Number.NEGATIVE_INFINITY, integer ? Math.round(v) : v));
 }
 
 function expandHome(p: string): string {
