@@ -37,7 +37,7 @@ export function applyTopP(scores: Float32Array, topP: number, scratch: LogitsScr
     const e = Math.exp(x - max);
     total += e;
     finite++;
-    bins[binOf(max - x)] += e; // bin 0 holds the most probable tokens
+    bins[binOf(max - x)]! += e; // bin 0 holds the most probable tokens (binOf is always in range)
   }
   let lastBin = 0;
   for (let acc = bins[0]!; acc < (topP + MARGIN) * total && lastBin < MASS_BINS - 1; ) acc += bins[++lastBin]!;
@@ -106,7 +106,7 @@ export function applyTypicalP(scores: Float32Array, mass: number, scratch: Logit
     if (x === -Infinity) continue;
     const s = Math.abs(-(x - logZ) - entropy);
     shifted[i] = s;
-    bins[binOf(s)] += Math.exp(x - logZ); // bin 0 holds the most typical tokens
+    bins[binOf(s)]! += Math.exp(x - logZ); // bin 0 holds the most typical tokens (binOf is always in range)
   }
   let lastBin = 0;
   for (let acc = bins[0]!; acc < mass + MARGIN && lastBin < MASS_BINS - 1; ) acc += bins[++lastBin]!;
