@@ -19,6 +19,8 @@ export interface SamplingOptionSpec {
   expected: string;
   /** transformers' GenerationConfig default; undefined where it is unset (None). */
   hfDefault: number | boolean | undefined;
+  /** The value that turns it off, which servers send when a request leaves it out; undefined where none does. */
+  off: number | boolean | undefined;
   /** A sampling warper's parameter: greedy decoding ignores it, and transformers warns when it is set without do_sample. */
   samplingOnly: boolean;
   /** The field of an OpenAI-compatible /v1/completions body (OpenAI's, or vLLM's extension), or null. */
@@ -39,6 +41,7 @@ export const SAMPLING_SPEC = {
     kind: { type: 'int', min: 1, max: MAX_TOKENS },
     expected: `an integer >= 1 and <= ${MAX_TOKENS}`,
     hfDefault: undefined,
+    off: undefined,
     samplingOnly: false,
     openai: 'max_tokens',
     cli: 'max-new-tokens',
@@ -49,6 +52,7 @@ export const SAMPLING_SPEC = {
     kind: { type: 'int', min: 0, max: MAX_TOKENS },
     expected: `an integer >= 0 and <= ${MAX_TOKENS}`,
     hfDefault: undefined,
+    off: 0,
     samplingOnly: false,
     openai: 'min_tokens', // vLLM's name
     cli: 'min-new-tokens',
@@ -59,6 +63,7 @@ export const SAMPLING_SPEC = {
     kind: { type: 'boolean' },
     expected: 'true or false',
     hfDefault: false,
+    off: false,
     samplingOnly: false,
     openai: null, // OpenAI samples unless temperature is 0
     cli: 'do-sample',
@@ -69,6 +74,7 @@ export const SAMPLING_SPEC = {
     kind: { type: 'number', min: 0, max: Number.MAX_VALUE },
     expected: 'a finite number >= 0',
     hfDefault: 1.0,
+    off: 1,
     samplingOnly: true,
     openai: 'temperature',
     cli: 'temperature',
@@ -79,6 +85,7 @@ export const SAMPLING_SPEC = {
     kind: { type: 'int', min: 0, max: 2 ** 31 - 1 },
     expected: `an integer >= 0 and <= ${2 ** 31 - 1} (0 disables top-k)`,
     hfDefault: 50,
+    off: 0,
     samplingOnly: true,
     openai: 'top_k', // vLLM's extension; it spells "off" -1
     cli: 'top-k',
@@ -89,6 +96,7 @@ export const SAMPLING_SPEC = {
     kind: { type: 'number', min: 0, max: 1, minExclusive: true },
     expected: 'a number in (0, 1] (1 disables top-p)',
     hfDefault: 1.0,
+    off: 1,
     samplingOnly: true,
     openai: 'top_p',
     cli: 'top-p',
@@ -99,6 +107,7 @@ export const SAMPLING_SPEC = {
     kind: { type: 'number', min: 0, max: 1, minExclusive: true },
     expected: 'a number in (0, 1] (1 disables typical-p)',
     hfDefault: 1.0,
+    off: 1,
     samplingOnly: true,
     openai: 'typical_p', // TGI's extension
     cli: 'typical-p',
@@ -109,6 +118,7 @@ export const SAMPLING_SPEC = {
     kind: { type: 'number', min: 0, max: Number.MAX_VALUE, minExclusive: true },
     expected: 'a strictly positive number (1 disables it, > 1 penalises repeats, < 1 favours them)',
     hfDefault: 1.0,
+    off: 1,
     samplingOnly: false,
     openai: 'repetition_penalty', // vLLM's extension
     cli: 'repetition-penalty',
@@ -116,9 +126,10 @@ export const SAMPLING_SPEC = {
     doc: 'divides the scores of tokens already present (1: off)',
   },
   no_repeat_ngram_size: {
-    kind: { type: 'int', min: 0, max: MAX_TOKENS },
-    expected: `an integer >= 0 and <= ${MAX_TOKENS} (0 disables it)`,
+    kind: { type: 'int', min: 0, max: Number.MAX_SAFE_INTEGER }, // beyond the sequence's length it bans nothing
+    expected: 'a non-negative integer (0 disables it)',
     hfDefault: 0,
+    off: 0,
     samplingOnly: false,
     openai: 'no_repeat_ngram_size',
     cli: 'no-repeat-ngram-size',
@@ -129,6 +140,7 @@ export const SAMPLING_SPEC = {
     kind: { type: 'int', min: -Number.MAX_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER },
     expected: 'a safe integer',
     hfDefault: undefined,
+    off: undefined,
     samplingOnly: false, // seeds the sampler; transformers has no such option, so never warns about it
     openai: 'seed',
     cli: 'seed',
@@ -139,6 +151,7 @@ export const SAMPLING_SPEC = {
     kind: { type: 'strings', maxItems: 64 },
     expected: 'an array of at most 64 non-empty strings',
     hfDefault: undefined,
+    off: undefined,
     samplingOnly: false,
     openai: 'stop',
     cli: 'stop',

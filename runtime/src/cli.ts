@@ -4,7 +4,9 @@
 
 import { parseArgs } from 'node:util';
 import { fileAccessError } from './errors.js';
+import type { SamplingOptions } from '../../protocol/engine.js';
 import { UsageError, kindOf } from '../../protocol/errors.js';
+import { SAMPLING_KEYS, SAMPLING_SPEC, type SamplingOptionSpec } from '../../protocol/sampling.js';
 import { perplexityOfTexts, readTextFile, slidingWindows } from './perplexity.js';
 import { readOptConfig } from './config.js';
 import { DTYPES, type DtypeChoice, type LoadOptions, convertGraphOptions, loadOptModel } from './model.js';
@@ -20,12 +22,17 @@ import { createLocalEngine } from './engine/localEngine.js';
 import { OptHeadModel } from './heads/headModel.js';
 import { POOLINGS, type Pooling } from './heads/pooling.js';
 
+/** The sampling flags for the usage text, in the spec's order. */
+const SAMPLING_USAGE = SAMPLING_KEYS.flatMap((key) => {
+  const { cli, kind }: SamplingOptionSpec = SAMPLING_SPEC[key];
+  if (cli === null) return [];
+  return [kind.type === 'boolean' ? `[--${cli}]` : kind.type === 'strings' ? `[--${cli} STRING]…` : `[--${cli} ${kind.type === 'int' ? 'N' : 'X'}]`];
+});
+
 const USAGE = `usage: opt <command> [options]
 
 commands:
-  generate  --model DIR "prompt" [--max-new-tokens N] [--do-sample] [--temperature T] [--top-p P]
-            [--top-k K] [--typical-p P] [--repetition-penalty R] [--no-repeat-ngram-size N]
-            [--num-return-sequences N] [--seed S] [--stop STRING]… [--json]
+  generate  --model DIR "prompt" ${wrap([...SAMPLING_USAGE, '[--num-return-sequences N]', '[--json]'], 88, '            ')}
                                                                    streams the continuation to stdout
   serve     --model DIR|ID [--host 127.0.0.1] [--port 8000] [--api-key KEY]
                                                                    OpenAI-compatible /v1/completions server
@@ -64,17 +71,8 @@ const OPTIONS = {
   'cache-dir': { type: 'string' },
   force: { type: 'boolean', default: false },
   help: { type: 'boolean', short: 'h', default: false },
-  // generate
-  'max-new-tokens': { type: 'string' },
-  'do-sample': { type: 'boolean' },
-  temperature: { type: 'string' },
-  'top-p': { type: 'string' },
-  'typical-p': { type: 'string' },
-  'repetition-penalty': { type: 'string' },
-  'no-repeat-ngram-size': { type: 'string' },
+  // generate (and every sampling option's flag, from the spec: SAMPLING_FLAGS)
   'num-return-sequences': { type: 'string' },
-  seed: { type: 'string' },
-  stop: { type: 'string', multiple: true },
   json: { type: 'boolean', default: false },
   // classify, answer, embed
   question: { type: 'string' },
@@ -93,10 +91,19 @@ const OPTIONS = {
   'api-key': { type: 'string' },
 } as const;
 
+/** parseArgs' options for the sampling spec's flags: booleans, repeatable strings, and numbers given as text. */
+const SAMPLING_FLAGS: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = Object.fromEntries(
+  SAMPLING_KEYS.flatMap((key) => {
+    const { cli, kind }: SamplingOptionSpec = SAMPLING_SPEC[key];
+    if (cli === null) return [];
+    return [[cli, kind.type === 'boolean' ? { type: 'boolean' } : kind.type === 'strings' ? { type: 'string', multiple: true } : { type: 'string' }]];
+  }),
+);
+
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
 
 async function main(argv: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true });
+  const { values, positionals } = parseArgs({ args: argv, options: { ...SAMPLING_FLAGS, ...OPTIONS }, allowPositionals: true });
   const command = positionals[0];
   if (values.help || !command) {
     process.stdout.write(USAGE);
@@ -126,26 +133,8 @@ async function main(argv: string[]): Promise<void> {
 /** Streams one row's text as it is generated; with several rows, prints each when it is done. */
 async function generateCommand(v: Values, prompts: string[]): Promise<void> {
   if (prompts.length === 0) throw new UsageError('generate needs a prompt: opt generate --model DIR "Once upon a time"');
-  const num = (flag: keyof Values, parse: (s: string) => number = Number) => {
-    const s = v[flag] as string | undefined;
-    if (s === undefined) return undefined;
-    const n = parse(s);
-    if (Number.isNaN(n)) throw new UsageError(`--${flag} must be a number, got "${s}"`);
-    return n;
-  };
-  const options = Object.fromEntries(Object.entries({
-    max_new_tokens: num('max-new-tokens'),
-    do_sample: v['do-sample'],
-    temperature: num('temperature'),
-    top_p: num('top-p'),
-    top_k: num('top-k'),
-    typical_p: num('typical-p'),
-    repetition_penalty: num('repetition-penalty'),
-    no_repeat_ngram_size: num('no-repeat-ngram-size'),
-    num_return_sequences: num('num-return-sequences'),
-    seed: num('seed'),
-    stop_strings: v.stop,
-  }).filter(([, x]) => x !== undefined));
+  const options: SamplingOptions & { num_return_sequences?: number } = samplingFromFlags(v);
+  if (v['num-return-sequences'] !== undefined) options.num_return_sequences = numberFlag('num-return-sequences', v['num-return-sequences']);
   const model = await loadModel(v);
   try {
     const onWarning = (w: string) => process.stderr.write(`opt: warning: ${w}\n`);
@@ -350,6 +339,38 @@ function deviceOf(v: Values): Device {
 /** --threads: 0 (one per physical core) up to the machine's logical CPUs (session.ts maxThreads). */
 function threadsOf(v: Values): number {
   return checkThreads(intOf(v.threads, '--threads', 0), '--threads');
+}
+
+function numberFlag(flag: string, s: string): number {
+  const n = Number(s);
+  if (s.trim() === '' || Number.isNaN(n)) throw new UsageError(`--${flag} must be a number, got "${s}"`);
+  return n;
+}
+
+/** The sampling options given as flags (their ranges are checked where generation resolves them, naming the option). */
+function samplingFromFlags(v: Record<string, unknown>): SamplingOptions {
+  const options: Record<string, unknown> = {};
+  for (const key of SAMPLING_KEYS) {
+    const { cli, kind }: SamplingOptionSpec = SAMPLING_SPEC[key];
+    const raw = cli === null ? undefined : v[cli];
+    if (raw === undefined) continue;
+    options[key] = kind.type === 'int' || kind.type === 'number' ? numberFlag(cli!, raw as string) : raw;
+  }
+  return options as SamplingOptions;
+}
+
+/** Items joined by spaces and wrapped at `width` columns, continuation lines indented. */
+function wrap(items: string[], width: number, indent: string): string {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of items) {
+    if (line && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  lines.push(line);
+  return lines.join(`\n${indent}`);
 }
 
 function intOf(s: string, flag: string, min: number): number {

@@ -5,6 +5,7 @@
 import { type Engine, type EngineInfo, type EngineRequest, type EngineResult, type EngineStatus, type FinishReason, emptyPrefixCache, emptyQueue } from '../../../protocol/engine.js';
 import { EngineBusyError, SupersededError } from '../../../protocol/errors.js';
 import { UsageError } from '../../../protocol/errors.js';
+import { SAMPLING_KEYS, SAMPLING_SPEC, type SamplingOptionSpec } from '../../../protocol/sampling.js';
 import { SseParser } from '../../../protocol/sse.js';
 
 export interface OpenAiEngineOptions {
@@ -112,20 +113,18 @@ export function createOpenAiEngine(options: OpenAiEngineOptions): Engine {
     const body: Record<string, unknown> = { prompt: request.prompt, stream: true, stream_options: { include_usage: true } };
     const model = options.model ?? discovered?.id;
     if (model !== undefined) body.model = model;
-    if (o.max_new_tokens !== undefined) body.max_tokens = o.max_new_tokens;
-    if (o.min_new_tokens) body.min_tokens = o.min_new_tokens; // vLLM's name
-    if (o.do_sample === true) {
-      body.temperature = o.temperature ?? 1;
-      if (o.top_p !== undefined) body.top_p = o.top_p;
-      if (o.top_k !== undefined) body.top_k = o.top_k === 0 ? -1 : o.top_k; // vLLM spells "disabled" -1, transformers 0
-      if (o.typical_p !== undefined) body.typical_p = o.typical_p;
-    } else {
-      body.temperature = 0; // transformers' default is greedy; OpenAI's temperature 0 is greedy
+    // Each option under its OpenAI (or vLLM) field, from the sampling spec; one left at its "off"
+    // value is not sent (a strict OpenAI server refuses fields it does not know), nor is a sampling
+    // warper when decoding is greedy.
+    for (const key of SAMPLING_KEYS) {
+      const spec: SamplingOptionSpec = SAMPLING_SPEC[key];
+      const value = o[key];
+      if (spec.openai === null || value === undefined || value === spec.off || (spec.samplingOnly && o.do_sample !== true)) continue;
+      if (Array.isArray(value) && value.length === 0) continue;
+      body[spec.openai] = value;
     }
-    if (o.repetition_penalty !== undefined) body.repetition_penalty = o.repetition_penalty;
-    if (o.no_repeat_ngram_size) body.no_repeat_ngram_size = o.no_repeat_ngram_size;
-    if (o.seed !== undefined) body.seed = o.seed;
-    if (stops.length > 0) body.stop = stops;
+    // OpenAI samples unless temperature is 0; transformers decodes greedily unless do_sample.
+    body.temperature = o.do_sample === true ? (o.temperature ?? 1) : 0;
     if (request.maxPromptTokens !== undefined) body.truncate_prompt_tokens = request.maxPromptTokens; // vLLM's name
 
     const start = performance.now();

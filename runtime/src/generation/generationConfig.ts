@@ -3,7 +3,7 @@
 // falling back to config.json), the prompt-dependent length rules, and validation with clear UsageErrors.
 
 import { UsageError } from '../../../protocol/errors.js';
-import { SAMPLING_ONLY_KEYS, SAMPLING_SPEC, type SamplingOnlyKey, type SamplingOptions } from '../../../protocol/sampling.js';
+import { SAMPLING_KEYS, SAMPLING_ONLY_KEYS, SAMPLING_SPEC, type SamplingKey, type SamplingOnlyKey, type SamplingOptionSpec, type SamplingOptions, validSamplingValue } from '../../../protocol/sampling.js';
 
 /** The options a caller may pass, spelled as transformers spells them: the sampling spec's, and these. */
 export interface GenerationOptions extends Required<SamplingOptions> {
@@ -27,7 +27,16 @@ export interface ModelGenerationConfig {
   max_position_embeddings: number;
 }
 
-export interface ResolvedGenerationOptions {
+/**
+ * The spec's options resolved below by rules of their own (lengths, temperature's dependence on
+ * do_sample, …). Every other option of the spec is resolved generically: the call's value, else
+ * generation_config.json's, else transformers' default, checked against the spec's range.
+ */
+const OWN_RULES = ['max_new_tokens', 'min_new_tokens', 'do_sample', 'temperature', 'top_k', 'top_p', 'typical_p', 'repetition_penalty', 'no_repeat_ngram_size', 'seed', 'stop_strings'] as const;
+type GenericKey = Exclude<SamplingKey, (typeof OWN_RULES)[number]>;
+const GENERIC_KEYS = SAMPLING_KEYS.filter((k): k is GenericKey => !(OWN_RULES as readonly string[]).includes(k));
+
+export interface ResolvedGenerationOptions extends Readonly<Pick<SamplingOptions, GenericKey>> {
   readonly max_new_tokens: number | undefined;
   readonly max_length: number;
   /**
@@ -154,6 +163,13 @@ export function resolveGenerationOptions(
   const topPPick = pick('top_p', HF_GENERATION_DEFAULTS.top_p);
   const top_p = num('top_p', topPPick);
   if (!(top_p > 0 && top_p <= 1)) throw bad('top_p', topPPick, 'in (0, 1] (1 disables top-p)');
+  const generic: Record<string, unknown> = {};
+  for (const key of GENERIC_KEYS) {
+    const spec: SamplingOptionSpec = SAMPLING_SPEC[key];
+    const p = pick(key, spec.hfDefault);
+    if (p.value !== undefined && !validSamplingValue(key, p.value)) throw bad(key, p, spec.expected);
+    generic[key] = p.value;
+  }
   const typicalPick = pick('typical_p', HF_GENERATION_DEFAULTS.typical_p);
   const typical_p = num('typical_p', typicalPick);
   if (!(typical_p > 0 && typical_p <= 1)) throw bad('typical_p', typicalPick, 'in (0, 1] (1 disables typical-p)');
@@ -175,7 +191,7 @@ export function resolveGenerationOptions(
 
   if (!do_sample) {
     // GenerationConfig.validate's "only used in sample-based generation modes" warnings.
-    const values: Record<SamplingOnlyKey, number | undefined> = { temperature, top_k, top_p, typical_p };
+    const values = { ...generic, temperature, top_k, top_p, typical_p } as Record<SamplingOnlyKey, unknown>;
     for (const name of SAMPLING_ONLY_KEYS) {
       const value = values[name];
       if (value !== undefined && value !== SAMPLING_SPEC[name].hfDefault) warnings.push(`do_sample is false, so ${name}=${value} has no effect; set do_sample=true or unset ${name}`);
@@ -212,6 +228,7 @@ export function resolveGenerationOptions(
   }
 
   return {
+    ...(generic as Pick<SamplingOptions, GenericKey>),
     max_new_tokens,
     max_length,
     max_length_is_default,

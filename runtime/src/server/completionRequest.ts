@@ -3,6 +3,7 @@
 // that names the field and the accepted range: nothing in range may fail later in the sampler.
 
 import type { SamplingOptions } from '../../../protocol/engine.js';
+import { SAMPLING_KEYS, SAMPLING_SPEC, type SamplingOptionSpec, validSamplingValue } from '../../../protocol/sampling.js';
 import { ApiError, clip, show } from './apiError.js';
 
 /** What parseCompletionRequest makes of a body: the engine options plus how to shape the answer. */
@@ -35,10 +36,21 @@ export const GREEDY_BELOW_TEMPERATURE = 1e-5;
  */
 export const REPETITION_PENALTY_RANGE = [1e-6, 1e6] as const;
 
-const FIELDS = new Set([
-  'model', 'prompt', 'max_tokens', 'temperature', 'top_p', 'n', 'stop', 'stream', 'stream_options', 'seed', 'echo',
-  'logprobs', 'presence_penalty', 'frequency_penalty', 'logit_bias', 'best_of', 'suffix', 'user',
-  'top_k', 'repetition_penalty', 'typical_p', 'no_repeat_ngram_size', 'min_tokens', 'truncate_prompt_tokens',
+/**
+ * The sampling options this file reads by OpenAI's or vLLM's own rules (ranges, defaults, spellings).
+ * Every other option of the spec with an OpenAI field is read by the spec: its range, and when absent
+ * the value that leaves it off.
+ */
+const OWN_RULES = ['max_new_tokens', 'min_new_tokens', 'do_sample', 'temperature', 'top_k', 'repetition_penalty', 'seed', 'stop_strings'] as const;
+const GENERIC = SAMPLING_KEYS.filter((k) => !(OWN_RULES as readonly string[]).includes(k) && SAMPLING_SPEC[k].openai !== null);
+
+const FIELDS = new Set<string>([
+  'model', 'prompt', 'n', 'stream', 'stream_options', 'echo', 'logprobs', 'presence_penalty', 'frequency_penalty', 'logit_bias',
+  'best_of', 'suffix', 'user', 'truncate_prompt_tokens',
+  ...SAMPLING_KEYS.flatMap((k): string[] => {
+    const field: string | null = SAMPLING_SPEC[k].openai;
+    return field === null ? [] : [field];
+  }),
 ]);
 
 /**
@@ -87,7 +99,6 @@ export function parseCompletionRequest(body: unknown, models: ReadonlySet<string
 
   const maxTokens = integer('max_tokens', 1, Number.MAX_SAFE_INTEGER, 'a positive integer') ?? OPENAI_DEFAULT_MAX_TOKENS;
   const temperature = number('temperature', (v) => v >= 0 && v <= 2, 'a number between 0 and 2') ?? 1;
-  const topP = number('top_p', (v) => v > 0 && v <= 1, 'a number in (0, 1]');
   const n = integer('n', 1, rowLimit, `an integer from 1 to ${rowLimit} (this server runs at most ${rowLimit} generations at once)`) ?? 1;
   if (prompts.length * n > rowLimit) {
     throw new ApiError(400, `prompts × n must be at most ${rowLimit} (this server runs at most ${rowLimit} generations at once), got ${prompts.length} × ${n}`, 'n', 'invalid_value');
@@ -133,8 +144,15 @@ export function parseCompletionRequest(body: unknown, models: ReadonlySet<string
   const topK = integer('top_k', -1, Number.MAX_SAFE_INTEGER, 'an integer ≥ -1 (-1 or 0 disables it)');
   const [minPenalty, maxPenalty] = REPETITION_PENALTY_RANGE;
   const repetitionPenalty = number('repetition_penalty', (v) => v >= minPenalty && v <= maxPenalty, `a number from ${minPenalty} to ${maxPenalty} (1 is off; values further from 1 overflow the model's float32 scores)`);
-  const typicalP = number('typical_p', (v) => v > 0 && v <= 1, 'a number in (0, 1]');
-  const noRepeat = integer('no_repeat_ngram_size', 0, Number.MAX_SAFE_INTEGER, 'a non-negative integer');
+  const generic: SamplingOptions = {};
+  const warpers: SamplingOptions = {};
+  for (const key of GENERIC) {
+    const spec: SamplingOptionSpec = SAMPLING_SPEC[key];
+    const field = spec.openai!;
+    if (given(field) && !validSamplingValue(key, b[field])) throw bad(field, spec.expected, typeof b[field] === typeof spec.off ? 'invalid_value' : 'invalid_type');
+    const value = given(field) ? b[field] : spec.off;
+    if (value !== undefined) Object.assign(spec.samplingOnly ? warpers : generic, { [key]: value });
+  }
   const minTokens = integer('min_tokens', 0, maxTokens, `an integer from 0 to max_tokens (${maxTokens})`);
   const maxPromptTokens = integer('truncate_prompt_tokens', 1, Number.MAX_SAFE_INTEGER, 'a positive integer');
 
@@ -144,11 +162,11 @@ export function parseCompletionRequest(body: unknown, models: ReadonlySet<string
     max_new_tokens: maxTokens,
     ...(minTokens ? { min_new_tokens: minTokens } : {}),
     repetition_penalty: repetitionPenalty ?? 1,
-    no_repeat_ngram_size: noRepeat ?? 0,
+    ...generic,
     ...(stops.length > 0 ? { stop_strings: stops } : {}),
     ...(temperature < GREEDY_BELOW_TEMPERATURE
       ? { do_sample: false }
-      : { do_sample: true, temperature, top_p: topP ?? 1, top_k: topK !== undefined && topK > 0 ? topK : 0, typical_p: typicalP ?? 1 }),
+      : { do_sample: true, temperature, top_k: topK !== undefined && topK > 0 ? topK : 0, ...warpers }),
   };
   return { prompts, n, stream, includeUsage, echo, stops, seed, options, maxPromptTokens };
 }
