@@ -103,6 +103,17 @@ export const SAMPLING_SPEC = {
     setting: 'generation.topP',
     doc: 'keep the most likely tokens whose probabilities add up to p (1: off)',
   },
+  min_p: {
+    kind: { type: 'number', min: 0, max: 1 },
+    expected: 'a number in [0, 1] (0 disables min-p)',
+    hfDefault: undefined,
+    off: 0,
+    samplingOnly: true,
+    openai: 'min_p', // vLLM's extension
+    cli: 'min-p',
+    setting: 'generation.minP',
+    doc: 'drop tokens less likely than min_p times the most likely one (0: off)',
+  },
   typical_p: {
     kind: { type: 'number', min: 0, max: 1, minExclusive: true },
     expected: 'a number in (0, 1] (1 disables typical-p)',

@@ -123,6 +123,7 @@ const RANGES: Record<string, Range> = {
   top_k: { kind: 'int', min: -1, max: MAX_SAFE },
   repetition_penalty: { kind: 'real', min: 1e-6, max: 1e6 },
   typical_p: { kind: 'real', min: 0, max: 1, minOpen: true },
+  min_p: { kind: 'real', min: 0, max: 1 },
   no_repeat_ngram_size: { kind: 'int', min: 0, max: MAX_SAFE },
   min_tokens: { kind: 'int', min: 0, max: 3 }, // up to max_tokens, 3 in the base request
   truncate_prompt_tokens: { kind: 'int', min: 1, max: MAX_SAFE },
@@ -152,7 +153,7 @@ const anyJson = fc.oneof(
 
 const FIELDS = ['model', 'prompt', 'max_tokens', 'temperature', 'top_p', 'n', 'stop', 'stream', 'stream_options', 'seed', 'echo', 'logprobs',
   'presence_penalty', 'frequency_penalty', 'logit_bias', 'best_of', 'suffix', 'user', 'top_k', 'repetition_penalty', 'typical_p',
-  'no_repeat_ngram_size', 'min_tokens', 'truncate_prompt_tokens'];
+  'no_repeat_ngram_size', 'min_tokens', 'truncate_prompt_tokens', 'min_p'];
 
 describe('opt serve under fuzzed requests', () => {
   let engine: Engine;

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { resolveGenerationOptions } from '../runtime/src/generation/generationConfig.js';
 import {
+  applyMinP,
   applyNoRepeatNgram,
   applyRepetitionPenalty,
   applyTemperature,
@@ -37,8 +38,78 @@ const OFF: LogitsPlan = {
   temperature: 1,
   topK: 0,
   topP: 1,
+  minP: 0,
   typicalP: 1,
 };
+
+describe('min-p', () => {
+  /** MinPLogitsWarper as transformers writes it: float32 softmax, probs < min_p * max prob removed, the top token kept. */
+  const reference = (scores: Float32Array, minP: number): Float32Array => {
+    const out = Float32Array.from(scores);
+    let max = -Infinity;
+    for (const x of scores) max = Math.max(max, x);
+    const e = Float32Array.from(scores, (x) => Math.exp(x - max));
+    const sum = e.reduce((a, b) => a + b, 0);
+    const probs = Float32Array.from(e, (x) => x / sum);
+    const threshold = Math.fround(minP * Math.max(...probs));
+    const top = scores.indexOf(max);
+    for (let i = 0; i < out.length; i++) if (probs[i]! < threshold && i !== top) out[i] = NEG;
+    return out;
+  };
+
+  test('keeps the tokens at least min_p times as likely as the most likely one', () => {
+    const s = logs([0.5, 0.25, 0.1, 0.05, 0.1]);
+    applyMinP(s, 0.19); // cut at 0.095: the 0.1s stay, 0.05 goes
+    assert.deepEqual(kept(s), [0, 1, 2, 4]);
+    const t = logs([0.5, 0.25, 0.1, 0.05, 0.1]);
+    applyMinP(t, 0.21);
+    assert.deepEqual(kept(t), [0, 1]);
+  });
+
+  test('0 is off, 1 keeps only the most likely token (and its ties), filtered tokens stay filtered', () => {
+    const s = f32([1, 2, 3, NEG]);
+    applyMinP(s, 0);
+    assert.deepEqual(kept(s), [0, 1, 2]);
+    const t = f32([3, 2, 3, 1]);
+    applyMinP(t, 1);
+    assert.deepEqual(kept(t), [0, 2]);
+    const all = f32([NEG, NEG]);
+    applyMinP(all, 0.5);
+    assert.deepEqual(kept(all), []);
+  });
+
+  test('matches transformers\' formulation on random rows, and runs after top-p in the plan', () => {
+    const rng = createRng(5);
+    for (let trial = 0; trial < 200; trial++) {
+      const row = Float32Array.from({ length: 300 }, () => (rng.nextFloat() - 0.5) * 12);
+      const minP = [0.01, 0.05, 0.1, 0.3, 0.9][trial % 5]!;
+      const got = Float32Array.from(row);
+      applyMinP(got, minP);
+      assert.deepEqual(kept(got), kept(reference(row, minP)), `trial ${trial}`);
+    }
+    // top-p first: min-p's cut is relative to the best token, which top-p never removes, so the
+    // order matters only through what top-p removed; both must hold.
+    const row = logs([0.4, 0.3, 0.2, 0.06, 0.04]);
+    const scratch = createLogitsScratch(row.length);
+    processLogits(row, [], 0, { ...OFF, topP: 0.8, minP: 0.6 }, scratch);
+    assert.deepEqual(kept(row), [0, 1]);
+  });
+});
+
+describe('min_p as an option', () => {
+  const model = { bos_token_id: 2, eos_token_id: 2, pad_token_id: 1, max_position_embeddings: 2048 };
+  test('unset by default (transformers\' None), from the call or generation_config.json, in the plan', () => {
+    assert.equal(resolveGenerationOptions({}, undefined, model).min_p, undefined);
+    assert.equal(logitsPlan(resolveGenerationOptions({}, undefined, model), 3).minP, 0);
+    assert.equal(resolveGenerationOptions({ do_sample: true }, { min_p: 0.05 }, model).min_p, 0.05);
+    assert.equal(logitsPlan(resolveGenerationOptions({ do_sample: true, min_p: 0.1 }, { min_p: 0.05 }, model), 3).minP, 0.1);
+  });
+  test('out of [0, 1] is refused, naming the source; set for greedy decoding, a warning', () => {
+    assert.throws(() => resolveGenerationOptions({ min_p: 1.5 }, undefined, model), /min_p must be a number in \[0, 1\] \(0 disables min-p\), got 1\.5/);
+    assert.throws(() => resolveGenerationOptions({}, { min_p: -0.1 }, model), /min_p must be .* got -0\.1 \(from generation_config\.json\)/);
+    assert.match(resolveGenerationOptions({ min_p: 0.1 }, undefined, model).warnings.join('\n'), /do_sample is false, so min_p=0\.1 has no effect/);
+  });
+});
 
 describe('repetition penalty', () => {
   test('divides positive and multiplies negative scores of ids present, prompt included', () => {

@@ -120,7 +120,7 @@ describe('categorical sampling', () => {
     const rng = createRng(99);
     const row = new Float32Array(vocab);
     for (let i = 0; i < vocab; i++) row[i] = (rng.nextFloat() - 0.5) * 8;
-    const plan: LogitsPlan = { repetitionPenalty: 1.2, noRepeatNgramSize: 0, minLength: 0, minNewTokens: 0, eosTokenIds: [], sample: true, temperature: 0.7, topK: 50, topP: 0.95, typicalP: 1 };
+    const plan: LogitsPlan = { repetitionPenalty: 1.2, noRepeatNgramSize: 0, minLength: 0, minNewTokens: 0, eosTokenIds: [], sample: true, temperature: 0.7, topK: 50, topP: 0.95, minP: 0.02, typicalP: 1 };
     const scratch = createLogitsScratch(vocab);
     processLogits(row, [1, 2, 3], 0, plan, scratch);
     for (let i = 0; i < 5000; i++) {

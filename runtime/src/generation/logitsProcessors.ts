@@ -106,6 +106,20 @@ export function applyTopK(scores: Float32Array, topK: number, scratch: LogitsScr
   for (let i = 0; i < n; i++) if (scores[i]! < kth) scores[i] = -Infinity;
 }
 
+/**
+ * MinPLogitsWarper (min_tokens_to_keep = 1): removes every token less probable than `minP` times the
+ * most probable one. Dividing both sides by the softmax's sum, that is exp(score - max) < minP, so no
+ * softmax is needed; the most probable token always stays. minP <= 0 is off.
+ */
+export function applyMinP(scores: Float32Array, minP: number): void {
+  if (!(minP > 0)) return;
+  let max = -Infinity;
+  for (let i = 0; i < scores.length; i++) if (scores[i]! > max) max = scores[i]!;
+  if (!(max > -Infinity) || max === Infinity) return; // nothing to rank, or no finite softmax
+  const cut = Math.log(minP);
+  for (let i = 0; i < scores.length; i++) if (scores[i]! - max < cut) scores[i] = -Infinity;
+}
+
 function heapDown(heap: Float32Array, at: number, size: number): void {
   const v = heap[at]!;
   for (;;) {
@@ -138,6 +152,8 @@ export interface LogitsPlan {
   readonly topK: number;
   /** 1 = off. */
   readonly topP: number;
+  /** 0 = off. */
+  readonly minP: number;
   /** 1 = off. */
   readonly typicalP: number;
 }
@@ -154,13 +170,14 @@ export function logitsPlan(o: ResolvedGenerationOptions, promptLength: number): 
     temperature: o.temperature,
     topK: o.top_k,
     topP: o.top_p,
+    minP: o.min_p ?? 0,
     typicalP: o.typical_p,
   };
 }
 
 /**
  * Runs the processors in `_get_logits_processor`'s order: repetition penalty, no-repeat-ngram, min length,
- * min new tokens, then (sampling only) temperature, top-k, top-p, typical-p. `tokens` holds the row's
+ * min new tokens, then (sampling only) temperature, top-k, top-p, min-p, typical-p. `tokens` holds the row's
  * prompt and generated ids; `generated` how many of them were generated.
  */
 export function processLogits(scores: Float32Array, tokens: ArrayLike<number>, generated: number, plan: LogitsPlan, scratch: LogitsScratch): void {
@@ -172,5 +189,6 @@ export function processLogits(scores: Float32Array, tokens: ArrayLike<number>, g
   if (plan.temperature !== 1) applyTemperature(scores, plan.temperature);
   if (plan.topK !== 0) applyTopK(scores, plan.topK, scratch);
   if (plan.topP < 1) applyTopP(scores, plan.topP, scratch);
+  if (plan.minP > 0) applyMinP(scores, plan.minP);
   if (plan.typicalP < 1) applyTypicalP(scores, plan.typicalP, scratch);
 }
