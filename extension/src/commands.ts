@@ -49,7 +49,7 @@ export function commandTable(ctx: Ctx, preview: RewritePreview, highlight: Answe
     [Commands.restartRuntime]: async () => {
       if (ctx.config.engine !== 'local') return;
       await ctx.supervisor.restart('asked by the user');
-      ctx.showLoadProgress();
+      ctx.notifications.showLoadProgress();
     },
     [Commands.stopRuntime]: () => ctx.supervisor.stop(),
     [Commands.cancelLoad]: () => ctx.supervisor.cancelLoad(),
@@ -57,9 +57,9 @@ export function commandTable(ctx: Ctx, preview: RewritePreview, highlight: Answe
     [Commands.statusMenu]: () => statusMenu(ctx),
     [Commands.setApiKey]: async () => {
       const key = await vscode.window.showInputBox({ title: 'OPT: API Key', prompt: `The key sent as a bearer token to ${ctx.config.openaiBaseUrl}; kept in VS Code's secret storage.`, password: true, ignoreFocusOut: true });
-      if (key !== undefined) await ctx.setApiKey(key.trim());
+      if (key !== undefined) await ctx.engines.setApiKey(key.trim());
     },
-    [Commands.clearApiKey]: () => ctx.setApiKey(undefined),
+    [Commands.clearApiKey]: () => ctx.engines.setApiKey(undefined),
     [Commands.openScratch]: async () => {
       const doc = await vscode.workspace.openTextDocument({ language: 'markdown', content: '# Notes\n\nThe best thing about working from home is ' });
       const editor = await vscode.window.showTextDocument(doc);
@@ -72,10 +72,10 @@ export function commandTable(ctx: Ctx, preview: RewritePreview, highlight: Answe
       return state;
     },
     [Commands.inlineAccepted]: () => {
-      ctx.inlineCounters.accepted++;
+      ctx.debug.inlineCounters.accepted++;
       if (!accepted) {
         accepted = true;
-        void ctx.setContext(ContextKeys.firstCompletionAccepted, true);
+        void ctx.contextKeys.set(ContextKeys.firstCompletionAccepted, true);
       }
     },
   };

@@ -6,6 +6,7 @@
 
 import * as vscode from 'vscode';
 import type { Config } from './config.js';
+import type { WarmRecord } from './debugState.js';
 import { type CompletionEngine, type EngineInfo, isCancellation } from './engines/completionEngine.js';
 import { tasksOf } from './heads/modelTasks.js';
 import { inlinePromptOptions, readCursor } from './inlineCompletionProvider.js';
@@ -19,20 +20,6 @@ const TYPING_MS = 1000;
 
 /** The documents ghost text is offered in (main.ts registers the provider for the same schemes). */
 const SCHEMES = new Set(['file', 'untitled', 'vscode-notebook-cell', 'vscode-remote']);
-
-export interface WarmRecord {
-  at: string;
-  uri: string;
-  line: number;
-  character: number;
-  /** Prompt tokens, of which reused were already cached; the rest were prefilled in prefillMs. */
-  promptTokens?: number;
-  reusedTokens?: number;
-  prefillMs?: number;
-  /** Typing or another request ended it first. */
-  cancelled?: boolean;
-  error?: string;
-}
 
 export interface WarmerDeps {
   config: Config;

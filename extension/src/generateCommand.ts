@@ -57,13 +57,13 @@ export async function generateCommand(ctx: Ctx, args?: GenerateArgs): Promise<vo
         await writer.finish();
         ctx.noteEngineOutcome(undefined);
         const seconds = (performance.now() - started) / 1000;
-        ctx.lastGenerate = { prompt: prompt.slice(0, 200), inserted: writer.written, tokens: result.completionTokens, seconds, finishReason: result.finishReason, cancelled: false };
+        ctx.debug.generate = { prompt: prompt.slice(0, 200), inserted: writer.written, tokens: result.completionTokens, seconds, finishReason: result.finishReason, cancelled: false };
         ctx.log.info(`generate: ${result.completionTokens} tokens in ${seconds.toFixed(1)} s (${(result.completionTokens / Math.max(seconds, 1e-3)).toFixed(1)} tokens/s), ${result.finishReason}`);
       } catch (err) {
         await writer.finish();
         if (!isCancellation(err) && !(err instanceof CancelledError)) throw err;
         const seconds = (performance.now() - started) / 1000;
-        ctx.lastGenerate = { prompt: prompt.slice(0, 200), inserted: writer.written, tokens, seconds, cancelled: true, stopReason: writer.stopReason };
+        ctx.debug.generate = { prompt: prompt.slice(0, 200), inserted: writer.written, tokens, seconds, cancelled: true, stopReason: writer.stopReason };
         ctx.log.info(`generate: stopped after ${tokens} tokens${writer.stopReason ? ` (${writer.stopReason})` : ' (cancelled)'}`);
         if (writer.stopReason) void vscode.window.showWarningMessage(`OPT Complete: generation stopped: ${writer.stopReason}. The text written so far is kept (undo removes it in one step).`);
       } finally {
@@ -72,13 +72,13 @@ export async function generateCommand(ctx: Ctx, args?: GenerateArgs): Promise<vo
     });
   } catch (err) {
     if (err instanceof WrongModelTypeError) {
-      ctx.lastGenerate = { prompt: prompt.slice(0, 200), inserted: '', tokens: 0, cancelled: false, wrongModel: err.message };
+      ctx.debug.generate = { prompt: prompt.slice(0, 200), inserted: '', tokens: 0, cancelled: false, wrongModel: err.message };
       void showWrongModel(ctx, err.message);
       return;
     }
     ctx.noteEngineOutcome(err);
     ctx.log.error(`generate failed: ${(err as Error).message}`);
-    void ctx.showError(`generation failed: ${(err as Error).message}`);
+    void ctx.notifications.showError(`generation failed: ${(err as Error).message}`);
   } finally {
     busy.dispose();
   }

@@ -66,12 +66,12 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
     const multiline = wantsMultiline(policy.multiline, cursor);
     const documentId = document.uri.toString();
     const key = { documentId, prefix: cursor.prefix, suffixKey: `${multiline ? 'm' : 's'}${suffixKeyOf(cursor.lineSuffix, cursor.nextLines)}` };
-    ctx.inlineCounters.requests++;
+    ctx.debug.inlineCounters.requests++;
 
     const started = performance.now();
     const hit = ctx.cache.get(key, { includeEmpty: !manual });
     if (hit) {
-      ctx.inlineCounters.cacheHits++;
+      ctx.debug.inlineCounters.cacheHits++;
       this._record(document, position, hit.suggestion, 'cache', performance.now() - started);
       return hit.suggestion ? [this._item(position, linePrefix, hit.suggestion)] : undefined;
     }
@@ -81,11 +81,11 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
     try {
       if (token.isCancellationRequested) return undefined;
       if (!manual && !(await this._debouncer.wait(debounceFor(linePrefix, config.debounce), abort.signal))) {
-        ctx.inlineCounters.cancelled++;
+        ctx.debug.inlineCounters.cancelled++;
         return undefined;
       }
       const requested = performance.now();
-      ctx.inlineCounters.engineCalls++;
+      ctx.debug.inlineCounters.engineCalls++;
       const result = await ctx.engine().run(
         {
           kind: 'complete',
@@ -115,7 +115,7 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
       return [this._item(position, linePrefix, suggestion)];
     } catch (err) {
       if (isCancellation(err)) {
-        ctx.inlineCounters.cancelled++;
+        ctx.debug.inlineCounters.cancelled++;
         return undefined;
       }
       if (err instanceof WrongModelTypeError) {
@@ -124,7 +124,7 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
         this._lastUnavailable = err.message;
         return undefined;
       }
-      ctx.inlineCounters.errors++;
+      ctx.debug.inlineCounters.errors++;
       ctx.noteEngineOutcome(err);
       const message = (err as Error).message;
       // Unavailable engines are reported by the status bar; log each distinct reason once.
@@ -153,7 +153,7 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
     latencyMs: number,
     extra: { promptTokens?: number; reusedTokens?: number; completionTokens?: number; tokensPerSecond?: number; finishReason?: string } = {},
   ): void {
-    const c = this._ctx.inlineCounters;
+    const c = this._ctx.debug.inlineCounters;
     if (s) c.shown++;
     else c.empty++;
     this._ctx.recordInline({

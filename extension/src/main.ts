@@ -17,7 +17,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   ctx.pushExtCleanup(preview);
   const highlight = new AnswerHighlight();
   ctx.pushExtCleanup(highlight);
-  ctx.highlightedAnswer = () => highlight.shown;
+  ctx.debug.highlightedAnswer = () => highlight.shown;
   for (const [id, handler] of Object.entries(commandTable(ctx, preview, highlight))) {
     ctx.pushExtCleanup(vscode.commands.registerCommand(id, handler));
   }
@@ -32,7 +32,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     runtimeInfo: () => live.runtimeInfo,
     onDidChangeRuntimeState: live.supervisor.onDidChangeState,
     log: live.log,
-    record: (r) => (live.lastWarm = r),
+    record: (r) => (live.debug.warm = r),
   }));
   await ctx.start();
   // Last: the e2e harness waits for this line before typing (text typed earlier gets no ghost text).

@@ -47,13 +47,13 @@ export async function answerQuestionCommand(ctx: Ctx, highlight: AnswerHighlight
     const best = result.answers[0];
     const span = best && spanInDocument(context, selectionStart, best.start, best.end);
     if (!best || !span) {
-      ctx.lastAnswer = { status: 'no-answer', question, answers: result.answers, seconds };
+      ctx.debug.answer = { status: 'no-answer', question, answers: result.answers, seconds };
       ctx.log.info(`answer: none for ${JSON.stringify(question)}${best ? ` (the runtime's span [${best.start}, ${best.end}) is empty or outside the ${context.text.length} characters)` : ''}`);
       void vscode.window.showInformationMessage(`OPT Complete: no answer to "${question}" was found in ${where}.`);
       return;
     }
     if (document.isClosed || (document.version !== version && document.getText(range) !== original)) {
-      ctx.lastAnswer = { status: 'stale', question, answer: best };
+      ctx.debug.answer = { status: 'stale', question, answer: best };
       void vscode.window.showWarningMessage('OPT Complete: the document changed while the answer was being looked for, so it is not highlighted. Run the command again.');
       return;
     }
@@ -63,7 +63,7 @@ export async function answerQuestionCommand(ctx: Ctx, highlight: AnswerHighlight
     hover.appendText(`OPT answer (score ${formatScore(best.score)}) to: ${question}`);
     highlight.show(shownIn, answerRange, hover);
     const pos = (p: vscode.Position) => ({ line: p.line, character: p.character });
-    ctx.lastAnswer = {
+    ctx.debug.answer = {
       status: 'answered',
       question,
       answer: best,
@@ -76,17 +76,17 @@ export async function answerQuestionCommand(ctx: Ctx, highlight: AnswerHighlight
     void vscode.window.showInformationMessage(`OPT answer: ${answerSummary(best, answerRange.start.line)}`);
   } catch (err) {
     if (isCancellation(err)) {
-      ctx.lastAnswer = { status: 'cancelled', question };
+      ctx.debug.answer = { status: 'cancelled', question };
       return;
     }
     if (err instanceof WrongModelTypeError) {
-      ctx.lastAnswer = { status: 'wrong-model', message: err.message };
+      ctx.debug.answer = { status: 'wrong-model', message: err.message };
       void showWrongModel(ctx, err.message);
       return;
     }
-    ctx.lastAnswer = { status: 'failed', question, message: (err as Error).message };
+    ctx.debug.answer = { status: 'failed', question, message: (err as Error).message };
     ctx.log.error(`answer failed: ${(err as Error).message}`);
-    void ctx.showError(`answering failed: ${(err as Error).message}`);
+    void ctx.notifications.showError(`answering failed: ${(err as Error).message}`);
   } finally {
     busy.dispose();
   }

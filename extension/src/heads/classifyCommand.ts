@@ -35,7 +35,7 @@ export async function classifySelectionCommand(ctx: Ctx): Promise<void> {
     busy.dispose();
     const view = classificationView(result);
     const seconds = (performance.now() - started) / 1000;
-    ctx.lastClassify = { status: 'classified', text: text.slice(0, 200), problemType: result.problemType, labels: result.labels, summary: view.summary, rows: view.rows, seconds };
+    ctx.debug.classify = { status: 'classified', text: text.slice(0, 200), problemType: result.problemType, labels: result.labels, summary: view.summary, rows: view.rows, seconds };
     ctx.log.info(`classify: ${view.summary} (${result.labels.length} labels, ${result.problemType}) in ${seconds.toFixed(2)} s`);
     const where = whole ? `line ${range.start.line + 1}` : 'the selection';
     // Not awaited: the command is done once the scores show; the picker only closes.
@@ -45,17 +45,17 @@ export async function classifySelectionCommand(ctx: Ctx): Promise<void> {
     );
   } catch (err) {
     if (isCancellation(err)) {
-      ctx.lastClassify = { status: 'cancelled' };
+      ctx.debug.classify = { status: 'cancelled' };
       return;
     }
     if (err instanceof WrongModelTypeError) {
-      ctx.lastClassify = { status: 'wrong-model', message: err.message };
+      ctx.debug.classify = { status: 'wrong-model', message: err.message };
       void showWrongModel(ctx, err.message);
       return;
     }
-    ctx.lastClassify = { status: 'failed', message: (err as Error).message };
+    ctx.debug.classify = { status: 'failed', message: (err as Error).message };
     ctx.log.error(`classify failed: ${(err as Error).message}`);
-    void ctx.showError(`classification failed: ${(err as Error).message}`);
+    void ctx.notifications.showError(`classification failed: ${(err as Error).message}`);
   } finally {
     busy.dispose();
   }

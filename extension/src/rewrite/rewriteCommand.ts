@@ -65,29 +65,29 @@ export async function rewriteSelectionCommand(ctx: Ctx, preview: RewritePreview,
     ctx.log.info(`rewrite "${template.label}": ${result.completionTokens} tokens in ${seconds.toFixed(1)} s, ${result.finishReason}`);
     const outcome = extractRewrite(template, original, result.text, result.finishReason !== 'length');
     if (!outcome.ok) {
-      ctx.lastRewrite = { label: template.label, status: 'no-result', reason: outcome.reason, raw: result.text };
+      ctx.debug.rewrite = { label: template.label, status: 'no-result', reason: outcome.reason, raw: result.text };
       void vscode.window.showWarningMessage(`OPT Complete: ${outcome.reason}.`);
       return;
     }
     if (document.isClosed || (document.version !== version && document.getText(range) !== original)) {
-      ctx.lastRewrite = { label: template.label, status: 'stale', proposed: outcome.text };
+      ctx.debug.rewrite = { label: template.label, status: 'stale', proposed: outcome.text };
       void vscode.window.showWarningMessage('OPT Complete: the document changed while the rewrite was being generated, so the result was discarded. Run "Rewrite Selection" again.');
       return;
     }
     await preview.propose({ document, range, original, proposed: outcome.text, version: document.version, label: template.label });
   } catch (err) {
     if (isCancellation(err)) {
-      ctx.lastRewrite = { label: template.label, status: 'cancelled' };
+      ctx.debug.rewrite = { label: template.label, status: 'cancelled' };
       return;
     }
     if (err instanceof WrongModelTypeError) {
-      ctx.lastRewrite = { label: template.label, status: 'wrong-model', reason: err.message };
+      ctx.debug.rewrite = { label: template.label, status: 'wrong-model', reason: err.message };
       void showWrongModel(ctx, err.message);
       return;
     }
     ctx.noteEngineOutcome(err);
     ctx.log.error(`rewrite failed: ${(err as Error).message}`);
-    void ctx.showError(`rewrite failed: ${(err as Error).message}`);
+    void ctx.notifications.showError(`rewrite failed: ${(err as Error).message}`);
   } finally {
     busy.dispose();
   }

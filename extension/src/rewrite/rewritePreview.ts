@@ -34,7 +34,7 @@ export class RewritePreview implements vscode.TextDocumentContentProvider, vscod
 
   constructor(private readonly _ctx: Ctx) {
     this._registration = vscode.workspace.registerTextDocumentContentProvider(REWRITE_SCHEME, this);
-    _ctx.pendingRewrite = () => {
+    _ctx.debug.pendingRewrite = () => {
       const p = this._pending;
       return p && { id: p.id, label: p.label, uri: p.document.uri.toString(), original: p.original, proposed: p.proposed, version: p.version };
     };
@@ -58,8 +58,8 @@ export class RewritePreview implements vscode.TextDocumentContentProvider, vscod
     this._contents.set(right.toString(), full.slice(0, start) + p.proposed + full.slice(end));
     const pending: Pending = { ...p, id, left, right };
     this._pending = pending;
-    void this._ctx.setContext(ContextKeys.rewritePending, true);
-    this._ctx.lastRewrite = { id, label: p.label, status: 'pending', original: p.original, proposed: p.proposed };
+    void this._ctx.contextKeys.set(ContextKeys.rewritePending, true);
+    this._ctx.debug.rewrite = { id, label: p.label, status: 'pending', original: p.original, proposed: p.proposed };
     this._ctx.refreshStatus();
     await vscode.commands.executeCommand('vscode.diff', left, right, `${p.label}: ${base} (original ↔ rewritten)`, { preview: true });
     // Not awaited: the command finishes once the diff shows; the choice may come much later.
@@ -108,9 +108,9 @@ export class RewritePreview implements vscode.TextDocumentContentProvider, vscod
 
   private async _end(p: Pending, status: 'accepted' | 'rejected' | 'stale' | 'replaced' | 'failed'): Promise<void> {
     if (this._pending === p) this._pending = undefined;
-    this._ctx.lastRewrite = { id: p.id, label: p.label, status, original: p.original, proposed: p.proposed };
+    this._ctx.debug.rewrite = { id: p.id, label: p.label, status, original: p.original, proposed: p.proposed };
     this._ctx.log.info(`rewrite "${p.label}": ${status}`);
-    void this._ctx.setContext(ContextKeys.rewritePending, this._pending !== undefined);
+    void this._ctx.contextKeys.set(ContextKeys.rewritePending, this._pending !== undefined);
     const tabs = vscode.window.tabGroups.all.flatMap((g) => g.tabs).filter((t) => t.input instanceof vscode.TabInputTextDiff && t.input.modified.toString() === p.right.toString());
     if (tabs.length > 0) await vscode.window.tabGroups.close(tabs).then(undefined, () => undefined);
     this._contents.delete(p.left.toString());
