@@ -10,6 +10,7 @@ import type { WarmRecord } from './debugState.js';
 import { type CompletionEngine, type EngineInfo, isCancellation } from './engines/completionEngine.js';
 import { tasksOf } from './heads/modelTasks.js';
 import { inlinePromptOptions, readCursor } from './inlineCompletionProvider.js';
+import type { Logger } from './logger.js';
 import type { RuntimeState } from './runtimeSupervisor.js';
 
 /** How long the editor must stay idle (no edit, no cursor move) before the warm-up starts. */
@@ -21,12 +22,14 @@ const TYPING_MS = 1000;
 /** The documents ghost text is offered in (main.ts registers the provider for the same schemes). */
 const SCHEMES = new Set(['file', 'untitled', 'vscode-notebook-cell', 'vscode-remote']);
 
+/** What the warmer uses, and nothing more (main.ts wires it). */
 export interface WarmerDeps {
-  config: Config;
+  config: Pick<Config, 'engine' | 'inlineEnabledFor' | 'maxContextChars' | 'maxContextTokens' | 'inlineMaxNewTokens'>;
   engine(): CompletionEngine;
   runtimeInfo(): EngineInfo | undefined;
   onDidChangeRuntimeState: (listener: (s: RuntimeState) => void) => { dispose(): void };
-  log: vscode.LogOutputChannel;
+  log: Pick<Logger, 'trace' | 'debug'>;
+  /** The warm-up's outcome, for the debug state. */
   record(r: WarmRecord): void;
 }
 

@@ -1,18 +1,20 @@
 // Ghost text. Reads the cursor's surroundings, answers from the cache when it can (backspacing,
 // retyping, typing what was predicted), otherwise waits for typing to pause and asks the engine,
 // turning VS Code's cancellation token into a protocol cancel so a keystroke stops the model within
-// one decode step. The logic lives in completion/*.ts; this file only adapts it to VS Code.
+// one decode step. The logic lives in completion/*.ts; this file only adapts it to VS Code. It is
+// given only what it uses (InlineDeps; main.ts wires them), not the extension's whole context.
 
 import * as vscode from 'vscode';
 import { Commands } from './commandIds.js';
-import { suffixKeyOf } from './completion/completionCache.js';
+import { type CompletionCache, suffixKeyOf } from './completion/completionCache.js';
 import { type CursorContext, cursorContext } from './completion/contextWindow.js';
 import type { Config } from './config.js';
 import { Debouncer, debounceFor } from './completion/debounce.js';
 import { type InlineSuggestion, completionEnded, finishCompletion, stopStringsFor, wantsMultiline } from './completion/postprocess.js';
-import type { Ctx } from './ctx.js';
-import { EngineUnavailableError, WrongModelTypeError, isCancellation } from './engines/completionEngine.js';
+import type { InlineCounters, InlineRecord } from './debugState.js';
+import { type CompletionEngine, type EngineInfo, EngineUnavailableError, WrongModelTypeError, isCancellation } from './engines/completionEngine.js';
 import { tasksOf } from './heads/modelTasks.js';
+import type { Logger } from './logger.js';
 
 /** Lines below the cursor read for dropping repeated lines. */
 const NEXT_LINES = 4;
@@ -29,15 +31,33 @@ export function readCursor(document: vscode.TextDocument, position: vscode.Posit
 }
 
 /** The options that decide how an inline prompt is cut to the model's positions (the warm-up sends the same). */
-export function inlinePromptOptions(config: Config): { max_new_tokens: number; do_sample: false } {
+export function inlinePromptOptions(config: Pick<Config, 'inlineMaxNewTokens'>): { max_new_tokens: number; do_sample: false } {
   return { max_new_tokens: config.inlineMaxNewTokens, do_sample: false };
+}
+
+/** The settings ghost text reads (at each request, so a change applies to the next keystroke). */
+export type InlineSettings = Pick<Config, 'inlineEnabledFor' | 'maxContextChars' | 'maxContextTokens' | 'inlineMaxNewTokens' | 'inlinePolicy' | 'debounce'>;
+
+/** What the provider uses, and nothing more. */
+export interface InlineDeps {
+  readonly config: InlineSettings;
+  readonly cache: CompletionCache;
+  readonly counters: InlineCounters;
+  readonly log: Pick<Logger, 'trace' | 'info' | 'warn'>;
+  /** The loaded model's info (local runtime, ready), else undefined. */
+  runtimeInfo(): EngineInfo | undefined;
+  engine(): CompletionEngine;
+  /** A request's outcome (undefined: success), for the remote engine's health in the status bar. */
+  noteEngineOutcome(err: unknown): void;
+  /** The completion shown (or not), for the status bar and the debug state. */
+  record(r: InlineRecord): void;
 }
 
 export class InlineCompletionProvider implements vscode.InlineCompletionItemProvider, vscode.Disposable {
   private readonly _debouncer: Debouncer;
   private _lastUnavailable: string | undefined;
 
-  constructor(private readonly _ctx: Ctx) {
+  constructor(private readonly _deps: InlineDeps) {
     this._debouncer = new Debouncer();
   }
 
@@ -47,7 +67,7 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
     context: vscode.InlineCompletionContext,
     token: vscode.CancellationToken,
   ): Promise<vscode.InlineCompletionItem[] | undefined> {
-    const ctx = this._ctx;
+    const ctx = this._deps;
     const config = ctx.config;
     const manual = context.triggerKind === vscode.InlineCompletionTriggerKind.Invoke;
     // Paused globally or for this language: only an explicit trigger asks.
@@ -55,7 +75,7 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
     // The suggest widget is open: its item would have to be extended; leave that to the widget.
     if (context.selectedCompletionInfo) return undefined;
     // A classifier or QA model writes no text: no request, no error (the status bar says what the model is).
-    const info = ctx.runtimeInfo;
+    const info = ctx.runtimeInfo();
     if (info && !tasksOf(info)?.includes('generate')) return undefined;
 
     const { cursor, after } = readCursor(document, position, config.maxContextChars);
@@ -66,12 +86,12 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
     const multiline = wantsMultiline(policy.multiline, cursor);
     const documentId = document.uri.toString();
     const key = { documentId, prefix: cursor.prefix, suffixKey: `${multiline ? 'm' : 's'}${suffixKeyOf(cursor.lineSuffix, cursor.nextLines)}` };
-    ctx.debug.inlineCounters.requests++;
+    ctx.counters.requests++;
 
     const started = performance.now();
     const hit = ctx.cache.get(key, { includeEmpty: !manual });
     if (hit) {
-      ctx.debug.inlineCounters.cacheHits++;
+      ctx.counters.cacheHits++;
       this._record(document, position, hit.suggestion, 'cache', performance.now() - started);
       return hit.suggestion ? [this._item(position, linePrefix, hit.suggestion)] : undefined;
     }
@@ -81,11 +101,11 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
     try {
       if (token.isCancellationRequested) return undefined;
       if (!manual && !(await this._debouncer.wait(debounceFor(linePrefix, config.debounce), abort.signal))) {
-        ctx.debug.inlineCounters.cancelled++;
+        ctx.counters.cancelled++;
         return undefined;
       }
       const requested = performance.now();
-      ctx.debug.inlineCounters.engineCalls++;
+      ctx.counters.engineCalls++;
       const result = await ctx.engine().run(
         {
           kind: 'complete',
@@ -115,7 +135,7 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
       return [this._item(position, linePrefix, suggestion)];
     } catch (err) {
       if (isCancellation(err)) {
-        ctx.debug.inlineCounters.cancelled++;
+        ctx.counters.cancelled++;
         return undefined;
       }
       if (err instanceof WrongModelTypeError) {
@@ -124,7 +144,7 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
         this._lastUnavailable = err.message;
         return undefined;
       }
-      ctx.debug.inlineCounters.errors++;
+      ctx.counters.errors++;
       ctx.noteEngineOutcome(err);
       const message = (err as Error).message;
       // Unavailable engines are reported by the status bar; log each distinct reason once.
@@ -153,10 +173,10 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
     latencyMs: number,
     extra: { promptTokens?: number; reusedTokens?: number; completionTokens?: number; tokensPerSecond?: number; finishReason?: string } = {},
   ): void {
-    const c = this._ctx.debug.inlineCounters;
+    const c = this._deps.counters;
     if (s) c.shown++;
     else c.empty++;
-    this._ctx.recordInline({
+    this._deps.record({
       at: new Date().toISOString(),
       uri: document.uri.toString(),
       line: position.line,

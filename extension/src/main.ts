@@ -21,11 +21,20 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   for (const [id, handler] of Object.entries(commandTable(ctx, preview, highlight))) {
     ctx.pushExtCleanup(vscode.commands.registerCommand(id, handler));
   }
-  const provider = new InlineCompletionProvider(ctx);
+  const live = ctx; // the module's `ctx` is cleared on deactivation; these closures keep this one
+  const provider = new InlineCompletionProvider({
+    config: live.config,
+    cache: live.cache,
+    counters: live.debug.inlineCounters,
+    log: live.log,
+    runtimeInfo: () => live.runtimeInfo,
+    engine: () => live.engine(),
+    noteEngineOutcome: (err) => live.noteEngineOutcome(err),
+    record: (r) => live.recordInline(r),
+  });
   ctx.pushExtCleanup(provider);
   const documents: vscode.DocumentSelector = [{ scheme: 'file' }, { scheme: 'untitled' }, { scheme: 'vscode-notebook-cell' }, { scheme: 'vscode-remote' }];
   ctx.pushExtCleanup(vscode.languages.registerInlineCompletionItemProvider(documents, provider));
-  const live = ctx; // the module's `ctx` is cleared on deactivation; these closures keep this one
   live.pushExtCleanup(new DocumentWarmer({
     config: live.config,
     engine: () => live.engine(),
