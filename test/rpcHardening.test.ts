@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
+import { SETTING_RULES } from '../extension/src/settings.js';
 import { PROTOCOL_VERSION, RuntimeErrorCodes } from '../protocol/protocol.js';
 import { DEFAULT_MAX_FRAME_BYTES, FrameReader, JsonChecker } from '../runtime/src/server/frameReader.js';
 import { checkThreads, createSession, maxThreads } from '../runtime/src/session.js';
@@ -308,10 +309,12 @@ describe('finding 6: threads are bounded by the machine at every entry point', (
     const setting = pkg.contributes.configuration.properties['optComplete.threads'];
     assert.equal(setting.minimum, 0);
     assert.equal(setting.maximum, 256);
-    // config.ts cannot be loaded outside VS Code; its getter is read instead.
-    const getter = /get threads\(\): number \{\s*return this\._int\('threads', 0, 0, Math\.min\((\d+), availableParallelism\(\)\)\);/.exec(readFileSync('extension/src/config.ts', 'utf8'));
-    assert.ok(getter, 'config.ts clamps threads to min(maximum, availableParallelism())');
-    assert.equal(Number(getter[1]), setting.maximum);
+    // The setting's rule clamps to package.json's maximum; config.ts (which cannot be loaded outside
+    // VS Code, so its getter is read) clamps further to the CPUs.
+    assert.equal(SETTING_RULES.threads.max, setting.maximum);
+    assert.equal(SETTING_RULES.threads.min, setting.minimum);
+    const getter = /get threads\(\): number \{\s*return this\._number\('threads', availableParallelism\(\)\);/.exec(readFileSync('extension/src/config.ts', 'utf8'));
+    assert.ok(getter, 'config.ts clamps threads to min(the rule\'s maximum, availableParallelism())');
   });
 });
 
