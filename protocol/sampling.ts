@@ -201,8 +201,11 @@ export function validSamplingValue(key: SamplingKey, value: unknown): boolean {
 export type SamplingOnlyKey = { [K in SamplingKey]: (typeof SAMPLING_SPEC)[K]['samplingOnly'] extends true ? K : never }[SamplingKey];
 export const SAMPLING_ONLY_KEYS = SAMPLING_KEYS.filter((k): k is SamplingOnlyKey => SAMPLING_SPEC[k].samplingOnly);
 
-/** The options with a VS Code setting, by setting key. */
-export const SAMPLING_SETTINGS = SAMPLING_KEYS.flatMap((k) => {
-  const setting: string | null = SAMPLING_SPEC[k].setting;
-  return setting === null ? [] : [{ key: k, setting }];
+/** The VS Code settings (under optComplete.) that set sampling options. */
+export type SamplingSettingKey = NonNullable<(typeof SAMPLING_SPEC)[SamplingKey]['setting']>;
+
+/** The options with a VS Code setting, in the spec's order. */
+export const SAMPLING_SETTINGS = SAMPLING_KEYS.flatMap((key) => {
+  const setting = SAMPLING_SPEC[key].setting as SamplingSettingKey | null;
+  return setting === null ? [] : [{ key, setting }];
 });

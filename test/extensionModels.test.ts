@@ -71,10 +71,12 @@ describe('OPT sizes and memory', () => {
 
 describe('settings', () => {
   test('generation settings become Hugging Face sampling options; temperature 0 is greedy', () => {
-    const base = { temperature: 0.8, topP: 0.95, topK: 50, repetitionPenalty: 1.1, maxNewTokens: 128, seed: null };
-    assert.deepEqual(samplingFromSettings(base), { max_new_tokens: 128, repetition_penalty: 1.1, do_sample: true, temperature: 0.8, top_p: 0.95, top_k: 50 });
-    assert.deepEqual(samplingFromSettings({ ...base, temperature: 0 }), { max_new_tokens: 128, repetition_penalty: 1.1, do_sample: false });
-    assert.deepEqual(samplingFromSettings({ ...base, topP: 1, topK: 0, repetitionPenalty: 1, seed: 7 }), { max_new_tokens: 128, do_sample: true, temperature: 0.8, seed: 7 });
+    const base: Record<string, unknown> = { temperature: 0.8, topP: 0.95, topK: 50, repetitionPenalty: 1.1, maxNewTokens: 128, seed: null };
+    // The settings as config.ts reads them (optComplete.generation.<name>); a setting the map lacks reads as unset.
+    const from = (g: Record<string, unknown>) => samplingFromSettings((key) => g[key.slice('generation.'.length)]);
+    assert.deepEqual(from(base), { max_new_tokens: 128, repetition_penalty: 1.1, do_sample: true, temperature: 0.8, top_p: 0.95, top_k: 50 });
+    assert.deepEqual(from({ ...base, temperature: 0 }), { max_new_tokens: 128, repetition_penalty: 1.1, do_sample: false });
+    assert.deepEqual(from({ ...base, topP: 1, topK: 0, repetitionPenalty: 1, seed: 7 }), { max_new_tokens: 128, do_sample: true, temperature: 0.8, seed: 7 });
   });
 
   test('per-language switch: own entry, then "*", then on', () => {

@@ -146,14 +146,7 @@ export class Config {
 
   // Generation and rewriting (hot).
   get generationSampling(): SamplingOptions {
-    return samplingFromSettings({
-      temperature: this._number('generation.temperature'),
-      topP: this._number('generation.topP'),
-      topK: this._number('generation.topK'),
-      repetitionPenalty: this._number('generation.repetitionPenalty'),
-      maxNewTokens: this._number('generation.maxNewTokens'),
-      seed: this._value('generation.seed'),
-    });
+    return samplingFromSettings((key) => (key === 'generation.seed' ? this._value(key) : this._number(key)));
   }
   get rewriteTemplates(): { templates: RewriteTemplate[]; problems: string[] } {
     return resolveTemplates(this._cfg.get('rewrite.templates'));

@@ -4,6 +4,7 @@
 // and the pure derivations config.ts hands out. No vscode import; test/extensionManifest.test.ts
 // checks these lists and rules against package.json.
 
+import { SAMPLING_SETTINGS, SAMPLING_SPEC, type SamplingOptionSpec, type SamplingSettingKey } from '../../protocol/sampling.js';
 import type { SamplingOptions } from './engines/completionEngine.js';
 
 export const SECTION = 'optComplete';
@@ -35,12 +36,8 @@ export const HOT_SETTINGS = [
   'inline.maxContextChars',
   'inline.maxContextTokens',
   'inline.stopSequences',
-  'generation.temperature',
-  'generation.topP',
-  'generation.topK',
-  'generation.repetitionPenalty',
-  'generation.maxNewTokens',
-  'generation.seed',
+  // generation.temperature, generation.topP, …: every sampling option's setting (protocol/sampling.ts)
+  ...SAMPLING_SETTINGS.map((s) => s.setting),
   'rewrite.templates',
   'rewrite.maxNewTokens',
   'debug.stateFile',
@@ -80,8 +77,21 @@ const oneOf = <const T extends string>(values: readonly T[]): SettingRule<T> => 
 const int = (min: number, max: number): SettingRule<number> => ({ json: 'integer', accepts: finite, min, max });
 const num = (min: number, max: number): SettingRule<number> => ({ json: 'number', accepts: finite, min, max });
 
+/**
+ * A sampling option's setting reads the option's own range (protocol/sampling.ts); the rules below
+ * narrow it where the editor caps it tighter.
+ */
+function samplingRule(spec: SamplingOptionSpec): SettingRule<number> {
+  const { kind } = spec;
+  if (kind.type === 'int') return int(kind.min, kind.max);
+  if (kind.type === 'number') return num(kind.min, kind.max);
+  throw new Error(`a ${kind.type} sampling option has no setting rule yet`);
+}
+const SAMPLING_RULES = Object.fromEntries(SAMPLING_SETTINGS.map(({ key, setting }) => [setting, samplingRule(SAMPLING_SPEC[key])])) as Record<SamplingSettingKey, SettingRule<number>>;
+
 /** Every setting's rule (the test checks each against package.json's declaration and default). */
 export const SETTING_RULES = {
+  ...SAMPLING_RULES,
   engine: oneOf<EngineKind>(['local', 'openai']),
   model: { json: 'string', accepts: (v): v is string => typeof v === 'string' && v.trim() !== '' },
   device: oneOf(DEVICE_SETTINGS),
@@ -128,24 +138,21 @@ export function languageEnabled(languages: Record<string, unknown> | undefined, 
   return typeof all === 'boolean' ? all : true;
 }
 
-export interface GenerationSettings {
-  temperature: number;
-  topP: number;
-  topK: number;
-  repetitionPenalty: number;
-  maxNewTokens: number;
-  seed: number | null;
-}
-
-/** Hugging Face sampling options from the generation settings; temperature 0 means greedy. */
-export function samplingFromSettings(g: GenerationSettings): SamplingOptions {
-  const options: SamplingOptions = { max_new_tokens: g.maxNewTokens };
-  if (g.repetitionPenalty !== 1) options.repetition_penalty = g.repetitionPenalty;
-  if (g.temperature <= 0) return { ...options, do_sample: false };
-  options.do_sample = true;
-  options.temperature = g.temperature;
-  if (g.topP < 1) options.top_p = g.topP;
-  if (g.topK > 0) options.top_k = g.topK;
-  if (g.seed !== null && Number.isInteger(g.seed)) options.seed = g.seed;
-  return options;
+/**
+ * Hugging Face sampling options from the generation settings, each named by the sampling spec:
+ * temperature 0 means greedy (no sampling option is sent then, nor a seed), an option at its "off"
+ * value is left out, and null (a seed's default) means unset.
+ */
+export function samplingFromSettings(value: (setting: SamplingSettingKey) => unknown): SamplingOptions {
+  const temperature = value(SAMPLING_SPEC.temperature.setting);
+  const sample = typeof temperature === 'number' && temperature > 0;
+  const options: Record<string, unknown> = {};
+  for (const { key, setting } of SAMPLING_SETTINGS) {
+    const spec: SamplingOptionSpec = SAMPLING_SPEC[key];
+    const v = value(setting);
+    if (v === null || v === undefined || (!sample && (spec.samplingOnly || key === 'seed'))) continue;
+    if (v !== spec.off || key === 'temperature') options[key] = v;
+  }
+  options.do_sample = sample;
+  return options as SamplingOptions;
 }
