@@ -284,7 +284,7 @@ describe('naiveOpt reference: properties', () => {
         const copy = new Map(tensors);
         const positions = Float32Array.from(tensors.get('model.decoder.embed_positions.weight')!);
         // Not a constant shift: LayerNorm would cancel that (mean removal) in a pre-LN model.
-        for (let i = 0; i < H; i++) positions[row * H + i] += i % 2 === 0 ? 0.5 : -0.3;
+        for (let i = 0; i < H; i++) positions[row * H + i]! += i % 2 === 0 ? 0.5 : -0.3;
         copy.set('model.decoder.embed_positions.weight', positions);
         return naiveOptForward(config, weightsFromMap(copy), ids, mask).logits;
       };

@@ -26,6 +26,7 @@ import { deviceRefused } from '../helpers/devices.js';
 import { VsCodeSession, ensureVsix, findPrereqs, step, waitFor } from './harness.js';
 import { E2E_DTYPE, EXTENSION_ID, label } from './manifest.js';
 import { writeScriptedOpt } from './scriptedModel.js';
+import type { InlineCounters } from '../../extension/src/debugState.js';
 
 const DTYPE = E2E_DTYPE;
 
@@ -39,7 +40,7 @@ interface DebugState {
     counters: { starts: number };
   };
   statusBar: { kind: string; text: string };
-  inline: { counters: Record<string, number>; last?: InlineRecord };
+  inline: { counters: InlineCounters; last?: InlineRecord };
 }
 
 const STORY = 'The ferry crossed the bay before sunrise.\n';

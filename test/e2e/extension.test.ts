@@ -19,6 +19,7 @@ import { Commands } from '../../extension/src/commandIds.js';
 import { type GhostText, VsCodeSession, alive, cmdlineOf, ensureVsix, findPrereqs, parentPid, step, waitFor } from './harness.js';
 import { E2E_DTYPE, EXTENSION_ID, label, title } from './manifest.js';
 import { writeScriptedOpt } from './scriptedModel.js';
+import type { InlineCounters } from '../../extension/src/debugState.js';
 
 const DTYPE = E2E_DTYPE;
 
@@ -28,7 +29,7 @@ interface WarmRecord { uri: string; line: number; character: number; promptToken
 interface DebugState {
   runtime: { state: string; pid?: number; detail: { kind: string; info?: { dtype?: string; device?: string; modelId?: string } }; counters: { starts: number; crashes: number; restarts: number }; lastExit?: unknown };
   statusBar: { kind: string; text: string };
-  inline: { counters: Record<string, number>; last?: InlineRecord; warm?: WarmRecord };
+  inline: { counters: InlineCounters; last?: InlineRecord; warm?: WarmRecord };
   generate: { busy?: string; last?: { inserted: string; tokens: number; cancelled: boolean; stopReason?: string; finishReason?: string } };
   rewrite: { pending?: { proposed: string; original: string }; last?: { status: string; proposed?: string; original?: string } };
   settings: Record<string, unknown>;

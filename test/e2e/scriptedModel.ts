@@ -113,8 +113,8 @@ export async function writeScriptedOpt(dir: string, o: ScriptedModelOptions): Pr
     head.fill(0);
     for (const [a, b] of pairs) {
       const i = pairOf.get(a)!;
-      head[b * H + 2 * i] += 5;
-      head[b * H + 2 * i + 1] -= 5;
+      head[b * H + 2 * i]! += 5;
+      head[b * H + 2 * i + 1]! -= 5;
     }
     head[fallback * H + H - 1] = 60;
   });
