@@ -133,9 +133,9 @@ const openWeights = async (dir: string) => openOptWeights(dir, await readOptConf
 const f32 = (n: number) => new Uint8Array(new Float32Array(n).buffer);
 
 /** Rewrites model.safetensors' header text with `edit` (data kept as is). */
-async function editHeader(file: string, edit: (header: Record<string, any>) => unknown): Promise<void> {
+async function editHeader(file: string, edit: (header: Record<string, object>) => unknown): Promise<void> {
   const { headerText, data } = splitSafetensors(await readFile(file));
-  const edited = edit(JSON.parse(headerText) as Record<string, any>);
+  const edited = edit(JSON.parse(headerText) as Record<string, object>);
   await writeFile(file, joinSafetensors(typeof edited === 'string' ? edited : JSON.stringify(edited), data));
 }
 

@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { join } from 'node:path';
-import { type KvCache, OptDecoder } from '../runtime/src/decoder.js';
+import type { OptDecoder } from '../runtime/src/decoder.js';
+import { type KvCache } from '../runtime/src/decoder.js';
 import { type GraphDtype, type KvDtype, kvElemType } from '../runtime/src/onnx/optGraph.js';
 import { type Fixture, writeOptCheckpoint } from './fixtures/optCheckpoint.js';
 import { argmax, ids64, maxAbs, maxAbsDiff, naiveLogits, openDecoder, tempDir } from './helpers/decoderHarness.js';

@@ -152,7 +152,7 @@ export class StreamWriter implements vscode.Disposable {
       this._expect = { offset: this._offset, text };
       const first = this._first;
       this._first = false;
-      let ok = false;
+      let ok: boolean;
       try {
         ok = await this._editor.edit((b) => b.insert(at, text), { undoStopBefore: first, undoStopAfter: last });
       } catch {

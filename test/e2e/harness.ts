@@ -124,7 +124,7 @@ function tail(text: string, lines = 40): string {
 export function processesOfRun(runId: string, dir: string): number[] {
   const mark = `OPT_E2E_RUN=${runId}`;
   const pids: number[] = [];
-  let entries: string[] = [];
+  let entries: string[];
   try { entries = readdirSync('/proc'); } catch { return pids; }
   for (const name of entries) {
     if (!/^\d+$/.test(name)) continue;
