@@ -10,7 +10,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
-const { values } = parseArgs({ options: { dir: { type: 'string', default: '.cache/bench-opt-125m' }, dtype: { type: 'string', default: 'fp32' }, child: { type: 'boolean', default: false } } });
+const { values } = parseArgs({
+  options: {
+    dir: { type: 'string', default: '.cache/bench-opt-125m' },
+    dtype: { type: 'string', default: 'fp32' },
+    child: { type: 'boolean', default: false },
+  },
+});
 
 if (values.child) {
   const { convertCheckpoint } = await import('../runtime/src/convert.js');
@@ -19,12 +25,31 @@ if (values.child) {
   console.log(JSON.stringify({ seconds: r.seconds, maxRssBytes: process.resourceUsage().maxRSS * 1024 }));
   rmSync(cacheDir, { recursive: true, force: true });
 } else {
-  const weightBytes = readdirSync(values.dir).filter((f) => /\.(safetensors|bin)$/.test(f)).reduce((n, f) => n + statSync(join(values.dir, f)).size, 0);
+  const weightBytes = readdirSync(values.dir)
+    .filter((f) => /\.(safetensors|bin)$/.test(f))
+    .reduce((n, f) => n + statSync(join(values.dir, f)).size, 0);
   // A baseline child that only loads the modules: what the process costs before any weight.
-  const baseline = JSON.parse(execFileSync(process.execPath, ['--import', 'tsx', '-e', "await import('./runtime/src/convert.ts'); console.log(JSON.stringify({ maxRssBytes: process.resourceUsage().maxRSS * 1024 }))"], { encoding: 'utf8' })) as { maxRssBytes: number };
-  const run = JSON.parse(execFileSync(process.execPath, ['--import', 'tsx', 'bench/convertMemory.ts', '--child', '--dir', values.dir, '--dtype', values.dtype], { encoding: 'utf8' })) as { seconds: number; maxRssBytes: number };
+  const baseline = JSON.parse(
+    execFileSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        '-e',
+        "await import('./runtime/src/convert.ts'); console.log(JSON.stringify({ maxRssBytes: process.resourceUsage().maxRSS * 1024 }))",
+      ],
+      { encoding: 'utf8' },
+    ),
+  ) as { maxRssBytes: number };
+  const run = JSON.parse(
+    execFileSync(process.execPath, ['--import', 'tsx', 'bench/convertMemory.ts', '--child', '--dir', values.dir, '--dtype', values.dtype], {
+      encoding: 'utf8',
+    }),
+  ) as { seconds: number; maxRssBytes: number };
   const mb = (b: number) => (b / 2 ** 20).toFixed(0);
   console.log(`| checkpoint weights | dtype | convert s | peak RSS | baseline RSS | peak − baseline | (peak − baseline) / weights |`);
   console.log(`|---|---|---|---|---|---|---|`);
-  console.log(`| ${mb(weightBytes)} MiB | ${values.dtype} | ${run.seconds.toFixed(2)} | ${mb(run.maxRssBytes)} MiB | ${mb(baseline.maxRssBytes)} MiB | ${mb(run.maxRssBytes - baseline.maxRssBytes)} MiB | ${((run.maxRssBytes - baseline.maxRssBytes) / weightBytes).toFixed(2)} |`);
+  console.log(
+    `| ${mb(weightBytes)} MiB | ${values.dtype} | ${run.seconds.toFixed(2)} | ${mb(run.maxRssBytes)} MiB | ${mb(baseline.maxRssBytes)} MiB | ${mb(run.maxRssBytes - baseline.maxRssBytes)} MiB | ${((run.maxRssBytes - baseline.maxRssBytes) / weightBytes).toFixed(2)} |`,
+  );
 }

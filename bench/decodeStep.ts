@@ -29,8 +29,12 @@ export interface DecodeStepResult {
   rows: DecodeStepRow[];
 }
 
-export async function measureDecodeStep(p: { dtype?: GraphDtype; threads?: number; steps?: number; contexts?: number[] } = {}): Promise<DecodeStepResult> {
-  const dtype = p.dtype ?? 'int8', threads = p.threads ?? 2, steps = p.steps ?? 24;
+export async function measureDecodeStep(
+  p: { dtype?: GraphDtype; threads?: number; steps?: number; contexts?: number[] } = {},
+): Promise<DecodeStepResult> {
+  const dtype = p.dtype ?? 'int8',
+    threads = p.threads ?? 2,
+    steps = p.steps ?? 24;
   await ensureCheckpoint();
   const decoders: [string, OptDecoder][] = [];
   const layouts: [KvCacheLayout, string][] = [
@@ -39,7 +43,12 @@ export async function measureDecodeStep(p: { dtype?: GraphDtype; threads?: numbe
     ['append', 'append: buffer as input, new keys/values out'],
   ];
   for (const [kvCache, name] of layouts) {
-    const { modelPath } = await convertCheckpoint(CHECKPOINT_DIR, { dtype, fused: kvCache !== 'concat', kvCache, cacheDir: ONNX_CACHE_DIR });
+    const { modelPath } = await convertCheckpoint(CHECKPOINT_DIR, {
+      dtype,
+      fused: kvCache !== 'concat',
+      kvCache,
+      cacheDir: ONNX_CACHE_DIR,
+    });
     const session = await createSession(modelPath, { device: 'cpu', threads });
     decoders.push([name, new OptDecoder(session, DECODER_SHAPE)]);
   }
@@ -48,13 +57,29 @@ export async function measureDecodeStep(p: { dtype?: GraphDtype; threads?: numbe
     for (const [name, dec] of decoders) {
       const prompt = BigInt64Array.from({ length: context }, (_, i) => BigInt(4 + ((i * 7919) % 50000)));
       const logitsBuffer = new Float32Array(DECODER_SHAPE.vocabSize);
-      let past: KvCache = (await dec.forward({ inputIds: prompt, batch: 1, attentionMask: new BigInt64Array(context).fill(1n), logitsToKeep: 1, reserve: context + steps })).present;
+      let past: KvCache = (
+        await dec.forward({
+          inputIds: prompt,
+          batch: 1,
+          attentionMask: new BigInt64Array(context).fill(1n),
+          logitsToKeep: 1,
+          reserve: context + steps,
+        })
+      ).present;
       const mask = new BigInt64Array(context + steps).fill(1n);
-      const times: number[] = [], bytes: number[] = [];
+      const times: number[] = [],
+        bytes: number[] = [];
       for (let t = 0; t < steps; t++) {
         const before = process.memoryUsage().arrayBuffers;
         const s = performance.now();
-        const out = await dec.forward({ inputIds: BigInt64Array.of(BigInt(100 + t)), batch: 1, attentionMask: mask.subarray(0, context + t + 1), past, logitsToKeep: 1, logitsBuffer });
+        const out = await dec.forward({
+          inputIds: BigInt64Array.of(BigInt(100 + t)),
+          batch: 1,
+          attentionMask: mask.subarray(0, context + t + 1),
+          past,
+          logitsToKeep: 1,
+          logitsBuffer,
+        });
         times.push(performance.now() - s);
         bytes.push(process.memoryUsage().arrayBuffers - before);
         past = out.present;
@@ -67,7 +92,9 @@ export async function measureDecodeStep(p: { dtype?: GraphDtype; threads?: numbe
 }
 
 export function decodeStepTable(r: DecodeStepResult): string {
-  return [`opt-125m shapes, ${r.dtype}, ${r.threads} threads, batch 1; medians over ${r.steps} steps`, '', ...decodeStepRows(r.rows)].join('\n');
+  return [`opt-125m shapes, ${r.dtype}, ${r.threads} threads, batch 1; medians over ${r.steps} steps`, '', ...decodeStepRows(r.rows)].join(
+    '\n',
+  );
 }
 
 /** The markdown table (header and rows), as the CLI prints it and bench/RESULTS.md shows it. */
@@ -80,6 +107,16 @@ export function decodeStepRows(rows: readonly DecodeStepRow[]): string[] {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const { values } = parseArgs({ options: { dtype: { type: 'string', default: 'int8' }, threads: { type: 'string', default: '2' }, steps: { type: 'string', default: '24' } } });
-  console.log(decodeStepTable(await measureDecodeStep({ dtype: values.dtype as GraphDtype, threads: Number(values.threads), steps: Number(values.steps) })));
+  const { values } = parseArgs({
+    options: {
+      dtype: { type: 'string', default: 'int8' },
+      threads: { type: 'string', default: '2' },
+      steps: { type: 'string', default: '24' },
+    },
+  });
+  console.log(
+    decodeStepTable(
+      await measureDecodeStep({ dtype: values.dtype as GraphDtype, threads: Number(values.threads), steps: Number(values.steps) }),
+    ),
+  );
 }

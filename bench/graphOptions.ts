@@ -42,8 +42,13 @@ export interface GraphOptionsParams {
   budgetMs?: number;
 }
 
-export async function measureGraphOptions(p: GraphOptionsParams = {}): Promise<{ threads: number; promptLen: number; rows: GraphOptionRow[] }> {
-  const threads = p.threads ?? 2, steps = p.steps ?? 32, promptLen = p.promptLen ?? 128, budgetMs = p.budgetMs ?? 6000;
+export async function measureGraphOptions(
+  p: GraphOptionsParams = {},
+): Promise<{ threads: number; promptLen: number; rows: GraphOptionRow[] }> {
+  const threads = p.threads ?? 2,
+    steps = p.steps ?? 32,
+    promptLen = p.promptLen ?? 128,
+    budgetMs = p.budgetMs ?? 6000;
   await ensureCheckpoint();
   const rows: GraphOptionRow[] = [];
   for (const [name, options] of GRAPH_CASES) {
@@ -56,13 +61,33 @@ export async function measureGraphOptions(p: GraphOptionsParams = {}): Promise<{
     const prompt = BigInt64Array.from({ length: promptLen }, (_, i) => BigInt(4 + ((i * 7919) % 50000)));
     const mask = new BigInt64Array(promptLen + steps).fill(1n);
     const logitsBuffer = new Float32Array(DECODER_SHAPE.vocabSize);
-    const prefill = () => dec.forward({ inputIds: prompt, batch: 1, attentionMask: mask.subarray(0, promptLen), logitsToKeep: 1, reserve: promptLen + steps, logitsBuffer });
+    const prefill = () =>
+      dec.forward({
+        inputIds: prompt,
+        batch: 1,
+        attentionMask: mask.subarray(0, promptLen),
+        logitsToKeep: 1,
+        reserve: promptLen + steps,
+        logitsBuffer,
+      });
     const prefillTimes = await timeRepeated(prefill, { min: 1, max: 3, budgetMs });
     let past = (await prefill()).present;
     let t = 0;
-    const stepTimes = await timeRepeated(async () => {
-      past = (await dec.forward({ inputIds: BigInt64Array.of(BigInt(100 + t)), batch: 1, attentionMask: mask.subarray(0, promptLen + ++t), past, logitsToKeep: 1, logitsBuffer })).present;
-    }, { min: 3, max: steps, budgetMs });
+    const stepTimes = await timeRepeated(
+      async () => {
+        past = (
+          await dec.forward({
+            inputIds: BigInt64Array.of(BigInt(100 + t)),
+            batch: 1,
+            attentionMask: mask.subarray(0, promptLen + ++t),
+            past,
+            logitsToKeep: 1,
+            logitsBuffer,
+          })
+        ).present;
+      },
+      { min: 3, max: steps, budgetMs },
+    );
     await dec.release();
     const decodeMs = median(stepTimes);
     rows.push({
@@ -86,12 +111,29 @@ export function graphOptionsTable(r: { threads: number; promptLen: number; rows:
     '|---|---|---|---|---|---|---|',
   ];
   for (const x of r.rows) {
-    lines.push(`| ${x.name} | ${x.convertSeconds?.toFixed(2) ?? 'cached'} | ${x.warmLoadMs.toFixed(0)} | ${x.prefillTokensPerSecond.toFixed(0)} | ${x.decodeMsPerToken.toFixed(2)} | ${x.decodeTokensPerSecond.toFixed(1)} | ${x.decodeSteps} |`);
+    lines.push(
+      `| ${x.name} | ${x.convertSeconds?.toFixed(2) ?? 'cached'} | ${x.warmLoadMs.toFixed(0)} | ${x.prefillTokensPerSecond.toFixed(0)} | ${x.decodeMsPerToken.toFixed(2)} | ${x.decodeTokensPerSecond.toFixed(1)} | ${x.decodeSteps} |`,
+    );
   }
   return lines.join('\n');
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const { values } = parseArgs({ options: { threads: { type: 'string', default: '2' }, steps: { type: 'string', default: '32' }, prompt: { type: 'string', default: '128' } } });
-  console.log(graphOptionsTable(await measureGraphOptions({ threads: Number(values.threads), steps: Number(values.steps), promptLen: Number(values.prompt), force: true })));
+  const { values } = parseArgs({
+    options: {
+      threads: { type: 'string', default: '2' },
+      steps: { type: 'string', default: '32' },
+      prompt: { type: 'string', default: '128' },
+    },
+  });
+  console.log(
+    graphOptionsTable(
+      await measureGraphOptions({
+        threads: Number(values.threads),
+        steps: Number(values.steps),
+        promptLen: Number(values.prompt),
+        force: true,
+      }),
+    ),
+  );
 }

@@ -30,7 +30,15 @@ interface Shape {
 
 const OPT125M: Shape = { name: 'opt-125m shapes (12 layers × 768)', dir: CHECKPOINT_DIR, config: OPT_125M, decoder: DECODER_SHAPE };
 /** opt-1.3b's KV bytes per token (24 × 2048 = 96 × 512) with a small vocabulary, so the checkpoint stays small. */
-const DEEP_CONFIG = { ...OPT_125M, vocab_size: 4096, hidden_size: 512, num_hidden_layers: 96, num_attention_heads: 8, ffn_dim: 2048, word_embed_proj_dim: 512 };
+const DEEP_CONFIG = {
+  ...OPT_125M,
+  vocab_size: 4096,
+  hidden_size: 512,
+  num_hidden_layers: 96,
+  num_attention_heads: 8,
+  ffn_dim: 2048,
+  word_embed_proj_dim: 512,
+};
 const DEEP: Shape = {
   name: 'narrow-deep (96 layers × 512, opt-1.3b KV bytes per token)',
   dir: join(ROOT, '.cache', 'bench-opt-deep-96x512'),
@@ -51,7 +59,13 @@ export interface KvPrecisionRow {
 async function openDecoder(shape: Shape, kvDtype: KvDtype, threads: number): Promise<OptDecoder> {
   if (shape === OPT125M) await ensureCheckpoint();
   else await ensureDeepCheckpoint();
-  const { modelPath } = await convertCheckpoint(shape.dir, { dtype: 'int8', fused: true, kvCache: 'append', kvDtype, cacheDir: ONNX_CACHE_DIR });
+  const { modelPath } = await convertCheckpoint(shape.dir, {
+    dtype: 'int8',
+    fused: true,
+    kvCache: 'append',
+    kvDtype,
+    cacheDir: ONNX_CACHE_DIR,
+  });
   return new OptDecoder(await createSession(modelPath, { device: 'cpu', threads }), shape.decoder);
 }
 
@@ -73,7 +87,17 @@ export async function measureKvPrecision(shape: Shape, contexts: number[], steps
     // Each cache gets room for the whole run (as generate reserves prompt + new tokens).
     const pasts: KvCache[] = [];
     for (const dec of decs) {
-      pasts.push((await dec.forward({ inputIds: promptOf(context), batch: 1, attentionMask: new BigInt64Array(context).fill(1n), logitsToKeep: 1, reserve: context + steps + 2 })).present);
+      pasts.push(
+        (
+          await dec.forward({
+            inputIds: promptOf(context),
+            batch: 1,
+            attentionMask: new BigInt64Array(context).fill(1n),
+            logitsToKeep: 1,
+            reserve: context + steps + 2,
+          })
+        ).present,
+      );
     }
     const mask = new BigInt64Array(context + steps + 2).fill(1n);
     const logits = decs.map(() => new Float32Array(shape.decoder.vocabSize));
@@ -83,13 +107,22 @@ export async function measureKvPrecision(shape: Shape, contexts: number[], steps
       const order = t % 2 === 0 ? [0, 1] : [1, 0];
       for (const j of order) {
         const s = performance.now();
-        const out = await decs[j]!.forward({ inputIds: BigInt64Array.of(BigInt(100 + t)), batch: 1, attentionMask: mask.subarray(0, context + t + 2), past: pasts[j]!, logitsToKeep: 1, logitsBuffer: logits[j] });
+        const out = await decs[j]!.forward({
+          inputIds: BigInt64Array.of(BigInt(100 + t)),
+          batch: 1,
+          attentionMask: mask.subarray(0, context + t + 2),
+          past: pasts[j]!,
+          logitsToKeep: 1,
+          logitsBuffer: logits[j],
+        });
         if (t >= 0) times[j]!.push(performance.now() - s);
         pasts[j] = out.present;
       }
     }
     const rss = process.memoryUsage().rss;
-    KV_DTYPES.forEach((kvDtype, j) => rows.push({ shape: shape.name, context, kvDtype, msPerToken: median(times[j]!), kvBytes: kvBytes(pasts[j]!), rssBothBytes: rss }));
+    KV_DTYPES.forEach((kvDtype, j) =>
+      rows.push({ shape: shape.name, context, kvDtype, msPerToken: median(times[j]!), kvBytes: kvBytes(pasts[j]!), rssBothBytes: rss }),
+    );
     pasts.length = 0;
     (globalThis as { gc?: () => void }).gc?.();
   }
@@ -102,9 +135,25 @@ async function rssAlone(shape: Shape, kvDtype: KvDtype, contexts: number[], thre
   const dec = await openDecoder(shape, kvDtype, threads);
   const out: Record<number, number> = {};
   for (const context of contexts) {
-    let past = (await dec.forward({ inputIds: promptOf(context), batch: 1, attentionMask: new BigInt64Array(context).fill(1n), logitsToKeep: 1, reserve: context + 8 })).present;
+    let past = (
+      await dec.forward({
+        inputIds: promptOf(context),
+        batch: 1,
+        attentionMask: new BigInt64Array(context).fill(1n),
+        logitsToKeep: 1,
+        reserve: context + 8,
+      })
+    ).present;
     for (let t = 0; t < 4; t++) {
-      past = (await dec.forward({ inputIds: BigInt64Array.of(100n), batch: 1, attentionMask: new BigInt64Array(context + t + 1).fill(1n), past, logitsToKeep: 1 })).present;
+      past = (
+        await dec.forward({
+          inputIds: BigInt64Array.of(100n),
+          batch: 1,
+          attentionMask: new BigInt64Array(context + t + 1).fill(1n),
+          past,
+          logitsToKeep: 1,
+        })
+      ).present;
     }
     out[context] = process.memoryUsage().rss;
     dec.releaseCache(past); // a no-op on the CPU: the cache goes with the loop's scope
@@ -115,7 +164,23 @@ async function rssAlone(shape: Shape, kvDtype: KvDtype, contexts: number[], thre
 }
 
 function rssInChild(deep: boolean, kvDtype: KvDtype, contexts: number[], threads: number): Record<number, number> | undefined {
-  const r = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', import.meta.filename, '--child', kvDtype, '--contexts', contexts.join(','), '--threads', String(threads), ...(deep ? ['--deep-only'] : [])], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const r = spawnSync(
+    process.execPath,
+    [
+      '--expose-gc',
+      '--import',
+      'tsx',
+      import.meta.filename,
+      '--child',
+      kvDtype,
+      '--contexts',
+      contexts.join(','),
+      '--threads',
+      String(threads),
+      ...(deep ? ['--deep-only'] : []),
+    ],
+    { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   const line = r.stdout.trim().split('\n').at(-1);
   try {
     return JSON.parse(line ?? '') as Record<number, number>;
@@ -125,11 +190,21 @@ function rssInChild(deep: boolean, kvDtype: KvDtype, contexts: number[], threads
   }
 }
 
-export function kvPrecisionTable(rows: KvPrecisionRow[], alone: Record<string, Record<number, number> | undefined>, steps: number, threads: number): string {
+export function kvPrecisionTable(
+  rows: KvPrecisionRow[],
+  alone: Record<string, Record<number, number> | undefined>,
+  steps: number,
+  threads: number,
+): string {
   const lines: string[] = [];
   for (const shape of [...new Set(rows.map((r) => r.shape))]) {
-    lines.push(`${shape}: int8 weights, ${threads} threads, batch 1, median of ${steps} decode steps, fp32/fp16 sessions alternating step by step in one process`, '');
-    lines.push('| context | fp32 cache ms/token | fp16 cache ms/token | fp16 / fp32 | fp32 cache MiB | fp16 cache MiB | RSS both MiB | RSS fp32 alone MiB | RSS fp16 alone MiB |');
+    lines.push(
+      `${shape}: int8 weights, ${threads} threads, batch 1, median of ${steps} decode steps, fp32/fp16 sessions alternating step by step in one process`,
+      '',
+    );
+    lines.push(
+      '| context | fp32 cache ms/token | fp16 cache ms/token | fp16 / fp32 | fp32 cache MiB | fp16 cache MiB | RSS both MiB | RSS fp32 alone MiB | RSS fp16 alone MiB |',
+    );
     lines.push('|---|---|---|---|---|---|---|---|---|');
     const contexts = [...new Set(rows.filter((r) => r.shape === shape).map((r) => r.context))];
     for (const c of contexts) {
@@ -139,7 +214,9 @@ export function kvPrecisionTable(rows: KvPrecisionRow[], alone: Record<string, R
         const v = alone[`${shape}/${k}`]?.[c];
         return v === undefined ? '–' : (v / MiB).toFixed(0);
       };
-      lines.push(`| ${c} | ${a.msPerToken.toFixed(2)} | ${b.msPerToken.toFixed(2)} | ${(b.msPerToken / a.msPerToken).toFixed(2)}× | ${(a.kvBytes / MiB).toFixed(1)} | ${(b.kvBytes / MiB).toFixed(1)} | ${(a.rssBothBytes / MiB).toFixed(0)} | ${al('fp32')} | ${al('fp16')} |`);
+      lines.push(
+        `| ${c} | ${a.msPerToken.toFixed(2)} | ${b.msPerToken.toFixed(2)} | ${(b.msPerToken / a.msPerToken).toFixed(2)}× | ${(a.kvBytes / MiB).toFixed(1)} | ${(b.kvBytes / MiB).toFixed(1)} | ${(a.rssBothBytes / MiB).toFixed(0)} | ${al('fp32')} | ${al('fp16')} |`,
+      );
     }
     lines.push('');
   }
@@ -159,7 +236,8 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
       child: { type: 'string' },
     },
   });
-  const threads = Number(values.threads), steps = Number(values.steps);
+  const threads = Number(values.threads),
+    steps = Number(values.steps);
   const contexts = values.contexts.split(',').map(Number);
   const deepContexts = values['deep-contexts'].split(',').map(Number);
   if (values.child) {
@@ -173,7 +251,14 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     const alone: Record<string, Record<number, number> | undefined> = {};
     for (const [shape, cs] of plan) {
       rows.push(...(await measureKvPrecision(shape, cs, steps, threads)));
-      console.log(kvPrecisionTable(rows.filter((r) => r.shape === shape.name), {}, steps, threads));
+      console.log(
+        kvPrecisionTable(
+          rows.filter((r) => r.shape === shape.name),
+          {},
+          steps,
+          threads,
+        ),
+      );
       if (!values['no-rss']) for (const k of KV_DTYPES) alone[`${shape.name}/${k}`] = rssInChild(shape === DEEP, k, cs, threads);
     }
     console.log('\n# final\n');

@@ -12,7 +12,15 @@ import { loadOptModel } from '../runtime/src/model.js';
 import type { GraphDtype } from '../runtime/src/onnx/optGraph.js';
 import { ONNX_CACHE_DIR, ensureSizedCheckpoint, folderBytes } from './lib/util.js';
 
-const { values } = parseArgs({ options: { model: { type: 'string' }, dtype: { type: 'string', default: 'int8' }, threads: { type: 'string', default: '2' }, prompt: { type: 'string', default: '1024' }, steps: { type: 'string', default: '32' } } });
+const { values } = parseArgs({
+  options: {
+    model: { type: 'string' },
+    dtype: { type: 'string', default: 'int8' },
+    threads: { type: 'string', default: '2' },
+    prompt: { type: 'string', default: '1024' },
+    steps: { type: 'string', default: '32' },
+  },
+});
 const dir = values.model ?? (await ensureSizedCheckpoint('opt-1.3b')).dir;
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
 const rss = () => process.memoryUsage().rss;
@@ -20,20 +28,35 @@ const started = performance.now();
 const model = await loadOptModel(dir, { dtype: values.dtype as GraphDtype, threads: Number(values.threads), cacheDir: ONNX_CACHE_DIR });
 const loadSeconds = (performance.now() - started) / 1000;
 const afterLoad = rss();
-const n = Number(values.prompt), steps = Number(values.steps);
+const n = Number(values.prompt),
+  steps = Number(values.steps);
 const mask = new BigInt64Array(n + steps).fill(1n);
 const ids = BigInt64Array.from({ length: n }, (_, i) => BigInt(4 + ((i * 7919) % 50000)));
-let past: KvCache = (await model.decoder.forward({ inputIds: ids, batch: 1, attentionMask: mask.subarray(0, n), logitsToKeep: 1, reserve: n + steps })).present;
+let past: KvCache = (
+  await model.decoder.forward({ inputIds: ids, batch: 1, attentionMask: mask.subarray(0, n), logitsToKeep: 1, reserve: n + steps })
+).present;
 const afterPrefill = rss();
 const t0 = performance.now();
 for (let t = 0; t < steps; t++) {
-  past = (await model.decoder.forward({ inputIds: BigInt64Array.of(BigInt(100 + t)), batch: 1, attentionMask: mask.subarray(0, n + t + 1), past, logitsToKeep: 1 })).present;
+  past = (
+    await model.decoder.forward({
+      inputIds: BigInt64Array.of(BigInt(100 + t)),
+      batch: 1,
+      attentionMask: mask.subarray(0, n + t + 1),
+      past,
+      logitsToKeep: 1,
+    })
+  ).present;
 }
 const msPerStep = (performance.now() - t0) / steps;
 const weights = folderBytes(join(model.source.modelPath, '..'));
 const peak = process.resourceUsage().maxRSS * 1024;
-console.log(`model ${dir}: ${model.config.num_hidden_layers} layers, hidden ${model.config.hidden_size}, ${values.dtype}, ${values.threads} threads; loaded in ${loadSeconds.toFixed(1)} s`);
+console.log(
+  `model ${dir}: ${model.config.num_hidden_layers} layers, hidden ${model.config.hidden_size}, ${values.dtype}, ${values.threads} threads; loaded in ${loadSeconds.toFixed(1)} s`,
+);
 console.log(`converted model files ${mib(weights)}`);
-console.log(`RSS after load ${mib(afterLoad)}, after a ${n}-token prefill ${mib(afterPrefill)}, after ${steps} steps ${mib(rss())}; peak ${mib(peak)} = ${(peak / weights).toFixed(2)}× the model files`);
+console.log(
+  `RSS after load ${mib(afterLoad)}, after a ${n}-token prefill ${mib(afterPrefill)}, after ${steps} steps ${mib(rss())}; peak ${mib(peak)} = ${(peak / weights).toFixed(2)}× the model files`,
+);
 console.log(`decode ${msPerStep.toFixed(1)} ms per step at context ${n}…${n + steps}`);
 await model.dispose();

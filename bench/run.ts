@@ -18,7 +18,18 @@ import type { PeerDtype, PeerResult } from './sections/peer.js';
 import { COMPLETION_QUALITY_SCRIPT } from './sections/completionQuality.js';
 import { QUALITY_DTYPES, QUALITY_SCRIPT, TRAINED_MODELS } from './sections/quality.js';
 import { SIZES, SIZES_SCRIPT, SIZE_EDITOR_PLAN, type SizePrepareResult } from './sections/sizes.js';
-import { type ChildOutcome, CpuMonitor, OPT_SIZES, OUT_DIR, type OptSize, ROOT, ensureCheckpoint, machineInfo, runChild, waitForQuiet } from './lib/util.js';
+import {
+  type ChildOutcome,
+  CpuMonitor,
+  OPT_SIZES,
+  OUT_DIR,
+  type OptSize,
+  ROOT,
+  ensureCheckpoint,
+  machineInfo,
+  runChild,
+  waitForQuiet,
+} from './lib/util.js';
 
 export const SECTIONS = ['ours', 'peer', 'bandwidth', 'editor', 'graph', 'profile', 'sizes', 'quality'] as const;
 export type SectionName = (typeof SECTIONS)[number];
@@ -52,7 +63,13 @@ export interface SectionResult {
 }
 
 const { values } = parseArgs({
-  options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, 'report-only': { type: 'boolean', default: false }, sizes: { type: 'string' }, 'runtime-root': { type: 'string' } },
+  options: {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    'report-only': { type: 'boolean', default: false },
+    sizes: { type: 'string' },
+    'runtime-root': { type: 'string' },
+  },
 });
 const resultsFile = join(OUT_DIR, 'results.json');
 const reportFile = join(ROOT, 'bench', 'RESULTS.md');
@@ -68,7 +85,14 @@ const quick = values.quick;
 const only = new Set((values.only?.split(',') ?? SECTIONS) as SectionName[]);
 for (const s of only) if (!SECTIONS.includes(s)) throw new Error(`unknown section ${s}: choose from ${SECTIONS.join(', ')}`);
 const started = performance.now();
-const results: Results = { quick, machine: machineInfo(), code: codeVersion(), startedAt: new Date().toISOString(), seconds: 0, sections: {} };
+const results: Results = {
+  quick,
+  machine: machineInfo(),
+  code: codeVersion(),
+  startedAt: new Date().toISOString(),
+  seconds: 0,
+  sections: {},
+};
 // --only refreshes some sections and keeps the others from the previous run.
 if (values.only && existsSync(resultsFile)) {
   const before = JSON.parse(readFileSync(resultsFile, 'utf8')) as Results;
@@ -87,7 +111,10 @@ function codeVersion(): Results['code'] {
       return '';
     }
   };
-  return { commit: git('rev-parse', '--short', 'HEAD') || 'unknown', runtimeChanged: git('status', '--porcelain', '--', 'runtime', 'protocol').split('\n').filter(Boolean) };
+  return {
+    commit: git('rev-parse', '--short', 'HEAD') || 'unknown',
+    runtimeChanged: git('status', '--porcelain', '--', 'runtime', 'protocol').split('\n').filter(Boolean),
+  };
 }
 
 /** After this much of the run, a measurement disturbed by other processes is no longer repeated. */
@@ -100,16 +127,26 @@ let waitBudgetMs = quick ? 20_000 : 150_000;
  * took half a core or more while it ran, it is repeated once (time allowing) and the less
  * disturbed of the two kept.
  */
-async function measure<T>(task: string, params: unknown, timeoutMs: number, env: Record<string, string> = {}, o: { script?: string; retry?: boolean } = {}): Promise<Measured<T>> {
+async function measure<T>(
+  task: string,
+  params: unknown,
+  timeoutMs: number,
+  env: Record<string, string> = {},
+  o: { script?: string; retry?: boolean } = {},
+): Promise<Measured<T>> {
   let kept: Measured<T> | undefined;
   for (let attempt = 0; attempt < (o.retry === false ? 1 : 2); attempt++) {
     const quiet = await waitForQuiet(Math.min(waitBudgetMs, quick ? 3000 : attempt ? 45_000 : 20_000));
     waitBudgetMs -= quiet.waitedMs;
-    console.error(`[bench] ${task} ${JSON.stringify(params)}${attempt ? ' (again: disturbed)' : ''}${quiet.cores >= 0.3 ? ` (other processes busy: ${quiet.busy.join(', ')})` : ''}`);
+    console.error(
+      `[bench] ${task} ${JSON.stringify(params)}${attempt ? ' (again: disturbed)' : ''}${quiet.cores >= 0.3 ? ` (other processes busy: ${quiet.busy.join(', ')})` : ''}`,
+    );
     const monitor = new CpuMonitor();
     const r = await runChild<T>(task, params, timeoutMs, env, o.script);
     const during = monitor.stop();
-    console.error(`[bench]   ${r.ok ? 'done' : `FAILED: ${r.error?.split('\n')[0]}`} in ${r.seconds.toFixed(1)} s${during.cores >= 0.3 ? `; other processes used ${during.cores.toFixed(1)} cores meanwhile` : ''}`);
+    console.error(
+      `[bench]   ${r.ok ? 'done' : `FAILED: ${r.error?.split('\n')[0]}`} in ${r.seconds.toFixed(1)} s${during.cores >= 0.3 ? `; other processes used ${during.cores.toFixed(1)} cores meanwhile` : ''}`,
+    );
     const m: Measured<T> = { ...r, task, params, othersCores: during.cores, othersBusy: during.busy, attempts: attempt + 1 };
     if (!kept || (m.ok && (!kept.ok || m.othersCores < kept.othersCores))) kept = { ...m, attempts: attempt + 1 };
     if (!m.ok || during.cores < 0.5 || (performance.now() - started) / 1000 > RETRY_UNTIL_S) break;
@@ -139,17 +176,24 @@ const plan: Record<SectionName, () => Promise<Measured<unknown>[]>> = {
   },
   peer: async () => {
     const runs: Measured<unknown>[] = [await measure('peer-export', {}, 180_000)];
-    const peer = (dtype: PeerDtype, threads: number) => measure<PeerResult>('peer', { dtype, threads, quick, prefillLengths: PREFILL, promptTokens: 128, newTokens: 64 }, 300_000);
+    const peer = (dtype: PeerDtype, threads: number) =>
+      measure<PeerResult>('peer', { dtype, threads, quick, prefillLengths: PREFILL, promptTokens: 128, newTokens: 64 }, 300_000);
     const at2: Measured<PeerResult>[] = [];
     for (const dtype of PEER_DTYPES) at2.push(await peer(dtype, 2));
     runs.push(...at2);
     // On one thread, only transformers.js's best precision (by greedy decode on two).
-    const best = at2.filter((x) => x.ok).sort((a, b) => (b.result!.generation.greedy?.decodeTokensPerSecond ?? 0) - (a.result!.generation.greedy?.decodeTokensPerSecond ?? 0))[0];
+    const best = at2
+      .filter((x) => x.ok)
+      .sort(
+        (a, b) => (b.result!.generation.greedy?.decodeTokensPerSecond ?? 0) - (a.result!.generation.greedy?.decodeTokensPerSecond ?? 0),
+      )[0];
     if (THREADS.includes(1) && best) runs.push(await peer(best.result!.dtype, 1));
     return runs;
   },
   bandwidth: async () => [await measure('bandwidth', { quick }, 180_000)],
-  editor: async () => [await measure('editor', { quick, dtype: 'int8', threads: 2, contextTokens: 1500, maxNewTokens: 16 }, quick ? 240_000 : 600_000)],
+  editor: async () => [
+    await measure('editor', { quick, dtype: 'int8', threads: 2, contextTokens: 1500, maxNewTokens: 16 }, quick ? 240_000 : 600_000),
+  ],
   graph: async () => [
     await measure('decode-step', { dtype: 'int8', threads: 2, steps: quick ? 12 : 16 }, 240_000),
     await measure('graph-options', { threads: 2, steps: quick ? 8 : 32, promptLen: 128, budgetMs: quick ? 1500 : 5000 }, 400_000),
@@ -170,11 +214,27 @@ const plan: Record<SectionName, () => Promise<Measured<unknown>[]>> = {
     runs.push(await measure('sizes-bandwidth', { threads: 2, reps: quick ? 3 : 5 }, 180_000, {}, { script }));
     for (const size of SIZE_LIST) {
       if (!runs.some((x) => x.ok && (x.result as SizePrepareResult).size === size)) continue;
-      runs.push(await measure('sizes-decode', { size, threads: 2, contexts: [128, 1500], newTokens: quick ? 16 : 32 }, 600_000, {}, { script, retry: size !== 'opt-1.3b' }));
+      runs.push(
+        await measure(
+          'sizes-decode',
+          { size, threads: 2, contexts: [128, 1500], newTokens: quick ? 16 : 32 },
+          600_000,
+          {},
+          { script, retry: size !== 'opt-1.3b' },
+        ),
+      );
       const e = SIZE_EDITOR_PLAN[size];
       const editor: EditorParams & { size: OptSize } = {
-        size, model: OPT_SIZES[size].dir, dtype: 'int8', threads: 2, contextTokens: 1500, maxNewTokens: 16, documents: ['service.ts'],
-        typedChars: quick ? Math.min(e.typedChars ?? 100, 60) : e.typedChars, pausedSamples: quick ? Math.min(e.pausedSamples, 3) : e.pausedSamples, lineLength: false,
+        size,
+        model: OPT_SIZES[size].dir,
+        dtype: 'int8',
+        threads: 2,
+        contextTokens: 1500,
+        maxNewTokens: 16,
+        documents: ['service.ts'],
+        typedChars: quick ? Math.min(e.typedChars ?? 100, 60) : e.typedChars,
+        pausedSamples: quick ? Math.min(e.pausedSamples, 3) : e.pausedSamples,
+        lineLength: false,
         ...(runtimeRoot ? { runtimeRoot } : {}),
       };
       runs.push(await measure('sizes-editor', editor, 1_200_000, {}, { script, retry: size === 'opt-125m' }));
@@ -186,13 +246,29 @@ const plan: Record<SectionName, () => Promise<Measured<unknown>[]>> = {
     for (const model of TRAINED_MODELS) {
       for (const dtype of quick ? (['fp32', 'int8'] as const) : QUALITY_DTYPES) {
         // Perplexity does not depend on the machine's load: never repeated.
-        runs.push(await measure('quality', { model, dtype, budgetBytes: quick ? 24_000 : 96_000, maxLength: 1024, stride: 512 }, 600_000, {}, { script: QUALITY_SCRIPT, retry: false }));
+        runs.push(
+          await measure(
+            'quality',
+            { model, dtype, budgetBytes: quick ? 24_000 : 96_000, maxLength: 1024, stride: 512 },
+            600_000,
+            {},
+            { script: QUALITY_SCRIPT, retry: false },
+          ),
+        );
       }
     }
     // Ghost text on held-out code, per precision and per context length (the target only).
     for (const dtype of quick ? (['int8'] as const) : (['fp32', 'int8', 'int4'] as const)) {
       for (const contextTokens of quick ? [256] : [256, 1024]) {
-        runs.push(await measure('completion-quality', { model: 'opt-target', dtype, contextTokens, perKind: quick ? 2 : 4, files: quick ? 4 : 10, maxNewTokens: 48 }, 900_000, {}, { script: COMPLETION_QUALITY_SCRIPT, retry: false }));
+        runs.push(
+          await measure(
+            'completion-quality',
+            { model: 'opt-target', dtype, contextTokens, perKind: quick ? 2 : 4, files: quick ? 4 : 10, maxNewTokens: 48 },
+            900_000,
+            {},
+            { script: COMPLETION_QUALITY_SCRIPT, retry: false },
+          ),
+        );
       }
     }
     return runs;
@@ -203,7 +279,14 @@ for (const name of SECTIONS) {
   if (!only.has(name)) continue;
   const t0 = performance.now();
   const measuredAt = new Date().toISOString();
-  const stamp = { measuredAt, quick, commit: results.code.commit, seconds: 0, runtimeChanged: results.code.runtimeChanged, ...(name === 'sizes' && runtimeRoot ? { runtimeRoot } : {}) };
+  const stamp = {
+    measuredAt,
+    quick,
+    commit: results.code.commit,
+    seconds: 0,
+    runtimeChanged: results.code.runtimeChanged,
+    ...(name === 'sizes' && runtimeRoot ? { runtimeRoot } : {}),
+  };
   const earlier = results.sections[name];
   try {
     results.sections[name] = { ...stamp, runs: await plan[name]() };

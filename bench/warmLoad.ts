@@ -7,7 +7,13 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadOptModel } from '../runtime/src/model.js';
 
-const { values } = parseArgs({ options: { dir: { type: 'string', default: '.cache/bench-opt-125m' }, runs: { type: 'string', default: '5' }, threads: { type: 'string', default: '2' } } });
+const { values } = parseArgs({
+  options: {
+    dir: { type: 'string', default: '.cache/bench-opt-125m' },
+    runs: { type: 'string', default: '5' },
+    threads: { type: 'string', default: '2' },
+  },
+});
 const cacheDir = join(values.dir, '..', 'bench-onnx-cache');
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 

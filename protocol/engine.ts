@@ -84,9 +84,7 @@ export const emptyPrefixCache = (): EngineStatus['prefixCache'] => ({ entries: 0
 
 /** A one-pass request to a head other than generation (one model step; interactive priority). */
 export type TaskRequest =
-  | { task: 'classify'; params: ClassifyParams }
-  | { task: 'answer'; params: AnswerParams }
-  | { task: 'embed'; params: EmbedParams };
+  { task: 'classify'; params: ClassifyParams } | { task: 'answer'; params: AnswerParams } | { task: 'embed'; params: EmbedParams };
 
 export interface TaskResults {
   classify: ClassifyResult;

@@ -113,7 +113,12 @@ export const ERRORS = {
   DeviceUnavailableError: { ...usage, rpcCode: RuntimeErrorCodes.DeviceUnavailable, revive: (m) => new DeviceUnavailableError(m) },
   // The runtime's own subclasses (runtime/src/errors.ts): their extra fields stay on the side that raised them.
   FileAccessError: { ...usage, revive: (m) => new UsageError(m) },
-  CheckpointError: { ...usage, rpcCode: RuntimeErrorCodes.ModelLoadFailed, http: { status: 500, type: 'server_error', code: 'model_load_failed' }, revive: named('CheckpointError') },
+  CheckpointError: {
+    ...usage,
+    rpcCode: RuntimeErrorCodes.ModelLoadFailed,
+    http: { status: 500, type: 'server_error', code: 'model_load_failed' },
+    revive: named('CheckpointError'),
+  },
 } as const satisfies Record<string, ErrorKind>;
 
 export type ErrorName = keyof typeof ERRORS;

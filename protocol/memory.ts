@@ -31,7 +31,8 @@ const LINEAR_BYTES: Record<WeightDtype, number> = { fp32: 4, fp16: 2, int8: 1 + 
  * Plus a fixed allowance for the runtime, the tokenizer and activations.
  */
 export function estimateModelBytes(c: OptShape, dtype: WeightDtype): number {
-  const d = c.hidden_size, e = c.word_embed_proj_dim;
+  const d = c.hidden_size,
+    e = c.word_embed_proj_dim;
   const perLayer = 4 * d * d + 2 * d * c.ffn_dim;
   let linear = c.num_hidden_layers * perLayer + (e !== d ? 2 * d * e : 0);
   const floatBytes = dtype === 'fp16' ? 2 : 4;

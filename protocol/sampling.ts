@@ -193,7 +193,12 @@ export function validSamplingValue(key: SamplingKey, value: unknown): boolean {
     case 'int':
       return typeof value === 'number' && Number.isInteger(value) && value >= kind.min && value <= kind.max;
     case 'number':
-      return typeof value === 'number' && Number.isFinite(value) && (kind.minExclusive ? value > kind.min : value >= kind.min) && value <= kind.max;
+      return (
+        typeof value === 'number' &&
+        Number.isFinite(value) &&
+        (kind.minExclusive ? value > kind.min : value >= kind.min) &&
+        value <= kind.max
+      );
   }
 }
 

@@ -56,7 +56,8 @@ export class SseParser {
 
   private _line(line: string, events: SseEvent[]): void {
     if (line === '') {
-      if (this._data.length > 0) events.push({ event: this._event || 'message', data: this._data.join('\n'), ...(this._id !== undefined ? { id: this._id } : {}) });
+      if (this._data.length > 0)
+        events.push({ event: this._event || 'message', data: this._data.join('\n'), ...(this._id !== undefined ? { id: this._id } : {}) });
       this._data = [];
       this._event = '';
       return;

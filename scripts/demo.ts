@@ -13,7 +13,8 @@ if (!existsSync(`${dir}/config.json`)) {
   await writeOptCheckpoint(dir, { preset: '125m-style', tokenizer: true });
 }
 
-const opt = (...args: string[]) => execFileSync(process.execPath, ['--import', 'tsx', 'runtime/src/cli.ts', ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });
+const opt = (...args: string[]) =>
+  execFileSync(process.execPath, ['--import', 'tsx', 'runtime/src/cli.ts', ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });
 const text = 'Hello, world! The quick brown fox';
 
 console.log(`\n$ opt tokenize --model ${dir} --text "${text}"`);
@@ -23,12 +24,17 @@ for (const dtype of ['fp32', 'int8']) {
   console.log(`$ opt convert --model ${dir} --dtype ${dtype}`);
   console.log(JSON.stringify(JSON.parse(opt('convert', '--model', dir, '--dtype', dtype)), null, 2));
   console.log(`$ opt logits --model ${dir} --dtype ${dtype} --text "${text}" --top-k 5   (full logits vector omitted here)`);
-  const { logits, ...rest } = JSON.parse(opt('logits', '--model', dir, '--dtype', dtype, '--text', text, '--top-k', '5')) as { logits: number[] };
+  const { logits, ...rest } = JSON.parse(opt('logits', '--model', dir, '--dtype', dtype, '--text', text, '--top-k', '5')) as {
+    logits: number[];
+  };
   console.log(JSON.stringify({ ...rest, logits: `[${logits.length} values]` }, null, 2), '\n');
 }
 
 // Random weights generate word salad; what matters is that the whole path runs as it would on facebook/opt-125m.
-for (const args of [['--max-new-tokens', '16'], ['--do-sample', '--top-p', '0.95', '--temperature', '0.8', '--repetition-penalty', '1.2', '--seed', '42', '--max-new-tokens', '16']]) {
+for (const args of [
+  ['--max-new-tokens', '16'],
+  ['--do-sample', '--top-p', '0.95', '--temperature', '0.8', '--repetition-penalty', '1.2', '--seed', '42', '--max-new-tokens', '16'],
+]) {
   console.log(`$ opt generate --model ${dir} "${text}" ${args.join(' ')}`);
   console.log(opt('generate', '--model', dir, text, ...args));
 }

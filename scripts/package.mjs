@@ -87,15 +87,22 @@ for (const f of ['package.json', 'index.js', target.tokenizers]) copy(nm(`tokeni
 // 3. Package.
 rmSync(vsix, { force: true });
 const vsce = join(root, 'node_modules/@vscode/vsce/vsce');
-run(process.execPath, [vsce, 'package', '--no-dependencies', '--allow-missing-repository', '--skip-license', '--target', args.target, '--out', vsix], { cwd: stage });
+run(
+  process.execPath,
+  [vsce, 'package', '--no-dependencies', '--allow-missing-repository', '--skip-license', '--target', args.target, '--out', vsix],
+  { cwd: stage },
+);
 
 // 4. Check the contents.
 const entries = readZip(vsix);
 const files = entries.map((e) => e.name).filter((n) => !n.endsWith('/'));
 const inExtension = files.filter((f) => f.startsWith('extension/')).map((f) => f.slice('extension/'.length));
 const allowed = [
-  /^package\.json$/, /^readme\.md$/i, /^\.vscodeignore$/,
-  /^dist\/extension\/main\.cjs$/, /^dist\/runtime\/(cli|engineWorker)\.js$/,
+  /^package\.json$/,
+  /^readme\.md$/i,
+  /^\.vscodeignore$/,
+  /^dist\/extension\/main\.cjs$/,
+  /^dist\/runtime\/(cli|engineWorker)\.js$/,
   /^dist\/node_modules\/(onnxruntime-node|onnxruntime-common|tokenizers)\//,
   /^media\/(icon\.png|walkthrough\/[\w-]+\.svg)$/,
 ];
@@ -104,7 +111,11 @@ if (unexpected.length) fail(`unexpected files in the VSIX: ${unexpected.join(', 
 const natives = inExtension.filter((f) => /\.(node|so(\.\d+)*|dylib|dll)$/.test(f));
 const foreign = natives.filter((f) => !f.includes(`/${target.ort}/`) && !f.endsWith(target.tokenizers));
 if (foreign.length) fail(`native files for another platform in the VSIX: ${foreign.join(', ')}`);
-if (!inExtension.some((f) => f.endsWith(target.tokenizers)) || !inExtension.some((f) => f.includes(`/${target.ort}/`) && f.endsWith('onnxruntime_binding.node'))) fail('the native modules for the target are missing from the VSIX');
+if (
+  !inExtension.some((f) => f.endsWith(target.tokenizers)) ||
+  !inExtension.some((f) => f.includes(`/${target.ort}/`) && f.endsWith('onnxruntime_binding.node'))
+)
+  fail('the native modules for the target are missing from the VSIX');
 if (inExtension.some((f) => /\.(ts|map)$/.test(f))) fail('sources or source maps in the VSIX');
 
 const groups = new Map();
@@ -118,8 +129,11 @@ for (const e of entries) {
   groups.set(group, g);
 }
 const mib = (n) => `${(n / 2 ** 20).toFixed(1)} MiB`;
-console.log(`\n${relative(root, vsix)}: ${mib(statSync(vsix).size)} (${files.length} files, ${mib(entries.reduce((n, e) => n + e.size, 0))} unpacked)`);
-for (const [group, g] of [...groups].sort((a, b) => b[1].bytes - a[1].bytes)) console.log(`  ${mib(g.bytes).padStart(10)}  ${String(g.files).padStart(3)} file${g.files === 1 ? ' ' : 's'}  ${group}`);
+console.log(
+  `\n${relative(root, vsix)}: ${mib(statSync(vsix).size)} (${files.length} files, ${mib(entries.reduce((n, e) => n + e.size, 0))} unpacked)`,
+);
+for (const [group, g] of [...groups].sort((a, b) => b[1].bytes - a[1].bytes))
+  console.log(`  ${mib(g.bytes).padStart(10)}  ${String(g.files).padStart(3)} file${g.files === 1 ? ' ' : 's'}  ${group}`);
 
 // 5. Check that the packaged runtime and extension load from an unzipped copy, outside the repository.
 if (!args['skip-verify']) {
@@ -137,9 +151,15 @@ if (!args['skip-verify']) {
       }
       const model = args['verify-model'] ? resolve(args['verify-model']) : fixtureModel();
       const ext = join(tmp, 'extension');
-      const gen = spawnSync(process.execPath, [join(ext, 'dist/runtime/cli.js'), 'generate', '--model', model, 'hi', '--max-new-tokens', '3', '--cache-dir', join(tmp, 'cache')], { cwd: tmp, encoding: 'utf8', timeout: 120_000 });
+      const gen = spawnSync(
+        process.execPath,
+        [join(ext, 'dist/runtime/cli.js'), 'generate', '--model', model, 'hi', '--max-new-tokens', '3', '--cache-dir', join(tmp, 'cache')],
+        { cwd: tmp, encoding: 'utf8', timeout: 120_000 },
+      );
       if (gen.status !== 0) fail(`the packaged runtime failed (exit ${gen.status}):\n${gen.stderr}${gen.error ? String(gen.error) : ''}`);
-      console.log(`\npackaged runtime: node extension/dist/runtime/cli.js generate --model ${relative(root, model) || model} "hi" --max-new-tokens 3\n  → ${JSON.stringify(gen.stdout.trim())}`);
+      console.log(
+        `\npackaged runtime: node extension/dist/runtime/cli.js generate --model ${relative(root, model) || model} "hi" --max-new-tokens 3\n  → ${JSON.stringify(gen.stdout.trim())}`,
+      );
       // The extension bundle loads (with a stand-in for the editor's `vscode` module) and exports its entry points.
       const probe = `const M=require('module');const load=M._load;M._load=function(r,...a){return r==='vscode'?{}:load.call(this,r,...a)};const m=require(${JSON.stringify(join(ext, 'dist/extension/main.cjs'))});if(typeof m.activate!=='function'||typeof m.deactivate!=='function')process.exit(1)`;
       const load = spawnSync(process.execPath, ['-e', probe], { cwd: tmp, encoding: 'utf8' });
@@ -156,7 +176,16 @@ function fixtureModel() {
   const dir = join(root, '.cache/demo-model');
   if (!existsSync(join(dir, 'config.json'))) {
     console.log(`writing a fixture model to ${relative(root, dir)}`);
-    run(process.execPath, ['--import', 'tsx', '-e', `import('./test/fixtures/optCheckpoint.ts').then((m) => m.writeOptCheckpoint(${JSON.stringify(dir)}, { preset: '125m-style', tokenizer: true }))`], { cwd: root });
+    run(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        '-e',
+        `import('./test/fixtures/optCheckpoint.ts').then((m) => m.writeOptCheckpoint(${JSON.stringify(dir)}, { preset: '125m-style', tokenizer: true }))`,
+      ],
+      { cwd: root },
+    );
   }
   return dir;
 }
@@ -206,4 +235,3 @@ function fail(message) {
   console.error(`package: ${message}`);
   process.exit(1);
 }
-

@@ -21,7 +21,8 @@ import { tempDir } from './helpers/decoderHarness.js';
 const tmp = tempDir('errors');
 after(() => tmp.remove());
 let n = 0;
-const fixture = (options: Parameters<typeof writeOptCheckpoint>[1] = {}) => writeOptCheckpoint(join(tmp.path, `m${n++}`), { tokenizer: false, ...options });
+const fixture = (options: Parameters<typeof writeOptCheckpoint>[1] = {}) =>
+  writeOptCheckpoint(join(tmp.path, `m${n++}`), { tokenizer: false, ...options });
 const convert = (dir: string) => convertCheckpoint(dir, { dtype: 'fp32', cacheDir: join(tmp.path, 'cache') });
 
 /** Asserts a CheckpointError whose message contains each fragment. */
@@ -107,7 +108,10 @@ test('unknown tensor dtype in safetensors', async () => {
   const file = join(f.dir, 'model.safetensors');
   const bytes = await readFile(file);
   const headerLen = Number(bytes.readBigUInt64LE(0));
-  const header = bytes.subarray(8, 8 + headerLen).toString('utf8').replace('"dtype":"F32"', '"dtype":"F8Q"');
+  const header = bytes
+    .subarray(8, 8 + headerLen)
+    .toString('utf8')
+    .replace('"dtype":"F32"', '"dtype":"F8Q"');
   await writeFile(file, Buffer.concat([bytes.subarray(0, 8), Buffer.from(header), bytes.subarray(8 + headerLen)]));
   await rejectsWith(convert(f.dir), 'unknown dtype "F8Q"');
 });
@@ -171,7 +175,10 @@ describe('finding 13: every malformed file is a CheckpointError naming it, never
 
   test('overlapping, gapped or overhanging data_offsets (the format wants tensors to tile the data)', async () => {
     const file = join(tmp.path, 'tiling.safetensors');
-    const tensors = [{ name: 'a', dtype: 'F32' as const, shape: [2], data: f32(2) }, { name: 'b', dtype: 'F32' as const, shape: [2], data: f32(2) }];
+    const tensors = [
+      { name: 'a', dtype: 'F32' as const, shape: [2], data: f32(2) },
+      { name: 'b', dtype: 'F32' as const, shape: [2], data: f32(2) },
+    ];
     await writeSafetensors(file, tensors);
     assert.equal((await readSafetensors(file)).length, 2);
     await editHeader(file, (h) => ({ ...h, b: { ...h.b, data_offsets: [4, 12] } }));
@@ -187,7 +194,10 @@ describe('finding 13: every malformed file is a CheckpointError naming it, never
   test('a duplicate key, a prototype-named dtype, bad __metadata__, an overflowing shape', async () => {
     const file = join(tmp.path, 'keys.safetensors');
     await writeSafetensors(file, [{ name: 'a', dtype: 'F32', shape: [2], data: f32(2) }]);
-    await editHeader(file, () => '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"U8","shape":[8],"data_offsets":[0,8]}}');
+    await editHeader(
+      file,
+      () => '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"U8","shape":[8],"data_offsets":[0,8]}}',
+    );
     await rejectsWith(readSafetensors(file), file, '"a" twice');
     for (const [entry, fragment] of [
       [{ dtype: 'toString', shape: [2], data_offsets: [0, 8] }, 'unknown dtype "toString"'],
@@ -205,7 +215,10 @@ describe('finding 13: every malformed file is a CheckpointError naming it, never
 
   test('100,000 nested _rebuild_parameter calls in data.pkl', async () => {
     const file = join(tmp.path, 'nested.bin');
-    await writeTorchBinRecords(file, [{ name: 'data.pkl', data: nestedParameterPickle('w', 100_000, 2) }, { name: 'data/0', data: f32(2) }]);
+    await writeTorchBinRecords(file, [
+      { name: 'data.pkl', data: nestedParameterPickle('w', 100_000, 2) },
+      { name: 'data/0', data: f32(2) },
+    ]);
     await rejectsWith(readTorchBin(file), file, 'wrapped in parameters');
   });
 
@@ -213,7 +226,10 @@ describe('finding 13: every malformed file is a CheckpointError naming it, never
     const file = join(tmp.path, 'deep.bin');
     const p = new Pickler();
     p.proto();
-    for (let i = 0; i < 100_000; i++) { p.op(0x7d); p.str('k'); }
+    for (let i = 0; i < 100_000; i++) {
+      p.op(0x7d);
+      p.str('k');
+    }
     p.op(0x7d);
     for (let i = 0; i < 100_000; i++) p.op(0x73);
     p.stop();
@@ -223,7 +239,9 @@ describe('finding 13: every malformed file is a CheckpointError naming it, never
 
   test('a pickle of millions of one-byte allocations stops at the value budget', async () => {
     const file = join(tmp.path, 'bomb.bin');
-    await writeTorchBinRecords(file, [{ name: 'data.pkl', data: Uint8Array.from([0x80, 0x02, ...new Array<number>(5_000_000).fill(0x7d), 0x2e]) }]);
+    await writeTorchBinRecords(file, [
+      { name: 'data.pkl', data: Uint8Array.from([0x80, 0x02, ...new Array<number>(5_000_000).fill(0x7d), 0x2e]) },
+    ]);
     await rejectsWith(readTorchBin(file), file, 'more than 4000000 values');
   });
 
@@ -259,7 +277,16 @@ describe('finding 14: every file a checkpoint names stays inside its folder', ()
     return f.dir;
   }
 
-  for (const name of ['../../outside.safetensors', '../../../../etc/passwd', '/etc/passwd', 'sub/../../x.safetensors', './model.safetensors', 'C:\\x.safetensors', 'a\u0000b', '']) {
+  for (const name of [
+    '../../outside.safetensors',
+    '../../../../etc/passwd',
+    '/etc/passwd',
+    'sub/../../x.safetensors',
+    './model.safetensors',
+    'C:\\x.safetensors',
+    'a\u0000b',
+    '',
+  ]) {
     test(`a shard named ${JSON.stringify(name)} is refused by its index`, async () => {
       const dir = await shardedWithName(name);
       await rejectsWith(openWeights(dir), 'model.safetensors.index.json', 'not a plain relative path');
@@ -300,14 +327,17 @@ describe('finding 14: every file a checkpoint names stays inside its folder', ()
     await rejectsWith(readOptConfig(f.dir), 'config.json', 'outside the model folder');
   });
 
-  test('a Hub snapshot: links into its own repo\'s blobs/ load, links into another repo\'s do not', async () => {
+  test("a Hub snapshot: links into its own repo's blobs/ load, links into another repo's do not", async () => {
     const hub = join(tmp.path, `hub-${n++}`);
     const repo = join(hub, 'models--facebook--opt-tiny');
     const other = join(hub, 'models--evil--repo');
     const snapshot = join(repo, 'snapshots', 'a'.repeat(40));
     const f = await fixture();
     await mkdir(snapshot, { recursive: true });
-    for (const [blobs, name] of [[join(repo, 'blobs'), 'config.json'], [join(repo, 'blobs'), 'model.safetensors']] as const) {
+    for (const [blobs, name] of [
+      [join(repo, 'blobs'), 'config.json'],
+      [join(repo, 'blobs'), 'model.safetensors'],
+    ] as const) {
       await mkdir(blobs, { recursive: true });
       await rename(join(f.dir, name), join(blobs, `sha-${name}`));
       await symlink(join('..', '..', 'blobs', `sha-${name}`), join(snapshot, name));
@@ -354,7 +384,9 @@ describe('finding 15: what is read whole is bounded first, and bad input is quot
     const dir = join(tmp.path, `merges-${n++}`);
     await mkdir(dir);
     await writeFile(join(dir, 'vocab.json'), JSON.stringify({ a: 0, b: 1, ab: 2 }));
-    const garbage = Buffer.from(Array.from({ length: 4000 }, (_, i) => (i * 37 + 1) % 128).filter((b) => b !== 10 && b !== 32 && b !== 9 && b !== 13));
+    const garbage = Buffer.from(
+      Array.from({ length: 4000 }, (_, i) => (i * 37 + 1) % 128).filter((b) => b !== 10 && b !== 32 && b !== 9 && b !== 13),
+    );
     await writeFile(join(dir, 'merges.txt'), garbage);
     const err = await readTokenizerFiles(dir).catch((e: unknown) => e);
     assert.ok(err instanceof CheckpointError, String(err));
@@ -382,7 +414,12 @@ describe('found on the way', () => {
     const f = await fixture();
     const file = join(f.dir, 'config.json');
     const cfg = JSON.parse(await readFile(file, 'utf8'));
-    for (const [key, value] of [['num_hidden_layers', 1e9], ['vocab_size', 2 ** 40], ['hidden_size', 1e300], ['eos_token_id', 2 ** 53]] as const) {
+    for (const [key, value] of [
+      ['num_hidden_layers', 1e9],
+      ['vocab_size', 2 ** 40],
+      ['hidden_size', 1e300],
+      ['eos_token_id', 2 ** 53],
+    ] as const) {
       await writeFile(file, JSON.stringify({ ...cfg, [key]: value }));
       await rejectsWith(readOptConfig(f.dir), `${key} must be an integer from`);
     }
@@ -411,7 +448,10 @@ describe('found on the way', () => {
   test('JSON nested 100,000 deep in tokenizer.json is refused before anything walks it', async () => {
     const dir = join(tmp.path, `deep-${n++}`);
     await mkdir(dir);
-    await writeFile(join(dir, 'tokenizer.json'), `{"post_processor":${'{"type":"Sequence","processors":['.repeat(100_000)}${']}'.repeat(100_000)}}`);
+    await writeFile(
+      join(dir, 'tokenizer.json'),
+      `{"post_processor":${'{"type":"Sequence","processors":['.repeat(100_000)}${']}'.repeat(100_000)}}`,
+    );
     await rejectsWith(readTokenizerFiles(dir), 'tokenizer.json', 'more than 100 deep');
   });
 

@@ -5,13 +5,23 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { editDistance, editSimilarity, samplePositions, truthFor } from '../bench/sections/completionQuality.js';
 
-const code = ['import os', '', 'def read_lines(path):', '    with open(path) as f:', '        return [line.rstrip() for line in f]', '', 'print(read_lines("a.txt"))', ''].join('\n');
+const code = [
+  'import os',
+  '',
+  'def read_lines(path):',
+  '    with open(path) as f:',
+  '        return [line.rstrip() for line in f]',
+  '',
+  'print(read_lines("a.txt"))',
+  '',
+].join('\n');
 
 describe('completion quality: positions and scores', () => {
   test('positions are of the three kinds, where they say, the same for a seed, never before the minimum prefix', () => {
     const all = samplePositions('a.py', code, 100, 1, 0);
     const at = (kind: string) => all.filter((p) => p.kind === kind).map((p) => p.offset);
-    for (const o of at('line-start')) assert.ok(o === 0 || code[o - 1] === '\n' || /^[ \t]+$/.test(code.slice(code.lastIndexOf('\n', o - 1) + 1, o)), `line start at ${o}`);
+    for (const o of at('line-start'))
+      assert.ok(o === 0 || code[o - 1] === '\n' || /^[ \t]+$/.test(code.slice(code.lastIndexOf('\n', o - 1) + 1, o)), `line start at ${o}`);
     for (const o of at('after-bracket')) assert.ok('([{'.includes(code[o - 1]!), `after a bracket at ${o}`);
     for (const o of at('after-identifier')) assert.ok(/\w/.test(code[o - 1]!) && !/\w/.test(code[o]!), `after an identifier at ${o}`);
     assert.ok(at('line-start').length >= 4 && at('after-bracket').length >= 3 && at('after-identifier').length >= 5);

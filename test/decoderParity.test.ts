@@ -18,10 +18,15 @@ const tmp = tempDir('parity');
 after(() => tmp.remove());
 const cacheDir = join(tmp.path, 'cache');
 let fixtureCount = 0;
-const fixture = (options: FixtureOptions) => writeOptCheckpoint(join(tmp.path, `model-${fixtureCount++}`), { tokenizer: false, ...options });
+const fixture = (options: FixtureOptions) =>
+  writeOptCheckpoint(join(tmp.path, `model-${fixtureCount++}`), { tokenizer: false, ...options });
 
 /** Contrib ops with the CPU's append cache and the GPU's in-place cache; plain ops with Optimum's Concat cache. */
-const GRAPHS: [boolean, KvCacheLayout][] = [[true, 'append'], [true, 'inplace'], [false, 'concat']];
+const GRAPHS: [boolean, KvCacheLayout][] = [
+  [true, 'append'],
+  [true, 'inplace'],
+  [false, 'concat'],
+];
 
 const VARIANTS: [string, FixtureOptions][] = [
   ['125m-style (pre-LN)', { preset: '125m-style' }],
@@ -42,19 +47,36 @@ for (const [name, options] of VARIANTS) {
       const ops = `${fused ? 'contrib ops' : 'plain ops'}, ${kvCache} cache`;
       test(`every position of a prompt matches the reference (${ops})`, async () => {
         const dec = await openDecoder(f, cacheDir, 'fp32', fused, kvCache);
-        const out = await dec.forward({ inputIds: ids64([PROMPT]), batch: 1, attentionMask: ids64([PROMPT.map(() => 1)]), logitsToKeep: PROMPT.length });
+        const out = await dec.forward({
+          inputIds: ids64([PROMPT]),
+          batch: 1,
+          attentionMask: ids64([PROMPT.map(() => 1)]),
+          logitsToKeep: PROMPT.length,
+        });
         const ref = naiveLogits(f, [PROMPT]);
-        for (let k = 0; k < PROMPT.length; k++) assert.ok(maxAbsDiff(row(out.logits, f.config.vocab_size, out.keep, 0, k), ref[0]![k]!) < TOL, `position ${k}`);
+        for (let k = 0; k < PROMPT.length; k++)
+          assert.ok(maxAbsDiff(row(out.logits, f.config.vocab_size, out.keep, 0, k), ref[0]![k]!) < TOL, `position ${k}`);
         await dec.release();
       });
 
       test(`prefill then token-by-token decode with the KV cache matches (${ops})`, async () => {
         const dec = await openDecoder(f, cacheDir, 'fp32', fused, kvCache);
         const ref = naiveLogits(f, [PROMPT])[0]!;
-        let out = await dec.forward({ inputIds: ids64([PROMPT.slice(0, 4)]), batch: 1, attentionMask: ids64([[1, 1, 1, 1]]), logitsToKeep: 1 });
+        let out = await dec.forward({
+          inputIds: ids64([PROMPT.slice(0, 4)]),
+          batch: 1,
+          attentionMask: ids64([[1, 1, 1, 1]]),
+          logitsToKeep: 1,
+        });
         assert.ok(maxAbsDiff(out.logits, ref[3]!) < TOL, 'prefill');
         for (let t = 4; t < PROMPT.length; t++) {
-          out = await dec.forward({ inputIds: ids64([[PROMPT[t]!]]), batch: 1, attentionMask: ids64([Array(t + 1).fill(1)]), past: out.present, logitsToKeep: 1 });
+          out = await dec.forward({
+            inputIds: ids64([[PROMPT[t]!]]),
+            batch: 1,
+            attentionMask: ids64([Array(t + 1).fill(1)]),
+            past: out.present,
+            logitsToKeep: 1,
+          });
           assert.equal(out.present.length, t + 1);
           assert.ok(maxAbsDiff(out.logits, ref[t]!) < TOL, `decode step at position ${t}`);
         }
@@ -65,7 +87,11 @@ for (const [name, options] of VARIANTS) {
         const dec = await openDecoder(f, cacheDir, 'fp32', fused, kvCache);
         const short = PROMPT.slice(0, 4);
         const ids = [[1, 1, 1, ...short], PROMPT.slice(0, 7), [1, 1, 1, 1, 1, 1, 1]];
-        const mask = [[0, 0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1], [0, 0, 0, 0, 0, 0, 0]];
+        const mask = [
+          [0, 0, 0, 1, 1, 1, 1],
+          [1, 1, 1, 1, 1, 1, 1],
+          [0, 0, 0, 0, 0, 0, 0],
+        ];
         let out = await dec.forward({ inputIds: ids64(ids), batch: 3, attentionMask: ids64(mask), logitsToKeep: 1 });
         const v = f.config.vocab_size;
         assert.ok(maxAbsDiff(row(out.logits, v, 1, 0, 0), naiveLogits(f, [short])[0]![3]!) < TOL, 'padded row');
@@ -73,7 +99,13 @@ for (const [name, options] of VARIANTS) {
         assert.ok(row(out.logits, v, 1, 2, 0).every(Number.isFinite), 'fully padded row has no NaN');
         // One decode step for the whole batch keeps the per-row equality.
         const next = [50, 60, 70];
-        out = await dec.forward({ inputIds: ids64(next.map((n) => [n])), batch: 3, attentionMask: ids64(mask.map((m) => [...m, 1])), past: out.present, logitsToKeep: 1 });
+        out = await dec.forward({
+          inputIds: ids64(next.map((n) => [n])),
+          batch: 3,
+          attentionMask: ids64(mask.map((m) => [...m, 1])),
+          past: out.present,
+          logitsToKeep: 1,
+        });
         assert.ok(maxAbsDiff(row(out.logits, v, 1, 0, 0), naiveLogits(f, [[...short, 50]])[0]![4]!) < TOL, 'padded row, decode');
         assert.ok(maxAbsDiff(row(out.logits, v, 1, 1, 0), naiveLogits(f, [[...PROMPT.slice(0, 7), 60]])[0]![7]!) < TOL, 'full row, decode');
         assert.ok(row(out.logits, v, 1, 2, 0).every(Number.isFinite));
@@ -83,56 +115,97 @@ for (const [name, options] of VARIANTS) {
   });
 }
 
-for (const kvCache of ['append', 'inplace'] as const) describe(`the ${kvCache} KV cache buffer`, () => {
-  let f: Fixture;
-  before(async () => {
-    f = await fixture({ preset: '125m-style', seed: 17, config: { max_position_embeddings: 200 } });
-  });
+for (const kvCache of ['append', 'inplace'] as const)
+  describe(`the ${kvCache} KV cache buffer`, () => {
+    let f: Fixture;
+    before(async () => {
+      f = await fixture({ preset: '125m-style', seed: 17, config: { max_position_embeddings: 200 } });
+    });
 
-  test('a multi-token extension of a cached prefix matches every position', async () => {
-    const dec = await openDecoder(f, cacheDir, 'fp32', true, kvCache);
-    assert.ok(dec.inPlaceCache);
-    assert.equal(dec.cacheLayout, kvCache);
-    const ref = naiveLogits(f, [PROMPT])[0]!;
-    const first = await dec.forward({ inputIds: ids64([PROMPT.slice(0, 5)]), batch: 1, attentionMask: ids64([[1, 1, 1, 1, 1]]), logitsToKeep: 1 });
-    const ext = await dec.forward({ inputIds: ids64([PROMPT.slice(5)]), batch: 1, attentionMask: ids64([PROMPT.map(() => 1)]), past: first.present, logitsToKeep: 4 });
-    for (let k = 0; k < 4; k++) assert.ok(maxAbsDiff(row(ext.logits, f.config.vocab_size, 4, 0, k), ref[5 + k]!) < TOL, `position ${5 + k}`);
-    await dec.release();
-  });
+    test('a multi-token extension of a cached prefix matches every position', async () => {
+      const dec = await openDecoder(f, cacheDir, 'fp32', true, kvCache);
+      assert.ok(dec.inPlaceCache);
+      assert.equal(dec.cacheLayout, kvCache);
+      const ref = naiveLogits(f, [PROMPT])[0]!;
+      const first = await dec.forward({
+        inputIds: ids64([PROMPT.slice(0, 5)]),
+        batch: 1,
+        attentionMask: ids64([[1, 1, 1, 1, 1]]),
+        logitsToKeep: 1,
+      });
+      const ext = await dec.forward({
+        inputIds: ids64([PROMPT.slice(5)]),
+        batch: 1,
+        attentionMask: ids64([PROMPT.map(() => 1)]),
+        past: first.present,
+        logitsToKeep: 4,
+      });
+      for (let k = 0; k < 4; k++)
+        assert.ok(maxAbsDiff(row(ext.logits, f.config.vocab_size, 4, 0, k), ref[5 + k]!) < TOL, `position ${5 + k}`);
+      await dec.release();
+    });
 
-  test('the cache grows past its capacity without changing the logits, and reuses caller-owned logits', async () => {
-    const dec = await openDecoder(f, cacheDir, 'fp32', true, kvCache);
-    const ids = Array.from({ length: 70 }, (_, i) => 4 + ((i * 37) % 900));
-    const ref = naiveLogits(f, [ids])[0]!;
-    let out = await dec.forward({ inputIds: ids64([ids.slice(0, 60)]), batch: 1, attentionMask: ids64([Array(60).fill(1)]), logitsToKeep: 1 });
-    assert.equal(out.present.capacity, 64);
-    const buffer = new Float32Array(f.config.vocab_size);
-    for (let t = 60; t < 70; t++) {
-      out = await dec.forward({ inputIds: ids64([[ids[t]!]]), batch: 1, attentionMask: ids64([Array(t + 1).fill(1)]), past: out.present, logitsToKeep: 1, logitsBuffer: buffer });
-      assert.equal(out.logits.buffer, buffer.buffer, 'logits written into the caller buffer');
-      assert.ok(maxAbsDiff(out.logits, ref[t]!) < TOL, `position ${t}`);
-    }
-    assert.equal(out.present.capacity, 128);
-    await dec.release();
-  });
+    test('the cache grows past its capacity without changing the logits, and reuses caller-owned logits', async () => {
+      const dec = await openDecoder(f, cacheDir, 'fp32', true, kvCache);
+      const ids = Array.from({ length: 70 }, (_, i) => 4 + ((i * 37) % 900));
+      const ref = naiveLogits(f, [ids])[0]!;
+      let out = await dec.forward({
+        inputIds: ids64([ids.slice(0, 60)]),
+        batch: 1,
+        attentionMask: ids64([Array(60).fill(1)]),
+        logitsToKeep: 1,
+      });
+      assert.equal(out.present.capacity, 64);
+      const buffer = new Float32Array(f.config.vocab_size);
+      for (let t = 60; t < 70; t++) {
+        out = await dec.forward({
+          inputIds: ids64([[ids[t]!]]),
+          batch: 1,
+          attentionMask: ids64([Array(t + 1).fill(1)]),
+          past: out.present,
+          logitsToKeep: 1,
+          logitsBuffer: buffer,
+        });
+        assert.equal(out.logits.buffer, buffer.buffer, 'logits written into the caller buffer');
+        assert.ok(maxAbsDiff(out.logits, ref[t]!) < TOL, `position ${t}`);
+      }
+      assert.equal(out.present.capacity, 128);
+      await dec.release();
+    });
 
-  test('with room reserved the cache grows in place: same storage, same logits, the graph sees only what is needed', async () => {
-    const dec = await openDecoder(f, cacheDir, 'fp32', true, kvCache);
-    const ids = Array.from({ length: 140 }, (_, i) => 4 + ((i * 53) % 900));
-    const ref = naiveLogits(f, [ids])[0]!;
-    let out = await dec.forward({ inputIds: ids64([ids.slice(0, 60)]), batch: 1, attentionMask: ids64([Array(60).fill(1)]), logitsToKeep: 1, reserve: 150 });
-    assert.equal(out.present.capacity, 64);
-    assert.equal(out.present.room, 192);
-    const storage = out.present.tensors.map((t) => (t.data as Float32Array).buffer);
-    for (let t = 60; t < 140; t++) {
-      out = await dec.forward({ inputIds: ids64([[ids[t]!]]), batch: 1, attentionMask: ids64([Array(t + 1).fill(1)]), past: out.present, logitsToKeep: 1 });
-      assert.ok(maxAbsDiff(out.logits, ref[t]!) < TOL, `position ${t} (capacity ${out.present.capacity})`);
-    }
-    assert.equal(out.present.capacity, 192);
-    assert.deepEqual(out.present.tensors.map((t) => (t.data as Float32Array).buffer), storage, 'no new storage while within the room');
-    await dec.release();
+    test('with room reserved the cache grows in place: same storage, same logits, the graph sees only what is needed', async () => {
+      const dec = await openDecoder(f, cacheDir, 'fp32', true, kvCache);
+      const ids = Array.from({ length: 140 }, (_, i) => 4 + ((i * 53) % 900));
+      const ref = naiveLogits(f, [ids])[0]!;
+      let out = await dec.forward({
+        inputIds: ids64([ids.slice(0, 60)]),
+        batch: 1,
+        attentionMask: ids64([Array(60).fill(1)]),
+        logitsToKeep: 1,
+        reserve: 150,
+      });
+      assert.equal(out.present.capacity, 64);
+      assert.equal(out.present.room, 192);
+      const storage = out.present.tensors.map((t) => (t.data as Float32Array).buffer);
+      for (let t = 60; t < 140; t++) {
+        out = await dec.forward({
+          inputIds: ids64([[ids[t]!]]),
+          batch: 1,
+          attentionMask: ids64([Array(t + 1).fill(1)]),
+          past: out.present,
+          logitsToKeep: 1,
+        });
+        assert.ok(maxAbsDiff(out.logits, ref[t]!) < TOL, `position ${t} (capacity ${out.present.capacity})`);
+      }
+      assert.equal(out.present.capacity, 192);
+      assert.deepEqual(
+        out.present.tensors.map((t) => (t.data as Float32Array).buffer),
+        storage,
+        'no new storage while within the room',
+      );
+      await dec.release();
+    });
   });
-});
 
 describe('long inputs to a buffer cache run in chunks', () => {
   test(`a ${2 * PREFILL_CHUNK + 88}-token prompt (3 chunks) gives the reference logits, then decodes on`, async () => {
@@ -141,10 +214,22 @@ describe('long inputs to a buffer cache run in chunks', () => {
     const ids = Array.from({ length: n + 1 }, (_, i) => 4 + ((i * 7919) % 50000));
     const ref = naiveLogits(f, [ids])[0]!;
     const dec = await openDecoder(f, cacheDir);
-    const out = await dec.forward({ inputIds: ids64([ids.slice(0, n)]), batch: 1, attentionMask: ids64([Array(n).fill(1)]), logitsToKeep: 3 });
+    const out = await dec.forward({
+      inputIds: ids64([ids.slice(0, n)]),
+      batch: 1,
+      attentionMask: ids64([Array(n).fill(1)]),
+      logitsToKeep: 3,
+    });
     assert.equal(out.present.length, n);
-    for (let k = 0; k < 3; k++) assert.ok(maxAbsDiff(row(out.logits, f.config.vocab_size, 3, 0, k), ref[n - 3 + k]!) < TOL, `position ${n - 3 + k}`);
-    const next = await dec.forward({ inputIds: ids64([[ids[n]!]]), batch: 1, attentionMask: ids64([Array(n + 1).fill(1)]), past: out.present, logitsToKeep: 1 });
+    for (let k = 0; k < 3; k++)
+      assert.ok(maxAbsDiff(row(out.logits, f.config.vocab_size, 3, 0, k), ref[n - 3 + k]!) < TOL, `position ${n - 3 + k}`);
+    const next = await dec.forward({
+      inputIds: ids64([[ids[n]!]]),
+      batch: 1,
+      attentionMask: ids64([Array(n + 1).fill(1)]),
+      past: out.present,
+      logitsToKeep: 1,
+    });
     assert.ok(maxAbsDiff(next.logits, ref[n]!) < TOL, 'decode step after the chunks');
     await dec.release();
   });
@@ -179,8 +264,21 @@ describe('reduced precisions stay within their error bounds', () => {
   // row, and token embeddings gathered from the quantized tied lm_head). Random weights give nearly
   // tied logits, so top-1 agreement says little for int4 at this width (5/9 at error 0.28).
   const FIXTURES = [
-    ['hidden 32', { preset: '125m-style', seed: 3 }, [['fp16', false], ['fp16', true], ['int8', true], ['int4', true]]],
-    ['hidden 256', { preset: '125m-style', seed: 5, config: { hidden_size: 256, ffn_dim: 512, num_attention_heads: 4, word_embed_proj_dim: 256 } }, [['int8', true]]],
+    [
+      'hidden 32',
+      { preset: '125m-style', seed: 3 },
+      [
+        ['fp16', false],
+        ['fp16', true],
+        ['int8', true],
+        ['int4', true],
+      ],
+    ],
+    [
+      'hidden 256',
+      { preset: '125m-style', seed: 5, config: { hidden_size: 256, ffn_dim: 512, num_attention_heads: 4, word_embed_proj_dim: 256 } },
+      [['int8', true]],
+    ],
   ] as const;
   for (const [label, options, cases] of FIXTURES) {
     let f: Fixture;
@@ -190,9 +288,15 @@ describe('reduced precisions stay within their error bounds', () => {
     for (const [dtype, fused] of cases) {
       test(`${label}, ${dtype}${fused ? '' : ' (plain ops)'}: relative max error ≤ ${BOUNDS[dtype]}, same top-1 token on most positions`, async (t) => {
         const dec = await openDecoder(f, cacheDir, dtype, fused);
-        const out = await dec.forward({ inputIds: ids64([PROMPT]), batch: 1, attentionMask: ids64([PROMPT.map(() => 1)]), logitsToKeep: PROMPT.length });
+        const out = await dec.forward({
+          inputIds: ids64([PROMPT]),
+          batch: 1,
+          attentionMask: ids64([PROMPT.map(() => 1)]),
+          logitsToKeep: PROMPT.length,
+        });
         const ref = naiveLogits(f, [PROMPT])[0]!;
-        let agree = 0, worst = 0;
+        let agree = 0,
+          worst = 0;
         for (let k = 0; k < PROMPT.length; k++) {
           const got = row(out.logits, f.config.vocab_size, out.keep, 0, k);
           const rel = maxAbsDiff(got, ref[k]!) / maxAbs(ref[k]!);

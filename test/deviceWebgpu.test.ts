@@ -26,10 +26,20 @@ async function steps(model: OptModel): Promise<Float32Array[]> {
   let past: KvCache | undefined;
   let feed = PROMPT;
   for (let i = 0; i <= NEXT.length; i++) {
-    const r = await model.decoder.forward({ inputIds: ids64([feed]), batch: 1, attentionMask: ids64([ids.map(() => 1)]), past, logitsToKeep: 1 });
+    const r = await model.decoder.forward({
+      inputIds: ids64([feed]),
+      batch: 1,
+      attentionMask: ids64([ids.map(() => 1)]),
+      past,
+      logitsToKeep: 1,
+    });
     out.push(r.logits.slice());
     // On WebGPU the cache never leaves the device: its tensors are GPU buffers fed back as they are.
-    if (model.device === 'webgpu') assert.ok(r.present.tensors.every((t) => t.location === 'gpu-buffer'), `KV cache on ${r.present.tensors[0]!.location}`);
+    if (model.device === 'webgpu')
+      assert.ok(
+        r.present.tensors.every((t) => t.location === 'gpu-buffer'),
+        `KV cache on ${r.present.tensors[0]!.location}`,
+      );
     past = r.present;
     if (i < NEXT.length) {
       feed = [NEXT[i]!];
@@ -57,7 +67,10 @@ describe('WebGPU provider parity with the CPU', { timeout: 300_000 }, () => {
     }
   });
 
-  for (const [dtype, tolerance] of [['fp32', 1e-4], ['fp16', 2e-2]] as const) {
+  for (const [dtype, tolerance] of [
+    ['fp32', 1e-4],
+    ['fp16', 2e-2],
+  ] as const) {
     test(`${dtype} graph: prefill and decode steps match the CPU's fp32 (relative ${tolerance})`, async (t) => {
       if (unavailable) return t.skip(unavailable);
       const model = await loadOptModel(dir, { device: 'webgpu', dtype, cacheDir });

@@ -106,7 +106,10 @@ describe('single- and multi-line policy', () => {
 
   test('blank lines inside an indented block are kept; at indentation 0 a blank line ends the block', () => {
     assert.deepEqual(cutToBlock('a\n\n  b\n}', '  ', 8).lines, ['a', '', '  b']);
-    assert.deepEqual(cutToBlock('The fox ran.\nIt was fast.\n\nNew paragraph', '', 8), { lines: ['The fox ran.', 'It was fast.'], ended: true });
+    assert.deepEqual(cutToBlock('The fox ran.\nIt was fast.\n\nNew paragraph', '', 8), {
+      lines: ['The fox ran.', 'It was fast.'],
+      ended: true,
+    });
   });
 
   test('a line still being generated decides nothing; maxLines caps the block', () => {
@@ -118,7 +121,11 @@ describe('single- and multi-line policy', () => {
 
   test('lines repeating the next line of the document are dropped', () => {
     assert.deepEqual(dropRepeatedLines(['x = 1', 'y = 2', 'return x'], ['', '  return x  ']), ['x = 1', 'y = 2']);
-    assert.deepEqual(dropRepeatedLines(['return x'], ['return x']), ['return x'], 'the first line continues the cursor line: never dropped');
+    assert.deepEqual(
+      dropRepeatedLines(['return x'], ['return x']),
+      ['return x'],
+      'the first line continues the cursor line: never dropped',
+    );
     assert.deepEqual(dropRepeatedLines(['a', 'b'], []), ['a', 'b']);
   });
 
@@ -134,7 +141,11 @@ describe('single- and multi-line policy', () => {
 describe('finishCompletion', () => {
   test('single line: cut at the newline, trailing whitespace trimmed', () => {
     const c = at('const total = |');
-    assert.deepEqual(finishCompletion('price * count;   \nconsole.log(total);', c, policy(), false), { text: 'price * count;', replaceSuffix: 0, multiline: false });
+    assert.deepEqual(finishCompletion('price * count;   \nconsole.log(total);', c, policy(), false), {
+      text: 'price * count;',
+      replaceSuffix: 0,
+      multiline: false,
+    });
   });
 
   test('nothing to show: empty, whitespace only, or a stop at once', () => {
@@ -145,7 +156,7 @@ describe('finishCompletion', () => {
     assert.equal(finishCompletion('###', c, policy({ stopSequences: ['###'] }), false), undefined);
   });
 
-  test('after a space mid-line the model\'s own leading space is dropped; at a line start indentation stays', () => {
+  test("after a space mid-line the model's own leading space is dropped; at a line start indentation stays", () => {
     assert.equal(finishCompletion(' world', at('hello |'), policy(), false)?.text, 'world');
     assert.equal(finishCompletion('world', at('hello|'), policy(), false)?.text, 'world');
     assert.equal(finishCompletion(' world', at('hello|'), policy(), false)?.text, ' world');
@@ -220,7 +231,7 @@ describe('merge with the rest of the line', () => {
     assert.deepEqual(mergeWithLineSuffix('abc', '   '), { text: 'abc', replaceSuffix: 0 });
   });
 
-  test('random completions against random line ends: always visible, never lose the user\'s text', () => {
+  test("random completions against random line ends: always visible, never lose the user's text", () => {
     const pieces = ['x', 'y', ' ', ')', '(', ']', '[', ';', ',', '"', 'ab', '+'];
     let seed = 7;
     const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
@@ -241,7 +252,11 @@ describe('merge with the rest of the line', () => {
 
 describe('completion cache', () => {
   const doc = 'file:///a.md';
-  const key = (prefix: string, lineSuffix = '', next: string[] = []) => ({ documentId: doc, prefix, suffixKey: suffixKeyOf(lineSuffix, next) });
+  const key = (prefix: string, lineSuffix = '', next: string[] = []) => ({
+    documentId: doc,
+    prefix,
+    suffixKey: suffixKeyOf(lineSuffix, next),
+  });
 
   test('exact hit, and typing the predicted characters keeps hitting with the rest', () => {
     const cache = new CompletionCache();

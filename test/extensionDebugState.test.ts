@@ -15,7 +15,11 @@ import type { RuntimeState } from '../extension/src/runtimeSupervisor.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function sources(state: RuntimeState, engine: 'local' | 'openai', status: () => Promise<EngineStatus>): DebugSources & { calls: { status: number } } {
+function sources(
+  state: RuntimeState,
+  engine: 'local' | 'openai',
+  status: () => Promise<EngineStatus>,
+): DebugSources & { calls: { status: number } } {
   const calls = { status: 0 };
   const records = new DebugRecords();
   records.inlineCounters.requests = 3;
@@ -64,7 +68,10 @@ describe('debug state', () => {
         counters: { requests: 3, cacheHits: 0, engineCalls: 0, shown: 0, empty: 0, cancelled: 0, errors: 0, accepted: 0 },
         cache: { entries: 2, hits: 1, misses: 1 },
       },
-      generate: { busy: 'generating', last: { prompt: 'Once', inserted: ' upon', tokens: 1, seconds: 0.5, finishReason: 'length', cancelled: false } },
+      generate: {
+        busy: 'generating',
+        last: { prompt: 'Once', inserted: ' upon', tokens: 1, seconds: 0.5, finishReason: 'length', cancelled: false },
+      },
       rewrite: { pending: { id: 1, label: 'Shorten', uri: 'file:///a.md', original: 'a b', proposed: 'a', version: 2 } },
       heads: { tasks: ['generate'] },
       settings: { engine: 'local', model: 'facebook/opt-125m' },
@@ -127,7 +134,7 @@ describe('model task memo', () => {
   }
   const info = (modelId: string, tasks?: EngineInfo['tasks']) => ({ modelId, tasks }) as EngineInfo;
 
-  test('a model\'s tasks are recalled by its id; an unknown model has none; an older info without tasks generates', () => {
+  test("a model's tasks are recalled by its id; an unknown model has none; an older info without tasks generates", () => {
     const state = memento();
     const memo = new ModelTaskMemo(state);
     assert.equal(memo.recall('m'), undefined);

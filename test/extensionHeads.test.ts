@@ -47,7 +47,10 @@ describe('model tasks', () => {
       wrongModelMessage('generate', '/models/sst2-opt/', { architecture: 'OPTForSequenceClassification', tasks: ['classify', 'embed'] }),
       'Completing and generating text needs an OPTForCausalLM checkpoint; sst2-opt is an OPTForSequenceClassification (an OPT classifier).',
     );
-    assert.match(wrongModelMessage('answer', 'x', undefined), /^Answering questions needs an OPTForQuestionAnswering checkpoint; x has no such head\.$/);
+    assert.match(
+      wrongModelMessage('answer', 'x', undefined),
+      /^Answering questions needs an OPTForQuestionAnswering checkpoint; x has no such head\.$/,
+    );
   });
 
   test('what the model is, from its tasks', () => {
@@ -85,22 +88,61 @@ describe('scores', () => {
   });
 
   test('single-label: every label best first, the best one predicted', () => {
-    const v = classificationView({ problemType: 'single_label_classification', labels: [{ label: 'NEGATIVE', score: 0.1 }, { label: 'POSITIVE', score: 0.85 }, { label: 'NEUTRAL', score: 0.05 }] });
+    const v = classificationView({
+      problemType: 'single_label_classification',
+      labels: [
+        { label: 'NEGATIVE', score: 0.1 },
+        { label: 'POSITIVE', score: 0.85 },
+        { label: 'NEUTRAL', score: 0.05 },
+      ],
+    });
     assert.equal(v.summary, 'POSITIVE 85.0%');
-    assert.deepEqual(v.rows.map((r) => [r.label, r.text, r.predicted]), [['POSITIVE', '85.0%', true], ['NEGATIVE', '10.0%', false], ['NEUTRAL', '5.0%', false]]);
+    assert.deepEqual(
+      v.rows.map((r) => [r.label, r.text, r.predicted]),
+      [
+        ['POSITIVE', '85.0%', true],
+        ['NEGATIVE', '10.0%', false],
+        ['NEUTRAL', '5.0%', false],
+      ],
+    );
   });
 
-  test('ties keep the runtime\'s order (the first is the prediction, as argmax)', () => {
-    const v = classificationView({ problemType: 'single_label_classification', labels: [{ label: 'B', score: 0.5 }, { label: 'A', score: 0.5 }] });
-    assert.deepEqual(v.rows.map((r) => r.label), ['B', 'A']);
+  test("ties keep the runtime's order (the first is the prediction, as argmax)", () => {
+    const v = classificationView({
+      problemType: 'single_label_classification',
+      labels: [
+        { label: 'B', score: 0.5 },
+        { label: 'A', score: 0.5 },
+      ],
+    });
+    assert.deepEqual(
+      v.rows.map((r) => r.label),
+      ['B', 'A'],
+    );
     assert.equal(v.summary, 'B 50.0%');
   });
 
   test('multi-label: every label at 50% or more applies; none is said plainly', () => {
-    const v = classificationView({ problemType: 'multi_label_classification', labels: [{ label: 'toxic', score: 0.2 }, { label: 'sports', score: 0.9 }, { label: 'news', score: 0.5 }] });
+    const v = classificationView({
+      problemType: 'multi_label_classification',
+      labels: [
+        { label: 'toxic', score: 0.2 },
+        { label: 'sports', score: 0.9 },
+        { label: 'news', score: 0.5 },
+      ],
+    });
     assert.equal(v.summary, 'sports 90.0%, news 50.0%');
-    assert.deepEqual(v.rows.map((r) => r.predicted), [true, true, false]);
-    const none = classificationView({ problemType: 'multi_label_classification', labels: [{ label: 'a', score: 0.2 }, { label: 'b', score: 0.3 }] });
+    assert.deepEqual(
+      v.rows.map((r) => r.predicted),
+      [true, true, false],
+    );
+    const none = classificationView({
+      problemType: 'multi_label_classification',
+      labels: [
+        { label: 'a', score: 0.2 },
+        { label: 'b', score: 0.3 },
+      ],
+    });
     assert.equal(none.summary, 'no label reaches 50% (highest: b 30.0%)');
   });
 
@@ -144,7 +186,7 @@ describe('answer offsets → document', () => {
     assert.equal(doc.slice(span3.start, span3.end), 'is Paris.');
     // The last line.
     const [s4, e4] = modelSpan(m.text, 'big');
-    assert.equal(doc.slice(...Object.values(spanInDocument(m, selectionStart, s4, e4)!) as [number, number]), 'big');
+    assert.equal(doc.slice(...(Object.values(spanInDocument(m, selectionStart, s4, e4)!) as [number, number])), 'big');
   });
 
   test('every span of a CRLF text maps to the same text with \\r\\n', () => {
@@ -200,8 +242,13 @@ describe('local engine and model heads (real runtime process)', { timeout: 180_0
   });
 
   test('a causal LM reports its tasks; classify and answer are refused naming the checkpoint type, before anything is sent', async () => {
-    const dir = (await writeOptCheckpoint(join(tmp.path, 'lm'), { seed: 3, tokenizer: true, config: { max_position_embeddings: 128 } })).dir;
-    supervisor = new RuntimeSupervisor({ launch, init: () => ({ model: dir, dtype: 'fp32', cacheDir: join(tmp.path, 'cache') }), log: memoryLogger() });
+    const dir = (await writeOptCheckpoint(join(tmp.path, 'lm'), { seed: 3, tokenizer: true, config: { max_position_embeddings: 128 } }))
+      .dir;
+    supervisor = new RuntimeSupervisor({
+      launch,
+      init: () => ({ model: dir, dtype: 'fp32', cacheDir: join(tmp.path, 'cache') }),
+      log: memoryLogger(),
+    });
     const engine = new LocalRuntimeEngine(supervisor);
     await assert.rejects(engine.classify({ text: 'great movie' }), (e: unknown) => {
       assert.ok(e instanceof WrongModelTypeError, String(e));
@@ -213,26 +260,53 @@ describe('local engine and model heads (real runtime process)', { timeout: 180_0
     const s = supervisor.state;
     assert.equal(s.kind, 'ready');
     assert.ok(s.kind === 'ready' && s.info.tasks.includes('generate'), 'the runtime says the model generates');
-    await assert.rejects(engine.answer({ question: 'Who?', context: 'Ann.' }), (e: unknown) => e instanceof WrongModelTypeError && /OPTForQuestionAnswering/.test(e.message));
+    await assert.rejects(
+      engine.answer({ question: 'Who?', context: 'Ann.' }),
+      (e: unknown) => e instanceof WrongModelTypeError && /OPTForQuestionAnswering/.test(e.message),
+    );
     // The runtime keeps serving text.
     const r = await engine.run({ kind: 'generate', prompt: 'Hello', options: { max_new_tokens: 2 } });
     assert.equal(r.completionTokens, 2);
   });
 
-  test('a classifier and a QA model (the fixture generator\'s heads) answer through the engine; text requests are refused', async () => {
+  test("a classifier and a QA model (the fixture generator's heads) answer through the engine; text requests are refused", async () => {
     await supervisor?.dispose();
     let model = '';
-    supervisor = new RuntimeSupervisor({ launch, init: () => ({ model, dtype: 'fp32', cacheDir: join(tmp.path, 'cache') }), log: memoryLogger() });
+    supervisor = new RuntimeSupervisor({
+      launch,
+      init: () => ({ model, dtype: 'fp32', cacheDir: join(tmp.path, 'cache') }),
+      log: memoryLogger(),
+    });
     const engine = new LocalRuntimeEngine(supervisor);
-    model = (await writeOptCheckpoint(join(tmp.path, 'cls'), { architecture: 'OPTForSequenceClassification', seed: 5, tokenizer: true, config: { id2label: { 0: 'NEGATIVE', 1: 'POSITIVE' }, label2id: { NEGATIVE: 0, POSITIVE: 1 } } })).dir;
+    model = (
+      await writeOptCheckpoint(join(tmp.path, 'cls'), {
+        architecture: 'OPTForSequenceClassification',
+        seed: 5,
+        tokenizer: true,
+        config: { id2label: { 0: 'NEGATIVE', 1: 'POSITIVE' }, label2id: { NEGATIVE: 0, POSITIVE: 1 } },
+      })
+    ).dir;
     const c = await engine.classify({ text: 'what a great day' });
     assert.equal(c.problemType, 'single_label_classification');
     assert.deepEqual(c.labels.map((l) => l.label).sort(), ['NEGATIVE', 'POSITIVE']);
     assert.ok(Math.abs(c.labels[0]!.score + c.labels[1]!.score - 1) < 1e-9 && c.labels[0]!.score >= c.labels[1]!.score);
     const s = supervisor.state;
-    assert.ok(s.kind === 'ready' && s.info.architecture === 'OPTForSequenceClassification' && s.info.tasks.includes('classify') && !s.info.tasks.includes('generate'), JSON.stringify(s));
+    assert.ok(
+      s.kind === 'ready' &&
+        s.info.architecture === 'OPTForSequenceClassification' &&
+        s.info.tasks.includes('classify') &&
+        !s.info.tasks.includes('generate'),
+      JSON.stringify(s),
+    );
     for (const kind of ['complete', 'generate', 'rewrite'] as const) {
-      await assert.rejects(engine.run({ kind, prompt: 'Hello', documentId: 'd', options: { max_new_tokens: 2 } }), (e: unknown) => e instanceof WrongModelTypeError && e.task === 'generate' && /needs an OPTForCausalLM checkpoint; cls is an OPTForSequenceClassification \(an OPT classifier\)/.test(e.message), kind);
+      await assert.rejects(
+        engine.run({ kind, prompt: 'Hello', documentId: 'd', options: { max_new_tokens: 2 } }),
+        (e: unknown) =>
+          e instanceof WrongModelTypeError &&
+          e.task === 'generate' &&
+          /needs an OPTForCausalLM checkpoint; cls is an OPTForSequenceClassification \(an OPT classifier\)/.test(e.message),
+        kind,
+      );
     }
     await assert.rejects(engine.answer({ question: 'Who?', context: 'Ann.' }), WrongModelTypeError);
 
@@ -259,13 +333,23 @@ describe('runtime supervisor: stop while a request waits', { timeout: 120_000 },
   // answered it.
   test('a ready() that arrives while stop() is stopping the process is rejected, not left waiting', async () => {
     const dir = (await writeOptCheckpoint(join(tmp.path, 'lm'), { seed: 4, tokenizer: true, config: { max_position_embeddings: 64 } })).dir;
-    const supervisor = new RuntimeSupervisor({ launch, init: () => ({ model: dir, dtype: 'fp32', cacheDir: join(tmp.path, 'cache') }), log: memoryLogger() });
+    const supervisor = new RuntimeSupervisor({
+      launch,
+      init: () => ({ model: dir, dtype: 'fp32', cacheDir: join(tmp.path, 'cache') }),
+      log: memoryLogger(),
+    });
     try {
       await supervisor.ready();
       const stopping = supervisor.stop();
       assert.equal(supervisor.state.kind, 'ready', 'the state changes only once the process is gone');
       const late = supervisor.ready();
-      const outcome = await Promise.race([late.then(() => 'resolved', (e: unknown) => (e instanceof EngineUnavailableError ? 'rejected' : String(e))), new Promise((r) => setTimeout(() => r('still waiting'), 15_000))]);
+      const outcome = await Promise.race([
+        late.then(
+          () => 'resolved',
+          (e: unknown) => (e instanceof EngineUnavailableError ? 'rejected' : String(e)),
+        ),
+        new Promise((r) => setTimeout(() => r('still waiting'), 15_000)),
+      ]);
       await stopping;
       assert.equal(outcome, 'rejected');
       assert.equal(supervisor.state.kind, 'stopped');

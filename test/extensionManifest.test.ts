@@ -55,7 +55,12 @@ describe('manifest', () => {
     const declared = Object.keys(properties).sort();
     const code = [...RESTART_SETTINGS, ...HOT_SETTINGS].map((k) => `${SECTION}.${k}`).sort();
     assert.deepEqual(declared, code);
-    for (const [key, p] of Object.entries(properties)) assert.ok((p as { description?: string; markdownDescription?: string }).description || (p as { markdownDescription?: string }).markdownDescription, key);
+    for (const [key, p] of Object.entries(properties))
+      assert.ok(
+        (p as { description?: string; markdownDescription?: string }).description ||
+          (p as { markdownDescription?: string }).markdownDescription,
+        key,
+      );
   });
 
   test('every setting config.ts reads has a rule, and package.json a default of the type that rule reads', () => {
@@ -77,7 +82,7 @@ describe('manifest', () => {
     }
   });
 
-  test('the defaults are the product\'s', () => {
+  test("the defaults are the product's", () => {
     const d = (k: string) => properties[`${SECTION}.${k}`]!.default;
     assert.equal(d('engine'), 'local');
     assert.equal(d('model'), 'facebook/opt-125m');
@@ -91,14 +96,24 @@ describe('manifest', () => {
     assert.deepEqual(d('rewrite.templates'), DEFAULT_TEMPLATES, 'the settings default is the built-in template list');
     assert.deepEqual(properties[`${SECTION}.device`]!.enum, ['auto', 'cpu', 'webgpu', 'cuda']);
     assert.deepEqual(properties[`${SECTION}.dtype`]!.enum, ['auto', 'int8', 'int4', 'fp16', 'fp32']);
-    for (const [k, v] of [['inline.maxNewTokens', 48], ['inline.maxContextChars', 4000], ['inline.maxContextTokens', 768], ['inline.maxLines', 8], ['generation.maxNewTokens', 128], ['rewrite.maxNewTokens', 512]] as const) {
+    for (const [k, v] of [
+      ['inline.maxNewTokens', 48],
+      ['inline.maxContextChars', 4000],
+      ['inline.maxContextTokens', 768],
+      ['inline.maxLines', 8],
+      ['generation.maxNewTokens', 128],
+      ['rewrite.maxNewTokens', 512],
+    ] as const) {
       assert.equal(d(k), v, k);
     }
   });
 
   test('the walkthrough leads to a first completion, with pictures that exist', () => {
     const [walkthrough] = contributes.walkthroughs;
-    assert.deepEqual(walkthrough.steps.map((s: { id: string }) => s.id), ['pickModel', 'waitReady', 'typeText', 'acceptTab']);
+    assert.deepEqual(
+      walkthrough.steps.map((s: { id: string }) => s.id),
+      ['pickModel', 'waitReady', 'typeText', 'acceptTab'],
+    );
     const ids = new Set<string>(Object.values(Commands));
     const keys = new Set<string>(Object.values(ContextKeys));
     for (const step of walkthrough.steps) {
@@ -123,21 +138,39 @@ describe('manifest', () => {
   });
 
   test('.vscodeignore lets in only bundles, staged native modules, media and the README', () => {
-    const lines = readFileSync(join(repo, '.vscodeignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+    const lines = readFileSync(join(repo, '.vscodeignore'), 'utf8')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#'));
     assert.equal(lines[0], '**');
-    for (const l of lines.slice(1)) assert.match(l, /^!(package\.json|README\.md|dist\/(extension|runtime|node_modules)\/.+|media\/.+)$/, l);
+    for (const l of lines.slice(1))
+      assert.match(l, /^!(package\.json|README\.md|dist\/(extension|runtime|node_modules)\/.+|media\/.+)$/, l);
   });
 });
 
 describe('import boundaries', () => {
   test('the extension bundle pulls in no native module and no runtime code (the shared contract is protocol/)', async () => {
-    const result = await build({ entryPoints: [join(repo, 'extension/src/main.ts')], bundle: true, write: false, metafile: true, platform: 'node', format: 'cjs', external: ['vscode'], logLevel: 'silent' });
+    const result = await build({
+      entryPoints: [join(repo, 'extension/src/main.ts')],
+      bundle: true,
+      write: false,
+      metafile: true,
+      platform: 'node',
+      format: 'cjs',
+      external: ['vscode'],
+      logLevel: 'silent',
+    });
     const inputs = Object.keys(result.metafile.inputs);
     assert.equal(inputs.filter((f) => /onnxruntime|node_modules\/tokenizers\//.test(f)).length, 0);
     const runtime = inputs.filter((f) => f.startsWith('runtime/')).sort();
     assert.deepEqual(runtime, []);
     assert.ok(inputs.includes('protocol/protocol.ts') && inputs.includes('protocol/errors.ts'), 'the editor speaks the protocol module');
-    const natives = Object.values(result.metafile.inputs).flatMap((i) => i.imports).filter((i) => i.external && i.path !== 'vscode' && !i.path.startsWith('node:') && !/^(fs|path|os|net|crypto|util|child_process)$/.test(i.path));
+    const natives = Object.values(result.metafile.inputs)
+      .flatMap((i) => i.imports)
+      .filter(
+        (i) =>
+          i.external && i.path !== 'vscode' && !i.path.startsWith('node:') && !/^(fs|path|os|net|crypto|util|child_process)$/.test(i.path),
+      );
     assert.deepEqual(natives, []);
   });
 
@@ -148,12 +181,18 @@ describe('import boundaries', () => {
     for (const f of pure) assert.doesNotMatch(readFileSync(f, 'utf8'), /from 'vscode'|require\('vscode'\)/, relative(repo, f));
     // Only these talk to VS Code; everything they import from completion/, engines/, models/ is pure.
     for (const dir of ['completion', 'engines', 'models']) {
-      for (const f of files.filter((x) => x.includes(`/extension/src/${dir}/`))) assert.ok(pure.includes(f), `${relative(repo, f)} should be vscode-free`);
+      for (const f of files.filter((x) => x.includes(`/extension/src/${dir}/`)))
+        assert.ok(pure.includes(f), `${relative(repo, f)} should be vscode-free`);
     }
   });
 
   test('only config.ts reads the configuration', () => {
-    const readers = walk(join(repo, 'extension/src')).filter((f) => f.endsWith('.ts') && /getConfiguration\(/.test(readFileSync(f, 'utf8')));
-    assert.deepEqual(readers.map((f) => relative(repo, f)), ['extension/src/config.ts']);
+    const readers = walk(join(repo, 'extension/src')).filter(
+      (f) => f.endsWith('.ts') && /getConfiguration\(/.test(readFileSync(f, 'utf8')),
+    );
+    assert.deepEqual(
+      readers.map((f) => relative(repo, f)),
+      ['extension/src/config.ts'],
+    );
   });
 });

@@ -7,7 +7,14 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { LocalRuntimeEngine } from '../extension/src/engines/localRuntimeEngine.js';
 import { memoryLogger } from '../extension/src/logger.js';
-import { DEFAULT_TEMPLATES, type RewriteTemplate, buildRewritePrompt, extractRewrite, resolveTemplates, rewriteTokenBudget } from '../extension/src/rewrite/rewriteTemplates.js';
+import {
+  DEFAULT_TEMPLATES,
+  type RewriteTemplate,
+  buildRewritePrompt,
+  extractRewrite,
+  resolveTemplates,
+  rewriteTokenBudget,
+} from '../extension/src/rewrite/rewriteTemplates.js';
 import { RuntimeSupervisor } from '../extension/src/runtimeSupervisor.js';
 import { writeOptCheckpoint } from './fixtures/optCheckpoint.js';
 import { tempDir } from './helpers/decoderHarness.js';
@@ -18,7 +25,10 @@ const cont = DEFAULT_TEMPLATES.find((t) => t.id === 'continue')!;
 
 describe('built-in templates', () => {
   test('improve, shorten, grammar, formal and continue; each prompt has one {{text}} and ends where the model writes', () => {
-    assert.deepEqual(DEFAULT_TEMPLATES.map((t) => t.id), ['improve', 'shorten', 'grammar', 'formal', 'continue']);
+    assert.deepEqual(
+      DEFAULT_TEMPLATES.map((t) => t.id),
+      ['improve', 'shorten', 'grammar', 'formal', 'continue'],
+    );
     for (const t of DEFAULT_TEMPLATES) {
       assert.equal(t.prompt.split('{{text}}').length, 2, t.id);
       assert.ok(t.stop.length > 0, t.id);
@@ -44,8 +54,11 @@ describe('built-in templates', () => {
 });
 
 describe('reading the result', () => {
-  test('the text before the stop marker, with the original\'s surrounding whitespace', () => {
-    assert.deepEqual(extractRewrite(improve, '  teh cat sat\n', 'The cat sat.\n>>>\n\nOriginal: more', true), { ok: true, text: '  The cat sat.\n' });
+  test("the text before the stop marker, with the original's surrounding whitespace", () => {
+    assert.deepEqual(extractRewrite(improve, '  teh cat sat\n', 'The cat sat.\n>>>\n\nOriginal: more', true), {
+      ok: true,
+      text: '  The cat sat.\n',
+    });
     assert.deepEqual(extractRewrite(improve, 'a', '\n\nA.\n>>>', true), { ok: true, text: 'A.' });
   });
 
@@ -62,7 +75,10 @@ describe('reading the result', () => {
   });
 
   test('continue appends to the selection and may be cut by the token limit', () => {
-    assert.deepEqual(extractRewrite(cont, 'Once upon a time\n', ' there was a fox.\n\nNext paragraph', true), { ok: true, text: 'Once upon a time there was a fox.\n' });
+    assert.deepEqual(extractRewrite(cont, 'Once upon a time\n', ' there was a fox.\n\nNext paragraph', true), {
+      ok: true,
+      text: 'Once upon a time there was a fox.\n',
+    });
     assert.deepEqual(extractRewrite(cont, 'Once', ' upon a', false), { ok: true, text: 'Once upon a' });
   });
 });
@@ -79,8 +95,18 @@ describe('user templates from settings', () => {
   });
 
   test('invalid entries are named and skipped; nothing valid falls back to the built-ins', () => {
-    const r = resolveTemplates([mine, { id: 'x', prompt: 'no placeholder', stop: '#' }, { id: 'y', prompt: '{{text}}', stop: '' }, { prompt: '{{text}}', stop: '#' }, 'junk', { id: 'z', prompt: '{{text}}', stop: '#', mode: 'sideways' }]);
-    assert.deepEqual(r.templates.map((t) => t.id), ['pirate']);
+    const r = resolveTemplates([
+      mine,
+      { id: 'x', prompt: 'no placeholder', stop: '#' },
+      { id: 'y', prompt: '{{text}}', stop: '' },
+      { prompt: '{{text}}', stop: '#' },
+      'junk',
+      { id: 'z', prompt: '{{text}}', stop: '#', mode: 'sideways' },
+    ]);
+    assert.deepEqual(
+      r.templates.map((t) => t.id),
+      ['pirate'],
+    );
     assert.equal(r.problems.length, 5);
     assert.match(r.problems[0]!, /\[1\] \("x"\) needs a "prompt" containing \{\{text\}\}/);
     const none = resolveTemplates([{ id: 'bad' }]);
@@ -95,8 +121,9 @@ describe('rewrite through the runtime', { timeout: 60_000 }, () => {
   after(() => tmp.remove());
 
   test('a rewrite request stops at the marker as soon as it appears', async () => {
-    const dir = (await writeOptCheckpoint(join(tmp.path, 'model'), { seed: 9, tokenizer: true, config: { max_position_embeddings: 512 } })).dir;
-      const supervisor = new RuntimeSupervisor({
+    const dir = (await writeOptCheckpoint(join(tmp.path, 'model'), { seed: 9, tokenizer: true, config: { max_position_embeddings: 512 } }))
+      .dir;
+    const supervisor = new RuntimeSupervisor({
       launch: sourceLaunch,
       init: () => ({ model: dir, dtype: 'fp32', cacheDir: join(tmp.path, 'cache') }),
       log: memoryLogger(),
@@ -107,7 +134,10 @@ describe('rewrite through the runtime', { timeout: 60_000 }, () => {
       // A random model writes word salad; any frequent string stands in for the marker.
       const probe = await engine.run({ kind: 'rewrite', prompt, options: { max_new_tokens: 12 } });
       const marker = probe.text.slice(2, 4);
-      const r = await engine.run({ kind: 'rewrite', prompt, options: { max_new_tokens: 12, stop_strings: [marker] } }, { onText: (_d, soFar) => soFar.includes(marker) });
+      const r = await engine.run(
+        { kind: 'rewrite', prompt, options: { max_new_tokens: 12, stop_strings: [marker] } },
+        { onText: (_d, soFar) => soFar.includes(marker) },
+      );
       assert.ok(r.text.includes(marker));
       assert.ok(r.text.length <= probe.text.length);
       const out = extractRewrite({ ...improve, stop: marker }, 'teh cat', r.text, r.finishReason !== 'length');

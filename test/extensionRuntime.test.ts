@@ -52,21 +52,44 @@ const alive = (pid: number | undefined) => {
 };
 
 describe('runtime launch', () => {
-  test('the editor\'s own executable runs as Node under Electron; a configured Node runs as is', () => {
-    const electron = runtimeLaunch({ extensionPath: '/ext', nodePath: '', execPath: '/usr/share/code/code', versions: { ...process.versions, electron: '29.4.0' }, env: { A: '1' } });
+  test("the editor's own executable runs as Node under Electron; a configured Node runs as is", () => {
+    const electron = runtimeLaunch({
+      extensionPath: '/ext',
+      nodePath: '',
+      execPath: '/usr/share/code/code',
+      versions: { ...process.versions, electron: '29.4.0' },
+      env: { A: '1' },
+    });
     assert.equal(electron.command, '/usr/share/code/code');
     assert.deepEqual(electron.args, [join('/ext', 'dist', 'runtime', 'cli.js'), 'rpc']);
     assert.equal(electron.env.ELECTRON_RUN_AS_NODE, '1');
     assert.equal(electron.env.A, '1');
-    const node = runtimeLaunch({ extensionPath: '/ext', nodePath: ' /opt/node/bin/node ', execPath: '/usr/share/code/code', versions: process.versions, env: { ELECTRON_RUN_AS_NODE: '1' } });
+    const node = runtimeLaunch({
+      extensionPath: '/ext',
+      nodePath: ' /opt/node/bin/node ',
+      execPath: '/usr/share/code/code',
+      versions: process.versions,
+      env: { ELECTRON_RUN_AS_NODE: '1' },
+    });
     assert.equal(node.command, '/opt/node/bin/node');
     assert.equal(node.env.ELECTRON_RUN_AS_NODE, undefined);
-    const plain = runtimeLaunch({ extensionPath: '/ext', nodePath: '', execPath: '/usr/bin/node', versions: { ...process.versions, electron: undefined as unknown as string }, env: {} });
+    const plain = runtimeLaunch({
+      extensionPath: '/ext',
+      nodePath: '',
+      execPath: '/usr/bin/node',
+      versions: { ...process.versions, electron: undefined as unknown as string },
+      env: {},
+    });
     assert.equal(plain.env.ELECTRON_RUN_AS_NODE, undefined);
   });
 
   test('load progress messages become fractions for the status bar', () => {
-    assert.deepEqual(parseLoadProgress('downloading model.safetensors: 12.5/250.0 MiB'), { message: 'downloading model.safetensors: 12.5/250.0 MiB', downloading: true, file: 'model.safetensors', fraction: 0.05 });
+    assert.deepEqual(parseLoadProgress('downloading model.safetensors: 12.5/250.0 MiB'), {
+      message: 'downloading model.safetensors: 12.5/250.0 MiB',
+      downloading: true,
+      file: 'model.safetensors',
+      fraction: 0.05,
+    });
     assert.equal(parseLoadProgress('downloading a b.bin: 3.0 MiB').fraction, undefined);
     assert.equal(parseLoadProgress('loading /models/opt').downloading, false);
     assert.equal(shortProgress(parseLoadProgress('downloading x: 50/100 MiB')), '50%');
@@ -82,9 +105,15 @@ describe('runtime supervisor and local engine', { timeout: 120_000 }, () => {
   const log = memoryLogger();
   let init: RuntimeInit;
   before(async () => {
-    modelDir = (await writeOptCheckpoint(join(tmp.path, 'model'), { seed: 5, tokenizer: true, config: { max_position_embeddings: 256 } })).dir;
+    modelDir = (await writeOptCheckpoint(join(tmp.path, 'model'), { seed: 5, tokenizer: true, config: { max_position_embeddings: 256 } }))
+      .dir;
     init = { model: modelDir, dtype: 'fp32', cacheDir: join(tmp.path, 'cache') };
-    supervisor = new RuntimeSupervisor({ launch: sourceLaunch, init: () => init, log, restartPolicy: { initialDelayMs: 50, maxCrashes: 3 } });
+    supervisor = new RuntimeSupervisor({
+      launch: sourceLaunch,
+      init: () => init,
+      log,
+      restartPolicy: { initialDelayMs: 50, maxCrashes: 3 },
+    });
     engine = new LocalRuntimeEngine(supervisor);
   });
   after(async () => {
@@ -95,7 +124,10 @@ describe('runtime supervisor and local engine', { timeout: 120_000 }, () => {
     assert.equal(supervisor.state.kind, 'stopped');
     assert.equal(await engine.status(), undefined, 'no status while not running');
     let streamed = '';
-    const r = await engine.run({ kind: 'complete', documentId: 'a', prompt: 'Hello there', suffix: '', options: { max_new_tokens: 5 } }, { onText: (d) => void (streamed += d) });
+    const r = await engine.run(
+      { kind: 'complete', documentId: 'a', prompt: 'Hello there', suffix: '', options: { max_new_tokens: 5 } },
+      { onText: (d) => void (streamed += d) },
+    );
     assert.equal(supervisor.state.kind, 'ready');
     assert.equal(r.completionTokens, 5);
     assert.equal(streamed, r.text);
@@ -111,22 +143,31 @@ describe('runtime supervisor and local engine', { timeout: 120_000 }, () => {
   test('an abort reaches the model within one step and rejects with CancelledError', async () => {
     const controller = new AbortController();
     let deltas = 0;
-    const run = engine.run({ kind: 'generate', prompt: 'A long story', options: { max_new_tokens: 200, min_new_tokens: 200 } }, {
-      signal: controller.signal,
-      onText: () => {
-        if (++deltas === 3) controller.abort();
+    const run = engine.run(
+      { kind: 'generate', prompt: 'A long story', options: { max_new_tokens: 200, min_new_tokens: 200 } },
+      {
+        signal: controller.signal,
+        onText: () => {
+          if (++deltas === 3) controller.abort();
+        },
       },
-    });
+    );
     await assert.rejects(run, (e: unknown) => e instanceof CancelledError);
     const status = await engine.status();
     assert.equal(status?.running, 0);
-    assert.ok(status?.stepsAfterLastCancel !== undefined && status.stepsAfterLastCancel <= 1, `steps after cancel: ${status?.stepsAfterLastCancel}`);
+    assert.ok(
+      status?.stepsAfterLastCancel !== undefined && status.stepsAfterLastCancel <= 1,
+      `steps after cancel: ${status?.stepsAfterLastCancel}`,
+    );
     await assert.rejects(engine.run({ kind: 'complete', prompt: 'x', options: {} }, { signal: AbortSignal.abort() }), CancelledError);
   });
 
   test('onText returning true ends the request early with the text so far', async () => {
     let n = 0;
-    const r = await engine.run({ kind: 'complete', documentId: 'b', prompt: 'Stop early', options: { max_new_tokens: 100, min_new_tokens: 100 } }, { onText: () => ++n === 4 });
+    const r = await engine.run(
+      { kind: 'complete', documentId: 'b', prompt: 'Stop early', options: { max_new_tokens: 100, min_new_tokens: 100 } },
+      { onText: () => ++n === 4 },
+    );
     assert.equal(r.finishReason, 'stop');
     assert.equal(r.completionTokens, 4);
     const status = await engine.status();
@@ -148,7 +189,10 @@ describe('runtime supervisor and local engine', { timeout: 120_000 }, () => {
   });
 
   test('a request in flight when the runtime dies fails with EngineUnavailableError, not a hang', async () => {
-    const run = engine.run({ kind: 'generate', prompt: 'long', options: { max_new_tokens: 400, min_new_tokens: 400 } }, { onText: () => void process.kill(supervisor.pid!, 'SIGKILL') });
+    const run = engine.run(
+      { kind: 'generate', prompt: 'long', options: { max_new_tokens: 400, min_new_tokens: 400 } },
+      { onText: () => void process.kill(supervisor.pid!, 'SIGKILL') },
+    );
     await assert.rejects(run, (e: unknown) => e instanceof EngineUnavailableError);
     await waitFor(supervisor, (s) => s.kind === 'ready');
   });
@@ -164,7 +208,7 @@ describe('runtime supervisor and local engine', { timeout: 120_000 }, () => {
     assert.equal(alive(pid), false, 'the old process is gone');
   });
 
-  test('stop awaits the process\'s exit; the next need starts it again', async () => {
+  test("stop awaits the process's exit; the next need starts it again", async () => {
     const pid = supervisor.pid;
     await supervisor.stop();
     assert.equal(supervisor.state.kind, 'stopped');
@@ -175,11 +219,14 @@ describe('runtime supervisor and local engine', { timeout: 120_000 }, () => {
 });
 
 describe('runtime supervisor failures', { timeout: 60_000 }, () => {
-  test('a model that cannot load fails once with the runtime\'s reason, and is not retried', async () => {
+  test("a model that cannot load fails once with the runtime's reason, and is not retried", async () => {
     const log = memoryLogger();
     const s = new RuntimeSupervisor({ launch: sourceLaunch, init: () => ({ model: join(tmp.path, 'no-such-model') }), log });
     try {
-      await assert.rejects(s.ready(), (e: unknown) => e instanceof EngineUnavailableError && /could not be loaded: .*model folder not found/.test((e as Error).message));
+      await assert.rejects(
+        s.ready(),
+        (e: unknown) => e instanceof EngineUnavailableError && /could not be loaded: .*model folder not found/.test((e as Error).message),
+      );
       assert.equal(s.state.kind, 'failed');
       assert.equal((s.state as { fix: string }).fix, 'model');
       assert.equal(s.counters.starts, 1);
@@ -193,10 +240,19 @@ describe('runtime supervisor failures', { timeout: 60_000 }, () => {
 
   test('a device that cannot run here fails as a device problem (the fix is another device, not another model)', async (t) => {
     if (!deviceRefused('cuda')) return t.skip('this machine can run CUDA');
-    const { dir } = await writeOptCheckpoint(join(tmp.path, 'device-model'), { seed: 6, tokenizer: true, config: { max_position_embeddings: 64 } });
+    const { dir } = await writeOptCheckpoint(join(tmp.path, 'device-model'), {
+      seed: 6,
+      tokenizer: true,
+      config: { max_position_embeddings: 64 },
+    });
     const s = new RuntimeSupervisor({ launch: sourceLaunch, init: () => ({ model: dir, device: 'cuda' }), log: memoryLogger() });
     try {
-      await assert.rejects(s.ready(), (e: unknown) => e instanceof EngineUnavailableError && /^the device could not be used: device cuda is not available: .*; or choose device auto or cpu$/.test((e as Error).message));
+      await assert.rejects(
+        s.ready(),
+        (e: unknown) =>
+          e instanceof EngineUnavailableError &&
+          /^the device could not be used: device cuda is not available: .*; or choose device auto or cpu$/.test((e as Error).message),
+      );
       assert.equal((s.state as { fix: string }).fix, 'device');
     } finally {
       await s.dispose();
@@ -205,12 +261,28 @@ describe('runtime supervisor failures', { timeout: 60_000 }, () => {
 
   test('repeated crashes stop the retries and say why', async () => {
     const log = memoryLogger();
-    const crashing = () => ({ command: process.execPath, args: ['-e', 'process.stderr.write("boom: missing libonnxruntime.so\\n"); process.exit(3)'], env: process.env, cwd: repo });
-    const s = new RuntimeSupervisor({ launch: crashing, init: () => ({ model: 'x' }), log, restartPolicy: { initialDelayMs: 20, maxCrashes: 3 } });
+    const crashing = () => ({
+      command: process.execPath,
+      args: ['-e', 'process.stderr.write("boom: missing libonnxruntime.so\\n"); process.exit(3)'],
+      env: process.env,
+      cwd: repo,
+    });
+    const s = new RuntimeSupervisor({
+      launch: crashing,
+      init: () => ({ model: 'x' }),
+      log,
+      restartPolicy: { initialDelayMs: 20, maxCrashes: 3 },
+    });
     const delays: number[] = [];
     s.onDidChangeState((st) => st.kind === 'restarting' && delays.push(st.delayMs));
     try {
-      await assert.rejects(s.ready(), (e: unknown) => e instanceof EngineUnavailableError && /stopped 3 times/.test((e as Error).message) && /boom: missing libonnxruntime/.test((e as Error).message));
+      await assert.rejects(
+        s.ready(),
+        (e: unknown) =>
+          e instanceof EngineUnavailableError &&
+          /stopped 3 times/.test((e as Error).message) &&
+          /boom: missing libonnxruntime/.test((e as Error).message),
+      );
       assert.deepEqual(delays, [20, 40], 'the delay doubles');
       assert.equal(s.state.kind, 'failed');
       assert.equal(s.counters.starts, 3);
@@ -221,7 +293,12 @@ describe('runtime supervisor failures', { timeout: 60_000 }, () => {
   });
 
   test('a missing Node executable is reported as such', async () => {
-    const s = new RuntimeSupervisor({ launch: () => ({ command: join(tmp.path, 'no-node'), args: [], env: process.env, cwd: repo }), init: () => ({ model: 'x' }), log: memoryLogger(), restartPolicy: { initialDelayMs: 10, maxCrashes: 2 } });
+    const s = new RuntimeSupervisor({
+      launch: () => ({ command: join(tmp.path, 'no-node'), args: [], env: process.env, cwd: repo }),
+      init: () => ({ model: 'x' }),
+      log: memoryLogger(),
+      restartPolicy: { initialDelayMs: 10, maxCrashes: 2 },
+    });
     try {
       await assert.rejects(s.ready(), /cannot start .*no-node.*nodePath/);
     } finally {
@@ -231,7 +308,12 @@ describe('runtime supervisor failures', { timeout: 60_000 }, () => {
 
   test('cancelling a load stops the process and holds the runtime until asked', async () => {
     // A runtime that never finishes initializing stands in for a long download.
-    const hanging = () => ({ command: process.execPath, args: ['-e', 'process.stdin.resume(); setInterval(() => {}, 1000)'], env: process.env, cwd: repo });
+    const hanging = () => ({
+      command: process.execPath,
+      args: ['-e', 'process.stdin.resume(); setInterval(() => {}, 1000)'],
+      env: process.env,
+      cwd: repo,
+    });
     const s = new RuntimeSupervisor({ launch: hanging, init: () => ({ model: 'facebook/opt-66b' }), log: memoryLogger() });
     try {
       const waiting = assert.rejects(s.ready(), EngineUnavailableError);
@@ -251,7 +333,12 @@ describe('runtime supervisor failures', { timeout: 60_000 }, () => {
   });
 
   test('ready() gives up on its own abort signal while the runtime loads', async () => {
-    const hanging = () => ({ command: process.execPath, args: ['-e', 'process.stdin.resume(); setInterval(() => {}, 1000)'], env: process.env, cwd: repo });
+    const hanging = () => ({
+      command: process.execPath,
+      args: ['-e', 'process.stdin.resume(); setInterval(() => {}, 1000)'],
+      env: process.env,
+      cwd: repo,
+    });
     const s = new RuntimeSupervisor({ launch: hanging, init: () => ({ model: 'm' }), log: memoryLogger(), shutdownGraceMs: 200 });
     try {
       const c = new AbortController();
@@ -277,8 +364,11 @@ describe('OpenAI-compatible engine adapter', () => {
         }
         bodies.push(JSON.parse(raw));
         res.setHeader('content-type', 'text/event-stream');
-        for (const t of ['one', ' two', ' three']) res.write(`data: ${JSON.stringify({ choices: [{ index: 0, text: t, finish_reason: null }] })}\n\n`);
-        res.write(`data: ${JSON.stringify({ choices: [{ index: 0, text: '', finish_reason: 'length' }], usage: { prompt_tokens: 2, completion_tokens: 3 } })}\n\n`);
+        for (const t of ['one', ' two', ' three'])
+          res.write(`data: ${JSON.stringify({ choices: [{ index: 0, text: t, finish_reason: null }] })}\n\n`);
+        res.write(
+          `data: ${JSON.stringify({ choices: [{ index: 0, text: '', finish_reason: 'length' }], usage: { prompt_tokens: 2, completion_tokens: 3 } })}\n\n`,
+        );
         res.end('data: [DONE]\n\n');
       });
     });
@@ -287,7 +377,10 @@ describe('OpenAI-compatible engine adapter', () => {
     const engine = new OpenAiEngine({ baseUrl: url, apiKey: 'k' });
     try {
       let streamed = '';
-      const r = await engine.run({ kind: 'complete', documentId: 'd', prompt: 'p', options: { max_new_tokens: 3, stop_strings: ['\n'] }, maxContextTokens: 100 }, { onText: (d) => void (streamed += d) });
+      const r = await engine.run(
+        { kind: 'complete', documentId: 'd', prompt: 'p', options: { max_new_tokens: 3, stop_strings: ['\n'] }, maxContextTokens: 100 },
+        { onText: (d) => void (streamed += d) },
+      );
       assert.equal(r.text, 'one two three');
       assert.equal(streamed, r.text);
       assert.equal(bodies[0]!.max_tokens, 3);

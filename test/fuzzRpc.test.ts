@@ -26,13 +26,13 @@ const CHECK_TIMEOUT_MS = 10_000;
  */
 const endOnFailure = true;
 
-
 // ---------------------------------------------------------------------------------------------
 // Arbitraries.
 
 const odd = fc.constantFrom<unknown>(null, -1, 0, 1.5, 1e300, -0, '', 'x', '5', [], {}, true, false, [1, 2], { a: 1 }, 2 ** 53 + 1);
 /** A field: sometimes a valid value, often a wrong type or range. */
-const around = <T>(valid: fc.Arbitrary<T>) => fc.oneof({ weight: 2, arbitrary: valid }, { weight: 2, arbitrary: odd }, { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 2 }) });
+const around = <T>(valid: fc.Arbitrary<T>) =>
+  fc.oneof({ weight: 2, arbitrary: valid }, { weight: 2, arbitrary: odd }, { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 2 }) });
 
 const text = fc.string({ maxLength: 120, unit: 'binary' });
 const sampling = fc.oneof(
@@ -58,12 +58,35 @@ const sampling = fc.oneof(
 
 const tokens = (max: number) => around(fc.integer({ min: 1, max }));
 const PARAMS: Record<string, fc.Arbitrary<Record<string, unknown>>> = {
-  'opt/complete': fc.record({ documentId: around(fc.constantFrom('a', 'b')), prefix: around(text), suffix: around(text), maxContextTokens: tokens(64), options: sampling, partialResultToken: around(fc.oneof(fc.string(), fc.integer())) }, { requiredKeys: [] }),
-  'opt/warm': fc.record({ documentId: around(fc.constantFrom('a', 'b')), prefix: around(text), maxContextTokens: tokens(64), options: sampling }, { requiredKeys: [] }),
+  'opt/complete': fc.record(
+    {
+      documentId: around(fc.constantFrom('a', 'b')),
+      prefix: around(text),
+      suffix: around(text),
+      maxContextTokens: tokens(64),
+      options: sampling,
+      partialResultToken: around(fc.oneof(fc.string(), fc.integer())),
+    },
+    { requiredKeys: [] },
+  ),
+  'opt/warm': fc.record(
+    { documentId: around(fc.constantFrom('a', 'b')), prefix: around(text), maxContextTokens: tokens(64), options: sampling },
+    { requiredKeys: [] },
+  ),
   'opt/generate': fc.record({ prompt: around(text), options: sampling, partialResultToken: around(fc.string()) }, { requiredKeys: [] }),
   'opt/rewrite': fc.record({ prompt: around(text), options: sampling }, { requiredKeys: [] }),
   'opt/classify': fc.record({ text: around(text) }, { requiredKeys: [] }),
-  'opt/answer': fc.record({ question: around(text), context: around(text), maxAnswerLength: tokens(20), topK: tokens(5), maxSeqLen: around(fc.integer({ min: 8, max: 64 })), docStride: around(fc.integer({ min: 0, max: 8 })) }, { requiredKeys: [] }),
+  'opt/answer': fc.record(
+    {
+      question: around(text),
+      context: around(text),
+      maxAnswerLength: tokens(20),
+      topK: tokens(5),
+      maxSeqLen: around(fc.integer({ min: 8, max: 64 })),
+      docStride: around(fc.integer({ min: 0, max: 8 })),
+    },
+    { requiredKeys: [] },
+  ),
   'opt/embed': fc.record({ text: around(text), pooling: around(fc.constantFrom('mean', 'last')) }, { requiredKeys: [] }),
   'opt/status': fc.record({ x: odd }, { requiredKeys: [] }),
   'opt/nonexistent': fc.record({ a: odd }, { requiredKeys: [] }),
@@ -93,10 +116,19 @@ const id = fc.oneof(fc.integer(), fc.string({ maxLength: 8 }), fc.constantFrom<u
 const request = (init: fc.Arbitrary<Record<string, unknown>>) =>
   fc
     .tuple(
-      fc.oneof({ weight: 6, arbitrary: fc.constantFrom(...Object.keys(PARAMS)).chain((m) => fc.tuple(fc.constant(m), PARAMS[m]!)) }, { weight: 1, arbitrary: fc.tuple(fc.constant('initialize'), init) }),
-      fc.record({ jsonrpc: fc.constantFrom<unknown>('2.0', '2.0', '2.0', '1.0', 2, undefined), id: fc.oneof({ weight: 4, arbitrary: fc.integer({ min: 1, max: 1e6 }) }, { weight: 1, arbitrary: id }), positional: fc.boolean() }),
+      fc.oneof(
+        { weight: 6, arbitrary: fc.constantFrom(...Object.keys(PARAMS)).chain((m) => fc.tuple(fc.constant(m), PARAMS[m]!)) },
+        { weight: 1, arbitrary: fc.tuple(fc.constant('initialize'), init) },
+      ),
+      fc.record({
+        jsonrpc: fc.constantFrom<unknown>('2.0', '2.0', '2.0', '1.0', 2, undefined),
+        id: fc.oneof({ weight: 4, arbitrary: fc.integer({ min: 1, max: 1e6 }) }, { weight: 1, arbitrary: id }),
+        positional: fc.boolean(),
+      }),
     )
-    .map(([[method, params], env]) => JSON.stringify({ jsonrpc: env.jsonrpc, id: env.id, method, params: env.positional ? Object.values(params) : params }));
+    .map(([[method, params], env]) =>
+      JSON.stringify({ jsonrpc: env.jsonrpc, id: env.id, method, params: env.positional ? Object.values(params) : params }),
+    );
 
 /** Bytes that are a frame, then broken in one of the ways a stream goes out of step. */
 const mutatedFrame = (body: fc.Arbitrary<string>) =>
@@ -110,11 +142,15 @@ const mutatedFrame = (body: fc.Arbitrary<string>) =>
       case 1:
         return header(`Content-Length: ${b.length + ((at % 11) - 5)}\r\n\r\n`); // off by a few
       case 2:
-        return header(`Content-Length: ${['abc', '-1', '', ' 12 ', '1e3', '0x10', '99999999999999999999', '1000000000000', String(2 ** 53 + 1)][at % 9]}\r\n\r\n`);
+        return header(
+          `Content-Length: ${['abc', '-1', '', ' 12 ', '1e3', '0x10', '99999999999999999999', '1000000000000', String(2 ** 53 + 1)][at % 9]}\r\n\r\n`,
+        );
       case 3:
         return header(`Content-Length: ${b.length}${['\n\n', '\r\n', '\r\n\r\n\r\n', '\n\r\n', '\r\r\n'][at % 5]}`);
       case 4:
-        return header(`${['content-length', 'Content-Length ', 'ContentLength', 'X: y\r\nContent-Length', 'Content-Length: 1\r\nContent-Length'][at % 5]}: ${b.length}\r\n\r\n`);
+        return header(
+          `${['content-length', 'Content-Length ', 'ContentLength', 'X: y\r\nContent-Length', 'Content-Length: 1\r\nContent-Length'][at % 5]}: ${b.length}\r\n\r\n`,
+        );
       case 5:
         return b; // no header at all
       case 6:
@@ -158,7 +194,11 @@ describe('opt rpc under fuzzed input', { timeout: 120_000, skip: process.platfor
     modelDir = (await writeOptCheckpoint(join(tmp.path, 'model'), { seed: 7 })).dir;
     cacheDir = join(tmp.path, 'cache');
     rt = new RawRuntime({ idPrefix: 'check-', keepMessages: 2000 });
-    const init = await rt.request('initialize', { protocolVersion: PROTOCOL_VERSION, model: modelDir, dtype: 'fp32', threads: 1, cacheDir }, 60_000);
+    const init = await rt.request(
+      'initialize',
+      { protocolVersion: PROTOCOL_VERSION, model: modelDir, dtype: 'fp32', threads: 1, cacheDir },
+      60_000,
+    );
     assert.ok(init.result, JSON.stringify(init));
     await check();
     rssStart = rt.rssMiB();
@@ -171,7 +211,11 @@ describe('opt rpc under fuzzed input', { timeout: 120_000, skip: process.platfor
   /** The property after every case: alive, answering a valid completion, no stack trace, RSS bounded. */
   async function check(): Promise<void> {
     cases++;
-    const r = await rt.request('opt/complete', { documentId: 'check', prefix: 'hello world', suffix: '', options: { max_new_tokens: 1 } }, CHECK_TIMEOUT_MS);
+    const r = await rt.request(
+      'opt/complete',
+      { documentId: 'check', prefix: 'hello world', suffix: '', options: { max_new_tokens: 1 } },
+      CHECK_TIMEOUT_MS,
+    );
     assert.equal(r.error, undefined, JSON.stringify(r.error));
     assert.equal(r.result?.completionTokens, 1);
     assert.equal(typeof r.result?.text, 'string');
@@ -193,23 +237,68 @@ describe('opt rpc under fuzzed input', { timeout: 120_000, skip: process.platfor
     const bytes = fc.oneof(
       fc.uint8Array({ maxLength: 300 }).map((a) => Buffer.from(a)),
       fc.string({ maxLength: 200 }).map((s) => Buffer.from(s, 'utf8')),
-      fc.array(fc.constantFrom('Content-Length: ', '12', '\r\n', '\n', ':', '{', '}', '"', '\\', 'Content-Type: a; charset=latin1\r\n', '-'), { maxLength: 20 }).map((a) => Buffer.from(a.join(''), 'latin1')),
+      fc
+        .array(
+          fc.constantFrom('Content-Length: ', '12', '\r\n', '\n', ':', '{', '}', '"', '\\', 'Content-Type: a; charset=latin1\r\n', '-'),
+          { maxLength: 20 },
+        )
+        .map((a) => Buffer.from(a.join(''), 'latin1')),
     );
-    await fc.assert(fc.asyncProperty(chunked(fc.array(bytes, { minLength: 1, maxLength: 3 })), run), { seed: 42, numRuns: 400, endOnFailure });
+    await fc.assert(fc.asyncProperty(chunked(fc.array(bytes, { minLength: 1, maxLength: 3 })), run), {
+      seed: 42,
+      numRuns: 400,
+      endOnFailure,
+    });
   });
 
   test('mutated frames: headers, lengths, separators, bodies', async () => {
-    const body = fc.oneof(request(initializeParams(modelDir, cacheDir)), fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.stringify(v)));
-    await fc.assert(fc.asyncProperty(chunked(fc.array(mutatedFrame(body), { minLength: 1, maxLength: 4 })), run), { seed: 42, numRuns: 600, endOnFailure });
+    const body = fc.oneof(
+      request(initializeParams(modelDir, cacheDir)),
+      fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.stringify(v)),
+    );
+    await fc.assert(fc.asyncProperty(chunked(fc.array(mutatedFrame(body), { minLength: 1, maxLength: 4 })), run), {
+      seed: 42,
+      numRuns: 600,
+      endOnFailure,
+    });
   });
 
   test('envelopes and batches: non-objects, bad ids, versions, methods and params structures', async () => {
     const value = fc.oneof(
       fc.jsonValue({ maxDepth: 2 }),
-      fc.array(fc.oneof(fc.jsonValue({ maxDepth: 1 }), request(initializeParams(modelDir, cacheDir)).map((s) => JSON.parse(s) as unknown)), { maxLength: 4 }),
-      fc.record({ jsonrpc: fc.constantFrom<unknown>('2.0', '1.0', null), id, method: fc.oneof(fc.constantFrom<unknown>('opt/status', 'opt/complete', '$/cancelRequest', '$/progress', '$/setTrace', 5, '', null)), params: fc.oneof(odd, fc.jsonValue({ maxDepth: 2 })), result: odd, error: odd }, { requiredKeys: [] }),
+      fc.array(
+        fc.oneof(
+          fc.jsonValue({ maxDepth: 1 }),
+          request(initializeParams(modelDir, cacheDir)).map((s) => JSON.parse(s) as unknown),
+        ),
+        { maxLength: 4 },
+      ),
+      fc.record(
+        {
+          jsonrpc: fc.constantFrom<unknown>('2.0', '1.0', null),
+          id,
+          method: fc.oneof(
+            fc.constantFrom<unknown>('opt/status', 'opt/complete', '$/cancelRequest', '$/progress', '$/setTrace', 5, '', null),
+          ),
+          params: fc.oneof(odd, fc.jsonValue({ maxDepth: 2 })),
+          result: odd,
+          error: odd,
+        },
+        { requiredKeys: [] },
+      ),
     );
-    await fc.assert(fc.asyncProperty(chunked(fc.array(value.map((v) => frameOf(JSON.stringify(v) ?? 'null')), { minLength: 1, maxLength: 4 })), run), { seed: 42, numRuns: 500, endOnFailure });
+    await fc.assert(
+      fc.asyncProperty(
+        chunked(
+          fc.array(
+            value.map((v) => frameOf(JSON.stringify(v) ?? 'null')),
+            { minLength: 1, maxLength: 4 },
+          ),
+        ),
+        run,
+      ),
+      { seed: 42, numRuns: 500, endOnFailure },
+    );
   });
 
   test('requests with parameters of the wrong types and ranges', async () => {
@@ -224,7 +313,8 @@ describe('opt rpc under fuzzed input', { timeout: 120_000, skip: process.platfor
           return frameOf(JSON.stringify(m));
         });
         await rt.writeChunks(frames);
-        for (const r of await Promise.all(ids.map((i) => rt.next((m) => m.id === i && m.method === undefined, 0, CHECK_TIMEOUT_MS)))) assert.ok(r.result !== undefined || r.error !== undefined, JSON.stringify(r));
+        for (const r of await Promise.all(ids.map((i) => rt.next((m) => m.id === i && m.method === undefined, 0, CHECK_TIMEOUT_MS))))
+          assert.ok(r.result !== undefined || r.error !== undefined, JSON.stringify(r));
         await check();
       }),
       { seed: 42, numRuns: 600, endOnFailure },
@@ -232,7 +322,9 @@ describe('opt rpc under fuzzed input', { timeout: 120_000, skip: process.platfor
   });
 
   test('summary', (t) => {
-    t.diagnostic(`${cases} checks passed; RSS ${rssStart.toFixed(0)} MiB at the start, ${rssMax.toFixed(0)} MiB at most (bound +${RSS_BOUND_MIB} MiB)`);
+    t.diagnostic(
+      `${cases} checks passed; RSS ${rssStart.toFixed(0)} MiB at the start, ${rssMax.toFixed(0)} MiB at most (bound +${RSS_BOUND_MIB} MiB)`,
+    );
     assert.ok(cases > 2000);
   });
 });

@@ -38,14 +38,19 @@ interface Reply {
 function send(base: string, o: { method?: string; path: string; headers?: Record<string, string>; body?: string }): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const url = new URL(base);
-    const req = httpRequest({ host: url.hostname, port: url.port, method: o.method ?? 'GET', path: o.path, headers: o.headers, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
-      res.on('error', reject);
-    });
-    req.setTimeout(REQUEST_TIMEOUT_MS, () => req.destroy(new Error(`no answer within ${REQUEST_TIMEOUT_MS} ms: ${o.method ?? 'GET'} ${o.path}`)));
+    const req = httpRequest(
+      { host: url.hostname, port: url.port, method: o.method ?? 'GET', path: o.path, headers: o.headers, agent: false },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
+        res.on('error', reject);
+      },
+    );
+    req.setTimeout(REQUEST_TIMEOUT_MS, () =>
+      req.destroy(new Error(`no answer within ${REQUEST_TIMEOUT_MS} ms: ${o.method ?? 'GET'} ${o.path}`)),
+    );
     req.on('error', reject);
     req.end(o.body);
   });
@@ -107,9 +112,17 @@ function checkCompletion(r: Reply, rows: number, what: string): void {
       seen.add(ch.index);
     }
     const u = json.usage;
-    assert.ok(Number.isInteger(u.prompt_tokens) && Number.isInteger(u.completion_tokens) && u.total_tokens === u.prompt_tokens + u.completion_tokens);
+    assert.ok(
+      Number.isInteger(u.prompt_tokens) &&
+        Number.isInteger(u.completion_tokens) &&
+        u.total_tokens === u.prompt_tokens + u.completion_tokens,
+    );
   }
-  assert.deepEqual([...seen].sort((a, b) => a - b), Array.from({ length: rows }, (_, i) => i), `${what}: choice indexes`);
+  assert.deepEqual(
+    [...seen].sort((a, b) => a - b),
+    Array.from({ length: rows }, (_, i) => i),
+    `${what}: choice indexes`,
+  );
 }
 
 /** The documented ranges, restated independently of the server: in range must run, out of range must be a 400 naming the field. */
@@ -139,21 +152,69 @@ const HUGE = [1e6, 1e7, 1e30, 1e38, 1e39, 1e300, Number.MAX_VALUE, MAX_SAFE, MAX
 function numberFor(r: Range): fc.Arbitrary<number> {
   const ends = [r.min, r.max, r.min - 1, r.max + 1, r.min + 0.5, r.max - 0.5, r.min - 1e-9, r.max + 1e-9, -r.min, -r.max];
   const magnitudes = [...TINY, ...HUGE].flatMap((x) => [x, -x]);
-  const inside = r.kind === 'int'
-    ? fc.integer({ min: Math.max(r.min, -MAX_SAFE), max: Math.min(r.max, MAX_SAFE) })
-    : fc.double({ min: r.min, max: r.max, noNaN: true, noDefaultInfinity: true });
-  return fc.oneof(fc.constantFrom(...ends.filter(Number.isFinite)), fc.constantFrom(...magnitudes), inside, fc.double({ noNaN: true, noDefaultInfinity: true }));
+  const inside =
+    r.kind === 'int'
+      ? fc.integer({ min: Math.max(r.min, -MAX_SAFE), max: Math.min(r.max, MAX_SAFE) })
+      : fc.double({ min: r.min, max: r.max, noNaN: true, noDefaultInfinity: true });
+  return fc.oneof(
+    fc.constantFrom(...ends.filter(Number.isFinite)),
+    fc.constantFrom(...magnitudes),
+    inside,
+    fc.double({ noNaN: true, noDefaultInfinity: true }),
+  );
 }
 
 /** A JSON value of any type: for "wrong type" mutations of every field. */
 const anyJson = fc.oneof(
   fc.jsonValue({ maxDepth: 3 }),
-  fc.constantFrom<unknown>(null, true, false, '', '8', [], {}, [1, 2], ['a', 3], { include_usage: 'yes' }, -1, 0, 1, 2.5, 1e300, -1e300, 'x'.repeat(5000)),
+  fc.constantFrom<unknown>(
+    null,
+    true,
+    false,
+    '',
+    '8',
+    [],
+    {},
+    [1, 2],
+    ['a', 3],
+    { include_usage: 'yes' },
+    -1,
+    0,
+    1,
+    2.5,
+    1e300,
+    -1e300,
+    'x'.repeat(5000),
+  ),
 );
 
-const FIELDS = ['model', 'prompt', 'max_tokens', 'temperature', 'top_p', 'n', 'stop', 'stream', 'stream_options', 'seed', 'echo', 'logprobs',
-  'presence_penalty', 'frequency_penalty', 'logit_bias', 'best_of', 'suffix', 'user', 'top_k', 'repetition_penalty', 'typical_p',
-  'no_repeat_ngram_size', 'min_tokens', 'truncate_prompt_tokens', 'min_p'];
+const FIELDS = [
+  'model',
+  'prompt',
+  'max_tokens',
+  'temperature',
+  'top_p',
+  'n',
+  'stop',
+  'stream',
+  'stream_options',
+  'seed',
+  'echo',
+  'logprobs',
+  'presence_penalty',
+  'frequency_penalty',
+  'logit_bias',
+  'best_of',
+  'suffix',
+  'user',
+  'top_k',
+  'repetition_penalty',
+  'typical_p',
+  'no_repeat_ngram_size',
+  'min_tokens',
+  'truncate_prompt_tokens',
+  'min_p',
+];
 
 describe('opt serve under fuzzed requests', () => {
   let engine: Engine;
@@ -175,25 +236,58 @@ describe('opt serve under fuzzed requests', () => {
   /** The liveness check after each property: a valid completion still runs on both servers. */
   async function stillServes(): Promise<void> {
     checkCompletion(await post(open.url, JSON.stringify({ prompt: 'Still there?', max_tokens: 2 })), 1, 'liveness');
-    checkCompletion(await post(keyed.url, JSON.stringify({ prompt: 'Still there?', max_tokens: 2 }), { authorization: `Bearer ${KEY}` }), 1, 'liveness (keyed)');
+    checkCompletion(
+      await post(keyed.url, JSON.stringify({ prompt: 'Still there?', max_tokens: 2 }), { authorization: `Bearer ${KEY}` }),
+      1,
+      'liveness (keyed)',
+    );
   }
 
   test('random paths and methods, percent-escapes included', async () => {
     const segment = fc.oneof(
-      fc.constantFrom('', 'v1', 'models', 'completions', 'health', 'chat', 'model', '%ZZ', '%', '%2', '%2F', '%00', '%E0%A4%A', '%C0%AF', '%FF', '..', '.', '%2e%2e', 'v1%2Fmodels'),
+      fc.constantFrom(
+        '',
+        'v1',
+        'models',
+        'completions',
+        'health',
+        'chat',
+        'model',
+        '%ZZ',
+        '%',
+        '%2',
+        '%2F',
+        '%00',
+        '%E0%A4%A',
+        '%C0%AF',
+        '%FF',
+        '..',
+        '.',
+        '%2e%2e',
+        'v1%2Fmodels',
+      ),
       fc.stringMatching(/^[A-Za-z0-9\-._~!$&'()*+,;=:@%]{0,12}$/),
       fc.uint8Array({ maxLength: 4 }).map((bytes) => [...bytes].map((b) => `%${b.toString(16).padStart(2, '0')}`).join('')),
     );
-    const path = fc.tuple(fc.array(segment, { minLength: 1, maxLength: 5 }), fc.constantFrom('', '/', '//', '?a=1', '?%ZZ', '#x', '?')).map(([s, tail]) => `/${s.join('/')}${tail}`);
+    const path = fc
+      .tuple(fc.array(segment, { minLength: 1, maxLength: 5 }), fc.constantFrom('', '/', '//', '?a=1', '?%ZZ', '#x', '?'))
+      .map(([s, tail]) => `/${s.join('/')}${tail}`);
     const method = fc.constantFrom('GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH');
     await fc.assert(
       fc.asyncProperty(method, path, fc.constantFrom('', '{}', '{"prompt":"x","max_tokens":1}'), async (m, p, body) => {
         // node:http sends a GET/HEAD/DELETE/OPTIONS body unframed (it would arrive as a second, garbage request): bodies go with the others only.
         const withBody = body !== '' && ['POST', 'PUT', 'PATCH'].includes(m);
-        const r = await send(open.url, { method: m, path: p, headers: withBody ? { 'content-type': 'application/json' } : {}, body: withBody ? body : undefined });
+        const r = await send(open.url, {
+          method: m,
+          path: p,
+          headers: withBody ? { 'content-type': 'application/json' } : {},
+          body: withBody ? body : undefined,
+        });
         const json = checkWellFormed(r, `${m} ${p}`, m);
-        if (r.status === 200 && m !== 'HEAD' && !p.startsWith('/health') && !p.startsWith('/v1/completions')) assert.ok(json.object === 'list' || json.object === 'model', `${m} ${p}: ${r.body}`);
-        if (/^\/v1\/models\/[^/?#]*%(?![0-9A-Fa-f]{2})/.test(p) && ['GET', 'HEAD'].includes(m)) assert.equal(r.status, 400, `${m} ${p}: a malformed escape`);
+        if (r.status === 200 && m !== 'HEAD' && !p.startsWith('/health') && !p.startsWith('/v1/completions'))
+          assert.ok(json.object === 'list' || json.object === 'model', `${m} ${p}: ${r.body}`);
+        if (/^\/v1\/models\/[^/?#]*%(?![0-9A-Fa-f]{2})/.test(p) && ['GET', 'HEAD'].includes(m))
+          assert.equal(r.status, 400, `${m} ${p}: a malformed escape`);
       }),
       { seed: SEED, numRuns: 400 },
     );
@@ -202,24 +296,79 @@ describe('opt serve under fuzzed requests', () => {
 
   test('Host headers: a keyless server answers exactly the loopback names, with an optional numeric port', async () => {
     const names: [string, boolean][] = [
-      ['localhost', true], ['LOCALHOST', true], ['127.0.0.1', true], ['127.1.2.3', true], ['127.255.255.255', true], ['[::1]', true], ['[0:0:0:0:0:0:0:1]', true], ['[::ffff:127.0.0.1]', true],
-      ['evil.com', false], ['localhost.', false], ['localhost.evil.com', false], ['127.0.0.1.evil.com', false], ['[::1].evil.com', false], ['127.0.0.256', false],
-      ['127.0.0.01', false], ['127.1', false], ['0.0.0.0', false], ['[::]', false], ['[::2]', false], ['::1', false], ['[localhost]', false], ['[127.0.0.1]', false],
-      ['user@localhost', false], ['localhost@evil.com', false], ['', false], ['[::1', false], ['::1]', false], ['128.0.0.1', false],
+      ['localhost', true],
+      ['LOCALHOST', true],
+      ['127.0.0.1', true],
+      ['127.1.2.3', true],
+      ['127.255.255.255', true],
+      ['[::1]', true],
+      ['[0:0:0:0:0:0:0:1]', true],
+      ['[::ffff:127.0.0.1]', true],
+      ['evil.com', false],
+      ['localhost.', false],
+      ['localhost.evil.com', false],
+      ['127.0.0.1.evil.com', false],
+      ['[::1].evil.com', false],
+      ['127.0.0.256', false],
+      ['127.0.0.01', false],
+      ['127.1', false],
+      ['0.0.0.0', false],
+      ['[::]', false],
+      ['[::2]', false],
+      ['::1', false],
+      ['[localhost]', false],
+      ['[127.0.0.1]', false],
+      ['user@localhost', false],
+      ['localhost@evil.com', false],
+      ['', false],
+      ['[::1', false],
+      ['::1]', false],
+      ['128.0.0.1', false],
     ];
-    const ports: [string, boolean][] = [['', true], [':80', true], [':1', true], [':65535', true], [':0', true], [':', false], [':65536', false], [':99999', false], [':-1', false], [':0x50', false], [':80:80', false], [':1@evil.com', false], [':80/x', false], [': 80', false]];
-    const structured = fc.tuple(fc.constantFrom(...names), fc.constantFrom(...ports), fc.constantFrom<[string, boolean]>(['', true], ['@evil.com', false], ['.evil.com', false], ['/', false], ['#', false], ['?', false]))
+    const ports: [string, boolean][] = [
+      ['', true],
+      [':80', true],
+      [':1', true],
+      [':65535', true],
+      [':0', true],
+      [':', false],
+      [':65536', false],
+      [':99999', false],
+      [':-1', false],
+      [':0x50', false],
+      [':80:80', false],
+      [':1@evil.com', false],
+      [':80/x', false],
+      [': 80', false],
+    ];
+    const structured = fc
+      .tuple(
+        fc.constantFrom(...names),
+        fc.constantFrom(...ports),
+        fc.constantFrom<[string, boolean]>(
+          ['', true],
+          ['@evil.com', false],
+          ['.evil.com', false],
+          ['/', false],
+          ['#', false],
+          ['?', false],
+        ),
+      )
       .map(([[n, a], [p, b], [s, c]]) => ({ host: n + p + s, loopback: a && b && c }));
-    const random = fc.string({ unit: fc.constantFrom(...'abclo127.0:[]@/%#?1-f '.split('')), minLength: 1, maxLength: 24 }).map((host) => ({ host, loopback: undefined as boolean | undefined }));
+    const random = fc
+      .string({ unit: fc.constantFrom(...'abclo127.0:[]@/%#?1-f '.split('')), minLength: 1, maxLength: 24 })
+      .map((host) => ({ host, loopback: undefined as boolean | undefined }));
     await fc.assert(
       fc.asyncProperty(fc.oneof(structured, random), async ({ host, loopback }) => {
         const r = await send(open.url, { path: '/v1/models', headers: { host } });
         checkWellFormed(r, `Host: ${JSON.stringify(host)}`);
         assert.ok(r.status === 200 || r.status === 403, `Host: ${JSON.stringify(host)}: ${r.status}`);
         const sent = host.trim(); // HTTP drops the blanks around a header value
-        if (loopback !== undefined && host === sent && host !== '') assert.equal(r.status === 200, loopback, `Host: ${JSON.stringify(host)}`);
+        if (loopback !== undefined && host === sent && host !== '')
+          assert.equal(r.status === 200, loopback, `Host: ${JSON.stringify(host)}`);
         // Whatever is accepted has the shape of a loopback name with a numeric port.
-        if (r.status === 200) assert.match(sent, /^(localhost|127(\.\d{1,3}){3}|\[[0-9a-f:.]+\])(:\d{1,5})?$/i, `Host: ${JSON.stringify(host)} was accepted`);
+        if (r.status === 200)
+          assert.match(sent, /^(localhost|127(\.\d{1,3}){3}|\[[0-9a-f:.]+\])(:\d{1,5})?$/i, `Host: ${JSON.stringify(host)} was accepted`);
       }),
       { seed: SEED, numRuns: 300 },
     );
@@ -227,39 +376,94 @@ describe('opt serve under fuzzed requests', () => {
   });
 
   test('Authorization headers: exactly "Bearer <key>" (any case, blanks around) opens a keyed server', async () => {
-    const structured = fc.tuple(
-      fc.constantFrom(' ', '', '\t'),
-      fc.constantFrom<[string, boolean]>(['Bearer', true], ['bearer', true], ['BEARER', true], ['Basic', false], ['Token', false], ['', false], ['Bearerx', false], ['Bear', false]),
-      fc.constantFrom<[string, boolean]>([' ', true], ['\t', true], ['  ', true], ['', false]),
-      fc.constantFrom<[string, boolean]>([KEY, true], ['fuzz-ke', false], ['fuzz-keyy', false], ['FUZZ-KEY', false], ['', false], ['fuzz key', false], [`${KEY} ${KEY}`, false], ['"fuzz-key"', false]),
-      fc.constantFrom('', ' ', '\t', '  '),
-    ).map(([lead, [scheme, a], [sep, b], [key, c], trail]) => ({ authorization: lead + scheme + sep + key + trail, ok: a && b && c }));
-    const random = fc.string({ unit: fc.constantFrom(...'Bearer fuzz-key\t'.split('')), maxLength: 24 }).map((authorization) => ({ authorization, ok: /^[ \t]*bearer[ \t]+fuzz-key[ \t]*$/i.test(authorization) }));
+    const structured = fc
+      .tuple(
+        fc.constantFrom(' ', '', '\t'),
+        fc.constantFrom<[string, boolean]>(
+          ['Bearer', true],
+          ['bearer', true],
+          ['BEARER', true],
+          ['Basic', false],
+          ['Token', false],
+          ['', false],
+          ['Bearerx', false],
+          ['Bear', false],
+        ),
+        fc.constantFrom<[string, boolean]>([' ', true], ['\t', true], ['  ', true], ['', false]),
+        fc.constantFrom<[string, boolean]>(
+          [KEY, true],
+          ['fuzz-ke', false],
+          ['fuzz-keyy', false],
+          ['FUZZ-KEY', false],
+          ['', false],
+          ['fuzz key', false],
+          [`${KEY} ${KEY}`, false],
+          ['"fuzz-key"', false],
+        ),
+        fc.constantFrom('', ' ', '\t', '  '),
+      )
+      .map(([lead, [scheme, a], [sep, b], [key, c], trail]) => ({ authorization: lead + scheme + sep + key + trail, ok: a && b && c }));
+    const random = fc
+      .string({ unit: fc.constantFrom(...'Bearer fuzz-key\t'.split('')), maxLength: 24 })
+      .map((authorization) => ({ authorization, ok: /^[ \t]*bearer[ \t]+fuzz-key[ \t]*$/i.test(authorization) }));
     await fc.assert(
-      fc.asyncProperty(fc.oneof(structured, random), fc.constantFrom('/v1/models', '/v1/models/model', '/health'), async ({ authorization, ok }, path) => {
-        const r = await send(keyed.url, { path, headers: { authorization } });
-        checkWellFormed(r, `Authorization: ${JSON.stringify(authorization)}`);
-        if (path === '/health') return assert.equal(r.status, 200);
-        assert.equal(r.status, ok ? 200 : 401, `Authorization: ${JSON.stringify(authorization)}`);
-        if (!ok) assert.equal(r.headers['www-authenticate'], 'Bearer');
-      }),
+      fc.asyncProperty(
+        fc.oneof(structured, random),
+        fc.constantFrom('/v1/models', '/v1/models/model', '/health'),
+        async ({ authorization, ok }, path) => {
+          const r = await send(keyed.url, { path, headers: { authorization } });
+          checkWellFormed(r, `Authorization: ${JSON.stringify(authorization)}`);
+          if (path === '/health') return assert.equal(r.status, 200);
+          assert.equal(r.status, ok ? 200 : 401, `Authorization: ${JSON.stringify(authorization)}`);
+          if (!ok) assert.equal(r.headers['www-authenticate'], 'Bearer');
+        },
+      ),
       { seed: SEED, numRuns: 300 },
     );
     const health = JSON.parse((await send(keyed.url, { path: '/health' })).body) as Json;
-    assert.equal(health.model, 'model', 'the folder\'s base name, not its path');
+    assert.equal(health.model, 'model', "the folder's base name, not its path");
     await stillServes();
   });
 
   test('random, deeply nested and wrongly typed bodies', async () => {
     const randomJson = fc.jsonValue({ maxDepth: 4 }).map((v) => JSON.stringify(v));
     // Described, not built, so that a counterexample prints short; nested() builds the body.
-    const deep = fc.record({ field: fc.constantFrom(...FIELDS, 'other'), depth: fc.integer({ min: 1000, max: 150_000 }), open: fc.constantFrom('[', '{"a":') });
+    const deep = fc.record({
+      field: fc.constantFrom(...FIELDS, 'other'),
+      depth: fc.integer({ min: 1000, max: 150_000 }),
+      open: fc.constantFrom('[', '{"a":'),
+    });
     const nested = ({ field, depth, open }: { field: string; depth: number; open: string }) =>
-      `{"prompt":"x",${JSON.stringify(field)}:${open.repeat(depth)}null${(open === '[' ? ']' : '}').repeat(depth)}}`.replace('"prompt":"x","prompt":', '"prompt":');
-    const mutated = fc.tuple(fc.dictionary(fc.constantFrom(...FIELDS), anyJson, { minKeys: 1, maxKeys: 3 }), fc.boolean())
+      `{"prompt":"x",${JSON.stringify(field)}:${open.repeat(depth)}null${(open === '[' ? ']' : '}').repeat(depth)}}`.replace(
+        '"prompt":"x","prompt":',
+        '"prompt":',
+      );
+    const mutated = fc
+      .tuple(fc.dictionary(fc.constantFrom(...FIELDS), anyJson, { minKeys: 1, maxKeys: 3 }), fc.boolean())
       .map(([fields, stream]) => JSON.stringify({ prompt: 'Hi', max_tokens: 2, ...(stream ? { stream } : {}), ...fields }));
-    const broken = fc.oneof(fc.string({ maxLength: 40 }), fc.constantFrom('', '{', '{"prompt":', 'null', '"x"', '[]', '1e999', '{"prompt":"x",}', '\u0000', '{"__proto__":{"n":99},"prompt":"x"}'));
-    const contentType = fc.constantFrom('application/json', 'application/json; charset=utf-8', 'APPLICATION/JSON', 'text/plain', 'application/x-www-form-urlencoded', '');
+    const broken = fc.oneof(
+      fc.string({ maxLength: 40 }),
+      fc.constantFrom(
+        '',
+        '{',
+        '{"prompt":',
+        'null',
+        '"x"',
+        '[]',
+        '1e999',
+        '{"prompt":"x",}',
+        '\u0000',
+        '{"__proto__":{"n":99},"prompt":"x"}',
+      ),
+    );
+    const contentType = fc.constantFrom(
+      'application/json',
+      'application/json; charset=utf-8',
+      'APPLICATION/JSON',
+      'text/plain',
+      'application/x-www-form-urlencoded',
+      '',
+    );
     await fc.assert(
       fc.asyncProperty(fc.oneof(randomJson, deep, mutated, mutated, broken), contentType, async (input, type) => {
         const body = typeof input === 'string' ? input : nested(input);
@@ -282,17 +486,24 @@ describe('opt serve under fuzzed requests', () => {
     const field = fc.constantFrom(...Object.keys(RANGES));
     const assignment = field.chain((k) => numberFor(RANGES[k]!).map((v) => [k, v] as const));
     await fc.assert(
-      fc.asyncProperty(fc.uniqueArray(assignment, { minLength: 1, maxLength: 3, selector: ([k]) => k }), fc.boolean(), async (fields, stream) => {
-        const body: Record<string, unknown> = { prompt: 'Range', max_tokens: 3, stream, ...Object.fromEntries(fields) };
-        const maxTokens = fields.find(([k]) => k === 'max_tokens')?.[1] ?? 3;
-        const bad = fields.filter(([k, v]) => !inRange(k === 'min_tokens' ? { ...RANGES[k]!, max: maxTokens } : RANGES[k]!, v));
-        const r = await post(open.url, JSON.stringify(body));
-        const what = JSON.stringify(body);
-        if (bad.length === 0) return checkCompletion(r, typeof body.n === 'number' ? body.n : 1, what);
-        const json = checkWellFormed(r, what, 'POST');
-        assert.equal(r.status, 400, `${what}: HTTP ${r.status} ${r.body.slice(0, 200)}`);
-        assert.ok(bad.some(([k]) => k === json.error.param), `${what}: named ${json.error.param}`);
-      }),
+      fc.asyncProperty(
+        fc.uniqueArray(assignment, { minLength: 1, maxLength: 3, selector: ([k]) => k }),
+        fc.boolean(),
+        async (fields, stream) => {
+          const body: Record<string, unknown> = { prompt: 'Range', max_tokens: 3, stream, ...Object.fromEntries(fields) };
+          const maxTokens = fields.find(([k]) => k === 'max_tokens')?.[1] ?? 3;
+          const bad = fields.filter(([k, v]) => !inRange(k === 'min_tokens' ? { ...RANGES[k]!, max: maxTokens } : RANGES[k]!, v));
+          const r = await post(open.url, JSON.stringify(body));
+          const what = JSON.stringify(body);
+          if (bad.length === 0) return checkCompletion(r, typeof body.n === 'number' ? body.n : 1, what);
+          const json = checkWellFormed(r, what, 'POST');
+          assert.equal(r.status, 400, `${what}: HTTP ${r.status} ${r.body.slice(0, 200)}`);
+          assert.ok(
+            bad.some(([k]) => k === json.error.param),
+            `${what}: named ${json.error.param}`,
+          );
+        },
+      ),
       { seed: SEED, numRuns: 400 },
     );
     await stillServes();
@@ -302,7 +513,11 @@ describe('opt serve under fuzzed requests', () => {
     const body = '{"prompt":"Hi","max_tokens":2}';
     const base = `POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`;
     const port = Number(new URL(open.url).port);
-    const edit = fc.record({ at: fc.nat(), op: fc.constantFrom('replace', 'insert', 'delete'), byte: fc.oneof(fc.integer({ min: 0, max: 255 }), fc.constantFrom(10, 13, 32, 58, 0, 37, 123)) });
+    const edit = fc.record({
+      at: fc.nat(),
+      op: fc.constantFrom('replace', 'insert', 'delete'),
+      byte: fc.oneof(fc.integer({ min: 0, max: 255 }), fc.constantFrom(10, 13, 32, 58, 0, 37, 123)),
+    });
     const rawOnce = (bytes: Buffer) =>
       new Promise<string>((resolve) => {
         const socket = connect(port, '127.0.0.1');
@@ -338,7 +553,8 @@ describe('opt serve under fuzzed requests', () => {
         assert.doesNotMatch(answer, STACK, what);
         const status = Number(answer.slice(9, 12));
         // An error with a body (not the answer to a HEAD) carries the JSON error.
-        if (status >= 400 && !/\r\ncontent-length: 0\r\n/i.test(answer)) assert.match(answer, /\r\n\r\n\{"error":\{"message":"[^"]+/, `${what}: ${answer.slice(0, 300)}`);
+        if (status >= 400 && !/\r\ncontent-length: 0\r\n/i.test(answer))
+          assert.match(answer, /\r\n\r\n\{"error":\{"message":"[^"]+/, `${what}: ${answer.slice(0, 300)}`);
       }),
       { seed: SEED, numRuns: 300 },
     );

@@ -51,14 +51,31 @@ describe('generate', () => {
   });
 
   test('seeded sampling is reproducible; num_return_sequences expands each prompt', async () => {
-    const opts = { do_sample: true, top_p: 0.95, temperature: 0.8, repetition_penalty: 1.2, max_new_tokens: 10, seed: 42, num_return_sequences: 3 } as const;
+    const opts = {
+      do_sample: true,
+      top_p: 0.95,
+      temperature: 0.8,
+      repetition_penalty: 1.2,
+      max_new_tokens: 10,
+      seed: 42,
+      num_return_sequences: 3,
+    } as const;
     const a = await generate(model, ['Once upon a time', 'def main('], opts);
     const b = await generate(model, ['Once upon a time', 'def main('], opts);
     assert.equal(a.length, 6);
-    assert.deepEqual(a.map((r) => r.prompt), [0, 0, 0, 1, 1, 1]);
-    assert.deepEqual(a.map((r) => r.tokenIds), b.map((r) => r.tokenIds));
+    assert.deepEqual(
+      a.map((r) => r.prompt),
+      [0, 0, 0, 1, 1, 1],
+    );
+    assert.deepEqual(
+      a.map((r) => r.tokenIds),
+      b.map((r) => r.tokenIds),
+    );
     const c = await generate(model, ['Once upon a time', 'def main('], { ...opts, seed: 43 });
-    assert.notDeepEqual(a.map((r) => r.tokenIds), c.map((r) => r.tokenIds));
+    assert.notDeepEqual(
+      a.map((r) => r.tokenIds),
+      c.map((r) => r.tokenIds),
+    );
   });
 
   test('streamed text adds up to the result and to the decoded tokens', async () => {
@@ -98,11 +115,14 @@ describe('generate', () => {
     const controller = new AbortController();
     let tokens = 0;
     const stream = generateStream(model, 'Cancel me', { max_new_tokens: 40, signal: controller.signal });
-    await assert.rejects(async () => {
-      for await (const e of stream) {
-        if (e.type === 'token' && ++tokens === 3) controller.abort();
-      }
-    }, { name: 'AbortError' });
+    await assert.rejects(
+      async () => {
+        for await (const e of stream) {
+          if (e.type === 'token' && ++tokens === 3) controller.abort();
+        }
+      },
+      { name: 'AbortError' },
+    );
     assert.equal(tokens, 3, 'no token after the abort');
   });
 
@@ -126,7 +146,15 @@ test('logit rows past the tokenizer vocabulary are never produced', async () => 
   const proj = f.config.word_embed_proj_dim;
   for (let v = 50265; v < f.config.vocab_size; v++) head.fill(5, v * proj, (v + 1) * proj);
   const shapes = expectedShapes(f.config);
-  await writeSafetensors(join(f.dir, 'model.safetensors'), [...f.weights].map(([name, data]) => ({ name, dtype: 'F32', shape: shapes.get(name)!, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) })));
+  await writeSafetensors(
+    join(f.dir, 'model.safetensors'),
+    [...f.weights].map(([name, data]) => ({
+      name,
+      dtype: 'F32',
+      shape: shapes.get(name)!,
+      data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    })),
+  );
   const model = await loadOptModel(f.dir, { dtype: 'fp32', cacheDir });
   const rows = await generate(model, ['x', 'y y'], { max_new_tokens: 5 });
   const sampled = await generate(model, 'z', { max_new_tokens: 5, do_sample: true, seed: 1, top_k: 0 });

@@ -36,7 +36,15 @@ describe('precedence', () => {
   });
 
   test('generation_config.json over defaults, call options over both; JSON null is unset', () => {
-    const json = { do_sample: true, top_p: 0.9, top_k: null, temperature: 0.6, eos_token_id: [2, 50118], pad_token_id: 0, transformers_version: '4.27.0' };
+    const json = {
+      do_sample: true,
+      top_p: 0.9,
+      top_k: null,
+      temperature: 0.6,
+      eos_token_id: [2, 50118],
+      pad_token_id: 0,
+      transformers_version: '4.27.0',
+    };
     const a = resolve({}, json);
     assert.equal(a.do_sample, true);
     assert.equal(a.top_p, 0.9);
@@ -89,15 +97,28 @@ describe('lengths', () => {
   });
 
   test('a prompt that already reaches max_length is an error', () => {
-    assert.throws(() => resolveLengths(resolve({ max_length: 10 }), 10), (e: unknown) => e instanceof UsageError && /prompt has 10 tokens but max_length is 10/.test(e.message));
+    assert.throws(
+      () => resolveLengths(resolve({ max_length: 10 }), 10),
+      (e: unknown) => e instanceof UsageError && /prompt has 10 tokens but max_length is 10/.test(e.message),
+    );
     assert.throws(() => resolveLengths(resolve({}), 2048), /max_length is 2048/);
   });
 });
 
 describe('validation', () => {
   const bad: [string, Partial<GenerationOptions>, Record<string, unknown> | undefined, RegExp][] = [
-    ['zero temperature when sampling', { do_sample: true, temperature: 0 }, undefined, /temperature must be a strictly positive number when sampling \(do_sample=true\), got 0; for greedy decoding set do_sample=false/],
-    ['negative temperature when sampling', { temperature: -1 }, { do_sample: true }, /temperature must be a strictly positive number when sampling .* got -1/],
+    [
+      'zero temperature when sampling',
+      { do_sample: true, temperature: 0 },
+      undefined,
+      /temperature must be a strictly positive number when sampling \(do_sample=true\), got 0; for greedy decoding set do_sample=false/,
+    ],
+    [
+      'negative temperature when sampling',
+      { temperature: -1 },
+      { do_sample: true },
+      /temperature must be a strictly positive number when sampling .* got -1/,
+    ],
     ['temperature from the json', {}, { do_sample: true, temperature: 0 }, /got 0 \(from generation_config\.json\)/],
     ['NaN temperature', { temperature: NaN }, undefined, /temperature must be a finite number, got NaN/],
     ['top_p 0', { top_p: 0 }, undefined, /top_p must be in \(0, 1\] \(1 disables top-p\), got 0/],
@@ -110,19 +131,37 @@ describe('validation', () => {
     ['typical_p above 1', { typical_p: 1.1 }, undefined, /typical_p must be in \(0, 1\]/],
     ['repetition_penalty 0', { repetition_penalty: 0 }, undefined, /repetition_penalty must be a strictly positive number .*got 0/],
     ['negative repetition_penalty', { repetition_penalty: -1.2 }, undefined, /repetition_penalty must be a strictly positive number/],
-    ['num_return_sequences with greedy', { num_return_sequences: 2 }, undefined, /num_return_sequences=2 needs sampling: greedy decoding returns a single sequence; set do_sample=true or num_return_sequences=1/],
-    ['num_return_sequences 0', { num_return_sequences: 0, do_sample: true }, undefined, /num_return_sequences must be a positive integer, got 0/],
+    [
+      'num_return_sequences with greedy',
+      { num_return_sequences: 2 },
+      undefined,
+      /num_return_sequences=2 needs sampling: greedy decoding returns a single sequence; set do_sample=true or num_return_sequences=1/,
+    ],
+    [
+      'num_return_sequences 0',
+      { num_return_sequences: 0, do_sample: true },
+      undefined,
+      /num_return_sequences must be a positive integer, got 0/,
+    ],
     ['max_new_tokens 0', { max_new_tokens: 0 }, undefined, /max_new_tokens must be a positive integer \(at least 1\), got 0/],
     ['negative min_new_tokens', { min_new_tokens: -1 }, undefined, /min_new_tokens must be a non-negative integer, got -1/],
     ['negative no_repeat_ngram_size', { no_repeat_ngram_size: -2 }, undefined, /no_repeat_ngram_size must be a non-negative integer/],
-    ['negative eos id', { eos_token_id: [2, -1] }, undefined, /eos_token_id must be a non-negative integer token id or a list of them, got \[2,-1\]/],
+    [
+      'negative eos id',
+      { eos_token_id: [2, -1] },
+      undefined,
+      /eos_token_id must be a non-negative integer token id or a list of them, got \[2,-1\]/,
+    ],
     ['non-boolean do_sample', {}, { do_sample: 'yes' }, /do_sample must be true or false, got "yes" \(from generation_config\.json\)/],
     ['empty stop string', { stop_strings: [''] }, undefined, /stop_strings must be a list of non-empty strings/],
     ['unsafe seed', { seed: 2 ** 60 }, undefined, /seed must be an integer between/],
   ];
   for (const [name, user, json, message] of bad) {
     test(name, () => {
-      assert.throws(() => resolve(user, json), (e: unknown) => e instanceof UsageError && message.test(e.message));
+      assert.throws(
+        () => resolve(user, json),
+        (e: unknown) => e instanceof UsageError && message.test(e.message),
+      );
     });
   }
 

@@ -16,9 +16,21 @@ describe('bench/gpu-check pack and run.sh', { timeout: 300_000 }, () => {
   const pack = join(tmp.path, 'gpu-check');
 
   test('pack writes the bundle, the native modules, node.xz, run.sh and a tarball', () => {
-    const r = spawnSync(process.execPath, ['--import', 'tsx', 'bench/gpu-check/pack.ts', '--out', pack, '--xz-level', '0'], { encoding: 'utf8', timeout: 180_000 });
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'bench/gpu-check/pack.ts', '--out', pack, '--xz-level', '0'], {
+      encoding: 'utf8',
+      timeout: 180_000,
+    });
     assert.equal(r.status, 0, r.stderr + r.stdout);
-    for (const f of ['check.mjs', 'node.xz', 'run.sh', 'README.txt', 'node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime.so.1', 'node_modules/onnxruntime-node/bin/napi-v6/linux/x64/onnxruntime_binding.node', 'node_modules/tokenizers/tokenizers.linux-x64-gnu.node', 'node_modules/onnxruntime-common/dist/cjs/index.js']) {
+    for (const f of [
+      'check.mjs',
+      'node.xz',
+      'run.sh',
+      'README.txt',
+      'node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime.so.1',
+      'node_modules/onnxruntime-node/bin/napi-v6/linux/x64/onnxruntime_binding.node',
+      'node_modules/tokenizers/tokenizers.linux-x64-gnu.node',
+      'node_modules/onnxruntime-common/dist/cjs/index.js',
+    ]) {
       assert.ok(existsSync(join(pack, f)), `${f} is packed`);
     }
     assert.ok(existsSync(`${pack}.tar.gz`));
@@ -36,18 +48,33 @@ describe('bench/gpu-check pack and run.sh', { timeout: 300_000 }, () => {
     }
     assert.notEqual(spawnSync('sh', ['-c', 'command -v node'], { env: { PATH: bin } }).status, 0, 'node is not reachable');
     const out = join(tmp.path, 'results.json');
-    const r = spawnSync(join(pack, 'run.sh'), ['--device', 'cpu', '--shapes', 'tiny', '--prompt', '16', '--steps', '4', '--batches', '1,8', '--out', out], { encoding: 'utf8', env: { PATH: bin, HOME: tmp.path }, cwd: tmp.path, timeout: 180_000 });
+    const r = spawnSync(
+      join(pack, 'run.sh'),
+      ['--device', 'cpu', '--shapes', 'tiny', '--prompt', '16', '--steps', '4', '--batches', '1,8', '--out', out],
+      { encoding: 'utf8', env: { PATH: bin, HOME: tmp.path }, cwd: tmp.path, timeout: 180_000 },
+    );
     assert.equal(r.status, 0, r.stderr + r.stdout);
     assert.match(r.stdout, /\[tiny\] cpu fp16 vs CPU fp32: .*PASS/);
     assert.match(r.stdout, /tiny\s+cpu\s+fp16\s+pass .*\n.*tiny\s+cpu\s+fp16\s+pass/);
     assert.ok(existsSync(join(pack, 'node/bin/node')), 'Node was unpacked beside run.sh');
-    const json = JSON.parse(readFileSync(out, 'utf8')) as { gpu: { name: string }; machine: { node: string }; results: { device: string; parity: { pass: boolean }; timings: { batch: number; ttftMs: number; prefillTokensPerSecond: number; decodeTokensPerSecond: number }[] }[] };
+    const json = JSON.parse(readFileSync(out, 'utf8')) as {
+      gpu: { name: string };
+      machine: { node: string };
+      results: {
+        device: string;
+        parity: { pass: boolean };
+        timings: { batch: number; ttftMs: number; prefillTokensPerSecond: number; decodeTokensPerSecond: number }[];
+      }[];
+    };
     assert.equal(json.machine.node, process.version, 'the packed Node ran');
     assert.equal(json.results.length, 1);
     const [res] = json.results;
     assert.equal(res!.device, 'cpu');
     assert.ok(res!.parity.pass);
-    assert.deepEqual(res!.timings.map((t) => t.batch), [1, 8]);
+    assert.deepEqual(
+      res!.timings.map((t) => t.batch),
+      [1, 8],
+    );
     for (const t of res!.timings) assert.ok(t.ttftMs > 0 && t.prefillTokensPerSecond > 0 && t.decodeTokensPerSecond > 0);
   });
 

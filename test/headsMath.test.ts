@@ -29,7 +29,9 @@ function bruteForce(start: number[], end: number[], ok: boolean[], maxLen: numbe
   const ps = softmax(start.map((x, i) => (ok[i] ? x : EXCLUDED_LOGIT)));
   const pe = softmax(end.map((x, i) => (ok[i] ? x : EXCLUDED_LOGIT)));
   const all: { start: number; end: number; score: number }[] = [];
-  for (let s = 0; s < start.length; s++) for (let e = s; e < start.length && e - s + 1 <= maxLen; e++) if (ok[s] && ok[e]) all.push({ start: s, end: e, score: ps[s]! * pe[e]! });
+  for (let s = 0; s < start.length; s++)
+    for (let e = s; e < start.length && e - s + 1 <= maxLen; e++)
+      if (ok[s] && ok[e]) all.push({ start: s, end: e, score: ps[s]! * pe[e]! });
   return all.sort((a, b) => b.score - a.score || a.start - b.start || a.end - b.end);
 }
 
@@ -66,12 +68,29 @@ describe('span search', () => {
 
   test('ties keep (start, end) order, as numpy argmax over the flattened matrix', () => {
     const flat = [1, 1, 1, 1];
-    assert.deepEqual(searchSpans(flat, flat, all(4)).map((s) => [s.start, s.end]), [[0, 0]]);
-    assert.deepEqual(searchSpans(flat, flat, all(4), { topK: 4 }).map((s) => [s.start, s.end]), [[0, 0], [0, 1], [0, 2], [0, 3]]);
+    assert.deepEqual(
+      searchSpans(flat, flat, all(4)).map((s) => [s.start, s.end]),
+      [[0, 0]],
+    );
+    assert.deepEqual(
+      searchSpans(flat, flat, all(4), { topK: 4 }).map((s) => [s.start, s.end]),
+      [
+        [0, 0],
+        [0, 1],
+        [0, 2],
+        [0, 3],
+      ],
+    );
     // Two equal best spans elsewhere: the earlier start wins.
     const start = [0, 5, 0, 5, 0];
     const end = [0, 5, 0, 5, 0];
-    assert.deepEqual(searchSpans(start, end, all(5), { topK: 2 }).map((s) => [s.start, s.end]), [[1, 1], [1, 3]]);
+    assert.deepEqual(
+      searchSpans(start, end, all(5), { topK: 2 }).map((s) => [s.start, s.end]),
+      [
+        [1, 1],
+        [1, 3],
+      ],
+    );
   });
 
   test('top_k returns the k best, highest score first, equal to the exhaustive ranking', () => {
@@ -98,7 +117,8 @@ describe('span search', () => {
     const ok = [false, false, true, true, true];
     const spans = searchSpans(start, end, ok, { topK: 10 });
     assert.ok(spans.every((s) => s.start >= 2 && s.end >= 2));
-    const ps = softmax([1, 2, 0]), pe = softmax([0, 3, 1]);
+    const ps = softmax([1, 2, 0]),
+      pe = softmax([0, 3, 1]);
     assert.ok(Math.abs(spans[0]!.score - ps[1]! * pe[1]!) < 1e-12, 'scores are probabilities over the context alone');
     assert.equal(spans.length, 6, 'fewer than top_k when fewer valid spans exist');
   });
@@ -126,18 +146,33 @@ describe('sequence classification', () => {
   test('scores per problem_type: softmax, sigmoid, raw; sorted highest first with the labels', () => {
     const labels = ['a', 'b', 'c'];
     const single = labelScores([1, 3, 2], 'single_label_classification', labels);
-    assert.deepEqual(single.map((l) => l.label), ['b', 'c', 'a']);
+    assert.deepEqual(
+      single.map((l) => l.label),
+      ['b', 'c', 'a'],
+    );
     const p = softmax([1, 3, 2]);
     assert.ok(Math.abs(single[0]!.score - p[1]!) < 1e-12);
     const multi = labelScores([0, 2, -1], 'multi_label_classification', labels);
-    assert.deepEqual(multi.map((l) => [l.label, +l.score.toFixed(6)]), [['b', +(1 / (1 + Math.exp(-2))).toFixed(6)], ['a', 0.5], ['c', +(1 / (1 + Math.exp(1))).toFixed(6)]]);
+    assert.deepEqual(
+      multi.map((l) => [l.label, +l.score.toFixed(6)]),
+      [
+        ['b', +(1 / (1 + Math.exp(-2))).toFixed(6)],
+        ['a', 0.5],
+        ['c', +(1 / (1 + Math.exp(1))).toFixed(6)],
+      ],
+    );
     assert.deepEqual(labelScores([2.5], 'regression', ['LABEL_0']), [{ label: 'LABEL_0', score: 2.5 }]);
-    assert.deepEqual(labelScores([1, 1], 'single_label_classification', ['x', 'y']).map((l) => l.label), ['x', 'y'], 'ties keep id order');
+    assert.deepEqual(
+      labelScores([1, 1], 'single_label_classification', ['x', 'y']).map((l) => l.label),
+      ['x', 'y'],
+      'ties keep id order',
+    );
   });
 });
 
 describe('head fields of config.json', () => {
-  const parse = (raw: Record<string, unknown>) => parseHeadConfig(raw, parseOptConfig({ model_type: 'opt', architectures: ['OPTForSequenceClassification'], ...raw }));
+  const parse = (raw: Record<string, unknown>) =>
+    parseHeadConfig(raw, parseOptConfig({ model_type: 'opt', architectures: ['OPTForSequenceClassification'], ...raw }));
 
   test('id2label names labels in id order; LABEL_i by default; label2id follows', () => {
     assert.deepEqual(parse({}).labels, ['LABEL_0', 'LABEL_1']);
@@ -166,9 +201,20 @@ describe('head fields of config.json', () => {
     assert.deepEqual(tasksOf('OPTForQuestionAnswering'), ['answer', 'embed']);
     assert.deepEqual(tasksOf('OPTModel'), ['embed']);
     assert.doesNotThrow(() => requireTask('OPTModel', 'embed', 'dir'));
-    assert.throws(() => requireTask('OPTForCausalLM', 'classify', '/m'), (e: unknown) => e instanceof WrongModelTypeError && /\/m holds an OPTForCausalLM checkpoint.*needs an OPTForSequenceClassification checkpoint/.test(e.message));
-    assert.throws(() => requireTask('OPTModel', 'answer', '/m'), /OPTModel checkpoint, which has no question-answering head.*OPTForQuestionAnswering/);
-    assert.throws(() => requireTask('OPTForQuestionAnswering', 'generate', '/m'), /no language-model head: text generation needs an OPTForCausalLM/);
+    assert.throws(
+      () => requireTask('OPTForCausalLM', 'classify', '/m'),
+      (e: unknown) =>
+        e instanceof WrongModelTypeError &&
+        /\/m holds an OPTForCausalLM checkpoint.*needs an OPTForSequenceClassification checkpoint/.test(e.message),
+    );
+    assert.throws(
+      () => requireTask('OPTModel', 'answer', '/m'),
+      /OPTModel checkpoint, which has no question-answering head.*OPTForQuestionAnswering/,
+    );
+    assert.throws(
+      () => requireTask('OPTForQuestionAnswering', 'generate', '/m'),
+      /no language-model head: text generation needs an OPTForCausalLM/,
+    );
   });
 });
 
@@ -176,8 +222,20 @@ test('pooling: mean over real tokens and the last real token, padding on either 
   // [B=2, S=3, W=2]: row 0 right-padded, row 1 left-padded.
   const states = Float32Array.from([1, 2, 3, 4, 100, 100, /* */ 100, 100, 5, 6, 7, 8]);
   const mask = [1, 1, 0, 0, 1, 1];
-  assert.deepEqual(pool(states, mask, 2, 2, 'mean').map((v) => Array.from(v)), [[2, 3], [6, 7]]);
-  assert.deepEqual(pool(states, mask, 2, 2, 'last').map((v) => Array.from(v)), [[3, 4], [7, 8]]);
+  assert.deepEqual(
+    pool(states, mask, 2, 2, 'mean').map((v) => Array.from(v)),
+    [
+      [2, 3],
+      [6, 7],
+    ],
+  );
+  assert.deepEqual(
+    pool(states, mask, 2, 2, 'last').map((v) => Array.from(v)),
+    [
+      [3, 4],
+      [7, 8],
+    ],
+  );
   assert.deepEqual(Array.from(pool(states.subarray(0, 2), [0], 1, 2, 'mean')[0]!), [0, 0], 'no tokens: zeros, not NaN');
 });
 
@@ -202,7 +260,11 @@ describe('question and context encoding', () => {
     const first = 1 + q.length;
     const token = (piece: string) => first + c.findIndex((id) => tok.idToToken(id) === piece);
     const paris = token('ĠParis');
-    assert.deepEqual(enc.charSpan(paris, paris), { start: context.indexOf(' Paris'), end: context.indexOf(' Paris') + 6 }, 'after the emoji (2 UTF-16 units, 1 code point)');
+    assert.deepEqual(
+      enc.charSpan(paris, paris),
+      { start: context.indexOf(' Paris'), end: context.indexOf(' Paris') + 6 },
+      'after the emoji (2 UTF-16 units, 1 code point)',
+    );
     assert.equal(context.slice(enc.charSpan(paris, paris + 2).start, enc.charSpan(paris, paris + 2).end), ' Paris, France');
     // A token inside a word widens to the whole word (align_to_words): "Na" + "ïve" → "Naïve".
     assert.deepEqual(enc.charSpan(first + 1, first + 1), { start: 0, end: 5 });
@@ -219,7 +281,8 @@ describe('question and context encoding', () => {
     const context = Array.from({ length: 12 }, (_, i) => `Alice met Bob number ${i}.`).join(' ');
     const q = await tok.encode(question, { addSpecialTokens: false });
     const c = await tok.encode(context, { addSpecialTokens: false });
-    const maxSeqLen = 1 + q.length + 20, docStride = 5;
+    const maxSeqLen = 1 + q.length + 20,
+      docStride = 5;
     const windows = await qa.encodeWindows(question, context, { maxSeqLen, docStride });
     const ranges = contextWindows(c.length, 20, 5);
     assert.equal(windows.length, ranges.length);
@@ -235,16 +298,35 @@ describe('question and context encoding', () => {
     // The same word seen from two overlapping windows maps to the same characters.
     const [a2] = ranges[1]!;
     const shared = ranges[0]![1] - 1; // the first window's last context token, also in the second
-    assert.deepEqual(windows[0]!.charSpan(1 + q.length + shared, 1 + q.length + shared), windows[1]!.charSpan(1 + q.length + shared - a2, 1 + q.length + shared - a2));
-    await assert.rejects(qa.encodeWindows('a long question '.repeat(10), context, { maxSeqLen: 20, docStride: 5 }), /ask a shorter question/);
+    assert.deepEqual(
+      windows[0]!.charSpan(1 + q.length + shared, 1 + q.length + shared),
+      windows[1]!.charSpan(1 + q.length + shared - a2, 1 + q.length + shared - a2),
+    );
+    await assert.rejects(
+      qa.encodeWindows('a long question '.repeat(10), context, { maxSeqLen: 20, docStride: 5 }),
+      /ask a shorter question/,
+    );
   });
 
   test('window ranges: every context token covered, consecutive windows overlapping by the stride', () => {
     assert.deepEqual(contextWindows(3, 4, 1), [[0, 3]]);
     assert.deepEqual(contextWindows(4, 4, 1), [[0, 4]]);
-    assert.deepEqual(contextWindows(10, 4, 1), [[0, 4], [3, 7], [6, 10]]);
-    assert.deepEqual(contextWindows(8, 4, 2), [[0, 4], [2, 6], [4, 8]]);
-    assert.deepEqual(contextWindows(9, 4, 2), [[0, 4], [2, 6], [4, 8], [6, 9]]);
+    assert.deepEqual(contextWindows(10, 4, 1), [
+      [0, 4],
+      [3, 7],
+      [6, 10],
+    ]);
+    assert.deepEqual(contextWindows(8, 4, 2), [
+      [0, 4],
+      [2, 6],
+      [4, 8],
+    ]);
+    assert.deepEqual(contextWindows(9, 4, 2), [
+      [0, 4],
+      [2, 6],
+      [4, 8],
+      [6, 9],
+    ]);
     assert.throws(() => contextWindows(9, 4, 4), /stride \(4\) must be smaller/);
     assert.throws(() => contextWindows(9, 0, 0), /no room/);
   });

@@ -17,7 +17,8 @@ after(() => tmp.remove());
 const cacheDir = join(tmp.path, 'cache');
 let count = 0;
 const fixture = (options: FixtureOptions) => writeOptCheckpoint(join(tmp.path, `model-${count++}`), { tokenizer: true, ...options });
-const open = (f: Fixture, dtype: GraphDtype = 'fp32', allHiddenStates = false) => OptHeadModel.load(f.dir, { dtype, device: 'cpu', threads: 1, cacheDir, allHiddenStates });
+const open = (f: Fixture, dtype: GraphDtype = 'fp32', allHiddenStates = false) =>
+  OptHeadModel.load(f.dir, { dtype, device: 'cpu', threads: 1, cacheDir, allHiddenStates });
 
 const naive = (f: Fixture, ids: number[][], mask?: number[][], hidden = false) =>
   naiveOptForward(f.config, weightsFromMap(f.weights), ids, mask, { skipLogits: true, outputHiddenStates: hidden });
@@ -46,7 +47,10 @@ for (const [name, options] of [
       for (let r = 0; r < 2; r++) {
         for (let s = 0; s < ids[0]!.length; s++) {
           if (mask[r]![s] === 0) continue; // padded positions' states are not meaningful (HF's differ too)
-          assert.ok(maxAbsDiff(out.lastHiddenState.subarray((r * 9 + s) * e, (r * 9 + s + 1) * e), ref.lastHiddenState[r]![s]!) < TOL, `row ${r} position ${s}`);
+          assert.ok(
+            maxAbsDiff(out.lastHiddenState.subarray((r * 9 + s) * e, (r * 9 + s + 1) * e), ref.lastHiddenState[r]![s]!) < TOL,
+            `row ${r} position ${s}`,
+          );
         }
       }
       assert.equal(out.hiddenStates!.length, f.config.num_hidden_layers + 1);
@@ -72,7 +76,7 @@ for (const [name, options] of [
     test('mean and last pooling ignore padding on either side', async () => {
       const model = await open(f);
       const [single] = await model.embed(['Hello there'], { pooling: 'mean' });
-      const ids = (await model.tokenizer.encode('Hello there'));
+      const ids = await model.tokenizer.encode('Hello there');
       const ref = naive(f, [ids]).lastHiddenState[0]!;
       const e = f.config.word_embed_proj_dim;
       const mean = new Float64Array(e);
@@ -99,7 +103,11 @@ for (const [name, options] of [
 describe('OPTForSequenceClassification', () => {
   let f: Fixture;
   before(async () => {
-    f = await fixture({ architecture: 'OPTForSequenceClassification', seed: 22, config: { num_labels: 3, id2label: { 0: 'neg', 1: 'neutral', 2: 'pos' } } });
+    f = await fixture({
+      architecture: 'OPTForSequenceClassification',
+      seed: 22,
+      config: { num_labels: 3, id2label: { 0: 'neg', 1: 'neutral', 2: 'pos' } },
+    });
   });
 
   test('logits at the last non-padding token, right- and left-padded rows, match the reference', async () => {
@@ -147,7 +155,11 @@ describe('OPTForQuestionAnswering', () => {
   test('start and end logits over every token match the reference', async () => {
     const model = await open(f);
     const out = await model.qaLogits({ inputIds: ids64([A]), attentionMask: ids64([A.map(() => 1)]), batch: 1 });
-    const ref = naiveQuestionAnswering(naive(f, [A]).lastHiddenState, f.weights.get('qa_outputs.weight')!, f.weights.get('qa_outputs.bias')!);
+    const ref = naiveQuestionAnswering(
+      naive(f, [A]).lastHiddenState,
+      f.weights.get('qa_outputs.weight')!,
+      f.weights.get('qa_outputs.bias')!,
+    );
     assert.ok(maxAbsDiff(out.start, ref.start[0]!) < TOL);
     assert.ok(maxAbsDiff(out.end, ref.end[0]!) < TOL);
     await model.dispose();
@@ -170,21 +182,29 @@ describe('OPTForQuestionAnswering', () => {
     const model = await open(f);
     const context = Array.from({ length: 30 }, (_, i) => `Note ${i}: the ferry leaves the harbour at ${i + 6} o'clock.`).join(' ');
     const question = 'When does the ferry leave?';
-    const maxSeqLen = 64, docStride = 16, maxAnswerLength = 4, topK = 6;
+    const maxSeqLen = 64,
+      docStride = 16,
+      maxAnswerLength = 4,
+      topK = 6;
     const r = await model.answer(question, context, { topK, maxSeqLen, docStride, maxAnswerLength });
 
     // Independently: the windows as Hugging Face tokenizers lays them out, the reference model's
     // logits on each, the pipeline's per-window softmax over context tokens, every valid span.
     const q = await model.tokenizer.encode(question, { addSpecialTokens: false });
     const c = await model.tokenizer.encode(context, { addSpecialTokens: false });
-    const first = 1 + q.length, room = maxSeqLen - first;
+    const first = 1 + q.length,
+      room = maxSeqLen - first;
     const expected: number[] = [];
     let windows = 0;
     for (let a = 0; ; a += room - docStride) {
       const b = Math.min(a + room, c.length);
       windows++;
       const ids = [2, ...q, ...c.slice(a, b)];
-      const ref = naiveQuestionAnswering(naive(f, [ids]).lastHiddenState, f.weights.get('qa_outputs.weight')!, f.weights.get('qa_outputs.bias')!);
+      const ref = naiveQuestionAnswering(
+        naive(f, [ids]).lastHiddenState,
+        f.weights.get('qa_outputs.weight')!,
+        f.weights.get('qa_outputs.bias')!,
+      );
       const probs = (logits: number[]) => {
         const x = logits.map((v, i) => (i >= first ? v : -10000));
         const m = Math.max(...x);
@@ -192,9 +212,11 @@ describe('OPTForQuestionAnswering', () => {
         const sum = e.reduce((n, v) => n + v, 0);
         return e.map((v) => v / sum);
       };
-      const ps = probs(ref.start[0]!), pe = probs(ref.end[0]!);
+      const ps = probs(ref.start[0]!),
+        pe = probs(ref.end[0]!);
       const spans: number[] = [];
-      for (let s = first; s < ids.length; s++) for (let e = s; e < Math.min(ids.length, s + maxAnswerLength); e++) spans.push(ps[s]! * pe[e]!);
+      for (let s = first; s < ids.length; s++)
+        for (let e = s; e < Math.min(ids.length, s + maxAnswerLength); e++) spans.push(ps[s]! * pe[e]!);
       expected.push(...spans.sort((x, y) => y - x).slice(0, topK));
       if (b === c.length) break;
     }
@@ -211,7 +233,11 @@ describe('OPTForQuestionAnswering', () => {
   test('int8 smoke: start/end logits near the reference', async () => {
     const model = await open(f, 'int8');
     const out = await model.qaLogits({ inputIds: ids64([A]), attentionMask: ids64([A.map(() => 1)]), batch: 1 });
-    const ref = naiveQuestionAnswering(naive(f, [A]).lastHiddenState, f.weights.get('qa_outputs.weight')!, f.weights.get('qa_outputs.bias')!);
+    const ref = naiveQuestionAnswering(
+      naive(f, [A]).lastHiddenState,
+      f.weights.get('qa_outputs.weight')!,
+      f.weights.get('qa_outputs.bias')!,
+    );
     assert.ok(maxAbsDiff(out.start, ref.start[0]!) <= 0.1 * Math.max(1, maxAbs(ref.start[0]!)));
     await model.dispose();
   });

@@ -27,7 +27,15 @@ const OPT_FILES: Record<string, string | Buffer> = {
   'pytorch_model.bin': randomBytes(4096),
   'README.md': '# not needed\n',
 };
-const SMALL = ['config.json', 'generation_config.json', 'vocab.json', 'merges.txt', 'tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json'];
+const SMALL = [
+  'config.json',
+  'generation_config.json',
+  'vocab.json',
+  'merges.txt',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+  'added_tokens.json',
+];
 
 let hub: FakeHub;
 let tmp: string;
@@ -68,7 +76,8 @@ function resetFaults() {
   hub.onStall = undefined;
 }
 
-const blobName = (file: string, content: string | Buffer) => (isLfs(file) ? sha256(Buffer.from(content)) : gitBlobSha(Buffer.from(content)));
+const blobName = (file: string, content: string | Buffer) =>
+  isLfs(file) ? sha256(Buffer.from(content)) : gitBlobSha(Buffer.from(content));
 
 async function assertHubLayout(cache: string, id: string, files: Record<string, string | Buffer>, names: string[]) {
   const repoDir = join(cache, repoFolderName(id));
@@ -102,7 +111,10 @@ describe('resolveModel', { timeout: 60_000 }, () => {
     const { env, home } = setup();
     await mkdir(home, { recursive: true });
     assert.equal(await resolveModel(home, { env }), home);
-    await assert.rejects(resolveModel(join(home, 'nope', 'a', 'b'), { env }), (e: unknown) => e instanceof UsageError && /not found.*not a Hugging Face model id/.test(e.message));
+    await assert.rejects(
+      resolveModel(join(home, 'nope', 'a', 'b'), { env }),
+      (e: unknown) => e instanceof UsageError && /not found.*not a Hugging Face model id/.test(e.message),
+    );
     await assert.rejects(resolveModel('./no/such', { env }), UsageError);
     await writeFile(join(home, 'config.json'), '{}');
     await assert.rejects(resolveModel(join(home, 'config.json'), { env }), /is a file/);
@@ -117,31 +129,60 @@ describe('resolveModel', { timeout: 60_000 }, () => {
     await assertHubLayout(cache, ID, OPT_FILES, [...SMALL, 'model.safetensors']);
     assert.ok(!hub.log.some((r) => r.path.includes('pytorch_model.bin')), 'the .bin is not fetched when safetensors exist');
     assert.ok(!hub.log.some((r) => r.path.includes('README')), 'files the model does not need are skipped');
-    assert.ok(hub.log.every((r) => r.authorization === undefined), 'no token, no Authorization header');
-    assert.ok(hub.log.some((r) => r.path.startsWith('/cdn/')), 'LFS redirect followed');
+    assert.ok(
+      hub.log.every((r) => r.authorization === undefined),
+      'no token, no Authorization header',
+    );
+    assert.ok(
+      hub.log.some((r) => r.path.startsWith('/cdn/')),
+      'LFS redirect followed',
+    );
     const last = events.filter((e) => e.file === 'model.safetensors').at(-1);
     assert.deepEqual(last, { file: 'model.safetensors', received: WEIGHTS.length, total: WEIGHTS.length });
 
     // A second call finds everything: one API call, nothing downloaded.
     hub.log.length = 0;
     assert.equal(await resolveModel(ID, { env }), dir);
-    assert.deepEqual(hub.log.map((r) => r.path), [`/api/models/${ID}/revision/main`]);
+    assert.deepEqual(
+      hub.log.map((r) => r.path),
+      [`/api/models/${ID}/revision/main`],
+    );
   });
 
   test('takes the sharded safetensors index and its shards, or pytorch_model.bin when that is all there is', async () => {
     resetFaults();
-    const shard1 = randomBytes(3000), shard2 = randomBytes(2000);
-    const index = JSON.stringify({ metadata: {}, weight_map: { a: 'model-00001-of-00002.safetensors', b: 'model-00002-of-00002.safetensors', c: 'model-00001-of-00002.safetensors' } });
+    const shard1 = randomBytes(3000),
+      shard2 = randomBytes(2000);
+    const index = JSON.stringify({
+      metadata: {},
+      weight_map: { a: 'model-00001-of-00002.safetensors', b: 'model-00002-of-00002.safetensors', c: 'model-00001-of-00002.safetensors' },
+    });
     const small = Object.fromEntries(SMALL.map((f) => [f, OPT_FILES[f]!]));
-    const sharded = { ...small, 'model.safetensors.index.json': index, 'model-00001-of-00002.safetensors': shard1, 'model-00002-of-00002.safetensors': shard2, 'pytorch_model.bin': randomBytes(100) };
+    const sharded = {
+      ...small,
+      'model.safetensors.index.json': index,
+      'model-00001-of-00002.safetensors': shard1,
+      'model-00002-of-00002.safetensors': shard2,
+      'pytorch_model.bin': randomBytes(100),
+    };
     const id1 = addRepo({ files: sharded });
     const { env, cache } = setup();
     await resolveModel(id1, { env });
-    await assertHubLayout(cache, id1, sharded, [...SMALL, 'model.safetensors.index.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors']);
+    await assertHubLayout(cache, id1, sharded, [
+      ...SMALL,
+      'model.safetensors.index.json',
+      'model-00001-of-00002.safetensors',
+      'model-00002-of-00002.safetensors',
+    ]);
 
     // A shard name from the index never escapes the snapshot folder; nor does a revision.
-    const evil = addRepo({ files: { ...small, 'model.safetensors.index.json': JSON.stringify({ weight_map: { a: '../../../escape.safetensors' } }) } });
-    await assert.rejects(resolveModel(evil, { env }), (e: unknown) => e instanceof CheckpointError && /not a safe file name/.test(e.message));
+    const evil = addRepo({
+      files: { ...small, 'model.safetensors.index.json': JSON.stringify({ weight_map: { a: '../../../escape.safetensors' } }) },
+    });
+    await assert.rejects(
+      resolveModel(evil, { env }),
+      (e: unknown) => e instanceof CheckpointError && /not a safe file name/.test(e.message),
+    );
     await assert.rejects(resolveModel(ID, { env, revision: '../../x' }), UsageError);
 
     const binOnly = { ...small, 'pytorch_model.bin': randomBytes(5000) };
@@ -172,14 +213,22 @@ describe('resolveModel', { timeout: 60_000 }, () => {
   test('offline with an empty cache, or a dead server, fails saying what to do', async () => {
     resetFaults();
     const { env } = setup();
-    await assert.rejects(resolveModel(ID, { env: { ...env, HF_HUB_OFFLINE: 'YES' } }), (e: unknown) =>
-      e instanceof CheckpointError && /not in the Hugging Face cache/.test(e.message) && /HF_HUB_OFFLINE/.test(e.message));
+    await assert.rejects(
+      resolveModel(ID, { env: { ...env, HF_HUB_OFFLINE: 'YES' } }),
+      (e: unknown) => e instanceof CheckpointError && /not in the Hugging Face cache/.test(e.message) && /HF_HUB_OFFLINE/.test(e.message),
+    );
     assert.equal(hub.log.length, 0);
     const down = await FakeHub.start();
     const deadUrl = down.url;
     await down.close();
-    await assert.rejects(resolveModel(ID, { env: { ...env, HF_ENDPOINT: deadUrl } }), (e: unknown) =>
-      e instanceof CheckpointError && /could not reach/.test(e.message) && /ECONNREFUSED/.test(e.message) && /HF_HUB_OFFLINE=1/.test(e.message));
+    await assert.rejects(
+      resolveModel(ID, { env: { ...env, HF_ENDPOINT: deadUrl } }),
+      (e: unknown) =>
+        e instanceof CheckpointError &&
+        /could not reach/.test(e.message) &&
+        /ECONNREFUSED/.test(e.message) &&
+        /HF_HUB_OFFLINE=1/.test(e.message),
+    );
   });
 
   test('honours HF_ENDPOINT, defaulting to https://huggingface.co (seen through the fetch option)', async () => {
@@ -198,16 +247,24 @@ describe('resolveModel', { timeout: 60_000 }, () => {
     resetFaults();
     const id = addRepo({ files: OPT_FILES, token: 'hf_secret' });
     const { env, cache } = setup();
-    await assert.rejects(resolveModel(id, { env }), (e: unknown) =>
-      e instanceof CheckpointError && /gated or private/.test(e.message) && /set HF_TOKEN/.test(e.message));
+    await assert.rejects(
+      resolveModel(id, { env }),
+      (e: unknown) => e instanceof CheckpointError && /gated or private/.test(e.message) && /set HF_TOKEN/.test(e.message),
+    );
     await assert.rejects(resolveModel(id, { env: { ...env, HF_TOKEN: 'hf_wrong' } }), /HF_TOKEN is set but not accepted/);
     await resolveModel(id, { env: { ...env, HF_TOKEN: 'hf_secret' } });
     await assertHubLayout(cache, id, OPT_FILES, [...SMALL, 'model.safetensors']);
     const env2 = setup().env;
     await resolveModel(id, { env: { ...env2, HUGGING_FACE_HUB_TOKEN: 'hf_secret' } });
     const gated = addRepo({ files: OPT_FILES, gated: true });
-    await assert.rejects(resolveModel(gated, { env: { ...env, HF_TOKEN: 'hf_secret' } }), (e: unknown) =>
-      e instanceof CheckpointError && /HTTP 403/.test(e.message) && /gated or private/.test(e.message) && /accepted the conditions/.test(e.message));
+    await assert.rejects(
+      resolveModel(gated, { env: { ...env, HF_TOKEN: 'hf_secret' } }),
+      (e: unknown) =>
+        e instanceof CheckpointError &&
+        /HTTP 403/.test(e.message) &&
+        /gated or private/.test(e.message) &&
+        /accepted the conditions/.test(e.message),
+    );
   });
 
   test('does not forward the token when the LFS redirect leaves the Hub host', async () => {
@@ -219,13 +276,19 @@ describe('resolveModel', { timeout: 60_000 }, () => {
     await assertHubLayout(cache, id, OPT_FILES, [...SMALL, 'model.safetensors']);
     const cdn = hub.log.filter((r) => r.path.startsWith('/cdn/'));
     assert.ok(cdn.length > 0 && cdn.every((r) => r.host.startsWith('localhost:') && r.authorization === undefined), 'CDN got no token');
-    assert.ok(hub.log.filter((r) => !r.path.startsWith('/cdn/')).every((r) => r.authorization === 'Bearer hf_secret'), 'the Hub got it');
+    assert.ok(
+      hub.log.filter((r) => !r.path.startsWith('/cdn/')).every((r) => r.authorization === 'Bearer hf_secret'),
+      'the Hub got it',
+    );
   });
 
   test('404: no such model, no such revision', async () => {
     resetFaults();
     const { env } = setup({ HF_TOKEN: 'hf_any' });
-    await assert.rejects(resolveModel('nobody/nothing', { env }), (e: unknown) => e instanceof CheckpointError && /no such model \(or revision "main"\) on the Hub/.test(e.message));
+    await assert.rejects(
+      resolveModel('nobody/nothing', { env }),
+      (e: unknown) => e instanceof CheckpointError && /no such model \(or revision "main"\) on the Hub/.test(e.message),
+    );
     await assert.rejects(resolveModel(ID, { env, revision: 'v9' }), /no such model \(or revision "v9"\)/);
     // Anonymous, the Hub hides whether a repo exists: the 401 message covers both.
     await assert.rejects(resolveModel('nobody/nothing', { env: setup().env }), /gated or private, or does not exist/);
@@ -245,7 +308,10 @@ describe('resolveModel', { timeout: 60_000 }, () => {
     const id = addRepo({ files: OPT_FILES });
     hub.broken.add(id);
     const t0 = Date.now();
-    await assert.rejects(resolveModel(id, { env }), (e: unknown) => e instanceof CheckpointError && /HTTP 500/.test(e.message) && /try again later/.test(e.message));
+    await assert.rejects(
+      resolveModel(id, { env }),
+      (e: unknown) => e instanceof CheckpointError && /HTTP 500/.test(e.message) && /try again later/.test(e.message),
+    );
     assert.ok(Date.now() - t0 < 10_000);
     assert.ok(hub.log.length >= 4, 'it retried');
   });
@@ -256,7 +322,10 @@ describe('resolveModel', { timeout: 60_000 }, () => {
     const { env, cache } = setup();
     await resolveModel(ID, { env });
     await assertHubLayout(cache, ID, OPT_FILES, [...SMALL, 'model.safetensors']);
-    assert.ok(hub.log.some((r) => r.method === 'HEAD' && r.path.endsWith('/tokenizer.json') && r.status === 404), 'probed an absent file');
+    assert.ok(
+      hub.log.some((r) => r.method === 'HEAD' && r.path.endsWith('/tokenizer.json') && r.status === 404),
+      'probed an absent file',
+    );
     assert.ok(!hub.log.some((r) => r.method === 'GET' && r.path.includes('pytorch_model.bin')));
   });
 
@@ -302,7 +371,10 @@ describe('resolveModel', { timeout: 60_000 }, () => {
     const oid = sha256(WEIGHTS);
     hub.corrupt.add(oid);
     const { env, cache } = setup();
-    await assert.rejects(resolveModel(ID, { env }), (e: unknown) => e instanceof CheckpointError && /sha256/.test(e.message) && /deleted/.test(e.message));
+    await assert.rejects(
+      resolveModel(ID, { env }),
+      (e: unknown) => e instanceof CheckpointError && /sha256/.test(e.message) && /deleted/.test(e.message),
+    );
     const repoDir = join(cache, repoFolderName(ID));
     const blobs = await readdir(join(repoDir, 'blobs'));
     assert.ok(!blobs.some((b) => b.startsWith(oid)), `no blob or partial file for it: ${blobs.join(', ')}`);

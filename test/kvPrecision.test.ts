@@ -31,7 +31,8 @@ const tmp = tempDir('kvprec');
 after(() => tmp.remove());
 const cacheDir = join(tmp.path, 'cache');
 
-const open = (f: Fixture, dtype: GraphDtype, kvDtype: KvDtype): Promise<OptDecoder> => openDecoder(f, cacheDir, dtype, true, 'append', kvDtype);
+const open = (f: Fixture, dtype: GraphDtype, kvDtype: KvDtype): Promise<OptDecoder> =>
+  openDecoder(f, cacheDir, dtype, true, 'append', kvDtype);
 
 const PROMPT_LEN = 40;
 const STEPS = 60; // positions 40…99: capacity 64 → 128
@@ -39,10 +40,22 @@ const IDS = Array.from({ length: PROMPT_LEN + STEPS }, (_, i) => 4 + ((i * 7919 
 
 /** Prefill PROMPT_LEN tokens, then one token per step (teacher-forced): the logits of every step. */
 async function* decodeSteps(dec: OptDecoder, reserve?: number): AsyncGenerator<{ pos: number; logits: Float32Array; cache: KvCache }> {
-  let out = await dec.forward({ inputIds: ids64([IDS.slice(0, PROMPT_LEN)]), batch: 1, attentionMask: ids64([Array(PROMPT_LEN).fill(1)]), logitsToKeep: 1, reserve });
+  let out = await dec.forward({
+    inputIds: ids64([IDS.slice(0, PROMPT_LEN)]),
+    batch: 1,
+    attentionMask: ids64([Array(PROMPT_LEN).fill(1)]),
+    logitsToKeep: 1,
+    reserve,
+  });
   yield { pos: PROMPT_LEN - 1, logits: out.logits, cache: out.present };
   for (let t = PROMPT_LEN; t < IDS.length; t++) {
-    out = await dec.forward({ inputIds: ids64([[IDS[t]!]]), batch: 1, attentionMask: ids64([Array(t + 1).fill(1)]), past: out.present, logitsToKeep: 1 });
+    out = await dec.forward({
+      inputIds: ids64([[IDS[t]!]]),
+      batch: 1,
+      attentionMask: ids64([Array(t + 1).fill(1)]),
+      past: out.present,
+      logitsToKeep: 1,
+    });
     yield { pos: t, logits: out.logits, cache: out.present };
   }
 }
@@ -53,8 +66,17 @@ describe('fp16 append KV cache (float32 graph)', () => {
   before(async () => {
     // head_dim 16, 3 layers, positions for the 100-token run.
     f = await writeOptCheckpoint(join(tmp.path, 'model-a'), {
-      tokenizer: false, preset: '125m-style', seed: 31,
-      config: { hidden_size: 64, num_attention_heads: 4, num_hidden_layers: 3, ffn_dim: 128, word_embed_proj_dim: 64, max_position_embeddings: 256 },
+      tokenizer: false,
+      preset: '125m-style',
+      seed: 31,
+      config: {
+        hidden_size: 64,
+        num_attention_heads: 4,
+        num_hidden_layers: 3,
+        ffn_dim: 128,
+        word_embed_proj_dim: 64,
+        max_position_embeddings: 256,
+      },
     });
     ref = naiveLogits(f, [IDS])[0]!;
   });
@@ -73,8 +95,13 @@ describe('fp16 append KV cache (float32 graph)', () => {
     test(`${STEPS} decode steps across a capacity growth (${growth}) match the reference and the fp32 cache`, async (t) => {
       const d32 = await open(f, 'fp32', 'fp32');
       const d16 = await open(f, 'fp32', 'fp16');
-      const s32 = decodeSteps(d32, reserve), s16 = decodeSteps(d16, reserve);
-      let worstRef16 = 0, worstRef32 = 0, worstVs32 = 0, steps = 0, last: KvCache | undefined;
+      const s32 = decodeSteps(d32, reserve),
+        s16 = decodeSteps(d16, reserve);
+      let worstRef16 = 0,
+        worstRef32 = 0,
+        worstVs32 = 0,
+        steps = 0,
+        last: KvCache | undefined;
       const capacities = new Set<number>();
       for (;;) {
         const [a, b] = [await s32.next(), await s16.next()];
@@ -86,11 +113,16 @@ describe('fp16 append KV cache (float32 graph)', () => {
         worstVs32 = Math.max(worstVs32, maxAbsDiff(b.value.logits, a.value.logits) / scale);
         capacities.add(b.value.cache.capacity);
         assert.equal(b.value.cache.tensors[0]!.type, 'float16');
-        assert.ok(b.value.cache.tensors.every((x) => x.data instanceof Uint16Array), 'fp16 storage');
+        assert.ok(
+          b.value.cache.tensors.every((x) => x.data instanceof Uint16Array),
+          'fp16 storage',
+        );
         last = b.value.cache;
         steps++;
       }
-      t.diagnostic(`fp16 cache: worst |Δlogit| / max|logit| vs reference ${worstRef16.toExponential(2)}, vs fp32 cache ${worstVs32.toExponential(2)} (fp32 cache vs reference ${worstRef32.toExponential(2)}) over ${steps - 1} decode steps, capacities ${[...capacities].join(' → ')}`);
+      t.diagnostic(
+        `fp16 cache: worst |Δlogit| / max|logit| vs reference ${worstRef16.toExponential(2)}, vs fp32 cache ${worstVs32.toExponential(2)} (fp32 cache vs reference ${worstRef32.toExponential(2)}) over ${steps - 1} decode steps, capacities ${[...capacities].join(' → ')}`,
+      );
       assert.equal(steps - 1, STEPS);
       assert.deepEqual([...capacities], [64, 128], 'the run crosses a capacity growth');
       if (reserve) assert.equal(last!.room, 192);
@@ -104,7 +136,13 @@ describe('fp16 append KV cache (float32 graph)', () => {
   test('greedy decoding gives the same 48 tokens as the fp32 cache', async (t) => {
     const greedy = async (dec: OptDecoder) => {
       const prompt = IDS.slice(0, 24);
-      let out = await dec.forward({ inputIds: ids64([prompt]), batch: 1, attentionMask: ids64([prompt.map(() => 1)]), logitsToKeep: 1, reserve: 24 + 48 });
+      let out = await dec.forward({
+        inputIds: ids64([prompt]),
+        batch: 1,
+        attentionMask: ids64([prompt.map(() => 1)]),
+        logitsToKeep: 1,
+        reserve: 24 + 48,
+      });
       const tokens: number[] = [];
       const margins: number[] = [];
       for (let k = 0; k < 48; k++) {
@@ -112,13 +150,20 @@ describe('fp16 append KV cache (float32 graph)', () => {
         tokens.push(next);
         const sorted = [...out.logits].sort((x, y) => y - x);
         margins.push((sorted[0]! - sorted[1]!) / Math.abs(sorted[0]!));
-        out = await dec.forward({ inputIds: ids64([[next]]), batch: 1, attentionMask: ids64([Array(prompt.length + k + 1).fill(1)]), past: out.present, logitsToKeep: 1 });
+        out = await dec.forward({
+          inputIds: ids64([[next]]),
+          batch: 1,
+          attentionMask: ids64([Array(prompt.length + k + 1).fill(1)]),
+          past: out.present,
+          logitsToKeep: 1,
+        });
       }
       return { tokens, margin: Math.min(...margins) };
     };
     const d32 = await open(f, 'fp32', 'fp32');
     const d16 = await open(f, 'fp32', 'fp16');
-    const a = await greedy(d32), b = await greedy(d16);
+    const a = await greedy(d32),
+      b = await greedy(d16);
     t.diagnostic(`smallest top-1/top-2 margin along the fp32 run: ${a.margin.toExponential(2)} of the top logit`);
     assert.deepEqual(b.tokens, a.tokens);
     await d32.release();
@@ -130,14 +175,21 @@ describe('fp16 append KV cache with int8 weights (the CPU default precision)', (
   test(`${STEPS} decode steps: the fp16 cache leaves int8's error against the reference unchanged`, async (t) => {
     // hidden 256: int8's 128-wide blocks, several per row, as in the existing int8 parity test.
     const f = await writeOptCheckpoint(join(tmp.path, 'model-b'), {
-      tokenizer: false, preset: '125m-style', seed: 37,
+      tokenizer: false,
+      preset: '125m-style',
+      seed: 37,
       config: { hidden_size: 256, ffn_dim: 512, num_attention_heads: 4, word_embed_proj_dim: 256, max_position_embeddings: 256 },
     });
     const ref = naiveLogits(f, [IDS])[0]!;
     const d32 = await open(f, 'int8', 'fp32');
     const d16 = await open(f, 'int8', 'fp16');
-    const s32 = decodeSteps(d32), s16 = decodeSteps(d16);
-    let worstVs32 = 0, worstRef16 = 0, worstRef32 = 0, agree = 0, steps = 0;
+    const s32 = decodeSteps(d32),
+      s16 = decodeSteps(d16);
+    let worstVs32 = 0,
+      worstRef16 = 0,
+      worstRef32 = 0,
+      agree = 0,
+      steps = 0;
     for (;;) {
       const [a, b] = [await s32.next(), await s16.next()];
       if (a.done || b.done) break;
@@ -149,9 +201,14 @@ describe('fp16 append KV cache with int8 weights (the CPU default precision)', (
       if (argmax(a.value.logits) === argmax(b.value.logits)) agree++;
       steps++;
     }
-    t.diagnostic(`int8 weights: fp16 cache vs fp32 cache ${worstVs32.toExponential(2)}; vs reference: fp16 cache ${worstRef16.toExponential(2)}, fp32 cache ${worstRef32.toExponential(2)}; top-1 agreement ${agree}/${steps}`);
+    t.diagnostic(
+      `int8 weights: fp16 cache vs fp32 cache ${worstVs32.toExponential(2)}; vs reference: fp16 cache ${worstRef16.toExponential(2)}, fp32 cache ${worstRef32.toExponential(2)}; top-1 agreement ${agree}/${steps}`,
+    );
     assert.ok(worstRef16 <= INT8_REL, `int8, fp16 cache vs reference: ${worstRef16}`);
-    assert.ok(worstRef16 <= worstRef32 + INT8_FP16_EXTRA, `int8: fp16 cache ${worstRef16} vs fp32 cache ${worstRef32}, against the reference`);
+    assert.ok(
+      worstRef16 <= worstRef32 + INT8_FP16_EXTRA,
+      `int8: fp16 cache ${worstRef16} vs fp32 cache ${worstRef32}, against the reference`,
+    );
     // Random weights give nearly tied logits: one flip in 61 is the int8 activation rounding above.
     assert.ok(agree >= steps - 2, `top-1 agreed on ${agree}/${steps}`);
     await d32.release();

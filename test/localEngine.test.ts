@@ -33,7 +33,10 @@ describe('local engine', () => {
     const [direct] = await generate(model, 'Hello engine', { max_new_tokens: 8, return_full_text: false });
     await model.dispose();
     let streamed = '';
-    const r = await engine.generate({ prompt: 'Hello engine', options: { max_new_tokens: 8 }, priority: 'background' }, (d) => (streamed += d));
+    const r = await engine.generate(
+      { prompt: 'Hello engine', options: { max_new_tokens: 8 }, priority: 'background' },
+      (d) => (streamed += d),
+    );
     assert.equal(r.text, direct!.text);
     assert.equal(streamed, r.text);
     assert.equal(r.completionTokens, 8);
@@ -45,9 +48,13 @@ describe('local engine', () => {
     const controller = new AbortController();
     let deltas = 0;
     const started = performance.now();
-    const p = engine.generate({ prompt: 'Long one', options: { max_new_tokens: 400 }, priority: 'background' }, () => {
-      if (++deltas === 3) controller.abort();
-    }, controller.signal);
+    const p = engine.generate(
+      { prompt: 'Long one', options: { max_new_tokens: 400 }, priority: 'background' },
+      () => {
+        if (++deltas === 3) controller.abort();
+      },
+      controller.signal,
+    );
     await assert.rejects(p, { name: 'AbortError' });
     assert.ok(deltas < 400 && performance.now() - started < 5000);
     const s = await engine.status();
@@ -57,15 +64,27 @@ describe('local engine', () => {
   });
 
   test('a newer inline request for the same document supersedes the older', async () => {
-    const first = engine.generate({ prompt: 'def f(x):', options: { max_new_tokens: 200 }, priority: 'inline', documentId: 'file:///a.py' });
-    const second = engine.generate({ prompt: 'def f(x): return', options: { max_new_tokens: 4 }, priority: 'inline', documentId: 'file:///a.py' });
+    const first = engine.generate({
+      prompt: 'def f(x):',
+      options: { max_new_tokens: 200 },
+      priority: 'inline',
+      documentId: 'file:///a.py',
+    });
+    const second = engine.generate({
+      prompt: 'def f(x): return',
+      options: { max_new_tokens: 4 },
+      priority: 'inline',
+      documentId: 'file:///a.py',
+    });
     await assert.rejects(first, (e: Error) => e instanceof SupersededError);
     assert.equal((await second).completionTokens, 4);
   });
 
   test('an inline completion finishes while a long background generation runs', async () => {
     const order: string[] = [];
-    const long = engine.generate({ prompt: 'Background', options: { max_new_tokens: 400, min_new_tokens: 400 }, priority: 'background' }).then(() => order.push('background'));
+    const long = engine
+      .generate({ prompt: 'Background', options: { max_new_tokens: 400, min_new_tokens: 400 }, priority: 'background' })
+      .then(() => order.push('background'));
     await new Promise((r) => setTimeout(r, 50));
     const inline = await engine.generate({ prompt: 'Inline', options: { max_new_tokens: 3 }, priority: 'inline', documentId: 'doc' });
     order.push('inline');
@@ -75,7 +94,9 @@ describe('local engine', () => {
   });
 
   test('a full queue refuses with EngineBusyError', async () => {
-    const ps = Array.from({ length: 6 }, (_, i) => engine.generate({ prompt: `q${i}`, options: { max_new_tokens: 20 }, priority: 'background' }));
+    const ps = Array.from({ length: 6 }, (_, i) =>
+      engine.generate({ prompt: `q${i}`, options: { max_new_tokens: 20 }, priority: 'background' }),
+    );
     const settled = await Promise.allSettled(ps);
     const busy = settled.filter((s) => s.status === 'rejected' && (s.reason as Error) instanceof EngineBusyError);
     assert.equal(busy.length, 2);
@@ -93,9 +114,13 @@ describe('local engine', () => {
 
   test('a warm-up waits for every other request, and any request or a newer warm-up cancels it', async () => {
     const order: string[] = [];
-    const long = engine.generate({ prompt: 'Background work', options: { max_new_tokens: 60, min_new_tokens: 60 }, priority: 'background' }).then(() => order.push('background'));
+    const long = engine
+      .generate({ prompt: 'Background work', options: { max_new_tokens: 60, min_new_tokens: 60 }, priority: 'background' })
+      .then(() => order.push('background'));
     await new Promise((r) => setTimeout(r, 20));
-    const warm = engine.generate({ prompt: 'waiting warm-up', options: {}, priority: 'warm', documentId: 'w1' }).then(() => order.push('warm'));
+    const warm = engine
+      .generate({ prompt: 'waiting warm-up', options: {}, priority: 'warm', documentId: 'w1' })
+      .then(() => order.push('warm'));
     await Promise.all([long, warm]);
     assert.deepEqual(order, ['background', 'warm']);
 
@@ -110,7 +135,8 @@ describe('local engine', () => {
   test('typing reuses the prefix cache across requests', async () => {
     const line = 'const total = items.reduce((sum, item) => sum + item.price * item.quantity, 0);';
     let last;
-    for (let i = 30; i <= line.length; i += 5) last = await engine.generate({ prompt: line.slice(0, i), options: { max_new_tokens: 2 }, priority: 'inline', documentId: 'doc2' });
+    for (let i = 30; i <= line.length; i += 5)
+      last = await engine.generate({ prompt: line.slice(0, i), options: { max_new_tokens: 2 }, priority: 'inline', documentId: 'doc2' });
     assert.ok(last!.reusedTokens >= last!.promptTokens - 3, `reused ${last!.reusedTokens}/${last!.promptTokens}`);
     assert.ok((await engine.status()).prefixCache.hits > 5);
   });
@@ -118,7 +144,10 @@ describe('local engine', () => {
 
 test('a model that does not fit in memory is refused before loading, with the figure', async () => {
   const f = await writeOptCheckpoint(join(tmp.path, 'small'), { seed: 2 });
-  await assert.rejects(loadOptModel(f.dir, { dtype: 'int8', cacheDir, checkMemory: true, availableMemoryBytes: 100 * 2 ** 20 }), /needs about 0\.\d GiB of memory at int8, but only 0\.1 GiB is available/);
+  await assert.rejects(
+    loadOptModel(f.dir, { dtype: 'int8', cacheDir, checkMemory: true, availableMemoryBytes: 100 * 2 ** 20 }),
+    /needs about 0\.\d GiB of memory at int8, but only 0\.1 GiB is available/,
+  );
   const opt13b = parseOptConfig({ hidden_size: 5120, num_hidden_layers: 40, num_attention_heads: 40, ffn_dim: 20480 });
   const gibs = (d: 'int8' | 'int4' | 'fp16') => estimateModelBytes(opt13b, d) / 2 ** 30;
   assert.ok(gibs('int8') > 13 && gibs('int8') < 16, `13b int8 ${gibs('int8')}`);

@@ -78,7 +78,7 @@ describe('min-p', () => {
     assert.deepEqual(kept(all), []);
   });
 
-  test('matches transformers\' formulation on random rows, and runs after top-p in the plan', () => {
+  test("matches transformers' formulation on random rows, and runs after top-p in the plan", () => {
     const rng = createRng(5);
     for (let trial = 0; trial < 200; trial++) {
       const row = Float32Array.from({ length: 300 }, () => (rng.nextFloat() - 0.5) * 12);
@@ -98,16 +98,25 @@ describe('min-p', () => {
 
 describe('min_p as an option', () => {
   const model = { bos_token_id: 2, eos_token_id: 2, pad_token_id: 1, max_position_embeddings: 2048 };
-  test('unset by default (transformers\' None), from the call or generation_config.json, in the plan', () => {
+  test("unset by default (transformers' None), from the call or generation_config.json, in the plan", () => {
     assert.equal(resolveGenerationOptions({}, undefined, model).min_p, undefined);
     assert.equal(logitsPlan(resolveGenerationOptions({}, undefined, model), 3).minP, 0);
     assert.equal(resolveGenerationOptions({ do_sample: true }, { min_p: 0.05 }, model).min_p, 0.05);
     assert.equal(logitsPlan(resolveGenerationOptions({ do_sample: true, min_p: 0.1 }, { min_p: 0.05 }, model), 3).minP, 0.1);
   });
   test('out of [0, 1] is refused, naming the source; set for greedy decoding, a warning', () => {
-    assert.throws(() => resolveGenerationOptions({ min_p: 1.5 }, undefined, model), /min_p must be a number in \[0, 1\] \(0 disables min-p\), got 1\.5/);
-    assert.throws(() => resolveGenerationOptions({}, { min_p: -0.1 }, model), /min_p must be .* got -0\.1 \(from generation_config\.json\)/);
-    assert.match(resolveGenerationOptions({ min_p: 0.1 }, undefined, model).warnings.join('\n'), /do_sample is false, so min_p=0\.1 has no effect/);
+    assert.throws(
+      () => resolveGenerationOptions({ min_p: 1.5 }, undefined, model),
+      /min_p must be a number in \[0, 1\] \(0 disables min-p\), got 1\.5/,
+    );
+    assert.throws(
+      () => resolveGenerationOptions({}, { min_p: -0.1 }, model),
+      /min_p must be .* got -0\.1 \(from generation_config\.json\)/,
+    );
+    assert.match(
+      resolveGenerationOptions({ min_p: 0.1 }, undefined, model).warnings.join('\n'),
+      /do_sample is false, so min_p=0\.1 has no effect/,
+    );
   });
 });
 
@@ -144,7 +153,10 @@ describe('repetition penalty', () => {
   });
 
   test('an id outside the vocabulary is a UsageError', () => {
-    assert.throws(() => applyRepetitionPenalty(f32([1, 2]), [2], 1.2, createLogitsScratch(2)), /token id 2 is outside the vocabulary \(0\.\.1\)/);
+    assert.throws(
+      () => applyRepetitionPenalty(f32([1, 2]), [2], 1.2, createLogitsScratch(2)),
+      /token id 2 is outside the vocabulary \(0\.\.1\)/,
+    );
   });
 });
 
@@ -170,7 +182,11 @@ describe('no-repeat n-gram', () => {
   });
 
   test('n larger than (or equal to) the sequence bans nothing', () => {
-    for (const [tokens, n] of [[[1, 2], 3], [[1, 2, 3], 3], [[], 1]] as const) {
+    for (const [tokens, n] of [
+      [[1, 2], 3],
+      [[1, 2, 3], 3],
+      [[], 1],
+    ] as const) {
       const s = row();
       applyNoRepeatNgram(s, tokens, n);
       assert.equal(kept(s).length, 10, `${tokens} n=${n}`);
@@ -287,7 +303,10 @@ describe('top-p', () => {
     // All tied but one: the tied tokens dropped are the lowest ids.
     const tied = wantFlat.filter((i) => i !== 10);
     assert.ok(tied.length > 700 && tied.length < 999);
-    assert.deepEqual(tied, Array.from({ length: tied.length }, (_, i) => 1000 - tied.length + i));
+    assert.deepEqual(
+      tied,
+      Array.from({ length: tied.length }, (_, i) => 1000 - tied.length + i),
+    );
   });
 
   test('a scratch smaller than the row is a UsageError', () => {
@@ -430,7 +449,11 @@ describe('the chain', () => {
   });
 
   test('greedy plans skip every warper but still penalise repeats and hold back EOS', () => {
-    const o = resolveGenerationOptions({ do_sample: false, repetition_penalty: 2, min_new_tokens: 2 }, { top_k: 1, top_p: 0.1 }, { bos_token_id: 2, eos_token_id: 2, pad_token_id: 1, max_position_embeddings: 2048 });
+    const o = resolveGenerationOptions(
+      { do_sample: false, repetition_penalty: 2, min_new_tokens: 2 },
+      { top_k: 1, top_p: 0.1 },
+      { bos_token_id: 2, eos_token_id: 2, pad_token_id: 1, max_position_embeddings: 2048 },
+    );
     const plan = logitsPlan(o, 3);
     assert.equal(plan.minLength, 5);
     const s = f32([1, 2, 3, 4, -1]);
@@ -441,7 +464,18 @@ describe('the chain', () => {
   test('the full chain equals the processors applied one by one', () => {
     const rng = createRng(7);
     const vocab = 50265;
-    const plan: LogitsPlan = { ...OFF, repetitionPenalty: 1.2, noRepeatNgramSize: 3, minLength: 12, minNewTokens: 2, eosTokenIds: [2], temperature: 0.8, topK: 50, topP: 0.95, typicalP: 0.9 };
+    const plan: LogitsPlan = {
+      ...OFF,
+      repetitionPenalty: 1.2,
+      noRepeatNgramSize: 3,
+      minLength: 12,
+      minNewTokens: 2,
+      eosTokenIds: [2],
+      temperature: 0.8,
+      topK: 50,
+      topP: 0.95,
+      typicalP: 0.9,
+    };
     const tokens = Array.from({ length: 10 }, () => Math.floor(rng.nextFloat() * vocab));
     const row = gaussianRow(rng, vocab, 4);
     const a = row.slice();

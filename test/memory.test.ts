@@ -15,12 +15,20 @@ import { tempDir } from './helpers/decoderHarness.js';
 
 const tmp = tempDir('memory');
 after(() => tmp.remove());
-const KiB = 1024, MiB = 2 ** 20, GiB = 2 ** 30;
+const KiB = 1024,
+  MiB = 2 ** 20,
+  GiB = 2 ** 30;
 const size = (label: string) => OPT_SIZES.find((s) => s.label === label)!.shape;
 
 describe('KV memory per OPT size', () => {
   test('fp32 KV bytes per token are layers × 2 × hidden × 4', () => {
-    const expected: Record<string, number> = { '125m': 72 * KiB, '350m': 192 * KiB, '1.3b': 384 * KiB, '2.7b': 640 * KiB, '6.7b': 1024 * KiB };
+    const expected: Record<string, number> = {
+      '125m': 72 * KiB,
+      '350m': 192 * KiB,
+      '1.3b': 384 * KiB,
+      '2.7b': 640 * KiB,
+      '6.7b': 1024 * KiB,
+    };
     for (const [label, bytes] of Object.entries(expected)) assert.equal(kvBytesPerToken(size(label), 'int8'), bytes, label);
     assert.equal(kvBytesPerToken(size('1.3b'), 'fp16'), 192 * KiB, 'fp16 graphs keep an fp16 cache');
   });
@@ -48,13 +56,21 @@ describe('KV memory per OPT size', () => {
     const spare = 1 * GiB;
     assert.equal(autoPrefixCacheBytes(c, 'int8', 2048, need.total + spare), spare / 2);
     const tight = new PrefixCache(autoPrefixCacheBytes(c, 'int8', 2048, need.total - 1));
-    tight.put([2, 5, 6], { batch: 1, length: 3, capacity: 3, tensors: [{ data: { buffer: { byteLength: need.context } } } as unknown as Tensor] });
+    tight.put([2, 5, 6], {
+      batch: 1,
+      length: 3,
+      capacity: 3,
+      tensors: [{ data: { buffer: { byteLength: need.context } } } as unknown as Tensor],
+    });
     assert.equal(tight.take([2, 5, 6, 7])?.tokens.length, 3, 'with no memory to spare, the document being typed in still keeps its state');
   });
 });
 
 test('a load that cannot fit is refused with the weights, the KV cache and a hand-set prefix cache in the message', async () => {
-  const f = await writeOptCheckpoint(join(tmp.path, 'model'), { seed: 5, config: { max_position_embeddings: 2048, hidden_size: 64, num_hidden_layers: 64, ffn_dim: 128 } });
+  const f = await writeOptCheckpoint(join(tmp.path, 'model'), {
+    seed: 5,
+    config: { max_position_embeddings: 2048, hidden_size: 64, num_hidden_layers: 64, ffn_dim: 128 },
+  });
   const need = memoryNeed(f.config, 'int8', 2048);
   const options = { dtype: 'int8', cacheDir: join(tmp.path, 'cache'), checkMemory: true } as const;
   // Enough for the weights, not for them and a full context's KV cache (the default context: the model's positions).

@@ -50,7 +50,9 @@ function cli(args: string[]): { child: ChildProcess; done: Promise<Exit> } {
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => (stdout += d));
   child.stderr!.on('data', (d: Buffer) => (stderr += d));
-  const done = new Promise<Exit>((resolve) => child.on('close', (code, signal) => resolve({ pid: child.pid!, code, signal, stdout, stderr })));
+  const done = new Promise<Exit>((resolve) =>
+    child.on('close', (code, signal) => resolve({ pid: child.pid!, code, signal, stdout, stderr })),
+  );
   return { child, done };
 }
 
@@ -64,18 +66,23 @@ describe('finding 1 + 3: concurrent first loads of one model, one of them killed
     const started = performance.now();
     for (const round of [0, 1, 2]) {
       const f = await writeOptCheckpoint(join(tmp.path, `concurrent-${round}`), { tokenizer: true, seed: 40 + round, config: SHAPE });
-      const runs = Array.from({ length: N }, () => cli(['logits', '--model', f.dir, '--cache-dir', cacheDir, '--dtype', 'fp32', '--text', 'hi', '--top-k', '1']));
+      const runs = Array.from({ length: N }, () =>
+        cli(['logits', '--model', f.dir, '--cache-dir', cacheDir, '--dtype', 'fp32', '--text', 'hi', '--top-k', '1']),
+      );
       const ours = new Map(runs.map((r) => [r.child.pid, r.child]));
       // Rounds 1 and 2: SIGKILL whichever process starts converting, the moment its temporary folder appears.
       let killed: number | undefined;
-      const watcher = round === 0 ? undefined : watch(join(cacheDir, 'onnx'), (_event, name) => {
-        const m = /\.tmp\..+\.(\d+)\.\d+$/.exec(String(name ?? ''));
-        const child = m ? ours.get(Number(m[1])) : undefined;
-        if (child && killed === undefined) {
-          killed = child.pid;
-          child.kill('SIGKILL');
-        }
-      });
+      const watcher =
+        round === 0
+          ? undefined
+          : watch(join(cacheDir, 'onnx'), (_event, name) => {
+              const m = /\.tmp\..+\.(\d+)\.\d+$/.exec(String(name ?? ''));
+              const child = m ? ours.get(Number(m[1])) : undefined;
+              if (child && killed === undefined) {
+                killed = child.pid;
+                child.kill('SIGKILL');
+              }
+            });
       const exits = await Promise.all(runs.map((r) => r.done));
       watcher?.close();
       if (round > 0) {
@@ -89,7 +96,7 @@ describe('finding 1 + 3: concurrent first loads of one model, one of them killed
         assert.ok(maxAbsDiff(out.logits, ref) < 1e-4, `process ${e.pid}: logits off by ${maxAbsDiff(out.logits, ref)}`);
       }
       const listing = await cacheListing(cacheDir);
-      assert.deepEqual(listing.tmps, [], 'the killed converter\'s temporary folder went with the next successful run');
+      assert.deepEqual(listing.tmps, [], "the killed converter's temporary folder went with the next successful run");
       assert.deepEqual(listing.locks, []);
       assert.equal(listing.entries.length, round + 1, `one entry per key: ${listing.entries.join(', ')}`);
       assert.equal(listing.keys.length, round + 1);
@@ -110,7 +117,7 @@ describe('finding 1 + 3: concurrent first loads of one model, one of them killed
     assert.deepEqual(listing.tmps, []);
   });
 
-  test('a converter of this host that died is swept; a live one, and another host\'s, are not', async () => {
+  test("a converter of this host that died is swept; a live one, and another host's, are not", async () => {
     const cacheDir = join(tmp.path, 'sweep-cache');
     const onnxDir = join(cacheDir, 'onnx');
     await mkdir(onnxDir, { recursive: true });
@@ -138,11 +145,14 @@ describe('finding 1 + 3: concurrent first loads of one model, one of them killed
     const forced = await convertCheckpoint(f.dir, { dtype: 'fp32', cacheDir, force: true });
     assert.equal(forced.converted, true);
     const names = await readdir(onnxDir);
-    assert.ok(!names.includes(leftovers.dead), 'a dead converter\'s folder is removed');
-    assert.ok(names.includes(leftovers.live), 'a live process\'s folder is kept');
-    assert.ok(names.includes(leftovers.elsewhere), 'another host\'s folder is kept: its pids cannot be checked here');
+    assert.ok(!names.includes(leftovers.dead), "a dead converter's folder is removed");
+    assert.ok(names.includes(leftovers.live), "a live process's folder is kept");
+    assert.ok(names.includes(leftovers.elsewhere), "another host's folder is kept: its pids cannot be checked here");
     assert.ok(!names.includes(`${keyOf}.lock`), 'the stale lock was taken over and released');
-    assert.ok(!names.includes(lockTmps.dead) && names.includes(lockTmps.live), 'a dead converter\'s unlinked lock content is removed, a live one\'s kept');
+    assert.ok(
+      !names.includes(lockTmps.dead) && names.includes(lockTmps.live),
+      "a dead converter's unlinked lock content is removed, a live one's kept",
+    );
   });
 
   test('--force converts again but never replaces the published entry under a reader', async () => {
@@ -176,7 +186,7 @@ describe('finding 1 + 3: concurrent first loads of one model, one of them killed
 });
 
 describe('finding 2: a checkpoint whose weights changed is never served from a stale conversion', () => {
-  test('1.5 MB zeroed in place, size kept, mtime put back with utimes: the logits are the new weights\'', { timeout: 60_000 }, async () => {
+  test("1.5 MB zeroed in place, size kept, mtime put back with utimes: the logits are the new weights'", { timeout: 60_000 }, async () => {
     const cacheDir = join(tmp.path, 'stale-cache');
     const f = await writeOptCheckpoint(join(tmp.path, 'stale-model'), { tokenizer: true, seed: 60 });
     const file = join(f.dir, 'model.safetensors');
@@ -188,7 +198,12 @@ describe('finding 2: a checkpoint whose weights changed is never served from a s
     const logitsOf = async (cache: string) => {
       const model = await loadOptModel(f.dir, { dtype: 'fp32', device: 'cpu', cacheDir: cache });
       try {
-        const out = await model.decoder.forward({ inputIds: ids64([ids]), batch: 1, attentionMask: ids64([ids.map(() => 1)]), logitsToKeep: 1 });
+        const out = await model.decoder.forward({
+          inputIds: ids64([ids]),
+          batch: 1,
+          attentionMask: ids64([ids.map(() => 1)]),
+          logitsToKeep: 1,
+        });
         return { logits: Float32Array.from(out.logits), convertSeconds: model.source.convertSeconds };
       } finally {
         await model.dispose();
@@ -217,12 +232,12 @@ describe('finding 2: a checkpoint whose weights changed is never served from a s
     const fresh = await logitsOf(join(tmp.path, 'stale-fresh-cache')); // the oracle: converted from scratch
     assert.ok(second.convertSeconds > 0, 'converted again');
     assert.ok(maxAbsDiff(fresh.logits, first.logits) > 1e-3, 'the change shows in the logits');
-    assert.ok(maxAbsDiff(second.logits, fresh.logits) < 1e-6, 'the new weights\' logits, not the cached ones');
+    assert.ok(maxAbsDiff(second.logits, fresh.logits) < 1e-6, "the new weights' logits, not the cached ones");
     // The memo the first loads used (so the case above went through it, not around it).
     assert.equal((await readdir(join(cacheDir, 'fingerprints'))).length, 1, 'the hash of the weights was memoized');
   });
 
-  test('a Hub snapshot is keyed by its blobs\' sha256 names, without hashing them', async () => {
+  test("a Hub snapshot is keyed by its blobs' sha256 names, without hashing them", async () => {
     const cacheDir = join(tmp.path, 'hub-key-cache');
     const repo = join(tmp.path, 'hub', 'models--facebook--opt-tiny');
     const snapshot = async (commit: string, seed: number) => {

@@ -243,8 +243,16 @@ describe('naiveOpt reference: properties', () => {
       const batch = naiveOptForward(
         config,
         weights,
-        [[1, 1, ...seq], [1, 1, 1, 1, 1, 1], [4, 10, 6, 0, 7, 3]],
-        [[0, 0, 1, 1, 1, 1], [0, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1]],
+        [
+          [1, 1, ...seq],
+          [1, 1, 1, 1, 1, 1],
+          [4, 10, 6, 0, 7, 3],
+        ],
+        [
+          [0, 0, 1, 1, 1, 1],
+          [0, 0, 0, 0, 0, 0],
+          [1, 1, 1, 1, 1, 1],
+        ],
       );
       for (let s = 0; s < seq.length; s++) {
         assert.ok(vecDiff(batch.logits[0]![s + 2]!, alone.logits[0]![s]!) < 1e-9, `position ${s}`);
@@ -424,7 +432,11 @@ describe('naiveOpt reference: fixture helpers', () => {
     const c = randomOptWeights(POST_LN_PROJ, 43);
     assert.deepEqual([...a.tensors.keys()], [...a.shapes.keys()]);
     for (const [name, shape] of a.shapes) {
-      assert.equal(a.tensors.get(name)!.length, shape.reduce((x, y) => x * y, 1), name);
+      assert.equal(
+        a.tensors.get(name)!.length,
+        shape.reduce((x, y) => x * y, 1),
+        name,
+      );
       assert.deepEqual(a.tensors.get(name), b.tensors.get(name), name);
     }
     assert.notDeepEqual(a.tensors.get('model.decoder.layers.0.fc1.weight'), c.tensors.get('model.decoder.layers.0.fc1.weight'));

@@ -29,14 +29,25 @@ describe('ONNX exports in the transformers.js layout', () => {
     await mkdir(join(exportDir, 'onnx'));
     const plain = { ...DEFAULT_GRAPH_OPTIONS, fused: false, logitsToKeepInput: false };
     await writeOnnxModel(f.dir, join(exportDir, 'onnx', 'model.onnx'), plain, undefined, join(exportDir, 'onnx', 'model.onnx_data'));
-    await writeOnnxModel(f.dir, join(exportDir, 'onnx', 'model_quantized.onnx'), { ...plain, dtype: 'int8' }, undefined, join(exportDir, 'onnx', 'model_quantized.onnx_data'));
+    await writeOnnxModel(
+      f.dir,
+      join(exportDir, 'onnx', 'model_quantized.onnx'),
+      { ...plain, dtype: 'int8' },
+      undefined,
+      join(exportDir, 'onnx', 'model_quantized.onnx_data'),
+    );
   });
 
   test('onnx/model.onnx is used as it is, and all-position logits are cut to the last', async () => {
     const model = await loadOptModel(exportDir, { dtype: 'fp32', cacheDir });
     assert.equal(model.source.kind, 'onnx-export');
     assert.match(model.source.modelPath, /onnx[/\\]model\.onnx$/);
-    const out = await model.decoder.forward({ inputIds: ids64([PROMPT]), batch: 1, attentionMask: ids64([PROMPT.map(() => 1)]), logitsToKeep: 1 });
+    const out = await model.decoder.forward({
+      inputIds: ids64([PROMPT]),
+      batch: 1,
+      attentionMask: ids64([PROMPT.map(() => 1)]),
+      logitsToKeep: 1,
+    });
     assert.ok(maxAbsDiff(out.logits, naiveLogits(f, [PROMPT])[0]!.at(-1)!) < 1e-4);
     await model.dispose();
   });
@@ -55,7 +66,10 @@ describe('opt CLI', () => {
     f = await writeOptCheckpoint(join(tmp.path, 'cli-model'), { tokenizer: true, seed: 5 });
   });
   const opt = (...args: string[]) => {
-    const r = spawnSync(process.execPath, ['--import', 'tsx', 'runtime/src/cli.ts', ...args, '--cache-dir', cacheDir], { encoding: 'utf8', maxBuffer: 64 << 20 });
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'runtime/src/cli.ts', ...args, '--cache-dir', cacheDir], {
+      encoding: 'utf8',
+      maxBuffer: 64 << 20,
+    });
     return { code: r.status, stdout: r.stdout, stderr: r.stderr };
   };
 
@@ -68,14 +82,20 @@ describe('opt CLI', () => {
     assert.ok(maxAbsDiff(json.logits, ref) < 1e-4);
     assert.equal(json.top_k.length, 3);
     const sorted = [...ref].map((v, i) => [v, i] as const).sort((a, b) => b[0] - a[0]);
-    assert.deepEqual(json.top_k.map((t) => t.id), sorted.slice(0, 3).map(([, i]) => i));
+    assert.deepEqual(
+      json.top_k.map((t) => t.id),
+      sorted.slice(0, 3).map(([, i]) => i),
+    );
   });
 
   test('logits --text tokenizes with BOS, like --ids of the same tokens', () => {
     const tok = JSON.parse(opt('tokenize', '--model', f.dir, '--text', 'Hello world').stdout) as { ids: number[]; tokens: string[] };
     assert.equal(tok.ids[0], 2);
     assert.equal(tok.tokens[0], '</s>');
-    const byText = JSON.parse(opt('logits', '--model', f.dir, '--dtype', 'fp32', '--text', 'Hello world', '--top-k', '1').stdout) as { ids: number[]; logits: number[] };
+    const byText = JSON.parse(opt('logits', '--model', f.dir, '--dtype', 'fp32', '--text', 'Hello world', '--top-k', '1').stdout) as {
+      ids: number[];
+      logits: number[];
+    };
     assert.deepEqual(byText.ids, tok.ids);
     assert.ok(maxAbsDiff(byText.logits, naiveLogits(f, [tok.ids])[0]!.at(-1)!) < 1e-4);
   });
@@ -91,12 +111,31 @@ describe('opt CLI', () => {
   test('generate streams the greedy continuation; --json matches it; seeded sampling repeats', () => {
     const streamed = opt('generate', '--model', f.dir, '--dtype', 'fp32', 'Hello world', '--max-new-tokens', '6');
     assert.equal(streamed.code, 0, streamed.stderr);
-    const json = JSON.parse(opt('generate', '--model', f.dir, '--dtype', 'fp32', 'Hello world', '--max-new-tokens', '6', '--json').stdout) as { generated_text: string; token_ids: number[]; finish_reason: string }[];
+    const json = JSON.parse(
+      opt('generate', '--model', f.dir, '--dtype', 'fp32', 'Hello world', '--max-new-tokens', '6', '--json').stdout,
+    ) as { generated_text: string; token_ids: number[]; finish_reason: string }[];
     assert.equal(streamed.stdout, `${json[0]!.generated_text}\n`);
     assert.equal(json[0]!.token_ids.length, 6);
     assert.equal(json[0]!.finish_reason, 'length');
-    const sample = ['generate', '--model', f.dir, 'Hi', '--do-sample', '--top-p', '0.9', '--temperature', '0.7', '--seed', '7', '--max-new-tokens', '8', '--num-return-sequences', '2'];
-    const a = opt(...sample), b = opt(...sample);
+    const sample = [
+      'generate',
+      '--model',
+      f.dir,
+      'Hi',
+      '--do-sample',
+      '--top-p',
+      '0.9',
+      '--temperature',
+      '0.7',
+      '--seed',
+      '7',
+      '--max-new-tokens',
+      '8',
+      '--num-return-sequences',
+      '2',
+    ];
+    const a = opt(...sample),
+      b = opt(...sample);
     assert.equal(a.code, 0, a.stderr);
     assert.equal(a.stdout, b.stdout);
     assert.match(a.stdout, /--- \[0\] length[\s\S]*--- \[1\] length/);

@@ -54,7 +54,10 @@ async function streamOnce(url: string, i: number): Promise<Outcome> {
     if (res.status === 429) return { kind: 'refused', ms, retryAfter: res.headers.get('retry-after') };
     if (res.status !== 200) return { kind: 'error', ms, detail: `HTTP ${res.status}: ${body.slice(0, 200)}` };
     if (!body.endsWith('data: [DONE]\n\n')) return { kind: 'error', ms, detail: `incomplete stream: ${body.slice(-200)}` };
-    const chunks = body.split('\n\n').slice(0, -2).map((f) => JSON.parse(f.slice('data: '.length)) as { choices: { text: string; finish_reason: string | null }[] });
+    const chunks = body
+      .split('\n\n')
+      .slice(0, -2)
+      .map((f) => JSON.parse(f.slice('data: '.length)) as { choices: { text: string; finish_reason: string | null }[] });
     if (chunks.at(-1)?.choices[0]?.finish_reason !== 'length') return { kind: 'error', ms, detail: 'no final chunk' };
     return { kind: 'ok', ms, text: chunks.map((c) => c.choices[0]!.text).join(''), prompt };
   } catch (err) {
@@ -83,9 +86,24 @@ describe('opt serve under load', () => {
 
   before(async () => {
     const f = await writeOptCheckpoint(join(tmp.path, 'model'), { tokenizer: true, seed: 43, config: { max_position_embeddings: 2048 } });
-    engine = await createLocalEngine({ model: f.dir, dtype: 'fp32', cacheDir: join(tmp.path, 'cache'), queueLimit: QUEUE_LIMIT, prefixCacheBytes: 8 * MiB });
+    engine = await createLocalEngine({
+      model: f.dir,
+      dtype: 'fp32',
+      cacheDir: join(tmp.path, 'cache'),
+      queueLimit: QUEUE_LIMIT,
+      prefixCacheBytes: 8 * MiB,
+    });
     server = await startOpenAiServer(engine, { port: 0 });
-    for (const p of prompts) expected.push((await engine.generate({ prompt: p, options: { max_new_tokens: MAX_TOKENS, min_new_tokens: MAX_TOKENS, do_sample: false }, priority: 'background' })).text);
+    for (const p of prompts)
+      expected.push(
+        (
+          await engine.generate({
+            prompt: p,
+            options: { max_new_tokens: MAX_TOKENS, min_new_tokens: MAX_TOKENS, do_sample: false },
+            priority: 'background',
+          })
+        ).text,
+      );
   });
   after(async () => {
     await server.close();
@@ -96,20 +114,22 @@ describe('opt serve under load', () => {
     const started = performance.now();
     const attempts: Outcome[] = [];
     const ends: { outcome: Outcome; totalMs: number }[] = [];
-    await Promise.all(Array.from({ length: CLIENTS }, async (_, c) => {
-      for (let k = 0; k < REQUESTS_PER_CLIENT; k++) {
-        const begun = performance.now();
-        for (let attempt = 0; ; attempt++) {
-          const outcome = await streamOnce(server.url, c * REQUESTS_PER_CLIENT + k);
-          attempts.push(outcome);
-          if (outcome.kind !== 'refused' || attempt === MAX_RETRIES) {
-            ends.push({ outcome, totalMs: performance.now() - begun });
-            break;
+    await Promise.all(
+      Array.from({ length: CLIENTS }, async (_, c) => {
+        for (let k = 0; k < REQUESTS_PER_CLIENT; k++) {
+          const begun = performance.now();
+          for (let attempt = 0; ; attempt++) {
+            const outcome = await streamOnce(server.url, c * REQUESTS_PER_CLIENT + k);
+            attempts.push(outcome);
+            if (outcome.kind !== 'refused' || attempt === MAX_RETRIES) {
+              ends.push({ outcome, totalMs: performance.now() - begun });
+              break;
+            }
+            await new Promise((r) => setTimeout(r, 25 + Math.random() * 50));
           }
-          await new Promise((r) => setTimeout(r, 25 + Math.random() * 50));
         }
-      }
-    }));
+      }),
+    );
     const wallMs = performance.now() - started;
     const ok = attempts.filter((o) => o.kind === 'ok');
     const refused = attempts.filter((o) => o.kind === 'refused');
@@ -128,8 +148,10 @@ describe('opt serve under load', () => {
     const endMs = ends.filter((e) => e.outcome.kind === 'ok').map((e) => e.totalMs);
     const gaveUp = ends.filter((e) => e.outcome.kind === 'refused').length;
     const f = (xs: number[]) => `p50 ${percentile(xs, 50).toFixed(0)} ms, p95 ${percentile(xs, 95).toFixed(0)} ms`;
-    t.diagnostic(`${name}: ${CLIENTS} clients × ${REQUESTS_PER_CLIENT} streaming requests in ${wallMs.toFixed(0)} ms: ${attempts.length} HTTP requests, ` +
-      `${ok.length} complete streams (${f(okMs)}; with retries ${f(endMs)}), ${refused.length} refused with 429 (${f(refusedMs)}), ${gaveUp} given up after ${MAX_RETRIES} retries`);
+    t.diagnostic(
+      `${name}: ${CLIENTS} clients × ${REQUESTS_PER_CLIENT} streaming requests in ${wallMs.toFixed(0)} ms: ${attempts.length} HTTP requests, ` +
+        `${ok.length} complete streams (${f(okMs)}; with retries ${f(endMs)}), ${refused.length} refused with 429 (${f(refusedMs)}), ${gaveUp} given up after ${MAX_RETRIES} retries`,
+    );
     return { status, memory: memory() };
   }
 
@@ -139,8 +161,10 @@ describe('opt serve under load', () => {
     const first = await round(t, 'round 1');
     const second = await round(t, 'round 2');
     const cache = (s: EngineStatus) => `${s.prefixCache.entries} entries, ${mib(s.prefixCache.bytes)}`;
-    t.diagnostic(`memory: before ${mib(before.rss)} RSS / ${mib(before.heapUsed)} heap; after round 1 ${mib(first.memory.rss)} / ${mib(first.memory.heapUsed)}; ` +
-      `after round 2 ${mib(second.memory.rss)} / ${mib(second.memory.heapUsed)}; prefix cache ${cache(first.status)} → ${cache(second.status)}`);
+    t.diagnostic(
+      `memory: before ${mib(before.rss)} RSS / ${mib(before.heapUsed)} heap; after round 1 ${mib(first.memory.rss)} / ${mib(first.memory.heapUsed)}; ` +
+        `after round 2 ${mib(second.memory.rss)} / ${mib(second.memory.heapUsed)}; prefix cache ${cache(first.status)} → ${cache(second.status)}`,
+    );
     // RSS (onnxruntime's arenas on the worker, sockets) moves by ±35 MiB from round to round here,
     // so round 2 is held to the highest earlier figure plus the tolerance; the JS heap is steadier.
     const rssGrowth = second.memory.rss - Math.max(before.rss, first.memory.rss);
@@ -158,7 +182,10 @@ describe('opt serve under load', () => {
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ prompt: 'never ends', max_tokens: 1900, min_tokens: 1900, temperature: 0, stream: true }),
         signal,
-      }).then(async (res) => ({ status: res.status, body: await res.text() }), (e: Error) => ({ status: 0, body: e.message }));
+      }).then(
+        async (res) => ({ status: res.status, body: await res.text() }),
+        (e: Error) => ({ status: 0, body: e.message }),
+      );
     const streams = Array.from({ length: QUEUE_LIMIT }, () => long(AbortSignal.timeout(REQUEST_TIMEOUT_MS)));
     await new Promise((r) => setTimeout(r, 150)); // all of them are streaming by now
     const closing = performance.now();
@@ -174,7 +201,9 @@ describe('opt serve under load', () => {
     const s = await engine.status();
     assert.equal(s.running, 0);
     assert.deepEqual(s.queued, { inline: 0, interactive: 0, background: 0, warm: 0 });
-    t.diagnostic(`close() took ${closeMs.toFixed(0)} ms with ${QUEUE_LIMIT} streams running; all ended ${endedMs.toFixed(0)} ms after it began`);
+    t.diagnostic(
+      `close() took ${closeMs.toFixed(0)} ms with ${QUEUE_LIMIT} streams running; all ended ${endedMs.toFixed(0)} ms after it began`,
+    );
     assert.ok(closeMs < 2000);
   });
 });

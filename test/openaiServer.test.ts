@@ -25,7 +25,11 @@ after(() => tmp.remove());
 type Json = any;
 
 const post = (url: string, body: unknown, headers: Record<string, string> = {}) =>
-  fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+  fetch(`${url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
 
 /** Splits an SSE body by hand (not with the parser under test) and checks its framing. */
 function sseFrames(text: string): string[] {
@@ -47,7 +51,11 @@ async function waitIdle(engine: Engine, withinMs: number): Promise<number> {
 }
 
 /** node:http, for what fetch won't do: a custom Host header, or hanging up mid-request. */
-function rawRequest(url: string, path: string, options: { method?: string; headers?: Record<string, string>; body?: string }): Promise<{ status: number; body: string }> {
+function rawRequest(
+  url: string,
+  path: string,
+  options: { method?: string; headers?: Record<string, string>; body?: string },
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(`${url}${path}`, { method: options.method ?? 'GET', headers: options.headers }, (res) => {
       let body = '';
@@ -64,7 +72,8 @@ describe('opt serve (OpenAI-compatible server)', () => {
   let engine: Engine;
   let server: OpenAiServer;
   const logs: string[] = [];
-  const greedy = (prompt: string, options: EngineRequest['options']) => engine.generate({ prompt, options: { do_sample: false, ...options }, priority: 'background' });
+  const greedy = (prompt: string, options: EngineRequest['options']) =>
+    engine.generate({ prompt, options: { do_sample: false, ...options }, priority: 'background' });
 
   before(async () => {
     const f = await writeOptCheckpoint(join(tmp.path, 'model'), { tokenizer: true, seed: 41, config: { max_position_embeddings: 2048 } });
@@ -92,7 +101,7 @@ describe('opt serve (OpenAI-compatible server)', () => {
     assert.equal((await fetch(`${server.url}/v1/models/nope`)).status, 404);
   });
 
-  test('a greedy completion is the engine\'s own greedy text, in OpenAI\'s format', async () => {
+  test("a greedy completion is the engine's own greedy text, in OpenAI's format", async () => {
     const res = await post(server.url, { model: 'opt-test', prompt: 'Hello there', max_tokens: 8, temperature: 0 });
     assert.equal(res.status, 200);
     const body = (await res.json()) as Json;
@@ -106,7 +115,11 @@ describe('opt serve (OpenAI-compatible server)', () => {
     assert.equal(body.choices[0].index, 0);
     assert.equal(body.choices[0].logprobs, null);
     assert.equal(body.choices[0].finish_reason, direct.finishReason === 'length' ? 'length' : 'stop');
-    assert.deepEqual(body.usage, { prompt_tokens: direct.promptTokens, completion_tokens: direct.completionTokens, total_tokens: direct.promptTokens + direct.completionTokens });
+    assert.deepEqual(body.usage, {
+      prompt_tokens: direct.promptTokens,
+      completion_tokens: direct.completionTokens,
+      total_tokens: direct.promptTokens + direct.completionTokens,
+    });
     // max_tokens defaults to OpenAI's 16; the model's name may be left out.
     const dflt = (await (await post(server.url, { prompt: 'Hello there', temperature: 0 })).json()) as Json;
     assert.equal(dflt.usage.completion_tokens, (await greedy('Hello there', { max_new_tokens: 16 })).completionTokens);
@@ -134,11 +147,16 @@ describe('opt serve (OpenAI-compatible server)', () => {
       assert.equal(c.choices[0].index, 0);
       assert.equal(c.choices[0].logprobs, null);
     }
-    assert.deepEqual(textChunks.slice(0, -1).map((c) => c.choices[0].finish_reason), textChunks.slice(0, -1).map(() => null));
+    assert.deepEqual(
+      textChunks.slice(0, -1).map((c) => c.choices[0].finish_reason),
+      textChunks.slice(0, -1).map(() => null),
+    );
     assert.equal(textChunks.at(-1).choices[0].finish_reason, 'length');
     assert.equal(textChunks.map((c) => c.choices[0].text).join(''), whole.choices[0].text);
     // Without stream_options there is no usage chunk.
-    const plain = sseFrames(await (await post(server.url, { ...request, stream: true })).text()).slice(0, -1).map((f) => JSON.parse(f) as Json);
+    const plain = sseFrames(await (await post(server.url, { ...request, stream: true })).text())
+      .slice(0, -1)
+      .map((f) => JSON.parse(f) as Json);
     assert.ok(plain.every((c) => c.usage === undefined && c.choices.length === 1));
   });
 
@@ -146,14 +164,27 @@ describe('opt serve (OpenAI-compatible server)', () => {
     const request = { prompt: ['Once upon a time', 'def main('], n: 2, max_tokens: 6, min_tokens: 6, temperature: 0.9, seed: 7 };
     const a = (await (await post(server.url, request)).json()) as Json;
     const b = (await (await post(server.url, request)).json()) as Json;
-    assert.deepEqual(a.choices.map((c: Json) => c.index), [0, 1, 2, 3]);
-    assert.deepEqual(a.choices.map((c: Json) => c.text), b.choices.map((c: Json) => c.text), 'a seed makes the request reproducible');
+    assert.deepEqual(
+      a.choices.map((c: Json) => c.index),
+      [0, 1, 2, 3],
+    );
+    assert.deepEqual(
+      a.choices.map((c: Json) => c.text),
+      b.choices.map((c: Json) => c.text),
+      'a seed makes the request reproducible',
+    );
     assert.notEqual(a.choices[0].text, a.choices[1].text, 'the samples of one prompt differ');
     const p0 = await greedy('Once upon a time', { max_new_tokens: 1 });
     const p1 = await greedy('def main(', { max_new_tokens: 1 });
-    assert.deepEqual(a.usage, { prompt_tokens: p0.promptTokens + p1.promptTokens, completion_tokens: 24, total_tokens: p0.promptTokens + p1.promptTokens + 24 });
+    assert.deepEqual(a.usage, {
+      prompt_tokens: p0.promptTokens + p1.promptTokens,
+      completion_tokens: 24,
+      total_tokens: p0.promptTokens + p1.promptTokens + 24,
+    });
     // Streamed, each index gets its deltas and its own final chunk; the texts match the JSON answer.
-    const frames = sseFrames(await (await post(server.url, { ...request, stream: true })).text()).slice(0, -1).map((f) => JSON.parse(f) as Json);
+    const frames = sseFrames(await (await post(server.url, { ...request, stream: true })).text())
+      .slice(0, -1)
+      .map((f) => JSON.parse(f) as Json);
     const texts = ['', '', '', ''];
     const finals = [0, 0, 0, 0];
     for (const c of frames) {
@@ -161,7 +192,10 @@ describe('opt serve (OpenAI-compatible server)', () => {
       texts[c.choices[0].index] += c.choices[0].text;
       if (c.choices[0].finish_reason) finals[c.choices[0].index]!++;
     }
-    assert.deepEqual(texts, a.choices.map((c: Json) => c.text));
+    assert.deepEqual(
+      texts,
+      a.choices.map((c: Json) => c.text),
+    );
     assert.deepEqual(finals, [1, 1, 1, 1]);
   });
 
@@ -177,7 +211,9 @@ describe('opt serve (OpenAI-compatible server)', () => {
     assert.equal(json.choices[0].text, free.text.slice(0, at));
     assert.equal(json.choices[0].finish_reason, 'stop');
     assert.equal(json.choices[0].stop_reason, stop);
-    const frames = sseFrames(await (await post(server.url, { ...request, stream: true })).text()).slice(0, -1).map((f) => JSON.parse(f) as Json);
+    const frames = sseFrames(await (await post(server.url, { ...request, stream: true })).text())
+      .slice(0, -1)
+      .map((f) => JSON.parse(f) as Json);
     assert.equal(frames.map((c) => c.choices[0].text).join(''), free.text.slice(0, at));
     assert.equal(frames.at(-1).choices[0].finish_reason, 'stop');
     // A single string works as well as an array.
@@ -185,8 +221,16 @@ describe('opt serve (OpenAI-compatible server)', () => {
     // echo
     const echoed = (await (await post(server.url, { prompt: 'Stop here', max_tokens: 5, temperature: 0, echo: true })).json()) as Json;
     assert.equal(echoed.choices[0].text, 'Stop here' + (await greedy('Stop here', { max_new_tokens: 5 })).text);
-    const echoStream = sseFrames(await (await post(server.url, { prompt: 'Stop here', max_tokens: 5, temperature: 0, echo: true, stream: true })).text());
-    assert.equal(echoStream.slice(0, -1).map((f) => (JSON.parse(f) as Json).choices[0].text).join(''), echoed.choices[0].text);
+    const echoStream = sseFrames(
+      await (await post(server.url, { prompt: 'Stop here', max_tokens: 5, temperature: 0, echo: true, stream: true })).text(),
+    );
+    assert.equal(
+      echoStream
+        .slice(0, -1)
+        .map((f) => (JSON.parse(f) as Json).choices[0].text)
+        .join(''),
+      echoed.choices[0].text,
+    );
   });
 
   test('every bad field is refused with an OpenAI-style 400 naming it', async () => {
@@ -242,7 +286,21 @@ describe('opt serve (OpenAI-compatible server)', () => {
       assert.ok(json.error.message.length > 10);
     }
     // What is accepted as "off": nulls, zero penalties, an empty logit_bias, top_k -1, best_of = n.
-    const ok = await post(server.url, { prompt: 'x', max_tokens: 2, temperature: null, top_p: null, stop: null, logprobs: null, presence_penalty: 0, frequency_penalty: 0, logit_bias: {}, top_k: -1, best_of: 1, user: 'me', suffix: null });
+    const ok = await post(server.url, {
+      prompt: 'x',
+      max_tokens: 2,
+      temperature: null,
+      top_p: null,
+      stop: null,
+      logprobs: null,
+      presence_penalty: 0,
+      frequency_penalty: 0,
+      logit_bias: {},
+      top_k: -1,
+      best_of: 1,
+      user: 'me',
+      suffix: null,
+    });
     assert.equal(ok.status, 200, await ok.clone().text());
     const badJson = await post(server.url, '{"prompt": ');
     assert.equal(badJson.status, 400);
@@ -250,7 +308,11 @@ describe('opt serve (OpenAI-compatible server)', () => {
     const wrongModel = await post(server.url, { prompt: 'x', model: 'gpt-4' });
     assert.equal(wrongModel.status, 404);
     assert.equal(((await wrongModel.json()) as Json).error.code, 'model_not_found');
-    const text = await fetch(`${server.url}/v1/completions`, { method: 'POST', body: '{"prompt":"x"}', headers: { 'content-type': 'text/plain' } });
+    const text = await fetch(`${server.url}/v1/completions`, {
+      method: 'POST',
+      body: '{"prompt":"x"}',
+      headers: { 'content-type': 'text/plain' },
+    });
     assert.equal(text.status, 415);
     const get = await fetch(`${server.url}/v1/completions`);
     assert.equal(get.status, 405);
@@ -268,7 +330,11 @@ describe('opt serve (OpenAI-compatible server)', () => {
       assert.equal(res.status, 413);
       assert.equal(((await res.json()) as Json).error.code, 'request_too_large');
       // Chunked (no Content-Length): counted while reading.
-      const chunked = await rawRequest(small.url, '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' }, body: JSON.stringify({ prompt: 'y'.repeat(1000) }) });
+      const chunked = await rawRequest(small.url, '/v1/completions', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
+        body: JSON.stringify({ prompt: 'y'.repeat(1000) }),
+      });
       assert.equal(chunked.status, 413);
       assert.equal((await post(small.url, { prompt: 'fits', max_tokens: 2 })).status, 200);
     } finally {
@@ -294,7 +360,10 @@ describe('opt serve (OpenAI-compatible server)', () => {
     }
     // Refused before anything listens (these never bind).
     for (const host of ['0.0.0.0', '::', '192.168.1.10']) {
-      await assert.rejects(startOpenAiServer(engine, { host, port: 0 }), (e: Error) => e instanceof UsageError && /API key/.test(e.message) && e.message.includes(host));
+      await assert.rejects(
+        startOpenAiServer(engine, { host, port: 0 }),
+        (e: Error) => e instanceof UsageError && /API key/.test(e.message) && e.message.includes(host),
+      );
     }
     await assert.rejects(startOpenAiServer(engine, { port: 0, apiKey: '' }), UsageError);
     // DNS rebinding: a keyless server answers loopback Host names only.
@@ -305,17 +374,35 @@ describe('opt serve (OpenAI-compatible server)', () => {
 
   test('keys: blank ones refused at start, both sides trimmed (finding 12)', async () => {
     for (const apiKey of [' ', '\t \n', '\n']) {
-      await assert.rejects(startOpenAiServer(engine, { port: 0, apiKey }), (e: Error) => e instanceof UsageError && /blank/.test(e.message));
-      await assert.rejects(startOpenAiServer(engine, { host: '0.0.0.0', port: 0, apiKey }), (e: Error) => e instanceof UsageError && /blank/.test(e.message));
+      await assert.rejects(
+        startOpenAiServer(engine, { port: 0, apiKey }),
+        (e: Error) => e instanceof UsageError && /blank/.test(e.message),
+      );
+      await assert.rejects(
+        startOpenAiServer(engine, { host: '0.0.0.0', port: 0, apiKey }),
+        (e: Error) => e instanceof UsageError && /blank/.test(e.message),
+      );
     }
-    for (const apiKey of ['k\u0000y', 'kéy', 'k\ny']) await assert.rejects(startOpenAiServer(engine, { port: 0, apiKey }), (e: Error) => e instanceof UsageError && /printable ASCII/.test(e.message));
+    for (const apiKey of ['k\u0000y', 'kéy', 'k\ny'])
+      await assert.rejects(
+        startOpenAiServer(engine, { port: 0, apiKey }),
+        (e: Error) => e instanceof UsageError && /printable ASCII/.test(e.message),
+      );
     // A key read with its newline (OPT_API_KEY from a file) is the key without it, as a client's is.
     const keyed = await startOpenAiServer(engine, { port: 0, apiKey: '  sekret key\n' });
     try {
       for (const authorization of ['Bearer sekret key', 'bearer   sekret key  ', 'BEARER\tsekret key']) {
         assert.equal((await rawRequest(keyed.url, '/v1/models', { headers: { authorization } })).status, 200, authorization);
       }
-      for (const authorization of ['Bearer sekret', 'Bearer sekretkey', 'Bearer  ', 'Bearer', 'sekret key', 'Basic sekret key', 'Bearersekret key']) {
+      for (const authorization of [
+        'Bearer sekret',
+        'Bearer sekretkey',
+        'Bearer  ',
+        'Bearer',
+        'sekret key',
+        'Basic sekret key',
+        'Bearersekret key',
+      ]) {
         assert.equal((await rawRequest(keyed.url, '/v1/models', { headers: { authorization } })).status, 401, authorization);
       }
     } finally {
@@ -324,13 +411,45 @@ describe('opt serve (OpenAI-compatible server)', () => {
   });
 
   test('the Host header is parsed, not pattern-matched: only exact loopback names with an optional port (finding 12)', async () => {
-    for (const host of ['localhost', 'LocalHost:8000', '127.0.0.1', '127.0.0.1:1', '127.255.3.4:65535', '[::1]', '[::1]:8000', '[0:0:0:0:0:0:0:1]:1', '[::ffff:127.0.0.1]']) {
+    for (const host of [
+      'localhost',
+      'LocalHost:8000',
+      '127.0.0.1',
+      '127.0.0.1:1',
+      '127.255.3.4:65535',
+      '[::1]',
+      '[::1]:8000',
+      '[0:0:0:0:0:0:0:1]:1',
+      '[::ffff:127.0.0.1]',
+    ]) {
       assert.equal((await rawRequest(server.url, '/v1/models', { headers: { host } })).status, 200, host);
     }
     for (const host of [
-      '127.0.0.1:1@evil.com', '[::1].evil.com', '[::1]evil.com', '[::1]:80@evil.com', 'localhost.evil.com', 'localhost@evil.com', '127.0.0.1.evil.com',
-      'evil.com#127.0.0.1', 'localhost:', 'localhost:80:80', 'localhost:99999', 'localhost:-1', 'localhost:0x50', '[localhost]', '[127.0.0.1]',
-      '127.0.0.01', '127.1', '::1', '[::2]', '[fe80::1%25lo]', '[::1', 'localhost.', 'user@localhost', '0.0.0.0', ' ', // ' ' arrives empty (node:http would replace '' with its own Host)
+      '127.0.0.1:1@evil.com',
+      '[::1].evil.com',
+      '[::1]evil.com',
+      '[::1]:80@evil.com',
+      'localhost.evil.com',
+      'localhost@evil.com',
+      '127.0.0.1.evil.com',
+      'evil.com#127.0.0.1',
+      'localhost:',
+      'localhost:80:80',
+      'localhost:99999',
+      'localhost:-1',
+      'localhost:0x50',
+      '[localhost]',
+      '[127.0.0.1]',
+      '127.0.0.01',
+      '127.1',
+      '::1',
+      '[::2]',
+      '[fe80::1%25lo]',
+      '[::1',
+      'localhost.',
+      'user@localhost',
+      '0.0.0.0',
+      ' ', // ' ' arrives empty (node:http would replace '' with its own Host)
     ]) {
       const res = await rawRequest(server.url, '/v1/models', { headers: { host } });
       assert.equal(res.status, 403, JSON.stringify(host));
@@ -358,7 +477,11 @@ describe('opt serve (OpenAI-compatible server)', () => {
   test('opt serve refuses a public bind without a key, or a blank key, before it loads anything (finding 12)', () => {
     const { OPT_API_KEY: _ignored, ...withoutKey } = process.env;
     const serve = (args: string[], env: Record<string, string> = {}) =>
-      spawnSync(process.execPath, ['--import', 'tsx', 'runtime/src/cli.ts', 'serve', '--model', join(tmp.path, 'no-such-model'), '--port', '0', ...args], { encoding: 'utf8', timeout: 60_000, env: { ...withoutKey, ...env } });
+      spawnSync(
+        process.execPath,
+        ['--import', 'tsx', 'runtime/src/cli.ts', 'serve', '--model', join(tmp.path, 'no-such-model'), '--port', '0', ...args],
+        { encoding: 'utf8', timeout: 60_000, env: { ...withoutKey, ...env } },
+      );
     const cases: [string[], Record<string, string>, RegExp][] = [
       [['--host', '0.0.0.0'], {}, /binding 0\.0\.0\.0 .*without authentication/],
       [['--host', '0.0.0.0'], { OPT_API_KEY: ' ' }, /API key is blank/],
@@ -416,7 +539,10 @@ describe('opt serve (OpenAI-compatible server)', () => {
     assert.equal(((await (await fetch(`${server.url}/v1/models/opt%2Dtest`)).json()) as Json).id, 'opt-test');
     // Nested deeper than any recursive walk survives, in a field whose error message quotes the value.
     for (const field of ['stop', 'prompt', 'model', 'max_tokens', 'stream_options', 'logit_bias', 'user']) {
-      const deep = `{"prompt":"x",${JSON.stringify(field)}:${'['.repeat(200_000)}${']'.repeat(200_000)}}`.replace('"prompt":"x","prompt":', '"prompt":');
+      const deep = `{"prompt":"x",${JSON.stringify(field)}:${'['.repeat(200_000)}${']'.repeat(200_000)}}`.replace(
+        '"prompt":"x","prompt":',
+        '"prompt":',
+      );
       const res = await post(server.url, deep);
       const json = (await res.json()) as Json;
       assert.equal(res.status, 400, `${field}: ${JSON.stringify(json)}`);
@@ -452,21 +578,33 @@ describe('opt serve (OpenAI-compatible server)', () => {
       info: () => info,
       async generate(request, onText) {
         calls++;
-        if (request.prompt === 'throw') throw new TypeError(`Cannot read properties of undefined (reading 'x')\n    at secret (/home/someone/src/file.ts:1:1)`);
+        if (request.prompt === 'throw')
+          throw new TypeError(`Cannot read properties of undefined (reading 'x')\n    at secret (/home/someone/src/file.ts:1:1)`);
         if (request.prompt === 'throw-in-stream') {
           onText?.('a');
           (null as unknown as { x: number }).x = 1; // a TypeError from the engine itself
         }
-        return { text: 'ok', finishReason: 'length', promptTokens: 1, completionTokens: 1, reusedTokens: 0, truncated: false, timings: { queuedMs: 0, prefillMs: 0, decodeMs: 0 } };
+        return {
+          text: 'ok',
+          finishReason: 'length',
+          promptTokens: 1,
+          completionTokens: 1,
+          reusedTokens: 0,
+          truncated: false,
+          timings: { queuedMs: 0, prefillMs: 0, decodeMs: 0 },
+        };
       },
       status: () => engine.status(),
       dispose: async () => {},
     };
     const logged: string[] = [];
-    const s = await startOpenAiServer(broken, { port: 0, log: (l) => {
-      logged.push(l);
-      throw new Error('the log itself fails');
-    } });
+    const s = await startOpenAiServer(broken, {
+      port: 0,
+      log: (l) => {
+        logged.push(l);
+        throw new Error('the log itself fails');
+      },
+    });
     try {
       for (const prompt of ['throw', 'throw-in-stream']) {
         for (const stream of [false, true]) {
@@ -485,7 +623,10 @@ describe('opt serve (OpenAI-compatible server)', () => {
           }
         }
       }
-      assert.ok(logged.some((l) => l.includes('at secret')), 'the stack goes to the log');
+      assert.ok(
+        logged.some((l) => l.includes('at secret')),
+        'the stack goes to the log',
+      );
       const ok = await post(s.url, { prompt: 'fine' });
       assert.equal(ok.status, 200);
       assert.equal(((await ok.json()) as Json).choices[0].text, 'ok');
@@ -503,7 +644,12 @@ describe('opt serve (OpenAI-compatible server)', () => {
 
     // JSON: hang up 100 ms in.
     const controller = new AbortController();
-    const req = fetch(`${server.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(long), signal: controller.signal });
+    const req = fetch(`${server.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(long),
+      signal: controller.signal,
+    });
     await new Promise((r) => setTimeout(r, 100));
     controller.abort();
     await assert.rejects(req, { name: 'AbortError' });
@@ -511,25 +657,38 @@ describe('opt serve (OpenAI-compatible server)', () => {
 
     // Streaming: read the first chunk, then hang up.
     const c2 = new AbortController();
-    const res = await fetch(`${server.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...long, stream: true }), signal: c2.signal });
+    const res = await fetch(`${server.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ ...long, stream: true }),
+      signal: c2.signal,
+    });
     const reader = res.body!.getReader();
     await reader.read();
     const hungUpAt = performance.now();
     c2.abort();
     const idleStream = await waitIdle(engine, fullMs / 2);
-    assert.ok(performance.now() - hungUpAt < fullMs / 2, `idle ${idleStream.toFixed(0)} ms after hang-up; a full run takes ${fullMs.toFixed(0)} ms`);
+    assert.ok(
+      performance.now() - hungUpAt < fullMs / 2,
+      `idle ${idleStream.toFixed(0)} ms after hang-up; a full run takes ${fullMs.toFixed(0)} ms`,
+    );
     assert.ok(idleJson < fullMs / 2);
-    t.diagnostic(`a full 1900-token run takes ${fullMs.toFixed(0)} ms; the engine was idle ${idleJson.toFixed(0)} ms (JSON) and ${idleStream.toFixed(0)} ms (stream) after the hang-up`);
+    t.diagnostic(
+      `a full 1900-token run takes ${fullMs.toFixed(0)} ms; the engine was idle ${idleJson.toFixed(0)} ms (JSON) and ${idleStream.toFixed(0)} ms (stream) after the hang-up`,
+    );
     await new Promise((r) => setTimeout(r, 20));
     assert.equal(logs.filter((l) => l.includes('(client closed)')).length, 2, logs.join('\n'));
   });
 
   describe('the OpenAI client engine against opt serve', () => {
-    test('greedy text, finish reason and token counts equal the engine\'s own; deltas add up; stop strings kept as locally', async () => {
+    test("greedy text, finish reason and token counts equal the engine's own; deltas add up; stop strings kept as locally", async () => {
       const client = createOpenAiEngine({ baseUrl: server.url });
       for (const options of [{ max_new_tokens: 12 }, { max_new_tokens: 30, min_new_tokens: 30 }]) {
         let streamed = '';
-        const remote = await client.generate({ prompt: 'Remote prompt', options, priority: 'inline', documentId: 'doc' }, (d) => (streamed += d));
+        const remote = await client.generate(
+          { prompt: 'Remote prompt', options, priority: 'inline', documentId: 'doc' },
+          (d) => (streamed += d),
+        );
         const local = await greedy('Remote prompt', options);
         assert.equal(remote.text, local.text);
         assert.equal(streamed, remote.text);
@@ -544,13 +703,19 @@ describe('opt serve (OpenAI-compatible server)', () => {
       const stop = free.text.slice(8, 11);
       const local = await greedy('Remote prompt', { max_new_tokens: 20, stop_strings: [stop] });
       let streamed = '';
-      const remote = await client.generate({ prompt: 'Remote prompt', options: { max_new_tokens: 20, stop_strings: [stop] }, priority: 'interactive' }, (d) => (streamed += d));
+      const remote = await client.generate(
+        { prompt: 'Remote prompt', options: { max_new_tokens: 20, stop_strings: [stop] }, priority: 'interactive' },
+        (d) => (streamed += d),
+      );
       assert.equal(local.finishReason, 'stop');
       assert.deepEqual([remote.text, remote.finishReason], [local.text, 'stop']);
       assert.equal(streamed, remote.text);
       // Seeded sampling maps to the same engine options, so it reproduces the local result.
       const sampled = { do_sample: true, temperature: 0.8, top_p: 0.9, top_k: 20, seed: 11, max_new_tokens: 10, repetition_penalty: 1.1 };
-      assert.equal((await client.generate({ prompt: 'Sample', options: sampled, priority: 'background' })).text, (await engine.generate({ prompt: 'Sample', options: sampled, priority: 'background' })).text);
+      assert.equal(
+        (await client.generate({ prompt: 'Sample', options: sampled, priority: 'background' })).text,
+        (await engine.generate({ prompt: 'Sample', options: sampled, priority: 'background' })).text,
+      );
       // maxPromptTokens travels as vLLM's truncate_prompt_tokens.
       const long = 'A prompt with quite a few words in it, more than four tokens for sure';
       const cut = await client.generate({ prompt: long, options: { max_new_tokens: 5 }, priority: 'background', maxPromptTokens: 4 });
@@ -574,24 +739,35 @@ describe('opt serve (OpenAI-compatible server)', () => {
       await assert.rejects(wrong.generate({ prompt: 'Hi', options: {}, priority: 'background' }), /404.*does not exist/);
     });
 
-    test('aborting mid-stream rejects with AbortError at once and stops the server\'s generation', async () => {
+    test("aborting mid-stream rejects with AbortError at once and stops the server's generation", async () => {
       const client = createOpenAiEngine({ baseUrl: server.url });
       const controller = new AbortController();
       let deltas = 0;
       let abortedAt = 0;
-      const p = client.generate({ prompt: 'Abort me', options: { max_new_tokens: 1900, min_new_tokens: 1900 }, priority: 'background' }, () => {
-        if (++deltas === 3) {
-          abortedAt = performance.now();
-          controller.abort();
-        }
-      }, controller.signal);
+      const p = client.generate(
+        { prompt: 'Abort me', options: { max_new_tokens: 1900, min_new_tokens: 1900 }, priority: 'background' },
+        () => {
+          if (++deltas === 3) {
+            abortedAt = performance.now();
+            controller.abort();
+          }
+        },
+        controller.signal,
+      );
       await assert.rejects(p, { name: 'AbortError' });
       assert.ok(performance.now() - abortedAt < 200, `rejected ${performance.now() - abortedAt} ms after abort`);
       await waitIdle(engine, 500);
       // Already aborted: rejects without a request.
-      await assert.rejects(client.generate({ prompt: 'x', options: {}, priority: 'background' }, undefined, controller.signal), { name: 'AbortError' });
+      await assert.rejects(client.generate({ prompt: 'x', options: {}, priority: 'background' }, undefined, controller.signal), {
+        name: 'AbortError',
+      });
       // A newer inline request for the same document supersedes the older, as locally.
-      const first = client.generate({ prompt: 'a', options: { max_new_tokens: 1900, min_new_tokens: 1900 }, priority: 'inline', documentId: 'd' });
+      const first = client.generate({
+        prompt: 'a',
+        options: { max_new_tokens: 1900, min_new_tokens: 1900 },
+        priority: 'inline',
+        documentId: 'd',
+      });
       const second = client.generate({ prompt: 'b', options: { max_new_tokens: 3 }, priority: 'inline', documentId: 'd' });
       await assert.rejects(first, (e: Error) => e instanceof SupersededError);
       assert.equal((await second).completionTokens, 3);
@@ -602,23 +778,34 @@ describe('opt serve (OpenAI-compatible server)', () => {
       const keyed = await startOpenAiServer(engine, { port: 0, apiKey: 'k1' });
       try {
         const wrong = createOpenAiEngine({ baseUrl: keyed.url, apiKey: 'k2', model: 'x' });
-        await assert.rejects(wrong.generate({ prompt: 'x', options: {}, priority: 'background' }), /the server at http:\/\/127\.0\.0\.1:\d+ rejected the API key \(HTTP 401/);
+        await assert.rejects(
+          wrong.generate({ prompt: 'x', options: {}, priority: 'background' }),
+          /the server at http:\/\/127\.0\.0\.1:\d+ rejected the API key \(HTTP 401/,
+        );
         await assert.rejects(wrong.status(), /rejected the API key/);
         const none = createOpenAiEngine({ baseUrl: keyed.url });
         await assert.rejects(none.generate({ prompt: 'x', options: {}, priority: 'background' }), /requires an API key/);
         const right = createOpenAiEngine({ baseUrl: keyed.url, apiKey: 'k1' });
         assert.equal((await right.generate({ prompt: 'x', options: { max_new_tokens: 2 }, priority: 'background' })).completionTokens, 2);
         // Invalid options come back as UsageError with the server's message.
-        await assert.rejects(right.generate({ prompt: 'x', options: { do_sample: true, top_p: 7 }, priority: 'background' }), (e: Error) => e instanceof UsageError && /top_p/.test(e.message));
+        await assert.rejects(
+          right.generate({ prompt: 'x', options: { do_sample: true, top_p: 7 }, priority: 'background' }),
+          (e: Error) => e instanceof UsageError && /top_p/.test(e.message),
+        );
       } finally {
         await keyed.close();
       }
       // Busy: more concurrent requests than the engine's queue.
       const client = createOpenAiEngine({ baseUrl: server.url, model: 'opt-test' });
-      const settled = await Promise.allSettled(Array.from({ length: 24 }, () => client.generate({ prompt: 'q', options: { max_new_tokens: 40, min_new_tokens: 40 }, priority: 'background' })));
+      const settled = await Promise.allSettled(
+        Array.from({ length: 24 }, () =>
+          client.generate({ prompt: 'q', options: { max_new_tokens: 40, min_new_tokens: 40 }, priority: 'background' }),
+        ),
+      );
       const busy = settled.filter((s) => s.status === 'rejected');
       assert.ok(busy.length >= 8, `${busy.length} refused`);
-      for (const b of busy) assert.ok((b as PromiseRejectedResult).reason instanceof EngineBusyError, String((b as PromiseRejectedResult).reason));
+      for (const b of busy)
+        assert.ok((b as PromiseRejectedResult).reason instanceof EngineBusyError, String((b as PromiseRejectedResult).reason));
       assert.match(((busy[0] as PromiseRejectedResult).reason as Error).message, /busy \(HTTP 429.*retry after 1 s/);
       // Down: a port nothing listens on.
       const probe = createNetServer();
@@ -626,7 +813,10 @@ describe('opt serve (OpenAI-compatible server)', () => {
       const port = (probe.address() as { port: number }).port;
       await new Promise((r) => probe.close(r));
       const down = createOpenAiEngine({ baseUrl: `http://127.0.0.1:${port}`, model: 'x' });
-      await assert.rejects(down.generate({ prompt: 'x', options: {}, priority: 'background' }), new RegExp(`cannot reach http://127.0.0.1:${port}: is the server running\\?`));
+      await assert.rejects(
+        down.generate({ prompt: 'x', options: {}, priority: 'background' }),
+        new RegExp(`cannot reach http://127.0.0.1:${port}: is the server running\\?`),
+      );
       await assert.rejects(down.status(), /cannot reach .*is the server running/);
       // Not an OpenAI server at all.
       const other = createHttpServer((_req, res) => res.writeHead(404).end('Not Found'));
@@ -634,7 +824,10 @@ describe('opt serve (OpenAI-compatible server)', () => {
       try {
         const wrongUrl = createOpenAiEngine({ baseUrl: `http://127.0.0.1:${(other.address() as { port: number }).port}` });
         await assert.rejects(wrongUrl.status(), /has neither \/v1\/models nor \/health/);
-        await assert.rejects(wrongUrl.generate({ prompt: 'x', options: {}, priority: 'background' }), /answered 404 \(HTTP 404: Not Found\): check the URL/);
+        await assert.rejects(
+          wrongUrl.generate({ prompt: 'x', options: {}, priority: 'background' }),
+          /answered 404 \(HTTP 404: Not Found\): check the URL/,
+        );
       } finally {
         other.close();
       }
@@ -642,8 +835,15 @@ describe('opt serve (OpenAI-compatible server)', () => {
       const silent = createNetServer(() => {});
       await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
       try {
-        const slow = createOpenAiEngine({ baseUrl: `http://127.0.0.1:${(silent.address() as { port: number }).port}`, model: 'x', timeoutMs: 200 });
-        await assert.rejects(slow.generate({ prompt: 'x', options: {}, priority: 'background' }), { name: 'TimeoutError', message: /within 200 ms/ });
+        const slow = createOpenAiEngine({
+          baseUrl: `http://127.0.0.1:${(silent.address() as { port: number }).port}`,
+          model: 'x',
+          timeoutMs: 200,
+        });
+        await assert.rejects(slow.generate({ prompt: 'x', options: {}, priority: 'background' }), {
+          name: 'TimeoutError',
+          message: /within 200 ms/,
+        });
       } finally {
         silent.close();
         (silent as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
@@ -653,7 +853,8 @@ describe('opt serve (OpenAI-compatible server)', () => {
 });
 
 describe('SSE parser', () => {
-  const stream = ': keep-alive\n\ndata: {"a":1}\n\ndata: first\r\ndata: second\r\n\r\nevent: x\ndata:no-space\n\nid: 7\ndata: é✓🧑‍💻\r\rdata: [DONE]\n\n';
+  const stream =
+    ': keep-alive\n\ndata: {"a":1}\n\ndata: first\r\ndata: second\r\n\r\nevent: x\ndata:no-space\n\nid: 7\ndata: é✓🧑‍💻\r\rdata: [DONE]\n\n';
   const expected = [
     { event: 'message', data: '{"a":1}' },
     { event: 'message', data: 'first\nsecond' },
@@ -667,7 +868,10 @@ describe('SSE parser', () => {
     for (let cut = 0; cut <= bytes.length; cut++) {
       const decoder = new TextDecoder();
       const parser = new SseParser();
-      const events = [...parser.push(decoder.decode(bytes.subarray(0, cut), { stream: true })), ...parser.push(decoder.decode(bytes.subarray(cut), { stream: true }))];
+      const events = [
+        ...parser.push(decoder.decode(bytes.subarray(0, cut), { stream: true })),
+        ...parser.push(decoder.decode(bytes.subarray(cut), { stream: true })),
+      ];
       assert.deepEqual(events, expected, `cut at ${cut}`);
     }
   });

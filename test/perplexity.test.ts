@@ -22,12 +22,20 @@ const scored = (length: number, maxLength: number, stride: number) =>
 
 describe('sliding windows', () => {
   test('stride = max_length: disjoint windows; the first token of each has no context in it and is not scored', () => {
-    assert.deepEqual(slidingWindows(10, 4, 4), [{ begin: 0, end: 4, scoredFrom: 1 }, { begin: 4, end: 8, scoredFrom: 5 }, { begin: 8, end: 10, scoredFrom: 9 }]);
+    assert.deepEqual(slidingWindows(10, 4, 4), [
+      { begin: 0, end: 4, scoredFrom: 1 },
+      { begin: 4, end: 8, scoredFrom: 5 },
+      { begin: 8, end: 10, scoredFrom: 9 },
+    ]);
     assert.deepEqual(scored(10, 4, 4), [1, 2, 3, 5, 6, 7, 9]);
   });
 
   test('stride 1: each window after the first scores its last token', () => {
-    assert.deepEqual(slidingWindows(6, 4, 1), [{ begin: 0, end: 4, scoredFrom: 1 }, { begin: 1, end: 5, scoredFrom: 4 }, { begin: 2, end: 6, scoredFrom: 5 }]);
+    assert.deepEqual(slidingWindows(6, 4, 1), [
+      { begin: 0, end: 4, scoredFrom: 1 },
+      { begin: 1, end: 5, scoredFrom: 4 },
+      { begin: 2, end: 6, scoredFrom: 5 },
+    ]);
   });
 
   test('a text shorter than a window, and a text of exactly one window, are one pass scoring all but BOS', () => {
@@ -38,11 +46,19 @@ describe('sliding windows', () => {
 
   test('with stride < max_length every token but BOS is scored exactly once, with at least max_length - stride of context after the first window', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 300 }), fc.integer({ min: 2, max: 64 }), fc.integer({ min: 1, max: 64 }), (length, maxLength, strideSeed) => {
-        const stride = 1 + (strideSeed % (maxLength - 1));
-        assert.deepEqual(scored(length, maxLength, stride), Array.from({ length: length - 1 }, (_, i) => i + 1));
-        for (const w of slidingWindows(length, maxLength, stride).slice(1)) assert.ok(w.scoredFrom - w.begin >= maxLength - stride);
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 300 }),
+        fc.integer({ min: 2, max: 64 }),
+        fc.integer({ min: 1, max: 64 }),
+        (length, maxLength, strideSeed) => {
+          const stride = 1 + (strideSeed % (maxLength - 1));
+          assert.deepEqual(
+            scored(length, maxLength, stride),
+            Array.from({ length: length - 1 }, (_, i) => i + 1),
+          );
+          for (const w of slidingWindows(length, maxLength, stride).slice(1)) assert.ok(w.scoredFrom - w.begin >= maxLength - stride);
+        },
+      ),
       { seed: 42, numRuns: 300 },
     );
   });
@@ -64,11 +80,20 @@ test('the runtime fp32 perplexity equals the float64 reference on the same windo
   const f = await writeOptCheckpoint(join(tmp.path, 'model'), { seed: 12, config: { max_position_embeddings: 64 } });
   const model = await loadOptModel(f.dir, { dtype: 'fp32', cacheDir: join(tmp.path, 'cache') });
   try {
-    const ids = await model.tokenizer.encode('The sliding window moves over a text longer than one window, so the later windows score with the context of the earlier ones. '.repeat(2));
+    const ids = await model.tokenizer.encode(
+      'The sliding window moves over a text longer than one window, so the later windows score with the context of the earlier ones. '.repeat(
+        2,
+      ),
+    );
     assert.ok(ids.length > 48, `${ids.length} tokens`);
-    for (const [maxLength, stride] of [[32, 16], [32, 32], [24, 1]] as const) {
+    for (const [maxLength, stride] of [
+      [32, 16],
+      [32, 32],
+      [24, 1],
+    ] as const) {
       const ours = await scoreTokens(model.decoder, ids, { maxLength, stride });
-      let nll = 0, n = 0;
+      let nll = 0,
+        n = 0;
       for (const w of slidingWindows(ids.length, maxLength, stride)) {
         const logits = naiveLogits(f, [ids.slice(w.begin, w.end)])[0]!;
         for (let j = w.scoredFrom; j < w.end; j++) {
@@ -78,7 +103,10 @@ test('the runtime fp32 perplexity equals the float64 reference on the same windo
       }
       const reference = perplexityOf(nll, n);
       assert.equal(ours.tokens_scored, reference.tokens_scored);
-      assert.ok(Math.abs(ours.perplexity / reference.perplexity - 1) < 1e-3, `max_length ${maxLength} stride ${stride}: ${ours.perplexity} vs ${reference.perplexity}`);
+      assert.ok(
+        Math.abs(ours.perplexity / reference.perplexity - 1) < 1e-3,
+        `max_length ${maxLength} stride ${stride}: ${ours.perplexity} vs ${reference.perplexity}`,
+      );
     }
   } finally {
     await model.dispose();
@@ -86,11 +114,13 @@ test('the runtime fp32 perplexity equals the float64 reference on the same windo
 });
 
 describe('opt perplexity', { timeout: 120_000 }, () => {
-  const cli = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'runtime/src/cli.ts', 'perplexity', ...args], { encoding: 'utf8' });
+  const cli = (...args: string[]) =>
+    spawnSync(process.execPath, ['--import', 'tsx', 'runtime/src/cli.ts', 'perplexity', ...args], { encoding: 'utf8' });
 
   test('prints each file and the total as JSON, the same figures as the library', async () => {
     const f = await writeOptCheckpoint(join(tmp.path, 'cli-model'), { seed: 13, config: { max_position_embeddings: 64 } });
-    const a = join(tmp.path, 'a.txt'), b = join(tmp.path, 'b.txt');
+    const a = join(tmp.path, 'a.txt'),
+      b = join(tmp.path, 'b.txt');
     writeFileSync(a, 'def add(a, b):\n    return a + b\n\n'.repeat(6));
     writeFileSync(b, 'Plain prose, in one line.');
     const cache = join(tmp.path, 'cache');
@@ -108,14 +138,17 @@ describe('opt perplexity', { timeout: 120_000 }, () => {
       await model.dispose();
     }
     assert.equal(out.tokens_scored, out.files[0].tokens_scored + out.files[1].tokens_scored);
-    assert.ok(Math.abs(out.perplexity - Math.exp((out.files[0].nll_sum + out.files[1].nll_sum) / out.tokens_scored)) < 1e-9 * out.perplexity);
+    assert.ok(
+      Math.abs(out.perplexity - Math.exp((out.files[0].nll_sum + out.files[1].nll_sum) / out.tokens_scored)) < 1e-9 * out.perplexity,
+    );
     const defaults = JSON.parse(cli('--model', f.dir, '--dtype', 'fp32', '--cache-dir', cache, b).stdout);
     assert.deepEqual([defaults.max_length, defaults.stride], [64, 32], 'min(1024, positions), and half of it');
   });
 
   test('an empty file, a file that is not UTF-8, a missing file and a model without a language-model head are clear errors', async () => {
     const f = await writeOptCheckpoint(join(tmp.path, 'err-model'), { seed: 14, config: { max_position_embeddings: 64 } });
-    const empty = join(tmp.path, 'empty.txt'), binary = join(tmp.path, 'binary.txt');
+    const empty = join(tmp.path, 'empty.txt'),
+      binary = join(tmp.path, 'binary.txt');
     writeFileSync(empty, '');
     writeFileSync(binary, Buffer.from([0x66, 0xff, 0xfe, 0x00, 0x80]));
     const expectError = (r: ReturnType<typeof cli>, message: RegExp) => {

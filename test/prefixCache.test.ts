@@ -63,7 +63,8 @@ describe('prefix cache', () => {
     await generate(model, 'first prompt here', { ...greedy, prefixStore: one });
     const perEntry = one.stats().bytes;
     const store = new PrefixCache(perEntry * 2 + 1);
-    for (const p of ['alpha beta gamma', 'delta epsilon zeta', 'eta theta iota']) await generate(model, p, { ...greedy, prefixStore: store });
+    for (const p of ['alpha beta gamma', 'delta epsilon zeta', 'eta theta iota'])
+      await generate(model, p, { ...greedy, prefixStore: store });
     assert.equal(store.stats().entries, 2);
     const [r] = await generate(model, 'alpha beta gamma delta', { ...greedy, prefixStore: store });
     assert.equal(r!.reusedTokens, 0, 'the oldest state was evicted');
@@ -91,7 +92,12 @@ describe('prefix cache', () => {
 });
 
 /** A stand-in state of `mib` MiB: the policy only reads the size of the storage. */
-const state = (mib: number): KvCache => ({ batch: 1, length: 1, capacity: 1, tensors: [{ data: { buffer: { byteLength: mib * 2 ** 20 } } } as unknown as Tensor] });
+const state = (mib: number): KvCache => ({
+  batch: 1,
+  length: 1,
+  capacity: 1,
+  tensors: [{ data: { buffer: { byteLength: mib * 2 ** 20 } } } as unknown as Tensor],
+});
 const ids = (...xs: number[]) => xs;
 
 describe('prefix cache policy', () => {
@@ -108,7 +114,11 @@ describe('prefix cache policy', () => {
       const store = new PrefixCache(autoPrefixCacheBytes(size.shape, 'int8', 1548, 22 * 2 ** 30));
       store.put(ids(5, 6), state(mib)); // a tab switched away from
       store.put(ids(7, 8, 9), state(mib));
-      assert.equal(store.take(ids(7, 8, 9, 10))?.tokens.length, 3, `${size.id}: one more character typed, a state of ${mib.toFixed(0)} MiB`);
+      assert.equal(
+        store.take(ids(7, 8, 9, 10))?.tokens.length,
+        3,
+        `${size.id}: one more character typed, a state of ${mib.toFixed(0)} MiB`,
+      );
       assert.equal(store.take(ids(5, 6, 1))?.tokens.length, 2, `${size.id}: the other document's state`);
     }
   });
@@ -134,7 +144,7 @@ describe('prefix cache policy', () => {
     assert.ok(big.take(ids(3, 30, 1)));
   });
 
-  test('making room for a request\'s new storage evicts the least recently used states first', () => {
+  test("making room for a request's new storage evicts the least recently used states first", () => {
     const store = new PrefixCache(300 << 20);
     store.put(ids(1, 10), state(100));
     store.put(ids(2, 20), state(100));
@@ -167,7 +177,8 @@ describe('prefill-only (the warm-up)', () => {
     model = await loadOptModel(f.dir, { dtype: 'fp32', cacheDir: join(tmp.path, 'cache') });
   });
   after(() => model.dispose());
-  const prompt = 'import { readFile } from "node:fs/promises";\nexport async function load(path: string) {\n  const text = await readFile(path, "utf8");\n';
+  const prompt =
+    'import { readFile } from "node:fs/promises";\nexport async function load(path: string) {\n  const text = await readFile(path, "utf8");\n';
 
   test('stores the prompt and generates nothing; the completion after it re-runs only the last token, with unchanged results', async () => {
     const store = new PrefixCache(64 << 20);
@@ -207,7 +218,11 @@ describe('prefill-only (the warm-up)', () => {
     const store = new PrefixCache(64 << 20);
     assert.ok((await passes(() => generate(model, prompt, { max_new_tokens: 4, prefixStore: store, prefillOnly: true }))) > 0);
     const earlier = prompt.slice(0, prompt.indexOf('export'));
-    assert.equal(await passes(() => generate(model, earlier, { max_new_tokens: 4, prefixStore: store, prefillOnly: true })), 0, 'a cursor moved up');
+    assert.equal(
+      await passes(() => generate(model, earlier, { max_new_tokens: 4, prefixStore: store, prefillOnly: true })),
+      0,
+      'a cursor moved up',
+    );
     const [r] = await generate(model, prompt, { max_new_tokens: 4, return_full_text: false, prefixStore: store });
     assert.equal(r!.reusedTokens, r!.promptTokens - 1, 'the state of the whole prompt is still there');
   });

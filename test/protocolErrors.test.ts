@@ -71,7 +71,10 @@ describe('the error registry', () => {
   });
 
   test('cancellations are the cancel kinds only', () => {
-    const cancels = Object.entries(samples).filter(([, make]) => isCancellation(make())).map(([name]) => name).sort();
+    const cancels = Object.entries(samples)
+      .filter(([, make]) => isCancellation(make()))
+      .map(([name]) => name)
+      .sort();
     assert.deepEqual(cancels, ['AbortError', 'CancelledError', 'SupersededError']);
   });
 
@@ -105,7 +108,10 @@ describe('the error registry', () => {
   });
 
   test('the CLI exits 2 (the caller is at fault) for usage, checkpoint, file and wrong-head errors only', () => {
-    const faults = Object.entries(samples).filter(([, make]) => kindOf(make()).userFault).map(([name]) => name).sort();
+    const faults = Object.entries(samples)
+      .filter(([, make]) => kindOf(make()).userFault)
+      .map(([name]) => name)
+      .sort();
     assert.deepEqual(faults, ['CheckpointError', 'DeviceUnavailableError', 'FileAccessError', 'UsageError', 'WrongModelTypeError']);
     assert.equal(kindOf(new Error('bug')).userFault, false);
   });

@@ -81,7 +81,27 @@ describe('frame reader', () => {
   test('after any bytes, a valid frame is read (split at any boundaries), and the one after it too', () => {
     const fragment = fc.oneof(
       fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from(a)),
-      fc.constantFrom('Content-Length: ', 'Content-Length: 12', 'content-length:3', '\r\n', '\n', '\r\n\r\n', ':', '{', '"', '\\', '}', ']', '[', 'Content-Type: x; charset=latin1\r\n', 'X-A: b\r\n', '-1', '1e5').map((s) => Buffer.from(s, 'latin1')),
+      fc
+        .constantFrom(
+          'Content-Length: ',
+          'Content-Length: 12',
+          'content-length:3',
+          '\r\n',
+          '\n',
+          '\r\n\r\n',
+          ':',
+          '{',
+          '"',
+          '\\',
+          '}',
+          ']',
+          '[',
+          'Content-Type: x; charset=latin1\r\n',
+          'X-A: b\r\n',
+          '-1',
+          '1e5',
+        )
+        .map((s) => Buffer.from(s, 'latin1')),
       fc.nat({ max: 200 }).map((n) => Buffer.from(`Content-Length: ${n}\r\n\r\n`)),
       fc.jsonValue().map((v) => frame(v)),
       fc.jsonValue().map((v) => frame(v).subarray(0, -1)),
@@ -117,20 +137,31 @@ describe('frame reader', () => {
       }
     };
     const json = fc.jsonValue({ maxDepth: 6 }).map((v) => JSON.stringify(v, null, Math.random() < 0.5 ? 0 : 1));
-    const mutated = fc.tuple(json, fc.nat(), fc.constantFrom('', ',', ']', '}', '"', '\\', '0', '-', '.', 'e', ' ', '\u0001', 'x', 't', '\u00e9')).map(([s, at, ins]) => {
-      const i = s.length === 0 ? 0 : at % s.length;
-      return s.slice(0, i) + ins + s.slice(i + (at % 2));
-    });
-    fc.assert(fc.property(fc.oneof(json, mutated, fc.string()), (s) => check(s) === parses(s)), { seed: 42, numRuns: 5000 });
+    const mutated = fc
+      .tuple(json, fc.nat(), fc.constantFrom('', ',', ']', '}', '"', '\\', '0', '-', '.', 'e', ' ', '\u0001', 'x', 't', '\u00e9'))
+      .map(([s, at, ins]) => {
+        const i = s.length === 0 ? 0 : at % s.length;
+        return s.slice(0, i) + ins + s.slice(i + (at % 2));
+      });
+    fc.assert(
+      fc.property(fc.oneof(json, mutated, fc.string()), (s) => check(s) === parses(s)),
+      { seed: 42, numRuns: 5000 },
+    );
   });
 });
 
 // ---------------------------------------------------------------------------------------------
 // The runtime as a process, spoken to in raw frames (some of these are not JSON-RPC at all).
 
-
 const errorCode = (r: Reply) => r.error?.code;
-const init = (model: string, extra: Record<string, unknown> = {}) => ({ protocolVersion: PROTOCOL_VERSION, model, dtype: 'fp32', threads: 1, cacheDir: join(tmp.path, 'cache'), ...extra });
+const init = (model: string, extra: Record<string, unknown> = {}) => ({
+  protocolVersion: PROTOCOL_VERSION,
+  model,
+  dtype: 'fp32',
+  threads: 1,
+  cacheDir: join(tmp.path, 'cache'),
+  ...extra,
+});
 
 async function until(what: string, ok: () => boolean, ms: number): Promise<void> {
   const end = Date.now() + ms;
@@ -146,7 +177,11 @@ describe('the runtime process', { timeout: 120_000, skip: process.platform !== '
   let rt: Runtime;
   before(async () => {
     // Three tiny models told apart by their positions.
-    for (const positions of [64, 96, 128]) models.push((await writeOptCheckpoint(join(tmp.path, `m${positions}`), { seed: positions, config: { max_position_embeddings: positions } })).dir);
+    for (const positions of [64, 96, 128])
+      models.push(
+        (await writeOptCheckpoint(join(tmp.path, `m${positions}`), { seed: positions, config: { max_position_embeddings: positions } }))
+          .dir,
+      );
     rt = new Runtime();
   });
   after(() => rt.stop());
@@ -161,14 +196,20 @@ describe('the runtime process', { timeout: 120_000, skip: process.platform !== '
     for (let round = 0; round < 3; round++) {
       const order = [0, 1, 2].map((i) => models[(i + round) % 3]!);
       const replies = await Promise.all(order.map((m) => rt.request('initialize', init(m))));
-      assert.deepEqual(replies.slice(0, 2).map(errorCode), [RuntimeErrorCodes.Cancelled, RuntimeErrorCodes.Cancelled], JSON.stringify(replies));
+      assert.deepEqual(
+        replies.slice(0, 2).map(errorCode),
+        [RuntimeErrorCodes.Cancelled, RuntimeErrorCodes.Cancelled],
+        JSON.stringify(replies),
+      );
       assert.equal(replies[2]!.result?.info?.modelId, order[2], JSON.stringify(replies[2]));
       const status = await rt.request('opt/status');
       assert.equal(status.result?.info?.modelId, order[2], 'the last initialize is the model loaded');
       await until(`round ${round}: back to ${baseline} threads (now ${rt.threads()})`, () => rt.threads() === baseline, 10_000);
     }
     const grew = rt.rssMiB() - baseRss;
-    t.diagnostic(`${baseline} threads throughout; RSS ${baseRss.toFixed(0)} MiB → +${grew.toFixed(0)} MiB after 3 rounds (each engine held about 200 MiB when they leaked)`);
+    t.diagnostic(
+      `${baseline} threads throughout; RSS ${baseRss.toFixed(0)} MiB → +${grew.toFixed(0)} MiB after 3 rounds (each engine held about 200 MiB when they leaked)`,
+    );
     assert.ok(grew < 150, `RSS grew by ${grew.toFixed(0)} MiB`);
     const done = await rt.request('opt/complete', { documentId: 'a', prefix: 'hello', options: { max_new_tokens: 2 } });
     assert.equal((done.result as { completionTokens?: number }).completionTokens, 2);
@@ -184,7 +225,13 @@ describe('the runtime process', { timeout: 120_000, skip: process.platform !== '
     const from = rt.messages.length;
     raw('[{"jsonrpc":"2.0","id":"b1","method":"opt/status"},{"jsonrpc":"2.0","method":"exit"},7]')();
     const batch = (await rt.next((m) => Array.isArray(m), from)) as unknown as Reply[];
-    assert.deepEqual(batch.map((m) => [m.id, m.error?.code]), [['b1', INVALID_REQUEST], [null, INVALID_REQUEST]]);
+    assert.deepEqual(
+      batch.map((m) => [m.id, m.error?.code]),
+      [
+        ['b1', INVALID_REQUEST],
+        [null, INVALID_REQUEST],
+      ],
+    );
     const envelope: [string, number][] = [
       ['{"jsonrpc":"1.0","id":11,"method":"opt/status"}', INVALID_REQUEST],
       ['{"jsonrpc":"2.0","id":12}', INVALID_REQUEST],
@@ -216,10 +263,22 @@ describe('the runtime process', { timeout: 120_000, skip: process.platform !== '
       ['initialize', init(models[0]!, { prefixCacheMiB: -1 }), /`prefixCacheMiB` must be a number of MiB >= 0/],
       ['initialize', init(models[0]!, { dtype: 'fp64' }), /`dtype` must be one of "auto", "fp32", "fp16", "int8", "int4", got "fp64"/],
       ['initialize', init(models[0]!, { device: 'tpu' }), /`device` must be one of "auto", "cpu", "webgpu", "cuda"/],
-      ['initialize', init(models[0]!, { threads: 100000 }), new RegExp(`\`threads\` must be an integer from 0 .* to ${maxThreads()} \\(this machine's logical CPUs\\), got 100000`)],
+      [
+        'initialize',
+        init(models[0]!, { threads: 100000 }),
+        new RegExp(`\`threads\` must be an integer from 0 .* to ${maxThreads()} \\(this machine's logical CPUs\\), got 100000`),
+      ],
       ['initialize', init(models[0]!, { threads: 1.5 }), /`threads`/],
-      ['initialize', init(models[0]!, { cacheDir: '/proc/self' }), /`cacheDir` cannot hold converted models: \/proc\/self is on the kernel's proc file system/],
-      ['initialize', init(models[0]!, { cacheDir: '/sys/kernel/opt-cache' }), /`cacheDir` cannot hold converted models: \/sys\/kernel is on the kernel's sysfs file system/],
+      [
+        'initialize',
+        init(models[0]!, { cacheDir: '/proc/self' }),
+        /`cacheDir` cannot hold converted models: \/proc\/self is on the kernel's proc file system/,
+      ],
+      [
+        'initialize',
+        init(models[0]!, { cacheDir: '/sys/kernel/opt-cache' }),
+        /`cacheDir` cannot hold converted models: \/sys\/kernel is on the kernel's sysfs file system/,
+      ],
       ['initialize', init(models[0]!, { cacheDir: 5 }), /`cacheDir` must be a folder/],
       ['initialize', init(''), /`model` must be a model folder or a Hugging Face id/],
       ['initialize', { ...init(models[0]!), modle: 'x' }, /unknown parameter `modle`; it takes protocolVersion, model, dtype/],
@@ -228,8 +287,16 @@ describe('the runtime process', { timeout: 120_000, skip: process.platform !== '
       ['opt/complete', { documentId: 'a', prefix: 'x', maxContextTokens: 'x' }, /`maxContextTokens`/],
       ['opt/complete', { documentId: 5, prefix: 'x' }, /`documentId` must be the document's id/],
       ['opt/complete', { documentId: 'a' }, /`prefix` is required: a string/],
-      ['opt/complete', { documentId: 'a', prefix: 'x', options: { temperature: 'hot' } }, /`options.temperature` must be a finite number >= 0, got "hot"/],
-      ['opt/complete', { documentId: 'a', prefix: 'x', options: { stop_strings: [1] } }, /`options.stop_strings` must be an array of at most 64 non-empty strings/],
+      [
+        'opt/complete',
+        { documentId: 'a', prefix: 'x', options: { temperature: 'hot' } },
+        /`options.temperature` must be a finite number >= 0, got "hot"/,
+      ],
+      [
+        'opt/complete',
+        { documentId: 'a', prefix: 'x', options: { stop_strings: [1] } },
+        /`options.stop_strings` must be an array of at most 64 non-empty strings/,
+      ],
       ['opt/complete', { documentId: 'a', prefix: 'x', options: [] }, /`options` must be an object of sampling options/],
       ['opt/complete', { documentId: 'a', prefix: 'x', partialResultToken: { a: 1 } }, /`partialResultToken`/],
       ['opt/warm', { documentId: 'a', prefix: 'x', maxContextTokens: 0 }, /`maxContextTokens`/],
@@ -253,19 +320,29 @@ describe('the runtime process', { timeout: 120_000, skip: process.platform !== '
 
   test('finding 7: after each malformed frame the stream is back in step at the next header', async () => {
     const before = rt.messages.length;
-    for (const bad of ['Content-Length: abc\r\n\r\n{"jsonrpc":"2.0","id":999,"method":"opt/status"}', 'no colon in this header line\r\n\r\n{}', 'Content-Length: -5\r\n\r\n{}', 'Content-Length: 40\n\n{"jsonrpc":"2.0","id":998,"method":"opt/status"}']) {
+    for (const bad of [
+      'Content-Length: abc\r\n\r\n{"jsonrpc":"2.0","id":999,"method":"opt/status"}',
+      'no colon in this header line\r\n\r\n{}',
+      'Content-Length: -5\r\n\r\n{}',
+      'Content-Length: 40\n\n{"jsonrpc":"2.0","id":998,"method":"opt/status"}',
+    ]) {
       rt.write(bad);
       const r = await rt.request('opt/status', undefined, 10_000);
       assert.ok(r.result, `after ${JSON.stringify(bad)}`);
     }
-    const logs = rt.messages.slice(before).filter((m) => m.method === 'opt/log' && /ignored malformed input: malformed frame header/.test(m.params?.message ?? ''));
+    const logs = rt.messages
+      .slice(before)
+      .filter((m) => m.method === 'opt/log' && /ignored malformed input: malformed frame header/.test(m.params?.message ?? ''));
     assert.equal(logs.length, 4, logs.map((l) => l.params?.message).join('\n'));
     assert.ok(!rt.messages.slice(before).some((m) => m.id === 999 || m.id === 998), 'a frame with a bad header is skipped, not guessed at');
   });
 
   test('finding 8: a huge Content-Length is refused naming the limit, and its body is not buffered', async (t) => {
     // 128 MiB of body after the first: kept, it would show in the RSS; skipped, garbage the GC takes back.
-    for (const [length, mib] of [['1000000000000', 128], [String(2n ** 53n + 1n), 16]] as const) {
+    for (const [length, mib] of [
+      ['1000000000000', 128],
+      [String(2n ** 53n + 1n), 16],
+    ] as const) {
       const rss = rt.rssMiB();
       const from = rt.messages.length;
       rt.write(`Content-Length: ${length}\r\n\r\n`);
@@ -288,17 +365,28 @@ describe('finding 6: threads are bounded by the machine at every entry point', (
     assert.equal(maxThreads(), availableParallelism());
     assert.equal(checkThreads(0), 0);
     assert.equal(checkThreads(maxThreads()), maxThreads());
-    for (const bad of [maxThreads() + 1, 100000, -1, 1.5, Number.NaN, '2']) assert.throws(() => checkThreads(bad), /threads must be an integer from 0 \(one per physical core\) to \d+ \(this machine's logical CPUs\)/);
+    for (const bad of [maxThreads() + 1, 100000, -1, 1.5, Number.NaN, '2'])
+      assert.throws(
+        () => checkThreads(bad),
+        /threads must be an integer from 0 \(one per physical core\) to \d+ \(this machine's logical CPUs\)/,
+      );
     // Before onnxruntime sees the model path at all: the check comes first.
-    await assert.rejects(createSession('/nonexistent.onnx', { device: 'cpu', threads: 5000 }), new RegExp(`threads must be an integer from 0 .* to ${maxThreads()} `));
+    await assert.rejects(
+      createSession('/nonexistent.onnx', { device: 'cpu', threads: 5000 }),
+      new RegExp(`threads must be an integer from 0 .* to ${maxThreads()} `),
+    );
   });
 
   test('the command line refuses --threads over the limit, and rpc takes no options', async () => {
     const { dir } = await writeOptCheckpoint(join(tmp.path, 'cli'), { seed: 3 });
-    const opt = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'runtime/src/cli.ts', ...args], { encoding: 'utf8', timeout: 60_000 });
+    const opt = (...args: string[]) =>
+      spawnSync(process.execPath, ['--import', 'tsx', 'runtime/src/cli.ts', ...args], { encoding: 'utf8', timeout: 60_000 });
     const logits = opt('logits', '--model', dir, '--ids', '2', '--threads', '5000', '--cache-dir', join(tmp.path, 'cache'));
     assert.equal(logits.status, 2, logits.stderr);
-    assert.match(logits.stderr, new RegExp(`--threads must be an integer from 0 \\(one per physical core\\) to ${maxThreads()} .*got 5000`));
+    assert.match(
+      logits.stderr,
+      new RegExp(`--threads must be an integer from 0 \\(one per physical core\\) to ${maxThreads()} .*got 5000`),
+    );
     const rpc = opt('rpc', '--threads', '4');
     assert.equal(rpc.status, 2, rpc.stderr);
     assert.match(rpc.stderr, /rpc takes no arguments or options/);
@@ -313,8 +401,10 @@ describe('finding 6: threads are bounded by the machine at every entry point', (
     // VS Code, so its getter is read) clamps further to the CPUs.
     assert.equal(SETTING_RULES.threads.max, setting.maximum);
     assert.equal(SETTING_RULES.threads.min, setting.minimum);
-    const getter = /get threads\(\): number \{\s*return this\._number\('threads', availableParallelism\(\)\);/.exec(readFileSync('extension/src/config.ts', 'utf8'));
-    assert.ok(getter, 'config.ts clamps threads to min(the rule\'s maximum, availableParallelism())');
+    const getter = /get threads\(\): number \{\s*return this\._number\('threads', availableParallelism\(\)\);/.exec(
+      readFileSync('extension/src/config.ts', 'utf8'),
+    );
+    assert.ok(getter, "config.ts clamps threads to min(the rule's maximum, availableParallelism())");
   });
 });
 
@@ -325,7 +415,13 @@ describe('the process exits when stdin closes, whatever is in flight', { timeout
     hub.on('connection', (s) => sockets.add(s));
     await new Promise<void>((r) => hub.listen(0, '127.0.0.1', r));
     try {
-      const env = { ...process.env, HF_ENDPOINT: `http://127.0.0.1:${(hub.address() as AddressInfo).port}`, HF_HOME: join(tmp.path, 'hf'), HF_HUB_OFFLINE: '', TRANSFORMERS_OFFLINE: '' };
+      const env = {
+        ...process.env,
+        HF_ENDPOINT: `http://127.0.0.1:${(hub.address() as AddressInfo).port}`,
+        HF_HOME: join(tmp.path, 'hf'),
+        HF_HUB_OFFLINE: '',
+        TRANSFORMERS_OFFLINE: '',
+      };
       const rt = new Runtime({ env });
       const from = rt.messages.length;
       const pending = rt.request('initialize', init('someone/slow-model'));
@@ -347,7 +443,14 @@ describe('the process exits when stdin closes, whatever is in flight', { timeout
     const rt = new Runtime();
     assert.ok((await rt.request('initialize', init(dir))).result);
     const from = rt.messages.length;
-    rt.write(frame({ jsonrpc: '2.0', id: 'long', method: 'opt/generate', params: { prompt: 'Once', options: { max_new_tokens: 400, min_new_tokens: 400 }, partialResultToken: 'p' } }));
+    rt.write(
+      frame({
+        jsonrpc: '2.0',
+        id: 'long',
+        method: 'opt/generate',
+        params: { prompt: 'Once', options: { max_new_tokens: 400, min_new_tokens: 400 }, partialResultToken: 'p' },
+      }),
+    );
     await rt.next((m) => m.method === '$/progress', from);
     rt.child.stdin.end();
     const exit = await rt.exited(10_000);

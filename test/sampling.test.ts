@@ -5,7 +5,14 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { UsageError } from '../protocol/errors.js';
-import { applyTemperature, applyTopK, applyTopP, createLogitsScratch, type LogitsPlan, processLogits } from '../runtime/src/generation/logitsProcessors.js';
+import {
+  applyTemperature,
+  applyTopK,
+  applyTopP,
+  createLogitsScratch,
+  type LogitsPlan,
+  processLogits,
+} from '../runtime/src/generation/logitsProcessors.js';
 import { argmax, createCategoricalScratch, createRng, sampleCategorical, softmaxInPlace } from '../runtime/src/generation/sampling.js';
 
 const NEG = -Infinity;
@@ -120,7 +127,19 @@ describe('categorical sampling', () => {
     const rng = createRng(99);
     const row = new Float32Array(vocab);
     for (let i = 0; i < vocab; i++) row[i] = (rng.nextFloat() - 0.5) * 8;
-    const plan: LogitsPlan = { repetitionPenalty: 1.2, noRepeatNgramSize: 0, minLength: 0, minNewTokens: 0, eosTokenIds: [], sample: true, temperature: 0.7, topK: 50, topP: 0.95, minP: 0.02, typicalP: 1 };
+    const plan: LogitsPlan = {
+      repetitionPenalty: 1.2,
+      noRepeatNgramSize: 0,
+      minLength: 0,
+      minNewTokens: 0,
+      eosTokenIds: [],
+      sample: true,
+      temperature: 0.7,
+      topK: 50,
+      topP: 0.95,
+      minP: 0.02,
+      typicalP: 1,
+    };
     const scratch = createLogitsScratch(vocab);
     processLogits(row, [1, 2, 3], 0, plan, scratch);
     for (let i = 0; i < 5000; i++) {

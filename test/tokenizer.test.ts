@@ -96,7 +96,7 @@ describe('encode parity', () => {
     }
   });
 
-  it('differs from plain gpt-3-encoder only on U+0085 / U+FEFF, where JS \\s is not Python\'s', async () => {
+  it("differs from plain gpt-3-encoder only on U+0085 / U+FEFF, where JS \\s is not Python's", async () => {
     const disagreements: string[] = [];
     for (const text of TOKENIZER_CORPUS) {
       if (JSON.stringify(await slow.encode(text)) !== JSON.stringify(oracleIds(gpt3Encode, text))) disagreements.push(text);
@@ -105,9 +105,15 @@ describe('encode parity', () => {
     assert.ok(disagreements.length > 0, 'the corpus should exercise the quirk');
     // The quirk itself: NEL is whitespace for Python and Hugging Face, BOM is not.
     const nel = 'a  \u0085b';
-    assert.deepEqual(await slow.encode(nel, { addSpecialTokens: false }), [...gpt3Encode('a'), ...gpt3Encode('  '), ...gpt3Encode('\u0085'), ...gpt3Encode('b')].map(gpt2ToFixtureId));
+    assert.deepEqual(
+      await slow.encode(nel, { addSpecialTokens: false }),
+      [...gpt3Encode('a'), ...gpt3Encode('  '), ...gpt3Encode('\u0085'), ...gpt3Encode('b')].map(gpt2ToFixtureId),
+    );
     const bom = 'a \ufeffb';
-    assert.deepEqual(await slow.encode(bom, { addSpecialTokens: false }), [...gpt3Encode('a'), ...gpt3Encode(' \ufeff'), ...gpt3Encode('b')].map(gpt2ToFixtureId));
+    assert.deepEqual(
+      await slow.encode(bom, { addSpecialTokens: false }),
+      [...gpt3Encode('a'), ...gpt3Encode(' \ufeff'), ...gpt3Encode('b')].map(gpt2ToFixtureId),
+    );
   });
 
   it('equals @huggingface/tokenizers (transformers.js) except on the same JS \\s cases', async () => {
@@ -155,7 +161,9 @@ describe('encode parity', () => {
     times.sort((a, b) => a - b);
     const median = times[times.length >> 1]!;
     const tokens = (await slow.encode(SOURCE_6KB)).length;
-    t.diagnostic(`load ${loadMs.toFixed(0)} ms; encode ${SOURCE_6KB.length} chars → ${tokens} tokens: median ${median.toFixed(2)} ms, max ${times.at(-1)!.toFixed(2)} ms`);
+    t.diagnostic(
+      `load ${loadMs.toFixed(0)} ms; encode ${SOURCE_6KB.length} chars → ${tokens} tokens: median ${median.toFixed(2)} ms, max ${times.at(-1)!.toFixed(2)} ms`,
+    );
     // Loose bounds: catch a regression by an order of magnitude, not machine noise.
     assert.ok(loadMs < 3000, `load took ${loadMs} ms`);
     assert.ok(median < 50, `encode median ${median} ms`);
@@ -171,7 +179,7 @@ describe('decode', () => {
     }
   });
 
-  it('equals Hugging Face\'s Rust decode, also on broken UTF-8 and unknown ids', async () => {
+  it("equals Hugging Face's Rust decode, also on broken UTF-8 and unknown ids", async () => {
     const random = seeded(7);
     const sequences = [
       ...(await Promise.all(TOKENIZER_CORPUS.slice(0, 150).map((t) => slow.encode(t)))),
@@ -186,7 +194,7 @@ describe('decode', () => {
     }
   });
 
-  it('ignores ids past the vocabulary (OPT\'s embedding has 50272 rows), as Hugging Face does', () => {
+  it("ignores ids past the vocabulary (OPT's embedding has 50272 rows), as Hugging Face does", () => {
     assert.equal(slow.decode([gpt2ToFixtureId(40), 50265, 50271, 1e6, -1, 1.5, gpt2ToFixtureId(41)]), 'IJ');
   });
 
@@ -226,7 +234,10 @@ describe('stream decoder', () => {
     assert.ok(ids.length > 2, 'GPT-2 splits this emoji over several byte tokens');
     const stream = slow.createStreamDecoder();
     const pieces = ids.map((id) => stream.push(id));
-    assert.deepEqual(pieces.filter((p) => p !== ''), ['👋', '🏽']);
+    assert.deepEqual(
+      pieces.filter((p) => p !== ''),
+      ['👋', '🏽'],
+    );
     assert.equal(stream.flush(), '');
   });
 
@@ -245,7 +256,9 @@ describe('stream decoder', () => {
   it('matches decode() on random ids, broken UTF-8 included, and flushes what is left', () => {
     const random = seeded(11);
     for (let n = 0; n < 300; n++) {
-      const ids = Array.from({ length: 1 + Math.floor(random() * 10) }, () => (random() < 0.5 ? randomByteToken(random) : Math.floor(random() * 50300)));
+      const ids = Array.from({ length: 1 + Math.floor(random() * 10) }, () =>
+        random() < 0.5 ? randomByteToken(random) : Math.floor(random() * 50300),
+      );
       const stream = slow.createStreamDecoder();
       assert.equal(ids.map((id) => stream.push(id)).join('') + stream.flush(), slow.decode(ids), JSON.stringify(ids));
     }
@@ -265,7 +278,7 @@ describe('config variants', () => {
     return OptTokenizer.fromDir(dir);
   }
 
-  it('takes a folder with only vocab.json + merges.txt to be OPT\'s', async () => {
+  it("takes a folder with only vocab.json + merges.txt to be OPT's", async () => {
     const t = await variant('bare', async (dir) => {
       await unlink(join(dir, 'tokenizer_config.json'));
       await unlink(join(dir, 'special_tokens_map.json'));
@@ -289,7 +302,7 @@ describe('config variants', () => {
     for (const t of [fromMerges, fromJson]) assert.deepEqual(await t.encode('hello'), [BOS, gpt2ToFixtureId(23748)]); // "Ġhello"
   });
 
-  it('takes added-token ids from the binding, which renumbers tokenizer.json\'s as transformers sees them', async () => {
+  it("takes added-token ids from the binding, which renumbers tokenizer.json's as transformers sees them", async () => {
     const t = await variant('renumbered', async (dir) => {
       await writeOptTokenizerFiles(dir, { withTokenizerJson: true });
       await editJson(join(dir, 'tokenizer.json'), (j) => {
@@ -323,7 +336,10 @@ describe('errors for bad model folders', () => {
     await mkdir(dir);
     await writeOptTokenizerFiles(dir);
     await edit(dir);
-    const err = await OptTokenizer.fromDir(dir).then(() => assert.fail('loaded'), (e: unknown) => e);
+    const err = await OptTokenizer.fromDir(dir).then(
+      () => assert.fail('loaded'),
+      (e: unknown) => e,
+    );
     assert.ok(err instanceof CheckpointError, String(err));
     return err;
   }
@@ -370,7 +386,10 @@ describe('errors for bad model folders', () => {
 
   it('rejects a tokenizer.json that is not byte-level BPE', async () => {
     const err = await broken('wordpiece', async (dir) => {
-      await writeFile(join(dir, 'tokenizer.json'), JSON.stringify({ model: { type: 'WordPiece', vocab: {} }, decoder: { type: 'WordPiece' } }));
+      await writeFile(
+        join(dir, 'tokenizer.json'),
+        JSON.stringify({ model: { type: 'WordPiece', vocab: {} }, decoder: { type: 'WordPiece' } }),
+      );
     });
     assert.match(err.file, /tokenizer\.json$/);
     assert.match(err.message, /WordPiece model, not BPE/);

@@ -9,11 +9,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CheckpointError } from '../runtime/src/errors.js';
-import type { PyTuple} from '../runtime/src/checkpoint/pickle.js';
+import type { PyTuple } from '../runtime/src/checkpoint/pickle.js';
 import { PyCall, PyDict, unpickle } from '../runtime/src/checkpoint/pickle.js';
 import type { TensorRef } from '../runtime/src/checkpoint/tensorRef.js';
 import { readTorchBin } from '../runtime/src/checkpoint/torchBin.js';
-import { Pickler, type TorchBinOptions, type TorchBinTensor, writeMaliciousTorchBin, writeTorchBin, writeTorchBinRecords } from './fixtures/torchBinWriter.js';
+import {
+  Pickler,
+  type TorchBinOptions,
+  type TorchBinTensor,
+  writeMaliciousTorchBin,
+  writeTorchBin,
+  writeTorchBinRecords,
+} from './fixtures/torchBinWriter.js';
 
 const hasPython = spawnSync('python3', ['-c', 'import zipfile, pickle, pickletools']).status === 0;
 const noPython = hasPython ? false : 'python3 is not available';
@@ -27,8 +34,12 @@ function python(script: string, ...args: string[]): string {
 let dir: string;
 let n = 0;
 const path = (name = 'pytorch_model.bin'): string => join(dir, `${n++}-${name}`);
-before(async () => { dir = await mkdtemp(join(tmpdir(), 'torchbin-')); });
-after(async () => { await rm(dir, { recursive: true, force: true }); });
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'torchbin-'));
+});
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
 
 const ITEM = { F32: 4, F16: 2, BF16: 2 } as const;
 let seed = 1;
@@ -54,7 +65,10 @@ async function roundTrip(tensors: TorchBinTensor[], options?: TorchBinOptions): 
   const file = path();
   await writeTorchBin(file, tensors, options);
   const refs = await readTorchBin(file);
-  assert.deepEqual(refs.map((r) => r.name), tensors.map((t) => t.name));
+  assert.deepEqual(
+    refs.map((r) => r.name),
+    tensors.map((t) => t.name),
+  );
   for (const [i, ref] of refs.entries()) {
     const t = tensors[i]!;
     assert.equal(ref.dtype, t.dtype);
@@ -68,7 +82,9 @@ async function roundTrip(tensors: TorchBinTensor[], options?: TorchBinOptions): 
 
 async function rejects(file: string, pattern: RegExp): Promise<CheckpointError> {
   let caught: unknown;
-  await readTorchBin(file).catch((e: unknown) => { caught = e; });
+  await readTorchBin(file).catch((e: unknown) => {
+    caught = e;
+  });
   assert.ok(caught instanceof CheckpointError, `expected a CheckpointError, got ${String(caught)}`);
   assert.match(caught.message, pattern);
   assert.equal(caught.file, file);
@@ -103,8 +119,13 @@ describe('readTorchBin round trip', () => {
     const { file, refs } = await roundTrip(tensors, { tieTo: { 'lm_head.weight': embed.name } });
     assert.equal(refs[2]!.offset, refs[0]!.offset);
     if (hasPython) {
-      const names = JSON.parse(python('import zipfile,sys,json; print(json.dumps(zipfile.ZipFile(sys.argv[1]).namelist()))', file)) as string[];
-      assert.deepEqual(names.filter((x) => x.includes('/data/')), ['archive/data/0', 'archive/data/1']);
+      const names = JSON.parse(
+        python('import zipfile,sys,json; print(json.dumps(zipfile.ZipFile(sys.argv[1]).namelist()))', file),
+      ) as string[];
+      assert.deepEqual(
+        names.filter((x) => x.includes('/data/')),
+        ['archive/data/0', 'archive/data/1'],
+      );
     }
   });
 
@@ -119,7 +140,7 @@ describe('readTorchBin round trip', () => {
   });
 
   test('1100 tensors: SETITEMS batches, LONG_BINPUT memo keys, storage keys past 9', async () => {
-    const tensors = Array.from({ length: 1100 }, (_, i) => tensor(`layers.${i}.weight`, i % 2 ? 'F16' : 'F32', [i % 3 + 1]));
+    const tensors = Array.from({ length: 1100 }, (_, i) => tensor(`layers.${i}.weight`, i % 2 ? 'F16' : 'F32', [(i % 3) + 1]));
     await roundTrip(tensors);
   });
 
@@ -135,7 +156,10 @@ describe('readTorchBin round trip', () => {
     });
     p.stop();
     const file = path();
-    await writeTorchBinRecords(file, [{ name: 'data.pkl', data: p.bytes() }, { name: 'data/0', data: storage.data }]);
+    await writeTorchBinRecords(file, [
+      { name: 'data.pkl', data: p.bytes() },
+      { name: 'data/0', data: storage.data },
+    ]);
     const refs = await readTorchBin(file);
     for (const [i, ref] of refs.entries()) assert.deepEqual(await bytesAt(ref), storage.data.subarray(8 * i, 8 * i + 8));
   });
@@ -146,10 +170,19 @@ describe('readTorchBin round trip', () => {
     p.proto();
     p.emptyDict();
     p.str('w');
-    p.call('torch._utils', '_rebuild_parameter', () => p.tuple([() => p.tensor('FloatStorage', '0', 4, [2, 2]), () => p.op(0x88), () => p.call('collections', 'OrderedDict', () => p.emptyTuple())]));
+    p.call('torch._utils', '_rebuild_parameter', () =>
+      p.tuple([
+        () => p.tensor('FloatStorage', '0', 4, [2, 2]),
+        () => p.op(0x88),
+        () => p.call('collections', 'OrderedDict', () => p.emptyTuple()),
+      ]),
+    );
     p.op(0x73, 0x2e);
     const file = path();
-    await writeTorchBinRecords(file, [{ name: 'data.pkl', data: p.bytes() }, { name: 'data/0', data: w.data }]);
+    await writeTorchBinRecords(file, [
+      { name: 'data.pkl', data: p.bytes() },
+      { name: 'data/0', data: w.data },
+    ]);
     const [ref] = await readTorchBin(file);
     assert.deepEqual([ref!.name, ref!.shape], ['w', [2, 2]]);
     assert.deepEqual(await bytesAt(ref!), w.data);
@@ -218,7 +251,17 @@ print(json.dumps({'pickleEqual': actual == buf.getvalue(), 'testzip': zf.testzip
 describe('the fixture writer matches torch.save, checked by CPython', { skip: noPython }, () => {
   const cases: [string, TorchBinTensor[], TorchBinOptions][] = [];
   const embed = tensor('model.decoder.embed_tokens.weight', 'F16', [5, 4]);
-  cases.push(['an OrderedDict state dict with tied weights', [embed, tensor('model.decoder.layers.0.fc2.bias', 'F16', [4]), tensor('model.decoder.layers.0.fc2.weight', 'BF16', [4, 1]), tensor('x', 'F32', []), { ...embed, name: 'lm_head.weight' }], { tieTo: { 'lm_head.weight': embed.name } }]);
+  cases.push([
+    'an OrderedDict state dict with tied weights',
+    [
+      embed,
+      tensor('model.decoder.layers.0.fc2.bias', 'F16', [4]),
+      tensor('model.decoder.layers.0.fc2.weight', 'BF16', [4, 1]),
+      tensor('x', 'F32', []),
+      { ...embed, name: 'lm_head.weight' },
+    ],
+    { tieTo: { 'lm_head.weight': embed.name } },
+  ]);
   cases.push(['a plain dict under another archive name', OPT_LIKE(), { container: 'dict', archiveName: 'pytorch_model-00001-of-00002' }]);
   cases.push(['1100 tensors', Array.from({ length: 1100 }, (_, i) => tensor(`h.${i}.w`, 'F32', [1, i % 4])), {}]);
   for (const [label, tensors, options] of cases) {
@@ -235,7 +278,10 @@ describe('the fixture writer matches torch.save, checked by CPython', { skip: no
         }),
       };
       const out = JSON.parse(python(TORCH_EMULATION, file, JSON.stringify(spec))) as {
-        pickleEqual: boolean; testzip: string | null; version: string; byteorder: string;
+        pickleEqual: boolean;
+        testzip: string | null;
+        version: string;
+        byteorder: string;
         layout: { name: string; aligned: boolean; flags: number; method: number; extra: string }[];
       };
       assert.equal(out.pickleEqual, true, 'data.pkl differs from what CPython pickles for the same state dict');
@@ -278,14 +324,24 @@ print(b'PK\x06\x06' in raw and b'PK\x06\x07' in raw)
       const dst = path('zip64.bin');
       assert.equal(python(REZIP, src, dst, String(limit)).trim(), 'True');
       const refs = await readTorchBin(dst);
-      assert.deepEqual(refs.map((r) => r.name), tensors.map((t) => t.name));
+      assert.deepEqual(
+        refs.map((r) => r.name),
+        tensors.map((t) => t.name),
+      );
       for (const [i, ref] of refs.entries()) assert.deepEqual(await bytesAt(ref), tensors[i]!.data);
     });
   }
 });
 
 describe('readTorchBin refuses', () => {
-  for (const [global, opcode] of [['os.system', 'GLOBAL'], ['builtins.eval', 'STACK_GLOBAL'], ['posix.system', 'GLOBAL'], ['subprocess.Popen', 'STACK_GLOBAL'], ['__builtin__.getattr', 'GLOBAL'], ['torch._utils.__dict__', 'GLOBAL']] as const) {
+  for (const [global, opcode] of [
+    ['os.system', 'GLOBAL'],
+    ['builtins.eval', 'STACK_GLOBAL'],
+    ['posix.system', 'GLOBAL'],
+    ['subprocess.Popen', 'STACK_GLOBAL'],
+    ['__builtin__.getattr', 'GLOBAL'],
+    ['torch._utils.__dict__', 'GLOBAL'],
+  ] as const) {
     test(`a pickle calling ${global} (${opcode})`, async () => {
       const file = path();
       await writeMaliciousTorchBin(file, global, { opcode });
@@ -331,12 +387,16 @@ describe('readTorchBin refuses', () => {
     const file = path();
     await writeTorchBin(file, OPT_LIKE());
     const dst = path('deflated.bin');
-    python(String.raw`
+    python(
+      String.raw`
 import sys, zipfile
 with zipfile.ZipFile(sys.argv[1]) as zin, zipfile.ZipFile(sys.argv[2], 'w') as zout:
     for i in zin.infolist():
         zout.writestr(i.filename, zin.read(i.filename), zipfile.ZIP_DEFLATED if i.filename.endswith('data/0') else zipfile.ZIP_STORED)
-`, file, dst);
+`,
+      file,
+      dst,
+    );
     await rejects(dst, /archive\/data\/0 is compressed/);
   });
 
@@ -373,7 +433,10 @@ with zipfile.ZipFile(sys.argv[1]) as zin, zipfile.ZipFile(sys.argv[2], 'w') as z
     p.tensor('FloatStorage', '0', 6, [2, 3], { strides: [1, 2] });
     p.op(0x73, 0x2e);
     const file = path();
-    await writeTorchBinRecords(file, [{ name: 'data.pkl', data: p.bytes() }, { name: 'data/0', data: new Uint8Array(24) }]);
+    await writeTorchBinRecords(file, [
+      { name: 'data.pkl', data: p.bytes() },
+      { name: 'data/0', data: new Uint8Array(24) },
+    ]);
     await rejects(file, /transposed\.weight.*not contiguous/);
   });
 
@@ -391,7 +454,10 @@ with zipfile.ZipFile(sys.argv[1]) as zin, zipfile.ZipFile(sys.argv[2], 'w') as z
 
   test('a TorchScript archive', async () => {
     const file = path();
-    await writeTorchBinRecords(file, [{ name: 'data.pkl', data: new Uint8Array([0x80, 2, 0x7d, 0x2e]) }, { name: 'constants.pkl', data: new Uint8Array([0x80, 2, 0x29, 0x2e]) }]);
+    await writeTorchBinRecords(file, [
+      { name: 'data.pkl', data: new Uint8Array([0x80, 2, 0x7d, 0x2e]) },
+      { name: 'constants.pkl', data: new Uint8Array([0x80, 2, 0x29, 0x2e]) },
+    ]);
     await rejects(file, /TorchScript/);
   });
 
@@ -448,7 +514,10 @@ sys.stdout.write(pickle.dumps(d, protocol=${protocol}).hex())`);
   ];
   for (const [label, bytes, pattern] of bad) {
     test(`rejects ${label}`, () => {
-      assert.throws(() => unpickle(new Uint8Array(bytes), 'x.bin'), (e: unknown) => e instanceof CheckpointError && pattern.test(e.message));
+      assert.throws(
+        () => unpickle(new Uint8Array(bytes), 'x.bin'),
+        (e: unknown) => e instanceof CheckpointError && pattern.test(e.message),
+      );
     });
   }
 });

@@ -25,10 +25,14 @@ const read = (model: string, file: string) => readFileSync(join(TRAINED, model, 
 const log = (model: string) => JSON.parse(read(model, 'training_log.json')) as TrainingLog;
 
 describe('trained fixtures', { timeout: 120_000 }, () => {
-  test('each is an OPTForCausalLM in the Hugging Face layout, with OPT\'s specials first', () => {
+  test("each is an OPTForCausalLM in the Hugging Face layout, with OPT's specials first", () => {
     for (const m of MODELS) {
       const config = JSON.parse(read(m, 'config.json'));
-      assert.deepEqual([config.architectures, config.model_type, config.torch_dtype, config.max_position_embeddings], [['OPTForCausalLM'], 'opt', 'float16', 2048], m);
+      assert.deepEqual(
+        [config.architectures, config.model_type, config.torch_dtype, config.max_position_embeddings],
+        [['OPTForCausalLM'], 'opt', 'float16', 2048],
+        m,
+      );
       const vocab = JSON.parse(read(m, 'vocab.json')) as Record<string, number>;
       assert.deepEqual([vocab['<s>'], vocab['<pad>'], vocab['</s>'], vocab['<unk>']], [0, 1, 2, 3]);
       assert.ok(config.vocab_size >= Object.keys(vocab).length && config.vocab_size % 64 === 0);

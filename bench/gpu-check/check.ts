@@ -27,9 +27,36 @@ import { type OptModel, loadOptModel } from '../../runtime/src/model.js';
 import { writeOptCheckpoint } from '../../test/fixtures/optCheckpoint.js';
 
 const SHAPES = {
-  tiny: { vocab_size: 50272, hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 4, ffn_dim: 256, max_position_embeddings: 512, word_embed_proj_dim: 64, do_layer_norm_before: true },
-  '125m': { vocab_size: 50272, hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, ffn_dim: 3072, max_position_embeddings: 2048, word_embed_proj_dim: 768, do_layer_norm_before: true },
-  '1.3b': { vocab_size: 50272, hidden_size: 2048, num_hidden_layers: 24, num_attention_heads: 32, ffn_dim: 8192, max_position_embeddings: 2048, word_embed_proj_dim: 2048, do_layer_norm_before: true },
+  tiny: {
+    vocab_size: 50272,
+    hidden_size: 64,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    ffn_dim: 256,
+    max_position_embeddings: 512,
+    word_embed_proj_dim: 64,
+    do_layer_norm_before: true,
+  },
+  '125m': {
+    vocab_size: 50272,
+    hidden_size: 768,
+    num_hidden_layers: 12,
+    num_attention_heads: 12,
+    ffn_dim: 3072,
+    max_position_embeddings: 2048,
+    word_embed_proj_dim: 768,
+    do_layer_norm_before: true,
+  },
+  '1.3b': {
+    vocab_size: 50272,
+    hidden_size: 2048,
+    num_hidden_layers: 24,
+    num_attention_heads: 32,
+    ffn_dim: 8192,
+    max_position_embeddings: 2048,
+    word_embed_proj_dim: 2048,
+    do_layer_norm_before: true,
+  },
 } as const;
 type ShapeName = keyof typeof SHAPES;
 
@@ -77,10 +104,12 @@ if (args.device === 'auto') {
   const plan = planDevices('auto', probe);
   devices = plan.candidates.filter((d) => d !== 'cpu');
   for (const s of plan.skipped) skippedNotes.push(`${s.device}: ${s.reason}`);
-  if (devices.length === 0) fail(`no GPU provider can run here:\n  ${skippedNotes.join('\n  ')}\n(--device cpu runs the same checks on the CPU)`);
+  if (devices.length === 0)
+    fail(`no GPU provider can run here:\n  ${skippedNotes.join('\n  ')}\n(--device cpu runs the same checks on the CPU)`);
 } else {
   const asked = args.device.split(',').map((d) => d.trim());
-  for (const d of asked) if (!isDeviceChoice(d) || d === 'auto') fail(`--device: unknown device "${d}": choose auto, or a list of cpu, webgpu, cuda`);
+  for (const d of asked)
+    if (!isDeviceChoice(d) || d === 'auto') fail(`--device: unknown device "${d}": choose auto, or a list of cpu, webgpu, cuda`);
   devices = asked as ExecutionDevice[];
   for (const d of devices) {
     try {
@@ -91,7 +120,15 @@ if (args.device === 'auto') {
   }
 }
 
-interface BatchTiming { batch: number; promptTokens: number; ttftMs: number; prefillTokensPerSecond: number; decodeSteps: number; decodeTokensPerSecond: number; decodeMsPerStep: number }
+interface BatchTiming {
+  batch: number;
+  promptTokens: number;
+  ttftMs: number;
+  prefillTokensPerSecond: number;
+  decodeSteps: number;
+  decodeTokensPerSecond: number;
+  decodeMsPerStep: number;
+}
 interface DeviceResult {
   shape: ShapeName;
   requested: ExecutionDevice;
@@ -100,14 +137,24 @@ interface DeviceResult {
   error?: string;
   dtype?: string;
   loadSeconds?: number;
-  parity?: { maxAbsDiff: number; scale: number; relative: number; tolerance: number; argmaxAgree: number; positions: number; pass: boolean };
+  parity?: {
+    maxAbsDiff: number;
+    scale: number;
+    relative: number;
+    tolerance: number;
+    argmaxAgree: number;
+    positions: number;
+    pass: boolean;
+  };
   timings?: BatchTiming[];
 }
 
 const results: DeviceResult[] = [];
 const gpu = gpuInfo();
 log(`GPU: ${gpu.name}${gpu.driver ? ` (driver ${gpu.driver})` : ''}${gpu.memory ? `, ${gpu.memory}` : ''}`);
-log(`devices: ${devices.join(', ')}; shapes: ${shapes.join(', ')}; prompt ${promptLen} tokens, ${steps} decode steps, batches ${batches.join(', ')}`);
+log(
+  `devices: ${devices.join(', ')}; shapes: ${shapes.join(', ')}; prompt ${promptLen} tokens, ${steps} decode steps, batches ${batches.join(', ')}`,
+);
 for (const note of skippedNotes) log(`not checked: ${note}`);
 
 for (const shape of shapes) {
@@ -120,7 +167,8 @@ for (const shape of shapes) {
     await writeOptCheckpoint(dir, { config, dtype: shape === 'tiny' ? 'F32' : 'F16', seed: 1 });
   }
   const needed = promptLen + steps + 1;
-  if (needed > config.max_position_embeddings) fail(`--prompt + --steps (${needed}) exceed opt-${shape}'s ${config.max_position_embeddings} positions`);
+  if (needed > config.max_position_embeddings)
+    fail(`--prompt + --steps (${needed}) exceed opt-${shape}'s ${config.max_position_embeddings} positions`);
 
   log(`[${shape}] CPU fp32 reference …`);
   const cpu = await loadOptModel(dir, { device: 'cpu', dtype: 'fp32', cacheDir, threads });
@@ -144,12 +192,16 @@ for (const shape of shapes) {
       }
       const got = await parityLogits(model);
       r.parity = compare(got, reference);
-      log(`[${shape}] ${requested} fp16 vs CPU fp32: max |Δ| ${r.parity.maxAbsDiff.toExponential(2)} over logits of scale ${r.parity.scale.toFixed(2)} (relative ${r.parity.relative.toExponential(2)}, tolerance ${FP16_RELATIVE_TOLERANCE}); argmax agrees at ${r.parity.argmaxAgree}/${r.parity.positions} positions: ${r.parity.pass ? 'PASS' : 'FAIL'}`);
+      log(
+        `[${shape}] ${requested} fp16 vs CPU fp32: max |Δ| ${r.parity.maxAbsDiff.toExponential(2)} over logits of scale ${r.parity.scale.toFixed(2)} (relative ${r.parity.relative.toExponential(2)}, tolerance ${FP16_RELATIVE_TOLERANCE}); argmax agrees at ${r.parity.argmaxAgree}/${r.parity.positions} positions: ${r.parity.pass ? 'PASS' : 'FAIL'}`,
+      );
       r.timings = [];
       for (const b of batches) {
         const t = await timeBatch(model, b, config.vocab_size);
         r.timings.push(t);
-        log(`[${shape}] ${requested} batch ${b}: TTFT ${t.ttftMs.toFixed(1)} ms, prefill ${t.prefillTokensPerSecond.toFixed(0)} tok/s, decode ${t.decodeTokensPerSecond.toFixed(1)} tok/s (${t.decodeMsPerStep.toFixed(2)} ms/step)`);
+        log(
+          `[${shape}] ${requested} batch ${b}: TTFT ${t.ttftMs.toFixed(1)} ms, prefill ${t.prefillTokensPerSecond.toFixed(0)} tok/s, decode ${t.decodeTokensPerSecond.toFixed(1)} tok/s (${t.decodeMsPerStep.toFixed(2)} ms/step)`,
+        );
       }
     } catch (e) {
       r.error = (e as Error).stack ?? String(e);
@@ -163,7 +215,15 @@ for (const shape of shapes) {
 const report = {
   createdAt: new Date().toISOString(),
   gpu,
-  machine: { cpu: cpuModel(), logicalCores: cpus().length, ramGiB: round(totalmem() / 2 ** 30, 1), node: process.version, onnxruntime: ortVersion(), cudaProvider: probe.cudaProvider.installed, nvidiaGpus: probe.nvidiaGpus },
+  machine: {
+    cpu: cpuModel(),
+    logicalCores: cpus().length,
+    ramGiB: round(totalmem() / 2 ** 30, 1),
+    node: process.version,
+    onnxruntime: ortVersion(),
+    cudaProvider: probe.cudaProvider.installed,
+    nvidiaGpus: probe.nvidiaGpus,
+  },
   settings: { devices, shapes, promptTokens: promptLen, decodeSteps: steps, batches, tolerance: FP16_RELATIVE_TOLERANCE },
   notChecked: skippedNotes,
   results,
@@ -181,7 +241,13 @@ async function parityLogits(model: OptModel): Promise<Float32Array[]> {
   let feed = ids;
   let past: KvCache | undefined;
   for (let i = 0; i <= PARITY_NEXT.length; i++) {
-    const r = await model.decoder.forward({ inputIds: BigInt64Array.from(feed, BigInt), batch: 1, attentionMask: new BigInt64Array(ids.length).fill(1n), past, logitsToKeep: 1 });
+    const r = await model.decoder.forward({
+      inputIds: BigInt64Array.from(feed, BigInt),
+      batch: 1,
+      attentionMask: new BigInt64Array(ids.length).fill(1n),
+      past,
+      logitsToKeep: 1,
+    });
     out.push(r.logits.slice());
     past = r.present;
     if (i < PARITY_NEXT.length) {
@@ -193,10 +259,13 @@ async function parityLogits(model: OptModel): Promise<Float32Array[]> {
 }
 
 function compare(got: Float32Array[], want: Float32Array[]) {
-  let maxAbsDiff = 0, scale = 1, argmaxAgree = 0;
+  let maxAbsDiff = 0,
+    scale = 1,
+    argmaxAgree = 0;
   for (const [i, g] of got.entries()) {
     const w = want[i]!;
-    let gi = 0, wi = 0;
+    let gi = 0,
+      wi = 0;
     for (let j = 0; j < w.length; j++) {
       maxAbsDiff = Math.max(maxAbsDiff, Math.abs(g[j]! - w[j]!));
       scale = Math.max(scale, Math.abs(w[j]!));
@@ -207,7 +276,15 @@ function compare(got: Float32Array[], want: Float32Array[]) {
   }
   const relative = maxAbsDiff / scale;
   // Random weights make near-ties common, so the argmax is reported but the tolerance decides.
-  return { maxAbsDiff, scale, relative, tolerance: FP16_RELATIVE_TOLERANCE, argmaxAgree, positions: got.length, pass: Number.isFinite(relative) && relative <= FP16_RELATIVE_TOLERANCE };
+  return {
+    maxAbsDiff,
+    scale,
+    relative,
+    tolerance: FP16_RELATIVE_TOLERANCE,
+    argmaxAgree,
+    positions: got.length,
+    pass: Number.isFinite(relative) && relative <= FP16_RELATIVE_TOLERANCE,
+  };
 }
 
 /** One warm-up, then the median of three prefills (TTFT: prompt in, first token chosen) and one timed greedy decode. */
@@ -217,16 +294,30 @@ async function timeBatch(model: OptModel, batch: number, vocab: number): Promise
   const reserve = promptLen + steps + 1;
   const prefill = async () => {
     const s = performance.now();
-    const r = await model.decoder.forward({ inputIds: prompt, batch, attentionMask: new BigInt64Array(batch * promptLen).fill(1n), logitsToKeep: 1, reserve });
+    const r = await model.decoder.forward({
+      inputIds: prompt,
+      batch,
+      attentionMask: new BigInt64Array(batch * promptLen).fill(1n),
+      logitsToKeep: 1,
+      reserve,
+    });
     const next = argmaxRows(r.logits, batch, vocab);
     return { ms: performance.now() - s, present: r.present, next };
   };
   const decode = async (first: Awaited<ReturnType<typeof prefill>>, n: number) => {
-    let past = first.present, next = first.next;
+    let past = first.present,
+      next = first.next;
     const s = performance.now();
     for (let i = 0; i < n; i++) {
       const t = promptLen + i + 1;
-      const r = await model.decoder.forward({ inputIds: next, batch, attentionMask: new BigInt64Array(batch * t).fill(1n), past, logitsToKeep: 1, reserve });
+      const r = await model.decoder.forward({
+        inputIds: next,
+        batch,
+        attentionMask: new BigInt64Array(batch * t).fill(1n),
+        past,
+        logitsToKeep: 1,
+        reserve,
+      });
       next = argmaxRows(r.logits, batch, vocab);
       past = r.present;
     }
@@ -260,7 +351,13 @@ function argmaxRows(logits: Float32Array, batch: number, vocab: number): BigInt6
 /** The GPU's name: nvidia-smi, else the NVIDIA driver's /proc files, else Vulkan's device list. */
 function gpuInfo(): { name: string; driver?: string; memory?: string; source: string } {
   try {
-    const line = execFileSync('nvidia-smi', ['--query-gpu=name,driver_version,memory.total', '--format=csv,noheader'], { encoding: 'utf8', timeout: 20_000, stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n')[0]!;
+    const line = execFileSync('nvidia-smi', ['--query-gpu=name,driver_version,memory.total', '--format=csv,noheader'], {
+      encoding: 'utf8',
+      timeout: 20_000,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    })
+      .trim()
+      .split('\n')[0]!;
     const [name, driver, memory] = line.split(',').map((s) => s.trim());
     if (name) return { name, driver, memory, source: 'nvidia-smi' };
   } catch {
@@ -273,7 +370,8 @@ function gpuInfo(): { name: string; driver?: string; memory?: string; source: st
   try {
     const summary = execFileSync('vulkaninfo', ['--summary'], { encoding: 'utf8', timeout: 20_000, stdio: ['ignore', 'pipe', 'ignore'] });
     const names = [...summary.matchAll(/deviceName\s*=\s*(.+)/g)].map((m) => m[1]!.trim());
-    if (names.length > 0) return { name: names.join(', '), driver: /driverInfo\s*=\s*(.+)/.exec(summary)?.[1]?.trim(), source: 'vulkaninfo' };
+    if (names.length > 0)
+      return { name: names.join(', '), driver: /driverInfo\s*=\s*(.+)/.exec(summary)?.[1]?.trim(), source: 'vulkaninfo' };
   } catch {
     // no vulkaninfo
   }
@@ -311,7 +409,18 @@ function printTable(): void {
     const parity = r.parity ? `${r.parity.pass ? 'pass' : 'FAIL'} ${r.parity.relative.toExponential(1)}` : r.error ? 'error' : 'n/a';
     const rows = r.timings?.length ? r.timings : [undefined];
     for (const t of rows) {
-      log([r.shape.padEnd(6), (r.device === r.requested ? r.device : `${r.requested}→${r.device}`).padEnd(7), (r.dtype ?? '-').padEnd(6), parity.padEnd(17), String(t?.batch ?? '-').padEnd(6), (t ? t.ttftMs.toFixed(1) : '-').padEnd(8), (t ? t.prefillTokensPerSecond.toFixed(0) : '-').padEnd(14), t ? t.decodeTokensPerSecond.toFixed(1) : '-'].join(' '));
+      log(
+        [
+          r.shape.padEnd(6),
+          (r.device === r.requested ? r.device : `${r.requested}→${r.device}`).padEnd(7),
+          (r.dtype ?? '-').padEnd(6),
+          parity.padEnd(17),
+          String(t?.batch ?? '-').padEnd(6),
+          (t ? t.ttftMs.toFixed(1) : '-').padEnd(8),
+          (t ? t.prefillTokensPerSecond.toFixed(0) : '-').padEnd(14),
+          t ? t.decodeTokensPerSecond.toFixed(1) : '-',
+        ].join(' '),
+      );
     }
   }
 }

@@ -28,7 +28,10 @@ function fail(message: string): never {
   process.exit(2);
 }
 
-if (process.platform !== 'linux' || process.arch !== 'x64') fail(`packs for linux-x64 from a linux-x64 machine (this is ${process.platform}-${process.arch}): the native libraries come from this checkout`);
+if (process.platform !== 'linux' || process.arch !== 'x64')
+  fail(
+    `packs for linux-x64 from a linux-x64 machine (this is ${process.platform}-${process.arch}): the native libraries come from this checkout`,
+  );
 const out = resolve(args.out);
 const level = Number(args['xz-level']);
 if (!Number.isInteger(level) || level < 0 || level > 9) fail(`--xz-level must be 0-9, got "${args['xz-level']}"`);
@@ -68,7 +71,10 @@ for (const f of ['package.json', 'index.js', 'Encoder.js', 'encoder.json', 'voca
 if (args['cuda-libs']) {
   for (const f of CUDA_FILES) {
     const src = join(resolve(args['cuda-libs']), f);
-    if (!existsSync(src)) fail(`--cuda-libs: ${src} is missing (take both ${CUDA_FILES.join(' and ')} from the NuGet package Microsoft.ML.OnnxRuntime.Gpu.Linux 1.30.0, runtimes/linux-x64/native/)`);
+    if (!existsSync(src))
+      fail(
+        `--cuda-libs: ${src} is missing (take both ${CUDA_FILES.join(' and ')} from the NuGet package Microsoft.ML.OnnxRuntime.Gpu.Linux 1.30.0, runtimes/linux-x64/native/)`,
+      );
     cpSync(src, join(out, 'node_modules', ORT_BIN, f));
   }
 }
@@ -89,7 +95,9 @@ if (!args['no-tar']) {
   execFileSync('tar', ['-czf', tarball, '-C', dirname(out), basename(out)]);
 }
 const mib = (p: string) => `${(du(p) / 2 ** 20).toFixed(1)} MiB`;
-console.log(`packed ${relative(process.cwd(), out) || out} (${mib(out)}; node ${nodeVersion} ${mib(join(out, 'node.xz'))} as xz; CUDA provider ${hasCuda ? 'included' : 'not included'})${tarball ? `\n  ${tarball} ${mib(tarball)}` : ''}`);
+console.log(
+  `packed ${relative(process.cwd(), out) || out} (${mib(out)}; node ${nodeVersion} ${mib(join(out, 'node.xz'))} as xz; CUDA provider ${hasCuda ? 'included' : 'not included'})${tarball ? `\n  ${tarball} ${mib(tarball)}` : ''}`,
+);
 if (!hasCuda) console.log('  without the CUDA provider the check runs WebGPU (Vulkan) only; see README.txt to add it');
 
 function du(p: string): number {
@@ -140,10 +148,14 @@ fp16 graph against the CPU's fp32 (prefill and decode through the KV cache, rela
 converted models go to ./work (opt-1.3b: about 2.6 GB checkpoint + 5 GB fp32 and 2.6 GB fp16 ONNX).
 Needs: Linux x64, glibc 2.28+, nothing else (Node ${version} is in node.xz).
 
-CUDA: the onnxruntime CUDA provider is ${cuda ? 'included' : 'NOT included'} in this pack.${cuda ? '' : `
+CUDA: the onnxruntime CUDA provider is ${cuda ? 'included' : 'NOT included'} in this pack.${
+    cuda
+      ? ''
+      : `
   To add it: copy libonnxruntime_providers_cuda.so and libonnxruntime_providers_shared.so from the
   NuGet package Microsoft.ML.OnnxRuntime.Gpu.Linux 1.30.0 (runtimes/linux-x64/native/) into
-  node_modules/${ORT_BIN}/, or pack on a machine where ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci ran.`}
+  node_modules/${ORT_BIN}/, or pack on a machine where ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci ran.`
+  }
   The provider also needs the CUDA 12 runtime, cuBLAS and cuDNN 9 libraries on the library path
   (run.sh adds /usr/local/cuda/lib64). Without them CUDA fails to start, the check says why and
   goes on with WebGPU, which needs only the NVIDIA driver's Vulkan ICD.

@@ -2,7 +2,24 @@
 // for any prompt length used here (built from templates with varied names, so BPE sees realistic
 // code and prose rather than one repeated line), and the text typed in the editor replay.
 
-const ENTITIES = ['invoice', 'customer', 'shipment', 'warehouse', 'payment', 'refund', 'order', 'supplier', 'product', 'discount', 'ticket', 'session', 'report', 'account', 'schedule', 'review'];
+const ENTITIES = [
+  'invoice',
+  'customer',
+  'shipment',
+  'warehouse',
+  'payment',
+  'refund',
+  'order',
+  'supplier',
+  'product',
+  'discount',
+  'ticket',
+  'session',
+  'report',
+  'account',
+  'schedule',
+  'review',
+];
 const VERBS = ['load', 'save', 'validate', 'archive', 'merge', 'price', 'summarize', 'reconcile'];
 
 const cap = (s: string) => s[0]!.toUpperCase() + s.slice(1);
@@ -29,7 +46,8 @@ export async function ${verb}${T}(store: Store<${T}>, id: string, options: ${T}O
 /** A TypeScript module of roughly `chars` characters. */
 export function typescriptSource(chars = 24_000): string {
   let s = `// Service layer for the back office: each function loads, checks and stores one kind of record.\nimport { log, metrics } from './observability.js';\nimport type { Store } from './store.js';\n`;
-  for (let i = 0; s.length < chars; i++) s += tsBlock(ENTITIES[i % ENTITIES.length]!, VERBS[Math.floor(i / ENTITIES.length) % VERBS.length]!, i);
+  for (let i = 0; s.length < chars; i++)
+    s += tsBlock(ENTITIES[i % ENTITIES.length]!, VERBS[Math.floor(i / ENTITIES.length) % VERBS.length]!, i);
   return s;
 }
 

@@ -19,8 +19,14 @@ export const PEER_MODEL_NAME = 'bench-opt-125m-tjs';
 export const PEER_ROOT = join(ROOT, '.cache', 'bench-peer');
 
 export const OPT_125M = {
-  vocab_size: 50272, hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, ffn_dim: 3072,
-  max_position_embeddings: 2048, word_embed_proj_dim: 768, do_layer_norm_before: true,
+  vocab_size: 50272,
+  hidden_size: 768,
+  num_hidden_layers: 12,
+  num_attention_heads: 12,
+  ffn_dim: 3072,
+  max_position_embeddings: 2048,
+  word_embed_proj_dim: 768,
+  do_layer_norm_before: true,
 };
 export const DECODER_SHAPE = { numLayers: 12, numHeads: 12, headDim: 64, vocabSize: 50272, maxPositions: 2048 };
 
@@ -41,14 +47,32 @@ export const OPT_SIZES = {
   'opt-125m': { dir: CHECKPOINT_DIR, config: OPT_125M, dtype: 'F32', keyStyle: 'model.decoder', seed: 1 },
   'opt-350m': {
     dir: join(ROOT, '.cache', 'bench-opt-350m'),
-    config: { vocab_size: 50272, hidden_size: 1024, num_hidden_layers: 24, num_attention_heads: 16, ffn_dim: 4096, max_position_embeddings: 2048, word_embed_proj_dim: 512, do_layer_norm_before: false },
+    config: {
+      vocab_size: 50272,
+      hidden_size: 1024,
+      num_hidden_layers: 24,
+      num_attention_heads: 16,
+      ffn_dim: 4096,
+      max_position_embeddings: 2048,
+      word_embed_proj_dim: 512,
+      do_layer_norm_before: false,
+    },
     dtype: 'F32',
     keyStyle: 'decoder',
     seed: 2,
   },
   'opt-1.3b': {
     dir: join(ROOT, '.cache', 'bench-opt-1.3b-f16'),
-    config: { vocab_size: 50272, hidden_size: 2048, num_hidden_layers: 24, num_attention_heads: 32, ffn_dim: 8192, max_position_embeddings: 2048, word_embed_proj_dim: 2048, do_layer_norm_before: true },
+    config: {
+      vocab_size: 50272,
+      hidden_size: 2048,
+      num_hidden_layers: 24,
+      num_attention_heads: 32,
+      ffn_dim: 8192,
+      max_position_embeddings: 2048,
+      word_embed_proj_dim: 2048,
+      do_layer_norm_before: true,
+    },
     dtype: 'F16',
     keyStyle: 'model.decoder',
     seed: 3,
@@ -68,12 +92,20 @@ export async function ensureSizedCheckpoint(size: OptSize): Promise<{ dir: strin
     await ensureCheckpoint(s.dir);
     return { dir: s.dir, written: !had, seconds: (performance.now() - t0) / 1000 };
   }
-  if (existsSync(join(s.dir, 'config.json')) && existsSync(join(s.dir, 'model.safetensors'))) return { dir: s.dir, written: false, seconds: 0 };
+  if (existsSync(join(s.dir, 'config.json')) && existsSync(join(s.dir, 'model.safetensors')))
+    return { dir: s.dir, written: false, seconds: 0 };
   const t0 = performance.now();
   const tmp = `${s.dir}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   console.error(`writing an ${size}-shaped random checkpoint (${s.dtype}) to ${s.dir} …`);
-  await writeOptCheckpoint(tmp, { config: s.config, dtype: s.dtype, keyStyle: s.keyStyle, tokenizer: true, seed: s.seed, keepWeights: false });
+  await writeOptCheckpoint(tmp, {
+    config: s.config,
+    dtype: s.dtype,
+    keyStyle: s.keyStyle,
+    tokenizer: true,
+    seed: s.seed,
+    keepWeights: false,
+  });
   rmSync(s.dir, { recursive: true, force: true });
   renameSync(tmp, s.dir);
   return { dir: s.dir, written: true, seconds: (performance.now() - t0) / 1000 };
@@ -125,7 +157,8 @@ export interface MachineInfo {
 
 export function machineInfo(): MachineInfo {
   const cpuModel = /^model name\s*:\s*(.+)$/m.exec(safeRead('/proc/cpuinfo'))?.[1] ?? cpus()[0]?.model ?? 'unknown';
-  const version = (pkg: string) => (JSON.parse(safeRead(join(ROOT, 'node_modules', pkg, 'package.json')) || '{}') as { version?: string }).version ?? 'missing';
+  const version = (pkg: string) =>
+    (JSON.parse(safeRead(join(ROOT, 'node_modules', pkg, 'package.json')) || '{}') as { version?: string }).version ?? 'missing';
   return {
     cpuModel,
     logicalCores: cpus().length,
@@ -195,7 +228,10 @@ export class CpuMonitor {
     this._sample();
     const elapsed = (performance.now() - this._started) / 1000;
     const total = [...this._seconds.values()].reduce((a, b) => a + b, 0);
-    const busy = [...this._seconds].filter(([, sec]) => sec / elapsed >= threshold).sort((x, y) => y[1] - x[1]).map(([n, sec]) => `${n.replace(/ \(\d+\)$/, '')} ${((100 * sec) / elapsed).toFixed(0)}%`);
+    const busy = [...this._seconds]
+      .filter(([, sec]) => sec / elapsed >= threshold)
+      .sort((x, y) => y[1] - x[1])
+      .map(([n, sec]) => `${n.replace(/ \(\d+\)$/, '')} ${((100 * sec) / elapsed).toFixed(0)}%`);
     return { cores: total / elapsed, busy };
   }
 }
@@ -246,12 +282,22 @@ export interface ChildOutcome<T> {
  * Runs task `task` of bench/child.ts (or of another `script` with the same arguments) with `params` in a fresh Node process and returns what it
  * wrote. A child that throws, exits without a result or outlives `timeoutMs` is reported, not fatal.
  */
-export function runChild<T>(task: string, params: unknown, timeoutMs: number, env: Record<string, string> = {}, script = join(ROOT, 'bench', 'child.ts')): Promise<ChildOutcome<T>> {
+export function runChild<T>(
+  task: string,
+  params: unknown,
+  timeoutMs: number,
+  env: Record<string, string> = {},
+  script = join(ROOT, 'bench', 'child.ts'),
+): Promise<ChildOutcome<T>> {
   mkdirSync(OUT_DIR, { recursive: true });
   const outFile = join(OUT_DIR, `child-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}.json`);
   const started = performance.now();
   return new Promise((resolvePromise) => {
-    const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', script, task, JSON.stringify(params), outFile], { cwd: ROOT, stdio: ['ignore', 'inherit', 'pipe'], env: { ...process.env, ...env } });
+    const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', script, task, JSON.stringify(params), outFile], {
+      cwd: ROOT,
+      stdio: ['ignore', 'inherit', 'pipe'],
+      env: { ...process.env, ...env },
+    });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => {
       stderr = (stderr + d.toString()).slice(-4000);

@@ -56,7 +56,9 @@ export async function measureBandwidth(p: { quick?: boolean }): Promise<Bandwidt
   }
 
   const run = (bytes: number, threads: number, reps: number, passes: number): BandwidthRun => {
-    const out = JSON.parse(execFileSync(exe, [String(bytes), String(threads), String(reps), String(passes)], { encoding: 'utf8' })) as { gbps: number[] };
+    const out = JSON.parse(execFileSync(exe, [String(bytes), String(threads), String(reps), String(passes)], { encoding: 'utf8' })) as {
+      gbps: number[];
+    };
     return { bufferBytes: bytes, threads, gbps: out.gbps, medianGBps: median(out.gbps), bestGBps: Math.max(...out.gbps) };
   };
   // Far past the last-level cache (this VM reports a large one), within a quarter of RAM.
@@ -118,14 +120,21 @@ export function bytesPerDecodeStep(modelPath: string, vocab = DECODER_SHAPE.voca
         const table = input.includes('embed_positions') ? 'position embedding' : 'token embedding';
         add(`${table} (1 row)`, s.bytes / s.rows);
         byRow[`${table} (${input})`] = s.bytes;
-      } else if ((op === 'MatMulNBits' && nAttr === vocab) || ((op === 'Gemm' || op === 'MatMul') && s.rows === vocab) || input.startsWith('lm_head')) add('lm_head', s.bytes);
+      } else if (
+        (op === 'MatMulNBits' && nAttr === vocab) ||
+        ((op === 'Gemm' || op === 'MatMul') && s.rows === vocab) ||
+        input.startsWith('lm_head')
+      )
+        add('lm_head', s.bytes);
       else if (/_Q\d+G\d+$/.test(input) || ((op === 'Gemm' || op === 'MatMul') && input.endsWith('.weight'))) add('layer weights', s.bytes);
       else if (input.endsWith('weight_scales')) add('layer weight scales', s.bytes);
       else add('biases, norms, constants', s.bytes);
     }
   }
   // A tied fp32 lm_head is the embedding table itself: read whole by the Gemm as well as a row by the Gather.
-  const shared = (graph.node ?? []).find((n) => n.opType === 'Gemm' && (n.input ?? []).some((x) => byRow[`token embedding (${x})`] !== undefined));
+  const shared = (graph.node ?? []).find(
+    (n) => n.opType === 'Gemm' && (n.input ?? []).some((x) => byRow[`token embedding (${x})`] !== undefined),
+  );
   if (shared) {
     const table = (shared.input ?? []).find((x) => byRow[`token embedding (${x})`] !== undefined)!;
     add('lm_head (the tied embedding table)', sizes.get(table)!.bytes);

@@ -10,7 +10,13 @@ import { join } from 'node:path';
 import { CancellationTokenSource, StreamMessageReader, StreamMessageWriter, createMessageConnection } from 'vscode-jsonrpc/node';
 import { Complete, Initialize, PartialResult, PROTOCOL_VERSION, Shutdown } from '../../protocol/protocol.js';
 import { type CursorContext, cursorContext } from '../../extension/src/completion/contextWindow.js';
-import { type InlinePolicy, completionEnded, finishCompletion, stopStringsFor, wantsMultiline } from '../../extension/src/completion/postprocess.js';
+import {
+  type InlinePolicy,
+  completionEnded,
+  finishCompletion,
+  stopStringsFor,
+  wantsMultiline,
+} from '../../extension/src/completion/postprocess.js';
 import type { GraphDtype } from '../../runtime/src/onnx/optGraph.js';
 import { mulberry32 } from '../../test/helpers/prng.js';
 import { ONNX_CACHE_DIR, ROOT, childScript, median, percentile } from '../lib/util.js';
@@ -50,7 +56,8 @@ export function samplePositions(file: string, text: string, perKind: number, see
   const out: CursorPosition[] = [];
   for (const kind of Object.keys(candidates) as PositionKind[]) {
     const pool = [...candidates[kind]];
-    for (let n = 0; n < perKind && pool.length > 0; n++) out.push({ file, kind, offset: pool.splice(Math.floor(rng() * pool.length), 1)[0]! });
+    for (let n = 0; n < perKind && pool.length > 0; n++)
+      out.push({ file, kind, offset: pool.splice(Math.floor(rng() * pool.length), 1)[0]! });
   }
   return out.sort((a, b) => a.offset - b.offset);
 }
@@ -67,7 +74,8 @@ export function editDistance(a: string, b: string): number {
 }
 
 /** 1 - distance / the longer length (1: identical; both empty count as identical). */
-export const editSimilarity = (a: string, b: string): number => (a.length === 0 && b.length === 0 ? 1 : 1 - editDistance(a, b) / Math.max(a.length, b.length));
+export const editSimilarity = (a: string, b: string): number =>
+  a.length === 0 && b.length === 0 ? 1 : 1 - editDistance(a, b) / Math.max(a.length, b.length);
 
 /**
  * What the suggestion is compared with: the rest of the cursor's line, and for a multi-line
@@ -75,7 +83,13 @@ export const editSimilarity = (a: string, b: string): number => (a.length === 0 
  */
 export function truthFor(text: string, offset: number, lines: number): { restOfLine: string; span: string } {
   const rest = text.slice(offset).split('\n');
-  return { restOfLine: rest[0]!.trimEnd(), span: rest.slice(0, Math.max(1, lines)).map((l) => l.trimEnd()).join('\n') };
+  return {
+    restOfLine: rest[0]!.trimEnd(),
+    span: rest
+      .slice(0, Math.max(1, lines))
+      .map((l) => l.trimEnd())
+      .join('\n'),
+  };
 }
 
 export interface CompletionQualityParams {
@@ -118,19 +132,31 @@ const MAX_CONTEXT_CHARS = 4000; // optComplete.inline.maxContextChars's default
 
 export async function measureCompletionQuality(p: CompletionQualityParams): Promise<CompletionQualityResult> {
   const modelDir = join(ROOT, 'test', 'fixtures', 'trained', p.model);
-  const files = heldOutTexts(p.model, Infinity).filter((t) => t.kind === 'code').slice(0, p.files);
+  const files = heldOutTexts(p.model, Infinity)
+    .filter((t) => t.kind === 'code')
+    .slice(0, p.files);
   const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'runtime', 'src', 'cli.ts'), 'rpc'], { cwd: ROOT, stdio: 'pipe' });
   child.stderr.on('data', () => undefined);
   const connection = createMessageConnection(new StreamMessageReader(child.stdout), new StreamMessageWriter(child.stdin));
   connection.listen();
   const outcomes: PositionOutcome[] = [];
   try {
-    await connection.sendRequest(Initialize, { protocolVersion: PROTOCOL_VERSION, model: modelDir, dtype: p.dtype, threads: 2, cacheDir: ONNX_CACHE_DIR, contextTokens: p.contextTokens + p.maxNewTokens });
+    await connection.sendRequest(Initialize, {
+      protocolVersion: PROTOCOL_VERSION,
+      model: modelDir,
+      dtype: p.dtype,
+      threads: 2,
+      cacheDir: ONNX_CACHE_DIR,
+      contextTokens: p.contextTokens + p.maxNewTokens,
+    });
     let token = 0;
     for (const [n, f] of files.entries()) {
       for (const pos of samplePositions(f.file, f.text, p.perKind, 1000 + n)) {
         const before = f.text.slice(0, pos.offset);
-        const cursor: CursorContext = { ...cursorContext(before, '', { maxPrefixChars: MAX_CONTEXT_CHARS }), linePrefix: before.slice(before.lastIndexOf('\n') + 1) };
+        const cursor: CursorContext = {
+          ...cursorContext(before, '', { maxPrefixChars: MAX_CONTEXT_CHARS }),
+          linePrefix: before.slice(before.lastIndexOf('\n') + 1),
+        };
         const multiline = wantsMultiline(POLICY.multiline, cursor);
         // As the extension's runWithEarlyStop: stream, and stop once the policy says the completion is complete.
         const partialResultToken = `q${token++}`;
@@ -143,7 +169,18 @@ export async function measureCompletionQuality(p: CompletionQualityParams): Prom
         const sent = performance.now();
         let completionTokens = 0;
         try {
-          const r = await connection.sendRequest(Complete, { documentId: f.file, prefix: cursor.prefix, suffix: '', maxContextTokens: p.contextTokens, options: { max_new_tokens: p.maxNewTokens, do_sample: false, stop_strings: stopStringsFor(multiline, POLICY.stopSequences) }, partialResultToken }, source.token);
+          const r = await connection.sendRequest(
+            Complete,
+            {
+              documentId: f.file,
+              prefix: cursor.prefix,
+              suffix: '',
+              maxContextTokens: p.contextTokens,
+              options: { max_new_tokens: p.maxNewTokens, do_sample: false, stop_strings: stopStringsFor(multiline, POLICY.stopSequences) },
+              partialResultToken,
+            },
+            source.token,
+          );
           soFar = r.text;
           completionTokens = r.completionTokens;
         } catch {
@@ -177,7 +214,12 @@ export async function measureCompletionQuality(p: CompletionQualityParams): Prom
   const byKind: CompletionQualityResult['byKind'] = {};
   for (const kind of ['line-start', 'after-bracket', 'after-identifier']) {
     const mine = outcomes.filter((o) => o.kind === kind);
-    byKind[kind] = { positions: mine.length, shown: mine.filter((o) => o.shown).length, exactLine: mine.filter((o) => o.exactLine).length, similarityShown: mean(mine.filter((o) => o.shown).map((o) => o.similarity)) };
+    byKind[kind] = {
+      positions: mine.length,
+      shown: mine.filter((o) => o.shown).length,
+      exactLine: mine.filter((o) => o.exactLine).length,
+      similarityShown: mean(mine.filter((o) => o.shown).map((o) => o.similarity)),
+    };
   }
   const latencies = outcomes.map((o) => o.latencyMs);
   return {
@@ -195,4 +237,6 @@ export async function measureCompletionQuality(p: CompletionQualityParams): Prom
   };
 }
 
-export const COMPLETION_QUALITY_SCRIPT = await childScript(import.meta.url, { 'completion-quality': (p: CompletionQualityParams) => measureCompletionQuality(p) });
+export const COMPLETION_QUALITY_SCRIPT = await childScript(import.meta.url, {
+  'completion-quality': (p: CompletionQualityParams) => measureCompletionQuality(p),
+});

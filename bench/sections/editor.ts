@@ -8,8 +8,22 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CancellationTokenSource, ResponseError, StreamMessageReader, StreamMessageWriter, createMessageConnection } from 'vscode-jsonrpc/node';
-import { Complete, Initialize, type InitializeParams, PROTOCOL_VERSION, RuntimeErrorCodes, Shutdown, Status } from '../../protocol/protocol.js';
+import {
+  CancellationTokenSource,
+  ResponseError,
+  StreamMessageReader,
+  StreamMessageWriter,
+  createMessageConnection,
+} from 'vscode-jsonrpc/node';
+import {
+  Complete,
+  Initialize,
+  type InitializeParams,
+  PROTOCOL_VERSION,
+  RuntimeErrorCodes,
+  Shutdown,
+  Status,
+} from '../../protocol/protocol.js';
 import { type DebounceSettings, debounceFor } from '../../extension/src/completion/debounce.js';
 import { OptTokenizer } from '../../runtime/src/tokenizer/optTokenizer.js';
 import { mulberry32 } from '../../test/helpers/prng.js';
@@ -56,13 +70,26 @@ export interface EditorSession {
    * The same, when typing stops after a keystroke (the request always completes): after the
    * replay, completions at evenly spaced points of the typed text, one at a time.
    */
-  paused: { samples: number; keystrokeToResultMs: { p50: number; p95: number }; requestMs: { p50: number; p95: number }; prefilledTokensP50: number; waitMsP50?: number; completionTokensP50?: number; promptTokensP50?: number };
+  paused: {
+    samples: number;
+    keystrokeToResultMs: { p50: number; p95: number };
+    requestMs: { p50: number; p95: number };
+    prefilledTokensP50: number;
+    waitMsP50?: number;
+    completionTokensP50?: number;
+    promptTokensP50?: number;
+  };
   /**
    * The same points with the length a trained model's single-line completion has: random weights
    * never end a line, so each request is given as many tokens as the rest of the typed line has,
    * plus the newline that ends it (what a model that predicted the line would generate).
    */
-  pausedLineLength?: { samples: number; keystrokeToResultMs: { p50: number; p95: number }; requestMs: { p50: number; p95: number }; completionTokensP50: number };
+  pausedLineLength?: {
+    samples: number;
+    keystrokeToResultMs: { p50: number; p95: number };
+    requestMs: { p50: number; p95: number };
+    completionTokensP50: number;
+  };
   /** Of the prompt tokens of shown completions, the share whose KV state came from the prefix cache. */
   prefixReuse: number;
   /** Median prompt tokens taken from the prefix cache per shown completion. */
@@ -125,7 +152,9 @@ export const VSCODE_INLINE_DELAY_MS = 50;
 
 /** The extension's default waits, from package.json (optComplete.inline.debounceMs and .wordEndDebounceMs). */
 export function extensionDebounce(): DebounceSettings {
-  const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { contributes: { configuration: { properties: Record<string, { default?: unknown }> } } };
+  const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+    contributes: { configuration: { properties: Record<string, { default?: unknown }> } };
+  };
   const read = (key: string) => {
     const value = manifest.contributes.configuration.properties[`optComplete.inline.${key}`]?.default;
     if (typeof value !== 'number') throw new Error(`package.json declares no default for optComplete.inline.${key}`);
@@ -141,15 +170,21 @@ function latencyOf(waits: number[], requestMs: number[]): { p50: number; p95: nu
 }
 
 export async function replayEditing(p: EditorParams = {}): Promise<EditorResult> {
-  const dtype = p.dtype ?? 'int8', threads = p.threads ?? 2, maxNewTokens = p.maxNewTokens ?? 16;
+  const dtype = p.dtype ?? 'int8',
+    threads = p.threads ?? 2,
+    maxNewTokens = p.maxNewTokens ?? 16;
   const defaults = extensionDebounce();
-  const debounce = { debounceMs: p.debounceMs ?? defaults.debounceMs, wordEndDebounceMs: p.wordEndDebounceMs ?? defaults.wordEndDebounceMs };
+  const debounce = {
+    debounceMs: p.debounceMs ?? defaults.debounceMs,
+    wordEndDebounceMs: p.wordEndDebounceMs ?? defaults.wordEndDebounceMs,
+  };
   // From the keystroke to the request: VS Code's own delay, then the extension's wait for the text typed so far.
   const waitAfter = (typedSoFar: string) => VSCODE_INLINE_DELAY_MS + debounceFor(typedSoFar, debounce);
   const contextTokens = p.contextTokens ?? 1500;
   const modelDir = p.model ?? CHECKPOINT_DIR;
   const tokenizer = await OptTokenizer.fromDir(modelDir);
-  const contextOf = async (text: string) => tokenizer.decode((await tokenizer.encode(text)).slice(1, contextTokens), { skipSpecialTokens: true });
+  const contextOf = async (text: string) =>
+    tokenizer.decode((await tokenizer.encode(text)).slice(1, contextTokens), { skipSpecialTokens: true });
   let docs = [
     { document: 'service.ts', context: await contextOf(typescriptSource(contextTokens * 5)), typed: TYPED_TYPESCRIPT },
     { document: 'README.md', context: await contextOf(markdownDocument(contextTokens * 6)), typed: TYPED_MARKDOWN },
@@ -164,13 +199,23 @@ export async function replayEditing(p: EditorParams = {}): Promise<EditorResult>
   const pausedSamples = p.pausedSamples ?? (p.quick ? 5 : 10);
   const runtimeRoot = p.runtimeRoot ?? ROOT;
 
-  const child = spawn(process.execPath, ['--import', 'tsx', join(runtimeRoot, 'runtime', 'src', 'cli.ts'), 'rpc'], { cwd: runtimeRoot, stdio: 'pipe' });
+  const child = spawn(process.execPath, ['--import', 'tsx', join(runtimeRoot, 'runtime', 'src', 'cli.ts'), 'rpc'], {
+    cwd: runtimeRoot,
+    stdio: 'pipe',
+  });
   child.stderr.on('data', () => undefined); // the runtime logs there; keep the pipe drained
   const connection = createMessageConnection(new StreamMessageReader(child.stdout), new StreamMessageWriter(child.stdin));
   connection.listen();
   try {
     // contextTokens is optional (a runtime that does not know it ignores it).
-    const init = await connection.sendRequest(Initialize, { protocolVersion: PROTOCOL_VERSION, model: modelDir, dtype, threads, cacheDir: ONNX_CACHE_DIR, contextTokens: initContextTokens } as InitializeParams);
+    const init = await connection.sendRequest(Initialize, {
+      protocolVersion: PROTOCOL_VERSION,
+      model: modelDir,
+      dtype,
+      threads,
+      cacheDir: ONNX_CACHE_DIR,
+      contextTokens: initContextTokens,
+    } as InitializeParams);
     const options = { max_new_tokens: maxNewTokens, stop_strings: ['\n'] };
     const sessions: EditorSession[] = [];
     for (const doc of docs) {
@@ -178,24 +223,39 @@ export async function replayEditing(p: EditorParams = {}): Promise<EditorResult>
       await connection.sendRequest(Complete, { documentId: doc.document, prefix: doc.context, suffix: '', options });
       const gaps = typingGaps(doc.typed);
       const waits = [...doc.typed].map((_, i) => waitAfter(doc.context + doc.typed.slice(0, i + 1)));
-      const latencies: number[] = [], requestMs: number[] = [], reused: number[] = [], prompt: number[] = [], completion: number[] = [];
-      let requests = 0, cancelled = 0;
+      const latencies: number[] = [],
+        requestMs: number[] = [],
+        reused: number[] = [],
+        prompt: number[] = [],
+        completion: number[] = [];
+      let requests = 0,
+        cancelled = 0;
       const cpu0 = processCpuSeconds(child.pid!);
       const wall0 = performance.now();
       for (let i = 0; i < doc.typed.length; i++) {
-        const gap = gaps[i]!, waitMs = waits[i]!;
+        const gap = gaps[i]!,
+          waitMs = waits[i]!;
         if (gap < waitMs) continue; // the next keystroke comes before the debounce fires
         requests++;
         const source = new CancellationTokenSource();
         const sent = performance.now();
-        const reply = connection.sendRequest(Complete, { documentId: doc.document, prefix: doc.context + doc.typed.slice(0, i + 1), suffix: '', options }, source.token).then(
-          (r) => ({ ok: true as const, r }),
-          (e: unknown) => ({ ok: false as const, e }),
-        );
+        const reply = connection
+          .sendRequest(
+            Complete,
+            { documentId: doc.document, prefix: doc.context + doc.typed.slice(0, i + 1), suffix: '', options },
+            source.token,
+          )
+          .then(
+            (r) => ({ ok: true as const, r }),
+            (e: unknown) => ({ ok: false as const, e }),
+          );
         // Idle time is compressed away: only what overlaps a request runs in real time.
         const nextKey = gap - waitMs;
         let timer: NodeJS.Timeout | undefined;
-        const first = await Promise.race([reply, new Promise<'key'>((resolve) => (timer = setTimeout(() => resolve('key'), Number.isFinite(nextKey) ? nextKey : 2 ** 30)))]);
+        const first = await Promise.race([
+          reply,
+          new Promise<'key'>((resolve) => (timer = setTimeout(() => resolve('key'), Number.isFinite(nextKey) ? nextKey : 2 ** 30))),
+        ]);
         clearTimeout(timer);
         if (first === 'key') {
           source.cancel(); // the editor cancels the pending completion on the next keystroke
@@ -219,7 +279,12 @@ export async function replayEditing(p: EditorParams = {}): Promise<EditorResult>
       // Typing stops: each of these requests runs to the end.
       const firing = gaps.flatMap((g, i) => (g >= waits[i]! ? [i] : []));
       const samples = Math.min(firing.length, pausedSamples);
-      const pausedMs: number[] = [], pausedPrefill: number[] = [], pausedTokens: number[] = [], pausedPrompt: number[] = [], lineMs: number[] = [], lineTokens: number[] = [];
+      const pausedMs: number[] = [],
+        pausedPrefill: number[] = [],
+        pausedTokens: number[] = [],
+        pausedPrompt: number[] = [],
+        lineMs: number[] = [],
+        lineTokens: number[] = [];
       const pausedWait: number[] = [];
       for (let k = 0; k < samples; k++) {
         const i = firing[Math.floor(((k + 0.5) * firing.length) / samples)]!;
@@ -236,7 +301,12 @@ export async function replayEditing(p: EditorParams = {}): Promise<EditorResult>
         const rest = doc.typed.slice(i + 1, lineEnd < 0 ? undefined : lineEnd);
         const budget = (await tokenizer.encode(rest)).length - 1 + 1; // minus BOS, plus the newline
         sent = performance.now();
-        const l = await connection.sendRequest(Complete, { documentId: doc.document, prefix, suffix: '', options: { ...options, max_new_tokens: Math.min(budget, maxNewTokens) } });
+        const l = await connection.sendRequest(Complete, {
+          documentId: doc.document,
+          prefix,
+          suffix: '',
+          options: { ...options, max_new_tokens: Math.min(budget, maxNewTokens) },
+        });
         lineMs.push(performance.now() - sent);
         lineTokens.push(l.completionTokens);
       }
@@ -281,7 +351,15 @@ export async function replayEditing(p: EditorParams = {}): Promise<EditorResult>
     await connection.sendRequest(Shutdown);
     const { hits, misses, entries, bytes, budgetBytes } = status.prefixCache as EditorResult['prefixCache'];
     return {
-      dtype, threads, ...debounce, editorDelayMs: VSCODE_INLINE_DELAY_MS, maxNewTokens, contextTokens, loadSeconds: init.info.loadSeconds, runtimePeakRssBytes, sessions,
+      dtype,
+      threads,
+      ...debounce,
+      editorDelayMs: VSCODE_INLINE_DELAY_MS,
+      maxNewTokens,
+      contextTokens,
+      loadSeconds: init.info.loadSeconds,
+      runtimePeakRssBytes,
+      sessions,
       prefixCache: { hits, misses, entries, bytes, budgetBytes },
       model: modelDir,
       ...(p.runtimeRoot ? { runtimeRoot: p.runtimeRoot } : {}),

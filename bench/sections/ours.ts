@@ -120,10 +120,13 @@ export async function measureOurs(p: OursParams): Promise<OursResult> {
   await (await load()).dispose();
   const warmLoadParts = await timeWarmLoadParts(p);
   let model: OptModel | undefined;
-  const warmLoadRunsMs = await timeRepeated(async () => {
-    await model?.dispose();
-    model = await load();
-  }, { min: quick ? 2 : 3, max: quick ? 2 : 5, budgetMs: 15_000 });
+  const warmLoadRunsMs = await timeRepeated(
+    async () => {
+      await model?.dispose();
+      model = await load();
+    },
+    { min: quick ? 2 : 3, max: quick ? 2 : 5, budgetMs: 15_000 },
+  );
   const m = model!;
   const tokenizer = m.tokenizer;
   const rssAfterLoadBytes = process.memoryUsage().rss;
@@ -132,7 +135,12 @@ export async function measureOurs(p: OursParams): Promise<OursResult> {
   const { text } = await benchPrompt(tokenizer, promptTokens);
   const generation = {} as Record<SamplingName, GenerationFigures>;
   for (const name of Object.keys(SAMPLING) as SamplingName[]) {
-    generation[name] = await timeGeneration(m, text, { ...SAMPLING[name], max_new_tokens: newTokens, min_new_tokens: newTokens }, !quick && name === 'greedy' ? 3 : 2);
+    generation[name] = await timeGeneration(
+      m,
+      text,
+      { ...SAMPLING[name], max_new_tokens: newTokens, min_new_tokens: newTokens },
+      !quick && name === 'greedy' ? 3 : 2,
+    );
   }
   const checkTokenIds = (await generate(m, text, CHECK))[0]!.tokenIds;
   const decoderStepMs = await decoderStepTime(m, await benchPromptIds(tokenizer, promptTokens), newTokens);
@@ -190,8 +198,10 @@ export async function baselineRss(): Promise<{ rssBytes: number; peakRssBytes: n
 
 /** Streams `runs` generations (the first is a warm-up when more than one) and times their tokens. */
 async function timeGeneration(model: OptModel, prompt: string, params: GenerateParams, runs: number): Promise<GenerationFigures> {
-  const ttft: number[] = [], rates: number[] = [];
-  let tokenIds: number[] = [], promptTokens = 0;
+  const ttft: number[] = [],
+    rates: number[] = [];
+  let tokenIds: number[] = [],
+    promptTokens = 0;
   for (let r = 0; r <= runs; r++) {
     const stamps: number[] = [];
     const ids: number[] = [];
@@ -210,7 +220,15 @@ async function timeGeneration(model: OptModel, prompt: string, params: GenerateP
     rates.push((stamps.length - 1) / ((stamps.at(-1)! - stamps[0]!) / 1000));
   }
   const rate = median(rates);
-  return { promptTokens, newTokens: tokenIds.length, ttftMs: median(ttft), decodeTokensPerSecond: rate, decodeMsPerToken: 1000 / rate, runs, tokenIds };
+  return {
+    promptTokens,
+    newTokens: tokenIds.length,
+    ttftMs: median(ttft),
+    decodeTokensPerSecond: rate,
+    decodeMsPerToken: 1000 / rate,
+    runs,
+    tokenIds,
+  };
 }
 
 /** The decoder alone, one token per step after the prompt (the same context as generation). */
@@ -218,11 +236,29 @@ async function decoderStepTime(model: OptModel, promptIds: number[], steps: numb
   const n = promptIds.length;
   const mask = new BigInt64Array(n + steps).fill(1n);
   const logitsBuffer = new Float32Array(model.config.vocab_size);
-  let past: KvCache = (await model.decoder.forward({ inputIds: BigInt64Array.from(promptIds, BigInt), batch: 1, attentionMask: mask.subarray(0, n), logitsToKeep: 1, reserve: n + steps, logitsBuffer })).present;
+  let past: KvCache = (
+    await model.decoder.forward({
+      inputIds: BigInt64Array.from(promptIds, BigInt),
+      batch: 1,
+      attentionMask: mask.subarray(0, n),
+      logitsToKeep: 1,
+      reserve: n + steps,
+      logitsBuffer,
+    })
+  ).present;
   const times: number[] = [];
   for (let t = 0; t < steps; t++) {
     const s = performance.now();
-    past = (await model.decoder.forward({ inputIds: BigInt64Array.of(BigInt(100 + t)), batch: 1, attentionMask: mask.subarray(0, n + t + 1), past, logitsToKeep: 1, logitsBuffer })).present;
+    past = (
+      await model.decoder.forward({
+        inputIds: BigInt64Array.of(BigInt(100 + t)),
+        batch: 1,
+        attentionMask: mask.subarray(0, n + t + 1),
+        past,
+        logitsToKeep: 1,
+        logitsBuffer,
+      })
+    ).present;
     times.push(performance.now() - s);
   }
   return median(times);

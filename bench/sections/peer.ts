@@ -38,10 +38,23 @@ export async function exportForPeer(_p: unknown = {}): Promise<ExportResult> {
   const weights = statSync(join(CHECKPOINT_DIR, 'model.safetensors'));
   // Rewritten when the checkpoint or the converter's code changes (other work moves the graph on).
   const code = createHash('sha256');
-  for (const f of ['convert.ts', 'onnx/optGraph.ts', 'onnx/graphBuilder.ts', 'onnx/quantize.ts']) code.update(readFileSync(join(ROOT, 'runtime', 'src', f)));
-  const stamp = JSON.stringify({ size: weights.size, mtimeMs: weights.mtimeMs, files: PEER_FILES, options: DEFAULT_GRAPH_OPTIONS, code: code.digest('hex') });
+  for (const f of ['convert.ts', 'onnx/optGraph.ts', 'onnx/graphBuilder.ts', 'onnx/quantize.ts'])
+    code.update(readFileSync(join(ROOT, 'runtime', 'src', f)));
+  const stamp = JSON.stringify({
+    size: weights.size,
+    mtimeMs: weights.mtimeMs,
+    files: PEER_FILES,
+    options: DEFAULT_GRAPH_OPTIONS,
+    code: code.digest('hex'),
+  });
   const stampFile = join(dir, 'bench-export.json');
-  const files = () => Object.fromEntries(Object.values(PEER_FILES).flatMap(({ file }) => [[`onnx/${file}`, fileBytes(join(dir, 'onnx', file))], [`onnx/${file}_data`, fileBytes(join(dir, 'onnx', `${file}_data`))]]));
+  const files = () =>
+    Object.fromEntries(
+      Object.values(PEER_FILES).flatMap(({ file }) => [
+        [`onnx/${file}`, fileBytes(join(dir, 'onnx', file))],
+        [`onnx/${file}_data`, fileBytes(join(dir, 'onnx', `${file}_data`))],
+      ]),
+    );
   if (existsSync(stampFile) && readFileSync(stampFile, 'utf8') === stamp) return { dir, reused: true, seconds: 0, files: files() };
 
   const started = performance.now();
@@ -113,14 +126,23 @@ export async function measurePeer(p: PeerParams): Promise<PeerResult> {
   t.env.allowRemoteModels = false;
   t.env.allowLocalModels = true;
   t.env.localModelPath = `${PEER_ROOT}/`;
-  const load = () => t.AutoModelForCausalLM.from_pretrained(PEER_MODEL_NAME, { local_files_only: true, dtype: p.dtype, device: 'cpu', session_options: { intraOpNumThreads: p.threads } });
+  const load = () =>
+    t.AutoModelForCausalLM.from_pretrained(PEER_MODEL_NAME, {
+      local_files_only: true,
+      dtype: p.dtype,
+      device: 'cpu',
+      session_options: { intraOpNumThreads: p.threads },
+    });
 
   await (await load()).dispose(); // warms the page cache, as our warm load does
   let model: Awaited<ReturnType<typeof load>> | undefined;
-  const loadRunsMs = await timeRepeated(async () => {
-    await model?.dispose();
-    model = await load();
-  }, { min: quick ? 2 : 3, max: quick ? 2 : 5, budgetMs: 15_000 });
+  const loadRunsMs = await timeRepeated(
+    async () => {
+      await model?.dispose();
+      model = await load();
+    },
+    { min: quick ? 2 : 3, max: quick ? 2 : 5, budgetMs: 15_000 },
+  );
   const m = model!;
   const tokenizer = await t.AutoTokenizer.from_pretrained(PEER_MODEL_NAME, { local_files_only: true });
   const ours = await OptTokenizer.fromDir(peerDir());
@@ -146,7 +168,8 @@ export async function measurePeer(p: PeerParams): Promise<PeerResult> {
   for (const name of ['greedy', 'topK'] as const) {
     const settings = SAMPLING[name] as Record<string, unknown>;
     const { seed: _seed, ...params } = settings; // transformers.js takes no seed
-    const ttft: number[] = [], rates: number[] = [];
+    const ttft: number[] = [],
+      rates: number[] = [];
     let tokenIds: number[] = [];
     const runs = 2;
     for (let r = 0; r <= runs; r++) {
@@ -162,7 +185,14 @@ export async function measurePeer(p: PeerParams): Promise<PeerResult> {
       const s = performance.now();
       // Their tokenizer runs inside the timed region, as ours does in generateStream; the ids fed are ours (identical when tokenizerMatches).
       tokenizer(prompt.text);
-      await m.generate({ input_ids: ids(prompt.ids), attention_mask: ones(prompt.ids.length), max_new_tokens: newTokens, min_new_tokens: newTokens, ...params, streamer: streamer as never });
+      await m.generate({
+        input_ids: ids(prompt.ids),
+        attention_mask: ones(prompt.ids.length),
+        max_new_tokens: newTokens,
+        min_new_tokens: newTokens,
+        ...params,
+        streamer: streamer as never,
+      });
       if (r === 0) {
         tokenIds = got;
         continue;
@@ -172,9 +202,19 @@ export async function measurePeer(p: PeerParams): Promise<PeerResult> {
       rates.push((stamps.length - 2) / ((stamps.at(-1)! - stamps[1]!) / 1000));
     }
     const rate = median(rates);
-    generation[name] = { promptTokens: prompt.ids.length, newTokens: tokenIds.length, ttftMs: median(ttft), decodeTokensPerSecond: rate, decodeMsPerToken: 1000 / rate, runs, tokenIds };
+    generation[name] = {
+      promptTokens: prompt.ids.length,
+      newTokens: tokenIds.length,
+      ttftMs: median(ttft),
+      decodeTokensPerSecond: rate,
+      decodeMsPerToken: 1000 / rate,
+      runs,
+      tokenIds,
+    };
   }
-  const checked = (await m.generate({ input_ids: ids(prompt.ids), attention_mask: ones(prompt.ids.length), ...CHECK })) as unknown as { data: BigInt64Array };
+  const checked = (await m.generate({ input_ids: ids(prompt.ids), attention_mask: ones(prompt.ids.length), ...CHECK })) as unknown as {
+    data: BigInt64Array;
+  };
   const checkTokenIds = Array.from(checked.data.slice(prompt.ids.length), Number);
   await m.dispose();
   const peakRssBytes = process.resourceUsage().maxRSS * 1024;
@@ -184,5 +224,17 @@ export async function measurePeer(p: PeerParams): Promise<PeerResult> {
   const mine = await loadOptModel(peerDir(), { dtype: PEER_FILES[p.dtype].graph, threads: p.threads });
   const oursOnTheirGraphCheckIds = (await generate(mine, prompt.text, CHECK))[0]!.tokenIds;
   await mine.dispose();
-  return { dtype: p.dtype, threads: p.threads, importNote: note, loadMs: median(loadRunsMs), loadRunsMs, prefill, generation, checkTokenIds, oursOnTheirGraphCheckIds, tokenizerMatches, peakRssBytes };
+  return {
+    dtype: p.dtype,
+    threads: p.threads,
+    importNote: note,
+    loadMs: median(loadRunsMs),
+    loadRunsMs,
+    prefill,
+    generation,
+    checkTokenIds,
+    oursOnTheirGraphCheckIds,
+    tokenizerMatches,
+    peakRssBytes,
+  };
 }

@@ -12,15 +12,40 @@ import { createSession } from '../../runtime/src/session.js';
 import { CHECKPOINT_DIR, DECODER_SHAPE, ONNX_CACHE_DIR, OUT_DIR, median } from '../lib/util.js';
 
 /** Prefills `context` token ids with room for `capacity` positions, then runs `steps` timed one-token steps. */
-async function decodeSteps(dec: OptDecoder, context: number, capacity: number, steps: number, warmup: number, onStep?: () => void): Promise<number[]> {
+async function decodeSteps(
+  dec: OptDecoder,
+  context: number,
+  capacity: number,
+  steps: number,
+  warmup: number,
+  onStep?: () => void,
+): Promise<number[]> {
   const mask = new BigInt64Array(context + warmup + steps).fill(1n);
   const logitsBuffer = new Float32Array(DECODER_SHAPE.vocabSize);
   const ids = BigInt64Array.from({ length: context }, (_, i) => BigInt(4 + ((i * 7919) % 50000)));
-  let past: KvCache = (await dec.forward({ inputIds: ids, batch: 1, attentionMask: mask.subarray(0, context), logitsToKeep: 1, reserve: capacity, logitsBuffer })).present;
+  let past: KvCache = (
+    await dec.forward({
+      inputIds: ids,
+      batch: 1,
+      attentionMask: mask.subarray(0, context),
+      logitsToKeep: 1,
+      reserve: capacity,
+      logitsBuffer,
+    })
+  ).present;
   const times: number[] = [];
   for (let t = 0; t < warmup + steps; t++) {
     const s = performance.now();
-    past = (await dec.forward({ inputIds: BigInt64Array.of(BigInt(100 + t)), batch: 1, attentionMask: mask.subarray(0, context + t + 1), past, logitsToKeep: 1, logitsBuffer })).present;
+    past = (
+      await dec.forward({
+        inputIds: BigInt64Array.of(BigInt(100 + t)),
+        batch: 1,
+        attentionMask: mask.subarray(0, context + t + 1),
+        past,
+        logitsToKeep: 1,
+        logitsBuffer,
+      })
+    ).present;
     if (t >= warmup) {
       times.push(performance.now() - s);
       onStep?.();
@@ -60,25 +85,65 @@ function groupOf(e: ProfileEvent): string {
   if (op !== 'MatMulNBits' && op !== 'Gemm' && op !== 'MatMul') return op;
   const out = Object.values(e.args?.output_type_shape?.[0] ?? {})[0] ?? [];
   const inp = Object.values(e.args?.input_type_shape?.[0] ?? {})[0] ?? [];
-  const n = out.at(-1), k = inp.at(-1);
-  const what = n === DECODER_SHAPE.vocabSize ? 'lm_head' : n === 3 * 768 ? 'qkv_proj' : n === 3072 ? 'fc1' : n === 768 && k === 3072 ? 'fc2' : n === 768 && k === 768 ? 'out_proj' : 'attention matmul';
+  const n = out.at(-1),
+    k = inp.at(-1);
+  const what =
+    n === DECODER_SHAPE.vocabSize
+      ? 'lm_head'
+      : n === 3 * 768
+        ? 'qkv_proj'
+        : n === 3072
+          ? 'fc1'
+          : n === 768 && k === 3072
+            ? 'fc2'
+            : n === 768 && k === 768
+              ? 'out_proj'
+              : 'attention matmul';
   return `${op} ${what}`;
 }
 
-export async function profileDecode(p: { threads?: number; steps?: number; quick?: boolean }): Promise<{ threads: number; cases: ProfileCase[] }> {
+export async function profileDecode(p: {
+  threads?: number;
+  steps?: number;
+  quick?: boolean;
+}): Promise<{ threads: number; cases: ProfileCase[] }> {
   const threads = p.threads ?? 2;
   const steps = p.steps ?? (p.quick ? 8 : 16);
   const dir = join(OUT_DIR, 'profile');
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   const plan: { label: string; dtype: GraphDtype; kvCache: KvCacheLayout; context: number; capacity: number }[] = [
-    { label: 'int8, append cache, context 128, capacity 192 (generate: prompt + new tokens)', dtype: 'int8', kvCache: 'append', context: 128, capacity: 192 },
+    {
+      label: 'int8, append cache, context 128, capacity 192 (generate: prompt + new tokens)',
+      dtype: 'int8',
+      kvCache: 'append',
+      context: 128,
+      capacity: 192,
+    },
     { label: 'int8, append cache, context 1024, capacity 1088', dtype: 'int8', kvCache: 'append', context: 1024, capacity: 1088 },
-    { label: 'int8, in-place cache bound as output, context 128, capacity 192', dtype: 'int8', kvCache: 'inplace', context: 128, capacity: 192 },
+    {
+      label: 'int8, in-place cache bound as output, context 128, capacity 192',
+      dtype: 'int8',
+      kvCache: 'inplace',
+      context: 128,
+      capacity: 192,
+    },
   ];
   if (!p.quick) {
-    plan.push({ label: 'int8, append cache, context 1500, capacity 1536 (the editor\'s 1,500-token context)', dtype: 'int8', kvCache: 'append', context: 1500, capacity: 1536 });
-    plan.push({ label: 'int8, in-place cache bound as output, context 1500, capacity 1536', dtype: 'int8', kvCache: 'inplace', context: 1500, capacity: 1536 });
+    plan.push({
+      label: "int8, append cache, context 1500, capacity 1536 (the editor's 1,500-token context)",
+      dtype: 'int8',
+      kvCache: 'append',
+      context: 1500,
+      capacity: 1536,
+    });
+    plan.push({
+      label: 'int8, in-place cache bound as output, context 1500, capacity 1536',
+      dtype: 'int8',
+      kvCache: 'inplace',
+      context: 1500,
+      capacity: 1536,
+    });
     plan.push({ label: 'int8 plain ops (Concat cache), context 1024', dtype: 'int8', kvCache: 'concat', context: 1024, capacity: 1024 });
     plan.push({ label: 'fp32, append cache, context 128, capacity 192', dtype: 'fp32', kvCache: 'append', context: 128, capacity: 192 });
   }
@@ -93,13 +158,25 @@ export async function profileDecode(p: { threads?: number; steps?: number; quick
     await dec.release(); // writes the profile
     const file = readdirSync(dir).find((f) => f.startsWith(`case${i}`) && f.endsWith('.json'));
     if (!file) throw new Error(`onnxruntime wrote no profile for ${c.label}`);
-    cases.push(summarize(c.label, { dtype: c.dtype, fused, context: c.context, capacity: c.capacity, steps }, times, JSON.parse(readFileSync(join(dir, file), 'utf8')) as ProfileEvent[]));
+    cases.push(
+      summarize(
+        c.label,
+        { dtype: c.dtype, fused, context: c.context, capacity: c.capacity, steps },
+        times,
+        JSON.parse(readFileSync(join(dir, file), 'utf8')) as ProfileEvent[],
+      ),
+    );
   }
   return { threads, cases };
 }
 
 /** Per-step figures of the last `steps` runs of a profile. */
-function summarize(label: string, c: { dtype: GraphDtype; fused: boolean; context: number; capacity: number; steps: number }, times: number[], events: ProfileEvent[]): ProfileCase {
+function summarize(
+  label: string,
+  c: { dtype: GraphDtype; fused: boolean; context: number; capacity: number; steps: number },
+  times: number[],
+  events: ProfileEvent[],
+): ProfileCase {
   const runs = events.filter((e) => e.cat === 'Session' && e.name === 'model_run').slice(-c.steps);
   const inRun = (e: ProfileEvent) => runs.some((r) => e.ts >= r.ts && e.ts <= r.ts + r.dur);
   const kernels = events.filter((e) => e.cat === 'Node' && e.name.endsWith('_kernel_time') && inRun(e));
@@ -153,7 +230,14 @@ export async function compareSessionSettings(p: { quick?: boolean; contexts?: nu
       await decodeSteps(dec, context, context + 64, 0, 0);
       const cpuPrefill = process.cpuUsage(cpu1);
       const cpuMs = (cpuAll.user + cpuAll.system - cpuPrefill.user - cpuPrefill.system) / 1000;
-      rows.push({ label: `${s.threads} thread${s.threads > 1 ? 's' : ''}${s.threads > 1 ? (s.spinning ? ', spinning (default)' : ', allow_spinning=0') : ''}`, threads: s.threads, spinning: s.spinning, context, msPerStep: median(times), cpuMsPerStep: cpuMs / steps });
+      rows.push({
+        label: `${s.threads} thread${s.threads > 1 ? 's' : ''}${s.threads > 1 ? (s.spinning ? ', spinning (default)' : ', allow_spinning=0') : ''}`,
+        threads: s.threads,
+        spinning: s.spinning,
+        context,
+        msPerStep: median(times),
+        cpuMsPerStep: cpuMs / steps,
+      });
     }
     await dec.release();
   }
@@ -186,19 +270,39 @@ export async function measureMemory(p: { label: string; arena: boolean }): Promi
   const model = await createSession(modelPath, { device: 'cpu', threads: 2, cpuMemArena: p.arena });
   const dec = new OptDecoder(model, DECODER_SHAPE);
   const rssAfterLoadBytes = process.memoryUsage().rss;
-  const n = 1024, chunk = PREFILL_CHUNK, steps = 32;
+  const n = 1024,
+    chunk = PREFILL_CHUNK,
+    steps = 32;
   const ids = BigInt64Array.from({ length: n }, (_, i) => BigInt(4 + ((i * 7919) % 50000)));
   const mask = new BigInt64Array(n + steps).fill(1n);
   const logitsBuffer = new Float32Array(DECODER_SHAPE.vocabSize);
   let past: KvCache | undefined;
   for (let at = 0; at < n; at += chunk) {
-    past = (await dec.forward({ inputIds: ids.subarray(at, at + chunk), batch: 1, attentionMask: mask.subarray(0, at + chunk), past, logitsToKeep: 1, logitsBuffer })).present;
+    past = (
+      await dec.forward({
+        inputIds: ids.subarray(at, at + chunk),
+        batch: 1,
+        attentionMask: mask.subarray(0, at + chunk),
+        past,
+        logitsToKeep: 1,
+        logitsBuffer,
+      })
+    ).present;
   }
   const rssAfterChunkedPrefillBytes = process.memoryUsage().rss;
   const times: number[] = [];
   for (let t = 0; t < steps; t++) {
     const s = performance.now();
-    past = (await dec.forward({ inputIds: BigInt64Array.of(BigInt(100 + t)), batch: 1, attentionMask: mask.subarray(0, n + t + 1), past, logitsToKeep: 1, logitsBuffer })).present;
+    past = (
+      await dec.forward({
+        inputIds: BigInt64Array.of(BigInt(100 + t)),
+        batch: 1,
+        attentionMask: mask.subarray(0, n + t + 1),
+        past,
+        logitsToKeep: 1,
+        logitsBuffer,
+      })
+    ).present;
     times.push(performance.now() - s);
   }
   const rssAfterDecodeBytes = process.memoryUsage().rss;
@@ -208,5 +312,15 @@ export async function measureMemory(p: { label: string; arena: boolean }): Promi
   gc?.();
   const after = process.memoryUsage();
   await dec.release();
-  return { label: p.label, arena: p.arena, rssAfterLoadBytes, rssAfterChunkedPrefillBytes, rssAfterDecodeBytes, rssAfterGcBytes: after.rss, arrayBuffersAfterGcBytes: after.arrayBuffers, peakRssBytes: process.resourceUsage().maxRSS * 1024, decodeMsPerStep: median(times) };
+  return {
+    label: p.label,
+    arena: p.arena,
+    rssAfterLoadBytes,
+    rssAfterChunkedPrefillBytes,
+    rssAfterDecodeBytes,
+    rssAfterGcBytes: after.rss,
+    arrayBuffersAfterGcBytes: after.arrayBuffers,
+    peakRssBytes: process.resourceUsage().maxRSS * 1024,
+    decodeMsPerStep: median(times),
+  };
 }

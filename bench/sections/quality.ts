@@ -36,8 +36,13 @@ export interface QualityResult extends QualityParams {
 }
 
 /** The held-out files this machine has, as listed beside the model, up to the budget per kind. */
-export function heldOutTexts(model: string, budgetBytes: number): { kind: string; file: string; text: string; bytes: number }[] & { missing?: number } {
-  const lines = readFileSync(join(TRAINED_DIR, model, 'heldout.txt'), 'utf8').split('\n').filter(Boolean);
+export function heldOutTexts(
+  model: string,
+  budgetBytes: number,
+): { kind: string; file: string; text: string; bytes: number }[] & { missing?: number } {
+  const lines = readFileSync(join(TRAINED_DIR, model, 'heldout.txt'), 'utf8')
+    .split('\n')
+    .filter(Boolean);
   const taken: { kind: string; file: string; text: string; bytes: number }[] & { missing?: number } = [];
   const used: Record<string, number> = {};
   let missing = 0;

@@ -12,7 +12,17 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { join } from 'node:path';
-import { OUT_DIR, OPT_SIZES, ONNX_CACHE_DIR, type OptSize, ROOT, childScript, ensureSizedCheckpoint, folderBytes, median } from '../lib/util.js';
+import {
+  OUT_DIR,
+  OPT_SIZES,
+  ONNX_CACHE_DIR,
+  type OptSize,
+  ROOT,
+  childScript,
+  ensureSizedCheckpoint,
+  folderBytes,
+  median,
+} from '../lib/util.js';
 
 // The runtime's modules are imported where used: bench/run.ts imports this file for its plan only.
 
@@ -93,11 +103,17 @@ export interface SizeDecodeResult {
 }
 
 /** Greedy decode (batch 1) through generateStream after a short and after a long prompt. */
-export async function measureSizeDecode(p: { size: OptSize; threads?: number; contexts?: number[]; newTokens?: number }): Promise<SizeDecodeResult> {
+export async function measureSizeDecode(p: {
+  size: OptSize;
+  threads?: number;
+  contexts?: number[];
+  newTokens?: number;
+}): Promise<SizeDecodeResult> {
   const { loadOptModel } = await import('../../runtime/src/model.js');
   const { generateStream } = await import('../../runtime/src/generation/generate.js');
   const { benchPrompt } = await import('./ours.js');
-  const threads = p.threads ?? 2, newTokens = p.newTokens ?? 32;
+  const threads = p.threads ?? 2,
+    newTokens = p.newTokens ?? 32;
   const t0 = performance.now();
   const model = await loadOptModel(OPT_SIZES[p.size].dir, { dtype: 'int8', threads, cacheDir: ONNX_CACHE_DIR });
   const loadSeconds = (performance.now() - t0) / 1000;
@@ -137,7 +153,9 @@ export async function measureSizeBandwidth(p: { threads?: number; reps?: number 
   const threads = p.threads ?? 2;
   // As bandwidth.ts: far past the last-level cache, within a quarter of RAM.
   const bytes = Math.min(Math.max(4 * lastLevelCacheBytes(), 2 ** 30), totalmem() / 4, 4 * 2 ** 30);
-  const out = JSON.parse(execFileSync(exe, [String(bytes), String(threads), String(p.reps ?? 5), '1'], { encoding: 'utf8' })) as { gbps: number[] };
+  const out = JSON.parse(execFileSync(exe, [String(bytes), String(threads), String(p.reps ?? 5), '1'], { encoding: 'utf8' })) as {
+    gbps: number[];
+  };
   return { bufferBytes: bytes, threads, gbps: out.gbps, medianGBps: median(out.gbps), bestGBps: Math.max(...out.gbps) };
 }
 

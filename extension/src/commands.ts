@@ -43,7 +43,10 @@ export function commandTable(ctx: Ctx, preview: RewritePreview, highlight: Answe
     [Commands.selectDevice]: (args?: { device?: DeviceSetting }) => selectDeviceCommand(ctx, args),
     [Commands.selectDtype]: (args?: { dtype?: DtypeSetting }) => selectDtypeCommand(ctx, args),
     [Commands.startRuntime]: () => {
-      if (ctx.config.engine !== 'local') return void vscode.window.showInformationMessage('OPT Complete: the engine is a remote server (optComplete.engine); there is no local runtime to start.');
+      if (ctx.config.engine !== 'local')
+        return void vscode.window.showInformationMessage(
+          'OPT Complete: the engine is a remote server (optComplete.engine); there is no local runtime to start.',
+        );
       ctx.startWithProgress();
     },
     [Commands.restartRuntime]: async () => {
@@ -56,12 +59,20 @@ export function commandTable(ctx: Ctx, preview: RewritePreview, highlight: Answe
     [Commands.showLog]: () => ctx.log.show(),
     [Commands.statusMenu]: () => statusMenu(ctx),
     [Commands.setApiKey]: async () => {
-      const key = await vscode.window.showInputBox({ title: 'OPT: API Key', prompt: `The key sent as a bearer token to ${ctx.config.openaiBaseUrl}; kept in VS Code's secret storage.`, password: true, ignoreFocusOut: true });
+      const key = await vscode.window.showInputBox({
+        title: 'OPT: API Key',
+        prompt: `The key sent as a bearer token to ${ctx.config.openaiBaseUrl}; kept in VS Code's secret storage.`,
+        password: true,
+        ignoreFocusOut: true,
+      });
       if (key !== undefined) await ctx.engines.setApiKey(key.trim());
     },
     [Commands.clearApiKey]: () => ctx.engines.setApiKey(undefined),
     [Commands.openScratch]: async () => {
-      const doc = await vscode.workspace.openTextDocument({ language: 'markdown', content: '# Notes\n\nThe best thing about working from home is ' });
+      const doc = await vscode.workspace.openTextDocument({
+        language: 'markdown',
+        content: '# Notes\n\nThe best thing about working from home is ',
+      });
       const editor = await vscode.window.showTextDocument(doc);
       const end = doc.lineAt(doc.lineCount - 1).range.end;
       editor.selection = new vscode.Selection(end, end);
@@ -88,14 +99,23 @@ interface MenuItem extends vscode.QuickPickItem {
 async function statusMenu(ctx: Ctx): Promise<void> {
   const c = ctx.config;
   const languageId = vscode.window.activeTextEditor?.document.languageId;
-  const run = (id: CommandId, ...args: unknown[]) => () => vscode.commands.executeCommand(id, ...args);
+  const run =
+    (id: CommandId, ...args: unknown[]) =>
+    () =>
+      vscode.commands.executeCommand(id, ...args);
   const state = ctx.supervisor.state.kind;
   const items: MenuItem[] = [
-    { label: c.inlineEnabled ? '$(debug-pause) Pause Inline Completions' : '$(play) Resume Inline Completions', run: run(Commands.toggleInline) },
+    {
+      label: c.inlineEnabled ? '$(debug-pause) Pause Inline Completions' : '$(play) Resume Inline Completions',
+      run: run(Commands.toggleInline),
+    },
   ];
   if (languageId) {
     const on = languageEnabled(c.inlineLanguages, languageId);
-    items.push({ label: `$(symbol-key) ${on ? 'Disable' : 'Enable'} Inline Completions for ${languageId}`, run: run(Commands.toggleLanguage, languageId) });
+    items.push({
+      label: `$(symbol-key) ${on ? 'Disable' : 'Enable'} Inline Completions for ${languageId}`,
+      run: run(Commands.toggleLanguage, languageId),
+    });
   }
   // The features the model's head serves (all of them while that is not known yet, as the palette does).
   const tasks = ctx.knownTasks();
@@ -106,7 +126,8 @@ async function statusMenu(ctx: Ctx): Promise<void> {
     );
   }
   if (tasks?.includes('classify')) items.push({ label: '$(tag) Classify Selection', run: run(Commands.classifySelection) });
-  if (tasks?.includes('answer')) items.push({ label: '$(question) Answer a Question About the Selection…', run: run(Commands.answerQuestion) });
+  if (tasks?.includes('answer'))
+    items.push({ label: '$(question) Answer a Question About the Selection…', run: run(Commands.answerQuestion) });
   items.push(
     { label: '', kind: vscode.QuickPickItemKind.Separator },
     { label: '$(package) Choose Model…', description: c.model, run: run(Commands.selectModel) },
@@ -116,9 +137,19 @@ async function statusMenu(ctx: Ctx): Promise<void> {
   if (c.engine === 'local') {
     if (state === 'loading') items.push({ label: '$(close) Cancel Loading', run: run(Commands.cancelLoad) });
     if (state === 'stopped' || state === 'held') items.push({ label: '$(play) Start Runtime', run: run(Commands.startRuntime) });
-    else items.push({ label: '$(refresh) Restart Runtime', run: run(Commands.restartRuntime) }, { label: '$(stop) Stop Runtime', run: run(Commands.stopRuntime) });
+    else
+      items.push(
+        { label: '$(refresh) Restart Runtime', run: run(Commands.restartRuntime) },
+        { label: '$(stop) Stop Runtime', run: run(Commands.stopRuntime) },
+      );
   }
-  items.push({ label: '$(output) Show Log', run: run(Commands.showLog) }, { label: '$(settings-gear) Settings', run: () => vscode.commands.executeCommand(BuiltinCommands.openSettings, '@ext:opt-complete.opt-complete') });
+  items.push(
+    { label: '$(output) Show Log', run: run(Commands.showLog) },
+    {
+      label: '$(settings-gear) Settings',
+      run: () => vscode.commands.executeCommand(BuiltinCommands.openSettings, '@ext:opt-complete.opt-complete'),
+    },
+  );
   const pick = await vscode.window.showQuickPick(items, { title: 'OPT Complete' });
   await pick?.run?.();
 }

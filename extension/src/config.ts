@@ -161,9 +161,12 @@ export class Config {
   /** Writes a setting where it takes effect: the workspace if it is set there, else the user settings. */
   async set(key: SettingKey, value: unknown): Promise<void> {
     const inspect = this._cfg.inspect(key);
-    const target = inspect?.workspaceFolderValue !== undefined
-      ? vscode.ConfigurationTarget.WorkspaceFolder
-      : inspect?.workspaceValue !== undefined ? vscode.ConfigurationTarget.Workspace : vscode.ConfigurationTarget.Global;
+    const target =
+      inspect?.workspaceFolderValue !== undefined
+        ? vscode.ConfigurationTarget.WorkspaceFolder
+        : inspect?.workspaceValue !== undefined
+          ? vscode.ConfigurationTarget.Workspace
+          : vscode.ConfigurationTarget.Global;
     await this._cfg.update(key, value, target);
   }
 

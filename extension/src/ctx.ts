@@ -43,11 +43,24 @@ export class Ctx implements vscode.Disposable {
     this.log = vscode.window.createOutputChannel('OPT Complete', { log: true });
     this.pushExtCleanup(this.log);
     this.supervisor = new RuntimeSupervisor({
-      launch: () => runtimeLaunch({ extensionPath: extension.extensionPath, nodePath: this.config.nodePath, execPath: process.execPath, versions: process.versions, env: process.env }),
+      launch: () =>
+        runtimeLaunch({
+          extensionPath: extension.extensionPath,
+          nodePath: this.config.nodePath,
+          execPath: process.execPath,
+          versions: process.versions,
+          env: process.env,
+        }),
       init: () => this.config.runtimeInit(),
       log: this.log,
     });
-    this.engines = new EngineChoice({ config: this.config, supervisor: this.supervisor, secrets: extension.secrets, log: this.log, onDidChangeHealth: () => this.refreshStatus() });
+    this.engines = new EngineChoice({
+      config: this.config,
+      supervisor: this.supervisor,
+      secrets: extension.secrets,
+      log: this.log,
+      onDidChangeHealth: () => this.refreshStatus(),
+    });
     this.notifications = new RuntimeNotifications(this.supervisor, this.log);
     this._taskMemo = new ModelTaskMemo(extension.globalState);
     this._stateFile = new StateFileWriter(() => this.debugState(), this.log);
@@ -123,7 +136,11 @@ export class Ctx implements vscode.Disposable {
       runtime: this.supervisor.state,
       model: this.config.model,
       modelKind: this.runtimeInfo && !tasksOf(this.runtimeInfo)?.includes('generate') ? modelKindOf(this.runtimeInfo) : undefined,
-      inline: { enabled: this.config.inlineEnabled, languageEnabled: languageId === undefined || this.config.inlineEnabledFor(languageId), languageId },
+      inline: {
+        enabled: this.config.inlineEnabled,
+        languageEnabled: languageId === undefined || this.config.inlineEnabledFor(languageId),
+        languageId,
+      },
       busy: this._busy,
       last: inline?.source === 'engine' ? { latencyMs: inline.latencyMs, tokensPerSecond: inline.tokensPerSecond } : undefined,
       remoteError: this.engines.remoteError,
@@ -160,7 +177,10 @@ export class Ctx implements vscode.Disposable {
   engineForCommand(): CompletionEngine | undefined {
     const s = this.supervisor.state;
     if (this.config.engine === 'local' && s.kind === 'failed') {
-      void this.notifications.showError(s.reason, { title: 'Restart Runtime', run: () => vscode.commands.executeCommand(Commands.restartRuntime) });
+      void this.notifications.showError(s.reason, {
+        title: 'Restart Runtime',
+        run: () => vscode.commands.executeCommand(Commands.restartRuntime),
+      });
       return undefined;
     }
     if (this.config.engine === 'local' && s.kind === 'held') this.supervisor.start();
@@ -226,7 +246,8 @@ export class Ctx implements vscode.Disposable {
     if (change.hot.some((k) => INLINE_RESULT_SETTINGS.includes(k))) this.cache.clear();
     if (change.restart.length > 0) this._updateTaskKeys();
     if (change.hot.includes('inline.enable')) void this.contextKeys.set(ContextKeys.inlineEnabled, this.config.inlineEnabled);
-    if (change.hot.includes('runtime.startup') && this.config.startup === 'onStartup' && this.config.engine === 'local') this.supervisor.start();
+    if (change.hot.includes('runtime.startup') && this.config.startup === 'onStartup' && this.config.engine === 'local')
+      this.supervisor.start();
     if (change.hot.includes('rewrite.templates')) {
       for (const p of this.config.rewriteTemplates.problems) this.log.warn(p);
     }

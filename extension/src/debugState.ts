@@ -103,7 +103,15 @@ export interface PendingRewrite {
 
 /** The last classification (heads/classifyCommand.ts). */
 export type ClassifyRecord =
-  | { status: 'classified'; text: string; problemType: ClassifyResult['problemType']; labels: ClassifyResult['labels']; summary: string; rows: LabelRow[]; seconds: number }
+  | {
+      status: 'classified';
+      text: string;
+      problemType: ClassifyResult['problemType'];
+      labels: ClassifyResult['labels'];
+      summary: string;
+      rows: LabelRow[];
+      seconds: number;
+    }
   | { status: 'cancelled' }
   | { status: 'wrong-model' | 'failed'; message: string };
 
@@ -114,7 +122,15 @@ interface Position {
 
 /** The last question answered (heads/answerCommand.ts). */
 export type AnswerRecord =
-  | { status: 'answered'; question: string; answer: AnswerSpan; answers: AnswerSpan[]; highlighted: { start: Position; end: Position; text: string }; summary: string; seconds: number }
+  | {
+      status: 'answered';
+      question: string;
+      answer: AnswerSpan;
+      answers: AnswerSpan[];
+      highlighted: { start: Position; end: Position; text: string };
+      summary: string;
+      seconds: number;
+    }
   | { status: 'no-answer'; question: string; answers: AnswerSpan[]; seconds: number }
   | { status: 'stale'; question: string; answer: AnswerSpan }
   | { status: 'cancelled'; question: string }
@@ -130,7 +146,16 @@ export interface HighlightedAnswer {
 
 /** Each feature's counters and last outcome; written by the features, read by the debug state. */
 export class DebugRecords {
-  readonly inlineCounters: InlineCounters = { requests: 0, cacheHits: 0, engineCalls: 0, shown: 0, empty: 0, cancelled: 0, errors: 0, accepted: 0 };
+  readonly inlineCounters: InlineCounters = {
+    requests: 0,
+    cacheHits: 0,
+    engineCalls: 0,
+    shown: 0,
+    empty: 0,
+    cancelled: 0,
+    errors: 0,
+    accepted: 0,
+  };
   inline: InlineRecord | undefined;
   warm: WarmRecord | undefined;
   generate: GenerateRecord | undefined;
@@ -169,7 +194,12 @@ export interface DebugState {
   };
   generate: { busy: string | undefined; last: GenerateRecord | undefined };
   rewrite: { pending: PendingRewrite | undefined; last: RewriteRecord | undefined };
-  heads: { tasks: readonly ModelTask[] | undefined; classify: ClassifyRecord | undefined; answer: AnswerRecord | undefined; highlighted: HighlightedAnswer | undefined };
+  heads: {
+    tasks: readonly ModelTask[] | undefined;
+    classify: ClassifyRecord | undefined;
+    answer: AnswerRecord | undefined;
+    highlighted: HighlightedAnswer | undefined;
+  };
   settings: Record<string, unknown>;
 }
 
@@ -202,7 +232,14 @@ export async function collectDebugState(src: DebugSources): Promise<DebugState> 
   return {
     extensionVersion: src.extensionVersion,
     engine: config.engine,
-    runtime: { state: s.kind, detail: s, pid: supervisor.pid, model: config.model, counters: supervisor.counters, lastExit: supervisor.lastExit },
+    runtime: {
+      state: s.kind,
+      detail: s,
+      pid: supervisor.pid,
+      model: config.model,
+      counters: supervisor.counters,
+      lastExit: supervisor.lastExit,
+    },
     engineStatus,
     statusBar: { kind: src.statusBar.kind, text: src.statusBar.text },
     contextKeys: src.contextKeys(),

@@ -98,10 +98,20 @@ export class DocumentWarmer implements vscode.Disposable {
     this._inFlight = controller;
     const where = { at: new Date().toISOString(), uri: document.uri.toString(), line: position.line, character: position.character };
     try {
-      const r = await engine.warm({ documentId: document.uri.toString(), prefix: cursor.prefix, maxContextTokens: config.maxContextTokens, options: inlinePromptOptions(config) }, controller.signal);
+      const r = await engine.warm(
+        {
+          documentId: document.uri.toString(),
+          prefix: cursor.prefix,
+          maxContextTokens: config.maxContextTokens,
+          options: inlinePromptOptions(config),
+        },
+        controller.signal,
+      );
       this._lastKey = key;
       this._deps.record({ ...where, ...r, prefillMs: Math.round(r.prefillMs) });
-      this._deps.log.trace(`warm-up: ${r.promptTokens - r.reusedTokens} of ${r.promptTokens} prompt tokens prefilled in ${r.prefillMs.toFixed(0)} ms (${document.uri.toString()})`);
+      this._deps.log.trace(
+        `warm-up: ${r.promptTokens - r.reusedTokens} of ${r.promptTokens} prompt tokens prefilled in ${r.prefillMs.toFixed(0)} ms (${document.uri.toString()})`,
+      );
     } catch (err) {
       if (isCancellation(err)) {
         this._deps.record({ ...where, cancelled: true });

@@ -27,9 +27,15 @@ export async function generateCommand(ctx: Ctx, args?: GenerateArgs): Promise<vo
   const document = editor.document;
   const selection = editor.selection;
   const prefill = selection.isEmpty ? document.lineAt(selection.active.line).text.trim() : document.getText(selection);
-  const prompt = typeof args?.prompt === 'string'
-    ? args.prompt
-    : await vscode.window.showInputBox({ title: 'OPT: Generate Text', prompt: 'The model continues this text; the continuation is inserted at the cursor.', value: prefill, ignoreFocusOut: true });
+  const prompt =
+    typeof args?.prompt === 'string'
+      ? args.prompt
+      : await vscode.window.showInputBox({
+          title: 'OPT: Generate Text',
+          prompt: 'The model continues this text; the continuation is inserted at the cursor.',
+          value: prefill,
+          ignoreFocusOut: true,
+        });
   if (prompt === undefined || prompt.trim() === '') return;
   const engine = ctx.engineForCommand();
   if (!engine) return;
@@ -46,26 +52,48 @@ export async function generateCommand(ctx: Ctx, args?: GenerateArgs): Promise<vo
         abort.abort();
       };
       try {
-        const result = await engine.run({ kind: 'generate', prompt, options }, {
-          signal: abort.signal,
-          onText: (delta) => {
-            tokens++;
-            writer.push(delta);
-            if (tokens % 8 === 0) progress.report({ message: `${tokens} tokens` });
+        const result = await engine.run(
+          { kind: 'generate', prompt, options },
+          {
+            signal: abort.signal,
+            onText: (delta) => {
+              tokens++;
+              writer.push(delta);
+              if (tokens % 8 === 0) progress.report({ message: `${tokens} tokens` });
+            },
           },
-        });
+        );
         await writer.finish();
         ctx.noteEngineOutcome(undefined);
         const seconds = (performance.now() - started) / 1000;
-        ctx.debug.generate = { prompt: prompt.slice(0, 200), inserted: writer.written, tokens: result.completionTokens, seconds, finishReason: result.finishReason, cancelled: false };
-        ctx.log.info(`generate: ${result.completionTokens} tokens in ${seconds.toFixed(1)} s (${(result.completionTokens / Math.max(seconds, 1e-3)).toFixed(1)} tokens/s), ${result.finishReason}`);
+        ctx.debug.generate = {
+          prompt: prompt.slice(0, 200),
+          inserted: writer.written,
+          tokens: result.completionTokens,
+          seconds,
+          finishReason: result.finishReason,
+          cancelled: false,
+        };
+        ctx.log.info(
+          `generate: ${result.completionTokens} tokens in ${seconds.toFixed(1)} s (${(result.completionTokens / Math.max(seconds, 1e-3)).toFixed(1)} tokens/s), ${result.finishReason}`,
+        );
       } catch (err) {
         await writer.finish();
         if (!isCancellation(err) && !(err instanceof CancelledError)) throw err;
         const seconds = (performance.now() - started) / 1000;
-        ctx.debug.generate = { prompt: prompt.slice(0, 200), inserted: writer.written, tokens, seconds, cancelled: true, stopReason: writer.stopReason };
+        ctx.debug.generate = {
+          prompt: prompt.slice(0, 200),
+          inserted: writer.written,
+          tokens,
+          seconds,
+          cancelled: true,
+          stopReason: writer.stopReason,
+        };
         ctx.log.info(`generate: stopped after ${tokens} tokens${writer.stopReason ? ` (${writer.stopReason})` : ' (cancelled)'}`);
-        if (writer.stopReason) void vscode.window.showWarningMessage(`OPT Complete: generation stopped: ${writer.stopReason}. The text written so far is kept (undo removes it in one step).`);
+        if (writer.stopReason)
+          void vscode.window.showWarningMessage(
+            `OPT Complete: generation stopped: ${writer.stopReason}. The text written so far is kept (undo removes it in one step).`,
+          );
       } finally {
         writer.dispose();
       }
@@ -113,7 +141,10 @@ export class StreamWriter implements vscode.Disposable {
         if (x && change.rangeOffset === x.offset && change.rangeLength === 0 && change.text === x.text) {
           this._offset = x.offset + x.text.length;
           this._expect = undefined;
-        } else if (change.rangeOffset + change.rangeLength < this._offset || (change.rangeLength > 0 && change.rangeOffset + change.rangeLength === this._offset)) {
+        } else if (
+          change.rangeOffset + change.rangeLength < this._offset ||
+          (change.rangeLength > 0 && change.rangeOffset + change.rangeLength === this._offset)
+        ) {
           this._offset += change.text.length - change.rangeLength;
         } else if (change.rangeOffset <= this._offset && !this._stopped) {
           this._stop('the text at the insertion point was edited');

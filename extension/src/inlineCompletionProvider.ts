@@ -12,7 +12,13 @@ import type { Config } from './config.js';
 import { Debouncer, debounceFor } from './completion/debounce.js';
 import { type InlineSuggestion, completionEnded, finishCompletion, stopStringsFor, wantsMultiline } from './completion/postprocess.js';
 import type { InlineCounters, InlineRecord } from './debugState.js';
-import { type CompletionEngine, type EngineInfo, EngineUnavailableError, WrongModelTypeError, isCancellation } from './engines/completionEngine.js';
+import {
+  type CompletionEngine,
+  type EngineInfo,
+  EngineUnavailableError,
+  WrongModelTypeError,
+  isCancellation,
+} from './engines/completionEngine.js';
 import { tasksOf } from './heads/modelTasks.js';
 import type { Logger } from './logger.js';
 
@@ -20,7 +26,11 @@ import type { Logger } from './logger.js';
 const NEXT_LINES = 4;
 
 /** The cursor's surroundings as a completion there sees them (the warm-up reads the same prompt). */
-export function readCursor(document: vscode.TextDocument, position: vscode.Position, maxChars: number): { cursor: CursorContext; after: string } {
+export function readCursor(
+  document: vscode.TextDocument,
+  position: vscode.Position,
+  maxChars: number,
+): { cursor: CursorContext; after: string } {
   const offset = document.offsetAt(position);
   const before = document.getText(new vscode.Range(document.positionAt(Math.max(0, offset - maxChars)), position));
   const lastLine = Math.min(document.lineCount - 1, position.line + NEXT_LINES);
@@ -36,7 +46,10 @@ export function inlinePromptOptions(config: Pick<Config, 'inlineMaxNewTokens'>):
 }
 
 /** The settings ghost text reads (at each request, so a change applies to the next keystroke). */
-export type InlineSettings = Pick<Config, 'inlineEnabledFor' | 'maxContextChars' | 'maxContextTokens' | 'inlineMaxNewTokens' | 'inlinePolicy' | 'debounce'>;
+export type InlineSettings = Pick<
+  Config,
+  'inlineEnabledFor' | 'maxContextChars' | 'maxContextTokens' | 'inlineMaxNewTokens' | 'inlinePolicy' | 'debounce'
+>;
 
 /** What the provider uses, and nothing more. */
 export interface InlineDeps {
@@ -85,7 +98,11 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
     const policy = config.inlinePolicy;
     const multiline = wantsMultiline(policy.multiline, cursor);
     const documentId = document.uri.toString();
-    const key = { documentId, prefix: cursor.prefix, suffixKey: `${multiline ? 'm' : 's'}${suffixKeyOf(cursor.lineSuffix, cursor.nextLines)}` };
+    const key = {
+      documentId,
+      prefix: cursor.prefix,
+      suffixKey: `${multiline ? 'm' : 's'}${suffixKeyOf(cursor.lineSuffix, cursor.nextLines)}`,
+    };
     ctx.counters.requests++;
 
     const started = performance.now();
@@ -130,7 +147,9 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
         tokensPerSecond: decodeSeconds > 0 && result.completionTokens > 1 ? (result.completionTokens - 1) / decodeSeconds : undefined,
         finishReason: result.finishReason,
       });
-      ctx.log.trace(`inline: ${result.completionTokens} tokens in ${latencyMs.toFixed(0)} ms (${result.promptTokens} prompt, ${result.reusedTokens} reused) → ${JSON.stringify(suggestion?.text ?? null)}`);
+      ctx.log.trace(
+        `inline: ${result.completionTokens} tokens in ${latencyMs.toFixed(0)} ms (${result.promptTokens} prompt, ${result.reusedTokens} reused) → ${JSON.stringify(suggestion?.text ?? null)}`,
+      );
       if (token.isCancellationRequested || !suggestion) return undefined;
       return [this._item(position, linePrefix, suggestion)];
     } catch (err) {
@@ -148,7 +167,8 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
       ctx.noteEngineOutcome(err);
       const message = (err as Error).message;
       // Unavailable engines are reported by the status bar; log each distinct reason once.
-      if (!(err instanceof EngineUnavailableError) || message !== this._lastUnavailable) ctx.log.warn(`inline completion failed: ${message}`);
+      if (!(err instanceof EngineUnavailableError) || message !== this._lastUnavailable)
+        ctx.log.warn(`inline completion failed: ${message}`);
       if (err instanceof EngineUnavailableError) this._lastUnavailable = message;
       return undefined;
     } finally {
@@ -162,7 +182,11 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
    */
   private _item(position: vscode.Position, linePrefix: string, s: InlineSuggestion): vscode.InlineCompletionItem {
     const range = new vscode.Range(position.line, 0, position.line, position.character + s.replaceSuffix);
-    return new vscode.InlineCompletionItem(linePrefix + s.text, range, { title: 'Accepted', command: Commands.inlineAccepted, arguments: [s.text.length] });
+    return new vscode.InlineCompletionItem(linePrefix + s.text, range, {
+      title: 'Accepted',
+      command: Commands.inlineAccepted,
+      arguments: [s.text.length],
+    });
   }
 
   private _record(
@@ -171,7 +195,13 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
     s: InlineSuggestion | undefined,
     source: 'cache' | 'engine',
     latencyMs: number,
-    extra: { promptTokens?: number; reusedTokens?: number; completionTokens?: number; tokensPerSecond?: number; finishReason?: string } = {},
+    extra: {
+      promptTokens?: number;
+      reusedTokens?: number;
+      completionTokens?: number;
+      tokensPerSecond?: number;
+      finishReason?: string;
+    } = {},
   ): void {
     const c = this._deps.counters;
     if (s) c.shown++;

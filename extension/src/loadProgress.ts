@@ -25,5 +25,5 @@ export function parseLoadProgress(message: string): LoadProgressInfo {
 export function shortProgress(p: LoadProgressInfo | undefined): string {
   if (!p) return 'starting';
   if (p.downloading) return p.fraction !== undefined ? `${Math.round(p.fraction * 100)}%` : 'downloading';
-  return /^loading/.test(p.message) ? 'loading' : p.message.split(' ')[0] ?? 'loading';
+  return /^loading/.test(p.message) ? 'loading' : (p.message.split(' ')[0] ?? 'loading');
 }

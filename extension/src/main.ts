@@ -33,16 +33,23 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     record: (r) => live.recordInline(r),
   });
   ctx.pushExtCleanup(provider);
-  const documents: vscode.DocumentSelector = [{ scheme: 'file' }, { scheme: 'untitled' }, { scheme: 'vscode-notebook-cell' }, { scheme: 'vscode-remote' }];
+  const documents: vscode.DocumentSelector = [
+    { scheme: 'file' },
+    { scheme: 'untitled' },
+    { scheme: 'vscode-notebook-cell' },
+    { scheme: 'vscode-remote' },
+  ];
   ctx.pushExtCleanup(vscode.languages.registerInlineCompletionItemProvider(documents, provider));
-  live.pushExtCleanup(new DocumentWarmer({
-    config: live.config,
-    engine: () => live.engine(),
-    runtimeInfo: () => live.runtimeInfo,
-    onDidChangeRuntimeState: live.supervisor.onDidChangeState,
-    log: live.log,
-    record: (r) => (live.debug.warm = r),
-  }));
+  live.pushExtCleanup(
+    new DocumentWarmer({
+      config: live.config,
+      engine: () => live.engine(),
+      runtimeInfo: () => live.runtimeInfo,
+      onDidChangeRuntimeState: live.supervisor.onDidChangeState,
+      log: live.log,
+      record: (r) => (live.debug.warm = r),
+    }),
+  );
   await ctx.start();
   // Last: the e2e harness waits for this line before typing (text typed earlier gets no ghost text).
   ctx.log.info('activated');

@@ -6,7 +6,17 @@ import { readFileSync } from 'node:fs';
 import { freemem, totalmem } from 'node:os';
 import * as vscode from 'vscode';
 import type { Ctx } from './ctx.js';
-import { OPT_SIZES, type RuntimeSizing, formatBytes, formatParams, knownSize, memoryLine, modelNeedBytes, parameterCount, resolveDtype } from './models/optModels.js';
+import {
+  OPT_SIZES,
+  type RuntimeSizing,
+  formatBytes,
+  formatParams,
+  knownSize,
+  memoryLine,
+  modelNeedBytes,
+  parameterCount,
+  resolveDtype,
+} from './models/optModels.js';
 import { DEVICE_SETTINGS, DTYPE_SETTINGS, type DeviceSetting, type DtypeSetting } from './settings.js';
 
 interface ModelItem extends vscode.QuickPickItem {
@@ -33,7 +43,11 @@ export async function selectModelCommand(ctx: Ctx, args?: { model?: string }): P
     });
     items.push(
       { label: '', kind: vscode.QuickPickItemKind.Separator },
-      { label: '$(folder-opened) Choose Local Folder…', description: 'a folder with config.json and weights (Hugging Face layout)', action: 'folder' },
+      {
+        label: '$(folder-opened) Choose Local Folder…',
+        description: 'a folder with config.json and weights (Hugging Face layout)',
+        action: 'folder',
+      },
       { label: '$(edit) Enter a Hugging Face Id or Path…', description: 'any OPT checkpoint', action: 'custom' },
     );
     const pick = await vscode.window.showQuickPick(items, {
@@ -43,10 +57,21 @@ export async function selectModelCommand(ctx: Ctx, args?: { model?: string }): P
     });
     if (!pick) return;
     if (pick.action === 'folder') {
-      const folder = await vscode.window.showOpenDialog({ canSelectFolders: true, canSelectFiles: false, canSelectMany: false, openLabel: 'Use This Model', title: 'A folder with an OPT checkpoint (config.json and weights)' });
+      const folder = await vscode.window.showOpenDialog({
+        canSelectFolders: true,
+        canSelectFiles: false,
+        canSelectMany: false,
+        openLabel: 'Use This Model',
+        title: 'A folder with an OPT checkpoint (config.json and weights)',
+      });
       model = folder?.[0]?.fsPath;
     } else if (pick.action === 'custom') {
-      model = await vscode.window.showInputBox({ title: 'OPT: Model', prompt: 'A Hugging Face id (facebook/opt-350m) or a folder path', value: current, ignoreFocusOut: true });
+      model = await vscode.window.showInputBox({
+        title: 'OPT: Model',
+        prompt: 'A Hugging Face id (facebook/opt-350m) or a folder path',
+        value: current,
+        ignoreFocusOut: true,
+      });
     } else {
       model = pick.model;
     }
@@ -59,14 +84,14 @@ export async function selectModelCommand(ctx: Ctx, args?: { model?: string }): P
 }
 
 const DEVICE_DESCRIPTIONS: Record<DeviceSetting, string> = {
-  auto: 'the runtime\'s default (the CPU)',
-  cpu: 'onnxruntime\'s CPU provider: int8 by default',
+  auto: "the runtime's default (the CPU)",
+  cpu: "onnxruntime's CPU provider: int8 by default",
   webgpu: 'a GPU through WebGPU: fp16 by default',
-  cuda: 'an NVIDIA GPU (needs onnxruntime\'s CUDA build): fp16 by default',
+  cuda: "an NVIDIA GPU (needs onnxruntime's CUDA build): fp16 by default",
 };
 
 export async function selectDeviceCommand(ctx: Ctx, args?: { device?: DeviceSetting }): Promise<void> {
-  const device = args?.device ?? await pickSetting('OPT: Device', DEVICE_SETTINGS, ctx.config.device, (d) => DEVICE_DESCRIPTIONS[d]);
+  const device = args?.device ?? (await pickSetting('OPT: Device', DEVICE_SETTINGS, ctx.config.device, (d) => DEVICE_DESCRIPTIONS[d]));
   if (!device || !DEVICE_SETTINGS.includes(device)) return;
   await ctx.config.set('device', device);
 }
@@ -77,9 +102,11 @@ export async function selectDtypeCommand(ctx: Ctx, args?: { dtype?: DtypeSetting
   const describe = (d: DtypeSetting) => {
     const resolved = resolveDtype(d, ctx.config.device);
     const mem = size ? ` · ${size.label}: ${formatBytes(modelNeedBytes(size.shape, resolved, runtimeSizing(ctx)))}` : '';
-    return d === 'auto' ? `${resolved} on this device${mem}` : `${{ int8: '8-bit weights', int4: '4-bit weights', fp16: 'half precision', fp32: 'full precision' }[d]}${mem}`;
+    return d === 'auto'
+      ? `${resolved} on this device${mem}`
+      : `${{ int8: '8-bit weights', int4: '4-bit weights', fp16: 'half precision', fp32: 'full precision' }[d]}${mem}`;
   };
-  const dtype = args?.dtype ?? await pickSetting('OPT: Precision', DTYPE_SETTINGS, current, describe);
+  const dtype = args?.dtype ?? (await pickSetting('OPT: Precision', DTYPE_SETTINGS, current, describe));
   if (!dtype || !DTYPE_SETTINGS.includes(dtype)) return;
   await ctx.config.set('dtype', dtype);
 }
@@ -88,7 +115,12 @@ export async function selectDtypeCommand(ctx: Ctx, args?: { dtype?: DtypeSetting
  * One value of a setting, the current one checked and highlighted (showQuickPick always
  * highlights the first row, so Enter would change the setting).
  */
-function pickSetting<T extends string>(title: string, values: readonly T[], current: T, describe: (v: T) => string): Promise<T | undefined> {
+function pickSetting<T extends string>(
+  title: string,
+  values: readonly T[],
+  current: T,
+  describe: (v: T) => string,
+): Promise<T | undefined> {
   return new Promise((resolve) => {
     const pick = vscode.window.createQuickPick<vscode.QuickPickItem & { value: T }>();
     pick.title = title;

@@ -41,23 +41,31 @@ export class RuntimeNotifications {
   showLoadProgress(): void {
     if (this._loadNotification || this._supervisor.state.kind !== 'loading') return;
     this._loadNotification = true;
-    void vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: 'OPT Complete', cancellable: true }, (progress, token) =>
-      new Promise<void>((resolve) => {
-        const update = (s: RuntimeState) => {
-          if (s.kind === 'loading') {
-            const p = s.progress;
-            progress.report({ message: p ? `${p.message}${p.fraction !== undefined ? ` (${Math.round(p.fraction * 100)}%)` : ''}` : `starting the runtime for ${s.model}` });
-            return;
-          }
-          sub.dispose();
-          cancel.dispose();
-          resolve();
-        };
-        const sub = this._supervisor.onDidChangeState(update);
-        const cancel = token.onCancellationRequested(() => void this._supervisor.cancelLoad());
-        update(this._supervisor.state);
-      }),
-    ).then(() => (this._loadNotification = false));
+    void vscode.window
+      .withProgress(
+        { location: vscode.ProgressLocation.Notification, title: 'OPT Complete', cancellable: true },
+        (progress, token) =>
+          new Promise<void>((resolve) => {
+            const update = (s: RuntimeState) => {
+              if (s.kind === 'loading') {
+                const p = s.progress;
+                progress.report({
+                  message: p
+                    ? `${p.message}${p.fraction !== undefined ? ` (${Math.round(p.fraction * 100)}%)` : ''}`
+                    : `starting the runtime for ${s.model}`,
+                });
+                return;
+              }
+              sub.dispose();
+              cancel.dispose();
+              resolve();
+            };
+            const sub = this._supervisor.onDidChangeState(update);
+            const cancel = token.onCancellationRequested(() => void this._supervisor.cancelLoad());
+            update(this._supervisor.state);
+          }),
+      )
+      .then(() => (this._loadNotification = false));
   }
 
   /** The notifications a runtime state calls for: a download's progress, a device fallback, a failure. */

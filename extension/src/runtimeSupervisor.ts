@@ -14,7 +14,17 @@ import {
   StreamMessageWriter,
   createMessageConnection,
 } from 'vscode-jsonrpc/node';
-import { type EngineInfo, Exit, Initialize, type InitializeParams, LoadProgress, Log, PROTOCOL_VERSION, RuntimeErrorCodes, Shutdown } from '../../protocol/protocol.js';
+import {
+  type EngineInfo,
+  Exit,
+  Initialize,
+  type InitializeParams,
+  LoadProgress,
+  Log,
+  PROTOCOL_VERSION,
+  RuntimeErrorCodes,
+  Shutdown,
+} from '../../protocol/protocol.js';
 import { CancelledError, EngineUnavailableError } from './engines/completionEngine.js';
 import { type LoadProgressInfo, parseLoadProgress } from './loadProgress.js';
 import type { Logger } from './logger.js';
@@ -109,7 +119,10 @@ export class RuntimeSupervisor {
     if (this._disposed) return Promise.reject(new EngineUnavailableError('the extension is shutting down'));
     const s = this._state;
     if (s.kind === 'ready' && this._proc) return Promise.resolve(this._proc.connection);
-    if (s.kind === 'held') return Promise.reject(new EngineUnavailableError(`the runtime is stopped (${s.reason}): start it from the status bar or with "OPT: Start Runtime"`));
+    if (s.kind === 'held')
+      return Promise.reject(
+        new EngineUnavailableError(`the runtime is stopped (${s.reason}): start it from the status bar or with "OPT: Start Runtime"`),
+      );
     if (s.kind === 'failed') return Promise.reject(new EngineUnavailableError(s.reason));
     if (signal?.aborted) return Promise.reject(new CancelledError('cancelled'));
     if (s.kind === 'stopped') this._launch();
@@ -211,7 +224,15 @@ export class RuntimeSupervisor {
     }
     const connection = createMessageConnection(new StreamMessageReader(child.stdout), new StreamMessageWriter(child.stdin));
     let resolveExited!: () => void;
-    const proc: Proc = { epoch, child, connection, stopping: false, exited: new Promise((r) => (resolveExited = r)), stderrTail: [], fingerprint };
+    const proc: Proc = {
+      epoch,
+      child,
+      connection,
+      stopping: false,
+      exited: new Promise((r) => (resolveExited = r)),
+      stderrTail: [],
+      fingerprint,
+    };
     this._proc = proc;
 
     let ended = false;
@@ -222,7 +243,13 @@ export class RuntimeSupervisor {
       connection.dispose();
       this._onExit(epoch, code, signal, spawnError);
     };
-    child.on('error', (err) => onEnd(null, null, `cannot start ${launch.command}: ${err.message}${(err as NodeJS.ErrnoException).code === 'ENOENT' ? ' (set optComplete.runtime.nodePath to a Node.js 20+ executable)' : ''}`));
+    child.on('error', (err) =>
+      onEnd(
+        null,
+        null,
+        `cannot start ${launch.command}: ${err.message}${(err as NodeJS.ErrnoException).code === 'ENOENT' ? ' (set optComplete.runtime.nodePath to a Node.js 20+ executable)' : ''}`,
+      ),
+    );
     child.on('exit', (code, signal) => onEnd(code, signal));
     child.stdin.on('error', () => undefined); // EPIPE when the process died: reported by 'exit'
     let partial = '';
@@ -258,7 +285,9 @@ export class RuntimeSupervisor {
         const result = await connection.sendRequest(Initialize, { protocolVersion: PROTOCOL_VERSION, ...init });
         if (this._epoch !== epoch || proc.stopping) return;
         const i = result.info;
-        log.info(`runtime ready: ${i.modelId} (${i.dtype} on ${i.device}, ${i.maxPositions} positions) loaded in ${i.loadSeconds.toFixed(1)} s; pid ${child.pid}`);
+        log.info(
+          `runtime ready: ${i.modelId} (${i.dtype} on ${i.device}, ${i.maxPositions} positions) loaded in ${i.loadSeconds.toFixed(1)} s; pid ${child.pid}`,
+        );
         this._setState({ kind: 'ready', info: i });
         const waiters = this._waiters;
         this._waiters = [];
@@ -266,9 +295,12 @@ export class RuntimeSupervisor {
       } catch (err) {
         if (this._epoch !== epoch || proc.stopping || ended) return; // a crash is reported by the exit handler
         const code = err instanceof ResponseError ? err.code : undefined;
-        const message = code === RuntimeErrorCodes.DeviceUnavailable ? `the device could not be used: ${(err as Error).message}`
-          : code === RuntimeErrorCodes.ModelLoadFailed ? `the model could not be loaded: ${(err as Error).message}`
-          : `the runtime refused to start: ${(err as Error).message}`;
+        const message =
+          code === RuntimeErrorCodes.DeviceUnavailable
+            ? `the device could not be used: ${(err as Error).message}`
+            : code === RuntimeErrorCodes.ModelLoadFailed
+              ? `the model could not be loaded: ${(err as Error).message}`
+              : `the runtime refused to start: ${(err as Error).message}`;
         log.error(message);
         await this._stopProcess(false, 1000);
         this._fail(message, code === RuntimeErrorCodes.DeviceUnavailable ? 'device' : 'model');
@@ -291,12 +323,20 @@ export class RuntimeSupervisor {
     const n = this._crashTimes.length;
     if (n >= this._policy.maxCrashes) {
       const minutes = Math.max(1, Math.round(this._policy.windowMs / 60_000));
-      const lastLine = stderr.split('\n').filter((l) => l.trim()).pop();
-      this._fail(`the runtime stopped ${n} times within ${minutes} min, so it is not restarted again: ${what}${lastLine ? ` — ${lastLine}` : ''}. Fix the cause (see the log), then run "OPT: Restart Runtime"`, 'restart');
+      const lastLine = stderr
+        .split('\n')
+        .filter((l) => l.trim())
+        .pop();
+      this._fail(
+        `the runtime stopped ${n} times within ${minutes} min, so it is not restarted again: ${what}${lastLine ? ` — ${lastLine}` : ''}. Fix the cause (see the log), then run "OPT: Restart Runtime"`,
+        'restart',
+      );
       return;
     }
     const delayMs = Math.min(this._policy.maxDelayMs, this._policy.initialDelayMs * 2 ** (n - 1));
-    this._options.log.warn(`restarting the runtime in ${delayMs} ms (crash ${n} of at most ${this._policy.maxCrashes - 1} within ${Math.round(this._policy.windowMs / 1000)} s)`);
+    this._options.log.warn(
+      `restarting the runtime in ${delayMs} ms (crash ${n} of at most ${this._policy.maxCrashes - 1} within ${Math.round(this._policy.windowMs / 1000)} s)`,
+    );
     this._setState({ kind: 'restarting', reason: what, delayMs });
     this._restartTimer = setTimeout(() => {
       this._restartTimer = undefined;
@@ -320,7 +360,8 @@ export class RuntimeSupervisor {
     proc.stopping = true;
     const { child, connection } = proc;
     const exited = () => child.exitCode !== null || child.signalCode !== null;
-    const waitExit = (ms: number) => Promise.race([proc.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(exited()), ms))]);
+    const waitExit = (ms: number) =>
+      Promise.race([proc.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(exited()), ms))]);
     if (!exited()) {
       await Promise.race([connection.sendRequest(Shutdown).catch(() => undefined), new Promise((r) => setTimeout(r, graceMs))]);
       try {

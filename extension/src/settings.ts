@@ -46,7 +46,14 @@ export const HOT_SETTINGS = [
 export type SettingKey = (typeof RESTART_SETTINGS)[number] | (typeof HOT_SETTINGS)[number];
 
 /** Hot settings that change what an inline suggestion would be: cached suggestions are dropped. */
-export const INLINE_RESULT_SETTINGS: readonly SettingKey[] = ['inline.multiline', 'inline.maxLines', 'inline.maxNewTokens', 'inline.maxContextChars', 'inline.maxContextTokens', 'inline.stopSequences'];
+export const INLINE_RESULT_SETTINGS: readonly SettingKey[] = [
+  'inline.multiline',
+  'inline.maxLines',
+  'inline.maxNewTokens',
+  'inline.maxContextChars',
+  'inline.maxContextTokens',
+  'inline.stopSequences',
+];
 
 export type EngineKind = 'local' | 'openai';
 export type DeviceSetting = 'auto' | 'cpu' | 'webgpu' | 'cuda';
@@ -72,7 +79,11 @@ export interface SettingRule<T> {
 const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 const bool: SettingRule<boolean> = { json: 'boolean', accepts: (v): v is boolean => typeof v === 'boolean' };
 const text: SettingRule<string> = { json: 'string', accepts: (v): v is string => typeof v === 'string' };
-const oneOf = <const T extends string>(values: readonly T[]): SettingRule<T> => ({ json: 'string', enum: values, accepts: (v): v is T => (values as readonly unknown[]).includes(v) });
+const oneOf = <const T extends string>(values: readonly T[]): SettingRule<T> => ({
+  json: 'string',
+  enum: values,
+  accepts: (v): v is T => (values as readonly unknown[]).includes(v),
+});
 /** Any finite number is accepted, then rounded and clamped. */
 const int = (min: number, max: number): SettingRule<number> => ({ json: 'integer', accepts: finite, min, max });
 const num = (min: number, max: number): SettingRule<number> => ({ json: 'number', accepts: finite, min, max });
@@ -87,7 +98,9 @@ function samplingRule(spec: SamplingOptionSpec): SettingRule<number> {
   if (kind.type === 'number') return num(kind.min, kind.max);
   throw new Error(`a ${kind.type} sampling option has no setting rule yet`);
 }
-const SAMPLING_RULES = Object.fromEntries(SAMPLING_SETTINGS.map(({ key, setting }) => [setting, samplingRule(SAMPLING_SPEC[key])])) as Record<SamplingSettingKey, SettingRule<number>>;
+const SAMPLING_RULES = Object.fromEntries(
+  SAMPLING_SETTINGS.map(({ key, setting }) => [setting, samplingRule(SAMPLING_SPEC[key])]),
+) as Record<SamplingSettingKey, SettingRule<number>>;
 
 /** Every setting's rule (the test checks each against package.json's declaration and default). */
 export const SETTING_RULES = {
@@ -105,7 +118,10 @@ export const SETTING_RULES = {
   'openai.baseUrl': text,
   'openai.model': text,
   'inline.enable': bool,
-  'inline.languages': { json: 'object', accepts: (v): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v) },
+  'inline.languages': {
+    json: 'object',
+    accepts: (v): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v),
+  },
   'inline.debounceMs': int(0, 5000),
   'inline.wordEndDebounceMs': int(0, 5000),
   'inline.multiline': oneOf(['auto', 'always', 'never']),
@@ -128,7 +144,10 @@ export const SETTING_RULES = {
 } as const satisfies { [K in SettingKey]: SettingRule<unknown> };
 
 /** What a setting reads as: its rule's type, or null for a nullable one. */
-export type SettingValue<K extends SettingKey> = (typeof SETTING_RULES)[K] extends SettingRule<infer T> ? T | ((typeof SETTING_RULES)[K] extends { nullable: true } ? null : never) : never;
+export type SettingValue<K extends SettingKey> =
+  (typeof SETTING_RULES)[K] extends SettingRule<infer T>
+    ? T | ((typeof SETTING_RULES)[K] extends { nullable: true } ? null : never)
+    : never;
 
 /** Per-language switch: the language's own entry, else "*", else on. */
 export function languageEnabled(languages: Record<string, unknown> | undefined, languageId: string): boolean {

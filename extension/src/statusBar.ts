@@ -49,14 +49,25 @@ export class StatusBar implements vscode.Disposable {
     const item = this._item;
     const rt = s.runtime;
     const tooltip = new vscode.MarkdownString(undefined, true);
-    tooltip.isTrusted = { enabledCommands: [Commands.showLog, Commands.selectModel, Commands.startRuntime, Commands.restartRuntime, Commands.cancelLoad, Commands.toggleInline] };
+    tooltip.isTrusted = {
+      enabledCommands: [
+        Commands.showLog,
+        Commands.selectModel,
+        Commands.startRuntime,
+        Commands.restartRuntime,
+        Commands.cancelLoad,
+        Commands.toggleInline,
+      ],
+    };
     let kind: StatusKind;
     let text: string;
 
     if (s.engine === 'local' && rt.kind === 'failed') {
       kind = 'error';
       text = '$(error) OPT';
-      tooltip.appendMarkdown(`**OPT Complete: the runtime is not running**\n\n${escape(rt.reason)}\n\n[Show log](command:${Commands.showLog}) · [Choose model](command:${Commands.selectModel}) · [Restart](command:${Commands.restartRuntime})`);
+      tooltip.appendMarkdown(
+        `**OPT Complete: the runtime is not running**\n\n${escape(rt.reason)}\n\n[Show log](command:${Commands.showLog}) · [Choose model](command:${Commands.selectModel}) · [Restart](command:${Commands.restartRuntime})`,
+      );
     } else if (s.engine === 'openai' && s.remoteError) {
       kind = 'error';
       text = '$(error) OPT';
@@ -69,38 +80,57 @@ export class StatusBar implements vscode.Disposable {
       kind = 'loading';
       if (rt.kind === 'restarting') {
         text = '$(sync~spin) OPT restarting';
-        tooltip.appendMarkdown(`**OPT Complete: restarting the runtime** in ${rt.delayMs} ms\n\n${escape(rt.reason)}\n\n[Show log](command:${Commands.showLog})`);
+        tooltip.appendMarkdown(
+          `**OPT Complete: restarting the runtime** in ${rt.delayMs} ms\n\n${escape(rt.reason)}\n\n[Show log](command:${Commands.showLog})`,
+        );
       } else {
         const p = rt.progress;
         text = `$(sync~spin) OPT ${p?.downloading ? 'downloading' : 'loading'}${p?.fraction !== undefined ? ` ${Math.round(p.fraction * 100)}%` : ''}`;
-        tooltip.appendMarkdown(`**OPT Complete: ${p?.downloading ? 'downloading' : 'loading'} ${escape(rt.model)}**\n\n${escape(p?.message ?? 'starting the runtime')} (${shortProgress(p)})\n\n[Cancel](command:${Commands.cancelLoad}) · [Show log](command:${Commands.showLog})`);
+        tooltip.appendMarkdown(
+          `**OPT Complete: ${p?.downloading ? 'downloading' : 'loading'} ${escape(rt.model)}**\n\n${escape(p?.message ?? 'starting the runtime')} (${shortProgress(p)})\n\n[Cancel](command:${Commands.cancelLoad}) · [Show log](command:${Commands.showLog})`,
+        );
       }
     } else if (!s.inline.enabled || !s.inline.languageEnabled) {
       kind = 'paused';
       text = '$(debug-pause) OPT';
-      tooltip.appendMarkdown(!s.inline.enabled
-        ? `**OPT Complete: inline completions are paused**\n\n[Resume](command:${Commands.toggleInline})`
-        : `**OPT Complete: inline completions are off for ${escape(s.inline.languageId ?? 'this language')}**\n\nUse the menu to turn them on.`);
+      tooltip.appendMarkdown(
+        !s.inline.enabled
+          ? `**OPT Complete: inline completions are paused**\n\n[Resume](command:${Commands.toggleInline})`
+          : `**OPT Complete: inline completions are off for ${escape(s.inline.languageId ?? 'this language')}**\n\nUse the menu to turn them on.`,
+      );
     } else if (s.engine === 'local' && rt.kind !== 'ready') {
       kind = 'idle';
       text = '$(circle-outline) OPT';
-      tooltip.appendMarkdown(rt.kind === 'held'
-        ? `**OPT Complete: the runtime is stopped** (${escape(rt.reason)})\n\n[Start](command:${Commands.startRuntime})`
-        : `**OPT Complete**: ${escape(shortModelName(s.model))} loads when first needed\n\n[Start now](command:${Commands.startRuntime}) · [Choose model](command:${Commands.selectModel})`);
+      tooltip.appendMarkdown(
+        rt.kind === 'held'
+          ? `**OPT Complete: the runtime is stopped** (${escape(rt.reason)})\n\n[Start](command:${Commands.startRuntime})`
+          : `**OPT Complete**: ${escape(shortModelName(s.model))} loads when first needed\n\n[Start now](command:${Commands.startRuntime}) · [Choose model](command:${Commands.selectModel})`,
+      );
     } else {
       kind = 'ready';
       const info = rt.kind === 'ready' ? rt.info : undefined;
       const model = s.engine === 'openai' ? 'remote' : shortModelName(info?.modelId ?? s.model);
       const latency = s.last ? ` ${Math.round(s.last.latencyMs)} ms` : '';
       text = s.modelKind ? `$(chip) ${model} (${s.modelKind})` : `$(chip) ${model}${latency}`;
-      const rows: [string, string][] = s.engine === 'openai'
-        ? [['Engine', 'OpenAI-compatible server']]
-        : [['Model', info?.modelId ?? s.model], ...(s.modelKind ? [['Kind', `${s.modelKind} (${info?.architecture ?? '?'}): no inline completions or text generation`] as [string, string]] : []), ['Device', info ? `${info.device}${info.deviceFallback ? ` (${info.deviceFallback})` : ''}` : '?'], ['Precision', info?.dtype ?? '?'], ['Loaded in', info ? `${info.loadSeconds.toFixed(1)} s` : '?']];
+      const rows: [string, string][] =
+        s.engine === 'openai'
+          ? [['Engine', 'OpenAI-compatible server']]
+          : [
+              ['Model', info?.modelId ?? s.model],
+              ...(s.modelKind
+                ? [['Kind', `${s.modelKind} (${info?.architecture ?? '?'}): no inline completions or text generation`] as [string, string]]
+                : []),
+              ['Device', info ? `${info.device}${info.deviceFallback ? ` (${info.deviceFallback})` : ''}` : '?'],
+              ['Precision', info?.dtype ?? '?'],
+              ['Loaded in', info ? `${info.loadSeconds.toFixed(1)} s` : '?'],
+            ];
       if (s.last) {
         rows.push(['Last completion', `${Math.round(s.last.latencyMs)} ms`]);
         if (s.last.tokensPerSecond !== undefined) rows.push(['Speed', `${s.last.tokensPerSecond.toFixed(1)} tokens/s`]);
       }
-      tooltip.appendMarkdown(`**OPT Complete: ready**\n\n| | |\n|---|---|\n${rows.map(([k, v]) => `| ${k} | ${escape(v)} |`).join('\n')}\n\n[Show log](command:${Commands.showLog})`);
+      tooltip.appendMarkdown(
+        `**OPT Complete: ready**\n\n| | |\n|---|---|\n${rows.map(([k, v]) => `| ${k} | ${escape(v)} |`).join('\n')}\n\n[Show log](command:${Commands.showLog})`,
+      );
     }
     // Every assignment is a message to the window: send nothing when nothing changed (this runs after each inline result).
     if (kind === this._kind && text === item.text && tooltip.value === this._tooltip) return;

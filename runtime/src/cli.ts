@@ -26,7 +26,13 @@ import { POOLINGS, type Pooling } from './heads/pooling.js';
 const SAMPLING_USAGE = SAMPLING_KEYS.flatMap((key) => {
   const { cli, kind }: SamplingOptionSpec = SAMPLING_SPEC[key];
   if (cli === null) return [];
-  return [kind.type === 'boolean' ? `[--${cli}]` : kind.type === 'strings' ? `[--${cli} STRING]…` : `[--${cli} ${kind.type === 'int' ? 'N' : 'X'}]`];
+  return [
+    kind.type === 'boolean'
+      ? `[--${cli}]`
+      : kind.type === 'strings'
+        ? `[--${cli} STRING]…`
+        : `[--${cli} ${kind.type === 'int' ? 'N' : 'X'}]`,
+  ];
 });
 
 const USAGE = `usage: opt <command> [options]
@@ -96,7 +102,12 @@ const SAMPLING_FLAGS: Record<string, { type: 'string' | 'boolean'; multiple?: bo
   SAMPLING_KEYS.flatMap((key) => {
     const { cli, kind }: SamplingOptionSpec = SAMPLING_SPEC[key];
     if (cli === null) return [];
-    return [[cli, kind.type === 'boolean' ? { type: 'boolean' } : kind.type === 'strings' ? { type: 'string', multiple: true } : { type: 'string' }]];
+    return [
+      [
+        cli,
+        kind.type === 'boolean' ? { type: 'boolean' } : kind.type === 'strings' ? { type: 'string', multiple: true } : { type: 'string' },
+      ],
+    ];
   }),
 );
 
@@ -113,7 +124,10 @@ async function main(argv: string[]): Promise<void> {
   if (command === 'serve') return serveCommand(values);
   if (command === 'rpc') {
     // Every setting comes in `initialize`: an option here would be silently ignored, so none is taken.
-    if (argv.length !== 1) throw new UsageError(`rpc takes no arguments or options (its settings come in the initialize request), got: ${argv.slice(1).join(' ')}`);
+    if (argv.length !== 1)
+      throw new UsageError(
+        `rpc takes no arguments or options (its settings come in the initialize request), got: ${argv.slice(1).join(' ')}`,
+      );
     // stdout carries the protocol: nothing else may write to it from here on.
     startRpcServer(process.stdin, process.stdout, {
       // A load still running in the inference worker (native code, or a stuck file-system call in
@@ -123,7 +137,15 @@ async function main(argv: string[]): Promise<void> {
     });
     return;
   }
-  const commands: Record<string, (v: Values, texts: string[]) => Promise<unknown>> = { logits, tokenize, convert, classify, answer, embed, perplexity };
+  const commands: Record<string, (v: Values, texts: string[]) => Promise<unknown>> = {
+    logits,
+    tokenize,
+    convert,
+    classify,
+    answer,
+    embed,
+    perplexity,
+  };
   const run = commands[command];
   if (!run) throw new UsageError(`unknown command "${command}"\n\n${USAGE}`);
   const result = await run(values, positionals.slice(1));
@@ -140,7 +162,9 @@ async function generateCommand(v: Values, prompts: string[]): Promise<void> {
     const onWarning = (w: string) => process.stderr.write(`opt: warning: ${w}\n`);
     if (v.json) {
       const rows = await generate(model, prompts, { ...options, onWarning });
-      process.stdout.write(`${JSON.stringify(rows.map((r) => ({ prompt: r.prompt, generated_text: r.text, token_ids: r.tokenIds, finish_reason: r.finishReason })))}\n`);
+      process.stdout.write(
+        `${JSON.stringify(rows.map((r) => ({ prompt: r.prompt, generated_text: r.text, token_ids: r.tokenIds, finish_reason: r.finishReason })))}\n`,
+      );
       return;
     }
     const single = prompts.length === 1 && (options.num_return_sequences ?? 1) === 1;
@@ -188,7 +212,12 @@ async function serveCommand(v: Values): Promise<void> {
 async function logits(v: Values) {
   const model = await loadModel(v);
   try {
-    const ids = v.ids !== undefined ? parseIds(v.ids, model.config.vocab_size) : v.text !== undefined ? await model.tokenizer.encode(v.text) : undefined;
+    const ids =
+      v.ids !== undefined
+        ? parseIds(v.ids, model.config.vocab_size)
+        : v.text !== undefined
+          ? await model.tokenizer.encode(v.text)
+          : undefined;
     if (!ids) throw new UsageError('logits needs --ids 2,133,… or --text "…"');
     if (ids.length === 0) throw new UsageError('logits needs at least one token');
     const out = await model.decoder.forward({
@@ -283,7 +312,8 @@ async function answer(v: Values) {
 /** Pooled hidden states of each text (and every layer's with --all-layers); one text prints one object. */
 async function embed(v: Values, texts: string[]) {
   if (texts.length === 0) throw new UsageError('embed needs a text: opt embed --model DIR "some text"');
-  if (!(POOLINGS as readonly string[]).includes(v.pooling)) throw new UsageError(`--pooling must be one of ${POOLINGS.join(', ')}, got "${v.pooling}"`);
+  if (!(POOLINGS as readonly string[]).includes(v.pooling))
+    throw new UsageError(`--pooling must be one of ${POOLINGS.join(', ')}, got "${v.pooling}"`);
   const allLayers = v['all-layers'];
   const model = await loadHeadModel(v, 'embed', allLayers);
   try {
@@ -310,7 +340,9 @@ async function requireModel(v: Values): Promise<string> {
       const now = Date.now();
       if (now - last < 500 && received !== total) return;
       last = now;
-      process.stderr.write(`opt: downloading ${file}: ${(received / 2 ** 20).toFixed(1)}${total ? ` / ${(total / 2 ** 20).toFixed(1)}` : ''} MiB\n`);
+      process.stderr.write(
+        `opt: downloading ${file}: ${(received / 2 ** 20).toFixed(1)}${total ? ` / ${(total / 2 ** 20).toFixed(1)}` : ''} MiB\n`,
+      );
     },
   });
 }
@@ -327,12 +359,14 @@ function loadOptionsOf(v: Values): LoadOptions {
 }
 
 function dtypeOf(v: Values): DtypeChoice {
-  if (!(DTYPES as readonly string[]).includes(v.dtype)) throw new UsageError(`--dtype must be one of ${DTYPES.join(', ')}, got "${v.dtype}"`);
+  if (!(DTYPES as readonly string[]).includes(v.dtype))
+    throw new UsageError(`--dtype must be one of ${DTYPES.join(', ')}, got "${v.dtype}"`);
   return v.dtype as DtypeChoice;
 }
 
 function deviceOf(v: Values): Device {
-  if (!(DEVICES as readonly string[]).includes(v.device)) throw new UsageError(`--device must be one of ${DEVICES.join(', ')}, got "${v.device}"`);
+  if (!(DEVICES as readonly string[]).includes(v.device))
+    throw new UsageError(`--device must be one of ${DEVICES.join(', ')}, got "${v.device}"`);
   return v.device as Device;
 }
 

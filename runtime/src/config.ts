@@ -7,12 +7,7 @@ import { CONFIG_FILE_CAP, parseJsonText, readModelText } from './checkpoint/mode
 import { CheckpointError, brief } from './errors.js';
 
 /** Model heads this runtime knows how to load; transformers' class names. */
-export const OPT_ARCHITECTURES = [
-  'OPTForCausalLM',
-  'OPTModel',
-  'OPTForSequenceClassification',
-  'OPTForQuestionAnswering',
-] as const;
+export const OPT_ARCHITECTURES = ['OPTForCausalLM', 'OPTModel', 'OPTForSequenceClassification', 'OPTForQuestionAnswering'] as const;
 export type OptArchitecture = (typeof OPT_ARCHITECTURES)[number];
 
 export const SUPPORTED_ACTIVATIONS = ['relu', 'gelu', 'gelu_new', 'gelu_pytorch_tanh', 'silu'] as const;
@@ -87,8 +82,11 @@ const MAX_TOKEN_ID = MAX_SIZES.vocab_size - 1;
 export async function readOptConfig(dir: string): Promise<OptConfig> {
   const read = await readModelText(dir, 'config.json', CONFIG_FILE_CAP);
   if (read === undefined) {
-    throw new CheckpointError(join(dir, 'config.json'), 'config.json is missing',
-      'a model folder needs the config.json published with the checkpoint (e.g. from huggingface.co/facebook/opt-125m)');
+    throw new CheckpointError(
+      join(dir, 'config.json'),
+      'config.json is missing',
+      'a model folder needs the config.json published with the checkpoint (e.g. from huggingface.co/facebook/opt-125m)',
+    );
   }
   return parseOptConfig(parseJsonText(read.text, read.file), read.file);
 }
@@ -100,7 +98,11 @@ export function parseOptConfig(raw: unknown, file = 'config.json'): OptConfig {
   }
   const r = raw as Record<string, unknown>;
   if (r.model_type !== undefined && r.model_type !== 'opt') {
-    throw new CheckpointError(file, `model_type is ${brief(r.model_type)}, not "opt"`, 'this runtime runs OPT checkpoints only (facebook/opt-*)');
+    throw new CheckpointError(
+      file,
+      `model_type is ${brief(r.model_type)}, not "opt"`,
+      'this runtime runs OPT checkpoints only (facebook/opt-*)',
+    );
   }
   const architectures = (r.architectures ?? ['OPTForCausalLM']) as unknown;
   if (!Array.isArray(architectures) || architectures.length === 0) {
@@ -133,10 +135,17 @@ export function parseOptConfig(raw: unknown, file = 'config.json'): OptConfig {
   }
   const activation_function = r.activation_function ?? DEFAULTS.activation_function;
   if (!(SUPPORTED_ACTIVATIONS as readonly unknown[]).includes(activation_function)) {
-    throw new CheckpointError(file, `unsupported activation_function ${brief(activation_function)}`, `supported: ${SUPPORTED_ACTIVATIONS.join(', ')}`);
+    throw new CheckpointError(
+      file,
+      `unsupported activation_function ${brief(activation_function)}`,
+      `supported: ${SUPPORTED_ACTIVATIONS.join(', ')}`,
+    );
   }
   const id2label = r.id2label ?? undefined;
-  if (id2label !== undefined && (typeof id2label !== 'object' || Array.isArray(id2label) || !Object.values(id2label).every((l) => typeof l === 'string'))) {
+  if (
+    id2label !== undefined &&
+    (typeof id2label !== 'object' || Array.isArray(id2label) || !Object.values(id2label).every((l) => typeof l === 'string'))
+  ) {
     throw new CheckpointError(file, `id2label must map label ids to label names, got ${brief(id2label)}`);
   }
   const num_labels = int('num_labels', id2label ? Object.keys(id2label).length : 2);

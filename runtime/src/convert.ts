@@ -26,7 +26,15 @@ import { type OptWeights, openOptWeights } from './checkpoint/optWeights.js';
 import { CheckpointError } from './errors.js';
 import { snapshotBlobSha256 } from './hub/hubCache.js';
 import { ExternalDataFile, GraphBuilder } from './onnx/graphBuilder.js';
-import { type OptGraphOptions, DEFAULT_GRAPH_OPTIONS, OPSETS, buildOptGraph, defaultBlockSize, kvCacheLayout, kvElemType } from './onnx/optGraph.js';
+import {
+  type OptGraphOptions,
+  DEFAULT_GRAPH_OPTIONS,
+  OPSETS,
+  buildOptGraph,
+  defaultBlockSize,
+  kvCacheLayout,
+  kvElemType,
+} from './onnx/optGraph.js';
 
 /** Bump when the graph builder changes what it emits, so stale cached models are rebuilt. */
 const GRAPH_FORMAT_VERSION = 5;
@@ -107,8 +115,17 @@ export async function convertCheckpoint(dir: string, options: ConvertOptions = {
       const after = await Promise.all(weights.files.map(fileIdentity));
       const changed = weights.files.find((_, i) => after[i] !== before[i]);
       if (changed) throw new CheckpointError(changed, 'changed while it was being converted', 'run again once the checkpoint is written');
-      const outputs = Object.fromEntries(await Promise.all([MODEL_FILE, DATA_FILE].map(async (f) => [f, (await stat(join(tmp, f))).size] as const)));
-      const meta = { key, source: dir, files: weights.files.map((f) => basename(f)), options: graphOptions, formatVersion: GRAPH_FORMAT_VERSION, outputs };
+      const outputs = Object.fromEntries(
+        await Promise.all([MODEL_FILE, DATA_FILE].map(async (f) => [f, (await stat(join(tmp, f))).size] as const)),
+      );
+      const meta = {
+        key,
+        source: dir,
+        files: weights.files.map((f) => basename(f)),
+        options: graphOptions,
+        formatVersion: GRAPH_FORMAT_VERSION,
+        outputs,
+      };
       await writeFile(join(tmp, 'meta.json'), JSON.stringify(meta, null, 2));
       entry = await publish(onnxDir, key, tmp);
     } catch (err) {
@@ -171,9 +188,15 @@ export function canonicalGraphOptions(o: OptGraphOptions): OptGraphOptions {
 }
 
 function metadata(dir: string, c: OptConfig, o: OptGraphOptions): Record<string, string> {
-  return { source: basename(dir), dtype: o.dtype, fused: String(o.fused), kv_cache: kvCacheLayout(o), output: o.output ?? 'logits', architecture: c.architectures[0]! };
+  return {
+    source: basename(dir),
+    dtype: o.dtype,
+    fused: String(o.fused),
+    kv_cache: kvCacheLayout(o),
+    output: o.output ?? 'logits',
+    architecture: c.architectures[0]!,
+  };
 }
-
 
 // ---- the key: what the graph is made of ----
 
@@ -205,13 +228,24 @@ async function fileIdentity(file: string): Promise<string> {
 async function contentSha256(dir: string, file: string, cacheDir: string): Promise<string> {
   const fromHub = await snapshotBlobSha256(dir, file);
   if (fromHub) return fromHub;
-  const memoFile = join(cacheDir, 'fingerprints', `${createHash('sha256').update(await realpath(file)).digest('hex').slice(0, 32)}.json`);
+  const memoFile = join(
+    cacheDir,
+    'fingerprints',
+    `${createHash('sha256')
+      .update(await realpath(file))
+      .digest('hex')
+      .slice(0, 32)}.json`,
+  );
   const identity = await fileIdentity(file);
-  const memo = await readFile(memoFile, 'utf8').then((t) => JSON.parse(t) as { identity?: string; sha256?: string }, () => undefined);
+  const memo = await readFile(memoFile, 'utf8').then(
+    (t) => JSON.parse(t) as { identity?: string; sha256?: string },
+    () => undefined,
+  );
   if (memo?.identity === identity && typeof memo.sha256 === 'string') return memo.sha256;
   const sha256 = await hashFile(file);
   const after = await stat(file, { bigint: true });
-  if ((await fileIdentity(file)) !== identity) throw new CheckpointError(file, 'changed while it was being read', 'run again once the checkpoint is written');
+  if ((await fileIdentity(file)) !== identity)
+    throw new CheckpointError(file, 'changed while it was being read', 'run again once the checkpoint is written');
   if (Date.now() - Number(after.ctimeNs / 1_000_000n) > RACY_MS) {
     await mkdir(join(cacheDir, 'fingerprints'), { recursive: true });
     const tmp = `${memoFile}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
@@ -349,7 +383,11 @@ async function isStaleLock(path: string): Promise<boolean> {
  * lock. The lock file is written under a temporary name and linked into place, so it is never seen
  * empty; link fails when the lock exists.
  */
-async function acquireLock(onnxDir: string, key: string, published: () => Promise<string | undefined>): Promise<{ release(): Promise<void> } | string> {
+async function acquireLock(
+  onnxDir: string,
+  key: string,
+  published: () => Promise<string | undefined>,
+): Promise<{ release(): Promise<void> } | string> {
   const path = join(onnxDir, `${key}.lock`);
   const owner: LockOwner = { host: hostTag(), pid: process.pid, nonce: randomBytes(8).toString('hex') };
   const text = JSON.stringify(owner);
@@ -360,12 +398,15 @@ async function acquireLock(onnxDir: string, key: string, published: () => Promis
       if (err.code === 'EEXIST') return false;
       throw err;
     };
-    const taken = await link(tmp, path).then(
-      () => true,
-      // A file system without hard links (exFAT, some network mounts): an exclusive create, which a
-      // reader may see empty for a moment (an unreadable owner counts as live until the lock is old).
-      (err: NodeJS.ErrnoException) => (NO_HARD_LINKS.has(err.code ?? '') ? writeFile(path, text, { flag: 'wx' }).then(() => true, exists) : exists(err)),
-    ).finally(() => unlink(tmp).catch(() => undefined));
+    const taken = await link(tmp, path)
+      .then(
+        () => true,
+        // A file system without hard links (exFAT, some network mounts): an exclusive create, which a
+        // reader may see empty for a moment (an unreadable owner counts as live until the lock is old).
+        (err: NodeJS.ErrnoException) =>
+          NO_HARD_LINKS.has(err.code ?? '') ? writeFile(path, text, { flag: 'wx' }).then(() => true, exists) : exists(err),
+      )
+      .finally(() => unlink(tmp).catch(() => undefined));
     if (taken) {
       const refresh = setInterval(() => void utimes(path, new Date(), new Date()).catch(() => undefined), LOCK_REFRESH_MS);
       refresh.unref();
@@ -406,16 +447,21 @@ async function sweepLeftovers(onnxDir: string): Promise<void> {
     if (legacy) {
       // No host in the name (an older version): removed only when no process here has its pid and
       // nothing in it changed for a day, so a converter on another machine is not cut short.
-      if (!isAlive(Number(legacy[1])) && (await quietFor(path, LEGACY_TMP_QUIET_MS))) await rm(path, { recursive: true, force: true }).catch(() => undefined);
+      if (!isAlive(Number(legacy[1])) && (await quietFor(path, LEGACY_TMP_QUIET_MS)))
+        await rm(path, { recursive: true, force: true }).catch(() => undefined);
       continue;
     }
     const lockTmp = LOCK_TMP.exec(name);
     if (lockTmp) {
-      if (lockTmp[2] === host && Number(lockTmp[3]) !== process.pid && !isAlive(Number(lockTmp[3]))) await unlink(path).catch(() => undefined);
+      if (lockTmp[2] === host && Number(lockTmp[3]) !== process.pid && !isAlive(Number(lockTmp[3])))
+        await unlink(path).catch(() => undefined);
       continue;
     }
     if (LOCK.test(name) && (await isStaleLock(path))) {
-      const owner = await readFile(path, 'utf8').then((t) => JSON.parse(t) as Partial<LockOwner>, () => undefined);
+      const owner = await readFile(path, 'utf8').then(
+        (t) => JSON.parse(t) as Partial<LockOwner>,
+        () => undefined,
+      );
       // Only this host's dead owners here; a waiter judges other hosts' locks by age.
       if (owner?.host === host) await unlink(path).catch(() => undefined);
     }
@@ -424,6 +470,13 @@ async function sweepLeftovers(onnxDir: string): Promise<void> {
 
 async function quietFor(folder: string, ms: number): Promise<boolean> {
   const names = await readdir(folder).catch(() => [] as string[]);
-  const times = await Promise.all([folder, ...names.map((n) => join(folder, n))].map((p) => stat(p).then((s) => s.mtimeMs, () => 0)));
+  const times = await Promise.all(
+    [folder, ...names.map((n) => join(folder, n))].map((p) =>
+      stat(p).then(
+        (s) => s.mtimeMs,
+        () => 0,
+      ),
+    ),
+  );
   return Date.now() - Math.max(...times) > ms;
 }

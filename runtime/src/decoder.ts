@@ -75,10 +75,16 @@ export class OptDecoder {
     return this.cacheLayout !== 'concat';
   }
 
-  constructor(private readonly _session: ModelSession, readonly shape: DecoderShape) {
+  constructor(
+    private readonly _session: ModelSession,
+    readonly shape: DecoderShape,
+  ) {
     const inputs = new Set(_session.inputNames);
     for (const required of ['input_ids', 'attention_mask', 'past_key_values.0.key']) {
-      if (!inputs.has(required)) throw new UsageError(`the ONNX model has no "${required}" input: it is not an OPT decoder with a KV cache (inputs: ${[...inputs].join(', ')})`);
+      if (!inputs.has(required))
+        throw new UsageError(
+          `the ONNX model has no "${required}" input: it is not an OPT decoder with a KV cache (inputs: ${[...inputs].join(', ')})`,
+        );
     }
     this._hasKeepInput = inputs.has('num_logits_to_keep');
     this._hasPositionIds = inputs.has('position_ids');
@@ -86,7 +92,8 @@ export class OptDecoder {
     // float16: an fp16 graph's cache, or a float32 graph's append cache built with kvDtype 'fp16'
     // (its new_key_values outputs are then float16 too, written into the Uint16Array buffers as is).
     const kvType = _session.inputTypes['past_key_values.0.key'];
-    if (kvType !== 'float32' && kvType !== 'float16') throw new UsageError(`the ONNX model's KV cache is ${kvType}; expected float32 or float16`);
+    if (kvType !== 'float32' && kvType !== 'float16')
+      throw new UsageError(`the ONNX model's KV cache is ${kvType}; expected float32 or float16`);
     this._kvType = kvType;
     const dim = _session.inputShapes['past_key_values.0.key']?.[2];
     this.cacheLayout = dim === CACHE_DIM.append ? 'append' : dim === CACHE_DIM.inplace ? 'inplace' : 'concat';
@@ -103,7 +110,8 @@ export class OptDecoder {
     const p = x.past?.length ?? 0;
     const t = p + s;
     if (!Number.isInteger(s) || s < 1) throw new UsageError(`forward: ${x.inputIds.length} ids do not split into ${b} rows`);
-    if (x.attentionMask.length !== b * t) throw new UsageError(`forward: attention mask has ${x.attentionMask.length} values, expected ${b}×${t}`);
+    if (x.attentionMask.length !== b * t)
+      throw new UsageError(`forward: attention mask has ${x.attentionMask.length} values, expected ${b}×${t}`);
     if (x.past && x.past.batch !== b) throw new UsageError(`forward: cache holds ${x.past.batch} rows, input has ${b}`);
     if (t > maxPositions) throw new UsageError(`sequence of ${t} tokens exceeds the model's ${maxPositions} positions`);
     const keep = Math.min(Math.max(1, x.logitsToKeep), s);
@@ -117,7 +125,8 @@ export class OptDecoder {
     const feeds: Record<string, Tensor> = {
       input_ids: new Tensor('int64', x.inputIds, [b, s]),
       // The append layout attends over the whole buffer then the new tokens: its mask spans capacity + S.
-      attention_mask: append && p > 0 ? bufferMask(x.attentionMask, b, p, s, cache!.capacity) : new Tensor('int64', x.attentionMask, [b, t]),
+      attention_mask:
+        append && p > 0 ? bufferMask(x.attentionMask, b, p, s, cache!.capacity) : new Tensor('int64', x.attentionMask, [b, t]),
     };
     for (let i = 0; i < numLayers; i++) {
       for (const [j, kind] of (['key', 'value'] as const).entries()) {
@@ -136,7 +145,8 @@ export class OptDecoder {
     let fetches: Record<string, Tensor | null> | undefined;
     if (!this._session.outputsOnDevice && (this.cacheLayout === 'inplace' || x.logitsBuffer)) {
       fetches = { logits: null };
-      if (x.logitsBuffer && this._hasKeepInput) fetches.logits = new Tensor('float32', x.logitsBuffer.subarray(0, b * keep * vocabSize), [b, keep, vocabSize]);
+      if (x.logitsBuffer && this._hasKeepInput)
+        fetches.logits = new Tensor('float32', x.logitsBuffer.subarray(0, b * keep * vocabSize), [b, keep, vocabSize]);
       for (let i = 0; i < numLayers; i++) {
         for (const [j, kind] of (['key', 'value'] as const).entries()) {
           if (append) fetches[`new_key_values.${i}.${kind}`] = null;
@@ -283,7 +293,9 @@ const roundUp = (n: number, step: number) => Math.ceil(n / step) * step;
 
 function emptyKv(type: 'float32' | 'float16', b: number, h: number, positions: number, hd: number): Tensor {
   const n = b * h * positions * hd;
-  return type === 'float16' ? new Tensor('float16', new Uint16Array(n), [b, h, positions, hd]) : new Tensor('float32', new Float32Array(n), [b, h, positions, hd]);
+  return type === 'float16'
+    ? new Tensor('float16', new Uint16Array(n), [b, h, positions, hd])
+    : new Tensor('float32', new Float32Array(n), [b, h, positions, hd]);
 }
 
 /** Copies the first `length` positions of each of `rows` [positions, hd] blocks from one capacity to another. */
@@ -299,7 +311,11 @@ function copyPositions(from: Tensor, to: Tensor, rows: number, length: number, f
  */
 function widen(tensor: Tensor, rows: number, length: number, fromCap: number, toCap: number, hd: number): Tensor {
   const view = tensor.data as Float32Array | Uint16Array;
-  const storage = new (view.constructor as Float32ArrayConstructor | Uint16ArrayConstructor)(view.buffer as ArrayBuffer, view.byteOffset, rows * toCap * hd);
+  const storage = new (view.constructor as Float32ArrayConstructor | Uint16ArrayConstructor)(
+    view.buffer as ArrayBuffer,
+    view.byteOffset,
+    rows * toCap * hd,
+  );
   for (let r = rows - 1; r > 0; r--) storage.copyWithin(r * toCap * hd, r * fromCap * hd, (r * fromCap + length) * hd);
   return new Tensor(tensor.type as 'float32' | 'float16', storage, [...tensor.dims.slice(0, 2), toCap, hd]);
 }

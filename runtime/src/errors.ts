@@ -55,7 +55,11 @@ export function brief(value: unknown, max = 60): string {
  */
 export class FileAccessError extends UsageError {
   override readonly name: string = 'FileAccessError';
-  constructor(readonly file: string, readonly code: string, problem: string) {
+  constructor(
+    readonly file: string,
+    readonly code: string,
+    problem: string,
+  ) {
     super(`${file}: ${problem} (${code})`);
   }
 }

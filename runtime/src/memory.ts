@@ -4,7 +4,14 @@
 import { readFileSync } from 'node:fs';
 import { freemem } from 'node:os';
 
-export { autoPrefixCacheBytes, contextKvBytes, describeNeed, estimateModelBytes, kvBytesPerToken, memoryNeed } from '../../protocol/memory.js';
+export {
+  autoPrefixCacheBytes,
+  contextKvBytes,
+  describeNeed,
+  estimateModelBytes,
+  kvBytesPerToken,
+  memoryNeed,
+} from '../../protocol/memory.js';
 
 /** Memory the kernel says is available for new allocations (MemAvailable), else free memory. */
 export function availableMemoryBytes(): number {

@@ -75,23 +75,40 @@ export function resolveDtype(dtype: DtypeChoice, device: ExecutionDevice): Graph
 }
 
 export async function loadOptModel(dir: string, options: LoadOptions = {}): Promise<OptModel> {
-  const isDir = await stat(dir).then((s) => s.isDirectory(), () => false);
-  if (!isDir) throw new UsageError(`model folder not found: ${dir} (pass a folder holding config.json and the weights, e.g. a download of huggingface.co/facebook/opt-125m)`);
+  const isDir = await stat(dir).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+  if (!isDir)
+    throw new UsageError(
+      `model folder not found: ${dir} (pass a folder holding config.json and the weights, e.g. a download of huggingface.co/facebook/opt-125m)`,
+    );
   if (options.dtype !== undefined && !(DTYPES as readonly string[]).includes(options.dtype)) {
     throw new UsageError(`unknown dtype "${options.dtype}": choose one of ${DTYPES.join(', ')}`);
   }
   const config = await readOptConfig(dir);
   if (config.architectures[0] !== 'OPTForCausalLM') {
-    throw new UsageError(`${dir} holds an ${config.architectures[0]} checkpoint, which has no language-model head: text generation needs OPTForCausalLM`);
+    throw new UsageError(
+      `${dir} holds an ${config.architectures[0]} checkpoint, which has no language-model head: text generation needs OPTForCausalLM`,
+    );
   }
   const { plan } = planLoad(config, { ...options, contextTokens: options.contextTokens ?? config.max_position_embeddings });
   const [tokenizer, generationConfig] = await Promise.all([OptTokenizer.fromDir(dir), readGenerationConfig(dir)]);
   // Each candidate device gets its graph (dtype `auto` and the KV-cache layout depend on it); conversions are cached.
   let source: ModelSource | undefined;
-  const opened = await createSessionForDevice(async (d) => {
-    source = await locateModel(dir, resolveDtype(options.dtype ?? 'auto', d), options, d);
-    return source.modelPath;
-  }, { device: plan.requested, plan, threads: options.threads ?? 0, spin: options.spin, preferredOutputLocation: cacheOnDevice(config.num_hidden_layers) });
+  const opened = await createSessionForDevice(
+    async (d) => {
+      source = await locateModel(dir, resolveDtype(options.dtype ?? 'auto', d), options, d);
+      return source.modelPath;
+    },
+    {
+      device: plan.requested,
+      plan,
+      threads: options.threads ?? 0,
+      spin: options.spin,
+      preferredOutputLocation: cacheOnDevice(config.num_hidden_layers),
+    },
+  );
   const session = opened.session;
   const decoder = new OptDecoder(session, {
     numLayers: config.num_hidden_layers,
@@ -100,7 +117,17 @@ export async function loadOptModel(dir: string, options: LoadOptions = {}): Prom
     vocabSize: config.vocab_size,
     maxPositions: config.max_position_embeddings,
   });
-  return { dir, config, generationConfig, tokenizer, decoder, source: source!, device: opened.device, deviceFallback: opened.fallbackReason, dispose: () => decoder.release() };
+  return {
+    dir,
+    config,
+    generationConfig,
+    tokenizer,
+    decoder,
+    source: source!,
+    device: opened.device,
+    deviceFallback: opened.fallbackReason,
+    dispose: () => decoder.release(),
+  };
 }
 
 /**
@@ -125,7 +152,9 @@ export function planLoad(config: OptConfig, options: LoadOptions): { plan: Devic
         dtype === 'int4' ? 'a smaller model' : 'a smaller model or a lower precision (--dtype int4)',
       ];
       const breakdown = context > 0 ? ` (${describeNeed(n, context)})` : '';
-      throw new UsageError(`this model needs about ${gib(n.total)} of memory at ${dtype}, but only ${gib(have)} is available${breakdown}: choose ${fixes.join(', or ')}`);
+      throw new UsageError(
+        `this model needs about ${gib(n.total)} of memory at ${dtype}, but only ${gib(have)} is available${breakdown}: choose ${fixes.join(', or ')}`,
+      );
     }
   }
   return { plan, dtype };
@@ -147,7 +176,11 @@ export function kvCacheLayoutFor(device: ExecutionDevice): KvCacheLayout {
  * or plain ones, and the KV-cache layout for the device. locateModel and `opt convert` both ask
  * here, so a conversion made ahead of time is the one the load finds.
  */
-export function graphOptionsFor(dtype: GraphDtype, device: ExecutionDevice, options: Pick<LoadOptions, 'fused'> = {}): Pick<OptGraphOptions, 'dtype' | 'fused' | 'kvCache'> {
+export function graphOptionsFor(
+  dtype: GraphDtype,
+  device: ExecutionDevice,
+  options: Pick<LoadOptions, 'fused'> = {},
+): Pick<OptGraphOptions, 'dtype' | 'fused' | 'kvCache'> {
   const fused = options.fused !== false;
   return { dtype, fused, kvCache: fused ? kvCacheLayoutFor(device) : 'concat' };
 }
@@ -176,7 +209,11 @@ async function locateModel(dir: string, dtype: GraphDtype, options: LoadOptions,
   if (!hasWeights && !exported) {
     const available = await listExports(dir);
     if (available.length > 0) {
-      throw new CheckpointError(join(dir, 'onnx'), `no ${dtype} export found`, `available: ${available.join(', ')}; pick the matching --dtype`);
+      throw new CheckpointError(
+        join(dir, 'onnx'),
+        `no ${dtype} export found`,
+        `available: ${available.join(', ')}; pick the matching --dtype`,
+      );
     }
   }
   const r = await convertCheckpoint(dir, { ...graphOptionsFor(dtype, device, options), cacheDir: options.cacheDir });

@@ -23,7 +23,8 @@ export interface PerplexityWindow {
 /** The windows over `length` tokens: transformers' loop, with the shifted labels' bookkeeping made explicit. */
 export function slidingWindows(length: number, maxLength: number, stride: number): PerplexityWindow[] {
   if (!Number.isInteger(maxLength) || maxLength < 2) throw new UsageError(`max_length must be an integer >= 2, got ${maxLength}`);
-  if (!Number.isInteger(stride) || stride < 1 || stride > maxLength) throw new UsageError(`stride must be an integer from 1 to max_length (${maxLength}), got ${stride}`);
+  if (!Number.isInteger(stride) || stride < 1 || stride > maxLength)
+    throw new UsageError(`stride must be an integer from 1 to max_length (${maxLength}), got ${stride}`);
   const windows: PerplexityWindow[] = [];
   let prevEnd = 0;
   for (let begin = 0; begin < length; begin += stride) {
@@ -44,7 +45,11 @@ export interface PerplexityResult {
 }
 
 /** exp(nll / tokens); NaN when nothing was scored. */
-export const perplexityOf = (nllSum: number, tokens: number): PerplexityResult => ({ perplexity: tokens > 0 ? Math.exp(nllSum / tokens) : NaN, tokens_scored: tokens, nll_sum: nllSum });
+export const perplexityOf = (nllSum: number, tokens: number): PerplexityResult => ({
+  perplexity: tokens > 0 ? Math.exp(nllSum / tokens) : NaN,
+  tokens_scored: tokens,
+  nll_sum: nllSum,
+});
 
 /** -log softmax(row)[label], computed in float64. */
 export function negativeLogLikelihood(row: Float32Array, label: number): number {
@@ -66,7 +71,8 @@ export async function scoreTokens(
 ): Promise<PerplexityResult> {
   const vocab = decoder.shape.vocabSize;
   const windows = slidingWindows(ids.length, options.maxLength, options.stride);
-  let nll = 0, scored = 0;
+  let nll = 0,
+    scored = 0;
   for (const [n, w] of windows.entries()) {
     options.signal?.throwIfAborted();
     const s = w.end - w.begin;
@@ -99,7 +105,10 @@ export async function readTextFile(path: string): Promise<string> {
     const s = await stat(path);
     if (s.isDirectory()) throw new UsageError(`${path} is a folder: pass text files`);
     if (!s.isFile()) throw new UsageError(`${path} is not a regular file (a FIFO, socket or device): pass text files`);
-    if (s.size > MAX_TEXT_BYTES) throw new UsageError(`${path} is ${(s.size / 2 ** 20).toFixed(0)} MiB, more than the ${MAX_TEXT_BYTES / 2 ** 20} MiB perplexity reads from one file: split it`);
+    if (s.size > MAX_TEXT_BYTES)
+      throw new UsageError(
+        `${path} is ${(s.size / 2 ** 20).toFixed(0)} MiB, more than the ${MAX_TEXT_BYTES / 2 ** 20} MiB perplexity reads from one file: split it`,
+      );
     bytes = await readFile(path);
   } catch (err) {
     if (err instanceof UsageError) throw err;
@@ -133,6 +142,9 @@ export async function perplexityOfTexts(
     const r = await scoreTokens(model.decoder, ids, { ...options, onWindow: (done, total) => options.onProgress?.(file, done, total) });
     files.push({ file, ...r });
   }
-  const total = perplexityOf(files.reduce((n, f) => n + f.nll_sum, 0), files.reduce((n, f) => n + f.tokens_scored, 0));
+  const total = perplexityOf(
+    files.reduce((n, f) => n + f.nll_sum, 0),
+    files.reduce((n, f) => n + f.tokens_scored, 0),
+  );
   return { files, total };
 }

@@ -91,13 +91,19 @@ export function executionProvider(s: SessionSettings): ort.InferenceSession.Exec
     case 'webgpu':
       // 'bucket' reuses freed storage buffers by size class: the KV cache and activations of a
       // decode step come back at the same sizes every step.
-      return { name: 'webgpu', validationMode: s.webgpuValidation ?? 'basic', storageBufferCacheMode: 'bucket' } as ort.InferenceSession.ExecutionProviderConfig;
+      return {
+        name: 'webgpu',
+        validationMode: s.webgpuValidation ?? 'basic',
+        storageBufferCacheMode: 'bucket',
+      } as ort.InferenceSession.ExecutionProviderConfig;
   }
 }
 
 export async function createSession(modelPath: string, settings: SessionSettings): Promise<ModelSession> {
   if (!(EXECUTION_DEVICES as readonly string[]).includes(settings.device)) {
-    throw new UsageError(`unknown device "${settings.device}": createSession takes one of ${EXECUTION_DEVICES.join(', ')} (device auto is resolved by device/open.ts createSessionForDevice)`);
+    throw new UsageError(
+      `unknown device "${settings.device}": createSession takes one of ${EXECUTION_DEVICES.join(', ')} (device auto is resolved by device/open.ts createSessionForDevice)`,
+    );
   }
   checkThreads(settings.threads);
   // Device-resident outputs: WebGPU only (onnxruntime-node 1.30 binds gpu-buffer outputs to WebGPU's memory).

@@ -31,7 +31,11 @@ import type { InlineCounters } from '../../extension/src/debugState.js';
 const DTYPE = E2E_DTYPE;
 
 // What optComplete.debug.state returns (the parts read here).
-interface InlineRecord { text?: string; line: number; character: number }
+interface InlineRecord {
+  text?: string;
+  line: number;
+  character: number;
+}
 interface DebugState {
   runtime: {
     state: string;
@@ -62,9 +66,17 @@ describe(`a WebGPU device that fails to start in VS Code: the CPU fallback (code
   const toast = (text: string) => session.page.locator('.notifications-toasts .notification-toast', { hasText: text }).first();
   const statusItem = () => session.page.locator('#workbench\\.parts\\.statusbar [aria-label="OPT Complete: ready"]').first();
   /** The extension's own "device fallback:" warnings in its output channel (the runtime's log lines carry a prefix). */
-  const fallbackWarnings = () => session.channelLog('OPT Complete').split('\n').filter((l) => /\[warning\] device fallback: /.test(l));
+  const fallbackWarnings = () =>
+    session
+      .channelLog('OPT Complete')
+      .split('\n')
+      .filter((l) => /\[warning\] device fallback: /.test(l));
   /** The runtime's own reports of the fallback, forwarded to the same channel. */
-  const runtimeFallbackLines = () => session.channelLog('OPT Complete').split('\n').filter((l) => /\[warning\] runtime: device fallback: /.test(l));
+  const runtimeFallbackLines = () =>
+    session
+      .channelLog('OPT Complete')
+      .split('\n')
+      .filter((l) => /\[warning\] runtime: device fallback: /.test(l));
 
   before(async () => {
     findPrereqs();
@@ -73,11 +85,24 @@ describe(`a WebGPU device that fails to start in VS Code: the CPU fallback (code
     // A Vulkan driver manifest naming a library that does not exist: the loader finds no driver,
     // Dawn no adapter, and onnxruntime's WebGPU provider fails for real.
     const icd = join(work, 'broken_icd.json');
-    await writeFile(icd, JSON.stringify({ file_format_version: '1.0.0', ICD: { library_path: '/nonexistent/libvulkan_broken.so', api_version: '1.3.0' } }));
+    await writeFile(
+      icd,
+      JSON.stringify({ file_format_version: '1.0.0', ICD: { library_path: '/nonexistent/libvulkan_broken.so', api_version: '1.3.0' } }),
+    );
     const model = join(work, 'scripted-opt');
     // Small (hidden 128: the smallest where the scripted pairs still beat the fallback token) so
     // two loads and a completion fit the time budget; greedy text after anything is " one two …".
-    await writeScriptedOpt(model, { seed: 21, hiddenSize: 128, layers: 2, maxPositions: 256, fallback: ' one', bigrams: [[' one', ' two'], [' two', ' one']] });
+    await writeScriptedOpt(model, {
+      seed: 21,
+      hiddenSize: 128,
+      layers: 2,
+      maxPositions: 256,
+      fallback: ' one',
+      bigrams: [
+        [' one', ' two'],
+        [' two', ' one'],
+      ],
+    });
     session = await VsCodeSession.start({
       name: 'device-fallback',
       vsix: [vsix],
@@ -110,15 +135,23 @@ describe(`a WebGPU device that fails to start in VS Code: the CPU fallback (code
       // With no editor open the palette helper first waits out its editor-focus attempt (~30 s).
       await session.openFile('story.txt');
       await session.runFromPalette(label(Commands.startRuntime));
-      const s = await waitFor('the runtime to be ready or to fail', async () => {
-        const x = await state();
-        return x.runtime.state === 'ready' || x.runtime.state === 'failed' ? x : undefined;
-      }, 180_000, 250);
+      const s = await waitFor(
+        'the runtime to be ready or to fail',
+        async () => {
+          const x = await state();
+          return x.runtime.state === 'ready' || x.runtime.state === 'failed' ? x : undefined;
+        },
+        180_000,
+        250,
+      );
 
       if (!hasVulkanLoader) {
         // Without libvulkan.so.1 an explicit webgpu is refused (nothing to try), not a fallback.
         assert.equal(s.runtime.state, 'failed', `refused without a Vulkan loader: ${JSON.stringify(s.runtime)}`);
-        assert.match(s.runtime.detail.reason ?? '', /^the device could not be used: device webgpu is not available: WebGPU on Linux needs Vulkan and libvulkan\.so\.1 was not found/);
+        assert.match(
+          s.runtime.detail.reason ?? '',
+          /^the device could not be used: device webgpu is not available: WebGPU on Linux needs Vulkan and libvulkan\.so\.1 was not found/,
+        );
         const refused = toast('device webgpu is not available');
         await refused.waitFor({ state: 'visible', timeout: 15_000 });
         await refused.getByRole('button', { name: 'Choose Device…' }).waitFor({ state: 'visible', timeout: 5_000 });
@@ -136,7 +169,7 @@ describe(`a WebGPU device that fails to start in VS Code: the CPU fallback (code
       const warning = toast('webgpu failed to initialize');
       await warning.waitFor({ state: 'visible', timeout: 15_000 });
       const message = (await warning.locator('.notification-list-item-message').innerText()).replace(/\u00a0/g, ' ').trim();
-      assert.equal(message, `OPT Complete: ${reason}`, 'the toast shows the runtime\'s reason in full');
+      assert.equal(message, `OPT Complete: ${reason}`, "the toast shows the runtime's reason in full");
       // A warning, not an error: the model runs.
       assert.equal(await warning.locator('.codicon-warning').count(), 1, 'a warning icon');
       const showLog = warning.getByRole('button', { name: 'Show Log' });
@@ -144,12 +177,23 @@ describe(`a WebGPU device that fails to start in VS Code: the CPU fallback (code
       // The reason is long: the buttons must still be on screen, not pushed below the window
       // (polled: the toast slides in from below).
       const viewport = session.page.viewportSize()!;
-      for (const [name, button] of [['Show Log', showLog], ['Choose Device…', choose]] as const) {
+      for (const [name, button] of [
+        ['Show Log', showLog],
+        ['Choose Device…', choose],
+      ] as const) {
         await button.waitFor({ state: 'visible', timeout: 5_000 });
-        await waitFor(`the "${name}" button to be inside the window`, async () => {
-          const box = await button.boundingBox();
-          return box !== null && box.y >= 0 && box.x >= 0 && box.y + box.height <= viewport.height && box.x + box.width <= viewport.width;
-        }, 5_000, 100).catch(async (err: Error) => { err.message += `: ${JSON.stringify(await button.boundingBox())} in ${JSON.stringify(viewport)}`; throw err; });
+        await waitFor(
+          `the "${name}" button to be inside the window`,
+          async () => {
+            const box = await button.boundingBox();
+            return box !== null && box.y >= 0 && box.x >= 0 && box.y + box.height <= viewport.height && box.x + box.width <= viewport.width;
+          },
+          5_000,
+          100,
+        ).catch(async (err: Error) => {
+          err.message += `: ${JSON.stringify(await button.boundingBox())} in ${JSON.stringify(viewport)}`;
+          throw err;
+        });
       }
       await session.screenshot('fallback-warning');
       assert.equal(fallbackWarnings().length, 1, `one "device fallback" warning in the log:\n${fallbackWarnings().join('\n')}`);
@@ -164,7 +208,11 @@ describe(`a WebGPU device that fails to start in VS Code: the CPU fallback (code
       assert.deepEqual(names, ['auto', 'cpu', 'webgpu', 'cuda']);
       const webgpuRow = rows.filter({ has: session.page.locator('.label-name', { hasText: /^\s*webgpu$/ }) });
       assert.equal(await webgpuRow.locator('.codicon-check').count(), 1, 'the requested device is the checked one');
-      assert.equal((await picker.locator('.monaco-list-row.focused .label-name').innerText()).replace(/\u00a0/g, ' ').trim(), 'webgpu', 'the highlighted row is the current device');
+      assert.equal(
+        (await picker.locator('.monaco-list-row.focused .label-name').innerText()).replace(/\u00a0/g, ' ').trim(),
+        'webgpu',
+        'the highlighted row is the current device',
+      );
       await session.screenshot('choose-device');
       await session.press('Escape');
       await picker.waitFor({ state: 'hidden', timeout: 5_000 });
@@ -198,10 +246,15 @@ describe(`a WebGPU device that fails to start in VS Code: the CPU fallback (code
       const s0 = await state();
       await session.executeCommand('notifications.clearAll');
       await session.runFromPalette(label(Commands.restartRuntime));
-      const s1 = await waitFor('a new runtime to be ready', async () => {
-        const x = await state();
-        return x.runtime.state === 'ready' && x.runtime.pid !== undefined && x.runtime.pid !== s0.runtime.pid ? x : undefined;
-      }, 120_000, 250);
+      const s1 = await waitFor(
+        'a new runtime to be ready',
+        async () => {
+          const x = await state();
+          return x.runtime.state === 'ready' && x.runtime.pid !== undefined && x.runtime.pid !== s0.runtime.pid ? x : undefined;
+        },
+        120_000,
+        250,
+      );
       assert.equal(s1.runtime.detail.info?.device, 'cpu');
       assert.equal(s1.runtime.detail.info?.deviceFallback, reason, 'the same fallback, for the same reason');
       // The warning would come right at "ready"; give it time to show (the load progress toast closes too).
@@ -210,7 +263,11 @@ describe(`a WebGPU device that fails to start in VS Code: the CPU fallback (code
       const shown = (await session.notifications()).filter((n) => n.includes('failed to initialize'));
       assert.deepEqual(shown, [], 'no second warning toast');
       assert.equal(fallbackWarnings().length, 1, `still one "device fallback" warning in the log:\n${fallbackWarnings().join('\n')}`);
-      assert.equal(runtimeFallbackLines().length, 2, `the runtime reported the fallback at both starts:\n${runtimeFallbackLines().join('\n')}`);
+      assert.equal(
+        runtimeFallbackLines().length,
+        2,
+        `the runtime reported the fallback at both starts:\n${runtimeFallbackLines().join('\n')}`,
+      );
     });
   });
 
@@ -224,12 +281,22 @@ describe(`a WebGPU device that fails to start in VS Code: the CPU fallback (code
       await session.type(' Then');
       // Typed key by key, so several requests may answer: wait until what shows is the last one.
       let seen = '';
-      const s = await waitFor('ghost text matching the extension\'s last suggestion', async () => {
-        const ghost = await session.ghostText();
-        const x = await state();
-        seen = JSON.stringify({ ghost, last: x.inline.last });
-        return ghost && x.inline.last?.text && ghost.inline === x.inline.last.text && x.inline.last.character === `${line} Then`.length ? x : undefined;
-      }, 60_000, 100).catch((err: Error) => { err.message += `\nlast seen: ${seen}`; throw err; });
+      const s = await waitFor(
+        "ghost text matching the extension's last suggestion",
+        async () => {
+          const ghost = await session.ghostText();
+          const x = await state();
+          seen = JSON.stringify({ ghost, last: x.inline.last });
+          return ghost && x.inline.last?.text && ghost.inline === x.inline.last.text && x.inline.last.character === `${line} Then`.length
+            ? x
+            : undefined;
+        },
+        60_000,
+        100,
+      ).catch((err: Error) => {
+        err.message += `\nlast seen: ${seen}`;
+        throw err;
+      });
       await session.screenshot('ghost-on-cpu');
       assert.match(s.inline.last?.text ?? '', /^( one two)+( one)?$/, `the scripted continuation: ${JSON.stringify(s.inline.last)}`);
       assert.ok(s.inline.counters.engineCalls > before.inline.counters.engineCalls, 'the completion came from the runtime');
@@ -243,27 +310,58 @@ describe(`a WebGPU device that fails to start in VS Code: the CPU fallback (code
     await part('device-refused', async () => {
       await session.executeCommand('notifications.clearAll');
       await session.bridge('updateConfig', { section: 'optComplete', key: 'device', value: 'cuda' });
-      const s = await waitFor('the runtime to refuse cuda', async () => {
-        const x = await state();
-        return x.runtime.state === 'failed' ? x : undefined;
-      }, 120_000, 250);
-      assert.match(s.runtime.detail.reason ?? '', /^the device could not be used: device cuda is not available: .*; or choose device auto or cpu$/);
+      const s = await waitFor(
+        'the runtime to refuse cuda',
+        async () => {
+          const x = await state();
+          return x.runtime.state === 'failed' ? x : undefined;
+        },
+        120_000,
+        250,
+      );
+      assert.match(
+        s.runtime.detail.reason ?? '',
+        /^the device could not be used: device cuda is not available: .*; or choose device auto or cpu$/,
+      );
       const error = toast('the device could not be used');
       await error.waitFor({ state: 'visible', timeout: 15_000 });
       assert.equal(await error.getByRole('button', { name: 'Choose Model…' }).count(), 0, 'the model is not at fault');
       await session.screenshot('device-refused');
       // The load's progress notification (with its Cancel) closes: there is no load left to cancel.
-      await waitFor('the load progress to close', async () => !(await session.notifications()).some((n) => n.includes('OPT Complete: loading')), 10_000, 100);
+      await waitFor(
+        'the load progress to close',
+        async () => !(await session.notifications()).some((n) => n.includes('OPT Complete: loading')),
+        10_000,
+        100,
+      );
       await error.getByRole('button', { name: 'Choose Device…' }).click();
       const picker = session.page.locator('.quick-input-widget', { hasText: 'OPT: Device' });
       await picker.waitFor({ state: 'visible', timeout: 15_000 });
-      await waitFor('cuda highlighted', async () => (await picker.locator('.monaco-list-row.focused .label-name').innerText().catch(() => '')).replace(/\u00a0/g, ' ').trim() === 'cuda', 10_000, 100);
+      await waitFor(
+        'cuda highlighted',
+        async () =>
+          (
+            await picker
+              .locator('.monaco-list-row.focused .label-name')
+              .innerText()
+              .catch(() => '')
+          )
+            .replace(/\u00a0/g, ' ')
+            .trim() === 'cuda',
+        10_000,
+        100,
+      );
       await picker.locator('.quick-input-box input').fill('cpu');
       await session.press('Enter');
-      const ready = await waitFor('the runtime to be ready on the CPU', async () => {
-        const x = await state();
-        return x.runtime.state === 'ready' && x.runtime.detail.info?.device === 'cpu' ? x : undefined;
-      }, 120_000, 250);
+      const ready = await waitFor(
+        'the runtime to be ready on the CPU',
+        async () => {
+          const x = await state();
+          return x.runtime.state === 'ready' && x.runtime.detail.info?.device === 'cpu' ? x : undefined;
+        },
+        120_000,
+        250,
+      );
       assert.equal(ready.runtime.detail.info?.deviceFallback, undefined, 'cpu asked for, cpu given');
       assert.equal(await session.bridge('config', { section: 'optComplete', key: 'device' }), 'cpu');
     });

@@ -24,10 +24,33 @@ import type { InlineCounters } from '../../extension/src/debugState.js';
 const DTYPE = E2E_DTYPE;
 
 // What optComplete.debug.state returns (the parts the tests read).
-interface InlineRecord { text?: string; replaceSuffix: number; multiline: boolean; line: number; character: number; source: string; promptTokens?: number; reusedTokens?: number }
-interface WarmRecord { uri: string; line: number; character: number; promptTokens?: number; reusedTokens?: number; cancelled?: boolean; error?: string }
+interface InlineRecord {
+  text?: string;
+  replaceSuffix: number;
+  multiline: boolean;
+  line: number;
+  character: number;
+  source: string;
+  promptTokens?: number;
+  reusedTokens?: number;
+}
+interface WarmRecord {
+  uri: string;
+  line: number;
+  character: number;
+  promptTokens?: number;
+  reusedTokens?: number;
+  cancelled?: boolean;
+  error?: string;
+}
 interface DebugState {
-  runtime: { state: string; pid?: number; detail: { kind: string; info?: { dtype?: string; device?: string; modelId?: string } }; counters: { starts: number; crashes: number; restarts: number }; lastExit?: unknown };
+  runtime: {
+    state: string;
+    pid?: number;
+    detail: { kind: string; info?: { dtype?: string; device?: string; modelId?: string } };
+    counters: { starts: number; crashes: number; restarts: number };
+    lastExit?: unknown;
+  };
   statusBar: { kind: string; text: string };
   inline: { counters: InlineCounters; last?: InlineRecord; warm?: WarmRecord };
   generate: { busy?: string; last?: { inserted: string; tokens: number; cancelled: boolean; stopReason?: string; finishReason?: string } };
@@ -44,7 +67,8 @@ const FILES: Record<string, string> = {
   'list.md': 'Groceries:\n',
   'settings.txt': 'The train left the station at dawn.\n',
   // Long enough that its prefill is most of a first completion's work; within the inline context (4,000 characters, 768 tokens), so typing does not move where the prompt is cut.
-  'long.txt': Array.from({ length: 36 }, (_, i) => `Entry ${i}: the harbour master logged every ship that came in before sunrise.`).join('\n') + '\n',
+  'long.txt':
+    Array.from({ length: 36 }, (_, i) => `Entry ${i}: the harbour master logged every ship that came in before sunrise.`).join('\n') + '\n',
 };
 
 /**
@@ -73,10 +97,16 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
   const part = (name: string, body: () => Promise<void>) => step(session, state, name, body, timings);
 
   /** Waits until the runtime is ready; returns the state. */
-  const runtimeReady = (timeoutMs = 180_000) => waitFor('the runtime to be ready', async () => {
-    const s = await state();
-    return s.runtime.state === 'ready' ? s : undefined;
-  }, timeoutMs, 250);
+  const runtimeReady = (timeoutMs = 180_000) =>
+    waitFor(
+      'the runtime to be ready',
+      async () => {
+        const s = await state();
+        return s.runtime.state === 'ready' ? s : undefined;
+      },
+      timeoutMs,
+      250,
+    );
 
   /**
    * Types at the cursor, then waits until ghost text shows and agrees with the extension's record
@@ -86,16 +116,21 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
     await session.type(text);
     let seen = '';
     try {
-      return await waitFor('ghost text matching the extension\'s record', async () => {
-        const ghost = await session.ghostText();
-        const record = (await state()).inline.last;
-        seen = JSON.stringify({ ghost, record });
-        if (!ghost || !record?.text) return undefined;
-        const firstLine = record.text.split('\n')[0]!;
-        const lineText = (await session.documentText()).split('\n')[record.line] ?? '';
-        const echoed = lineText.slice(record.character, record.character + record.replaceSuffix);
-        return ghost.inline === insertedPart(firstLine, echoed) ? { record, ghost } : undefined;
-      }, timeoutMs, 100);
+      return await waitFor(
+        "ghost text matching the extension's record",
+        async () => {
+          const ghost = await session.ghostText();
+          const record = (await state()).inline.last;
+          seen = JSON.stringify({ ghost, record });
+          if (!ghost || !record?.text) return undefined;
+          const firstLine = record.text.split('\n')[0]!;
+          const lineText = (await session.documentText()).split('\n')[record.line] ?? '';
+          const echoed = lineText.slice(record.character, record.character + record.replaceSuffix);
+          return ghost.inline === insertedPart(firstLine, echoed) ? { record, ghost } : undefined;
+        },
+        timeoutMs,
+        100,
+      );
     } catch (err) {
       if (err instanceof Error) err.message += `\nlast seen: ${seen}`;
       throw err;
@@ -117,7 +152,16 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
       layers: 4,
       maxPositions: 4096,
       fallback: ' one',
-      bigrams: [['Hello', ' world'], [' world', '")'], ['")', '\n'], ['\n', '-'], ['-', ' three'], [' three', '\n'], [' one', ' two'], [' two', ' one']],
+      bigrams: [
+        ['Hello', ' world'],
+        [' world', '")'],
+        ['")', '\n'],
+        ['\n', '-'],
+        ['-', ' three'],
+        [' three', '\n'],
+        [' one', ' two'],
+        [' two', ' one'],
+      ],
     });
     timings.fixture = Date.now() - t0 - timings.vsix;
     session = await VsCodeSession.start({
@@ -183,8 +227,12 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
       assert.equal(await session.renderedGhostLine(), `${line} He${record.text}`);
       await session.press('Tab');
       const expected = before.replace('night.\n', `night. He${record.text}\n`);
-      await waitFor('the suggestion in the document', async () => (await session.documentText()) === expected, 10_000)
-        .catch(async (err: Error) => { err.message += `\nexpected ${JSON.stringify(expected)}\ngot      ${JSON.stringify(await session.documentText())}`; throw err; });
+      await waitFor('the suggestion in the document', async () => (await session.documentText()) === expected, 10_000).catch(
+        async (err: Error) => {
+          err.message += `\nexpected ${JSON.stringify(expected)}\ngot      ${JSON.stringify(await session.documentText())}`;
+          throw err;
+        },
+      );
       await session.screenshot('ghost-text-accepted');
       const s = await state();
       assert.ok(s.inline.counters.accepted >= 1, `acceptance counted: ${JSON.stringify(s.inline.counters)}`);
@@ -197,15 +245,25 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
       const lines = FILES['long.txt']!.split('\n');
       const last = { line: lines.length - 2, character: lines[lines.length - 2]!.length };
       await session.select(last);
-      const warm = await waitFor('the warm-up of long.txt at the cursor', async () => {
-        const w = (await state()).inline.warm;
-        return w?.uri.endsWith('long.txt') && w.line === last.line && w.character === last.character && w.promptTokens !== undefined ? w : undefined;
-      }, 30_000, 100);
+      const warm = await waitFor(
+        'the warm-up of long.txt at the cursor',
+        async () => {
+          const w = (await state()).inline.warm;
+          return w?.uri.endsWith('long.txt') && w.line === last.line && w.character === last.character && w.promptTokens !== undefined
+            ? w
+            : undefined;
+        },
+        30_000,
+        100,
+      );
       assert.ok(warm.promptTokens! > 400, `warm-up of ${warm.promptTokens} tokens`);
       assert.equal(warm.error, undefined);
       const { record } = await typeAndGetSuggestion(' He', 60_000);
       // The first completion in the file re-ran only the tokens typed (BPE may re-merge one more).
-      assert.ok(record.promptTokens! > warm.promptTokens! && record.reusedTokens! >= warm.promptTokens! - 2, JSON.stringify({ warm, record }));
+      assert.ok(
+        record.promptTokens! > warm.promptTokens! && record.reusedTokens! >= warm.promptTokens! - 2,
+        JSON.stringify({ warm, record }),
+      );
       await session.press('Escape');
     });
   });
@@ -222,8 +280,14 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
       assert.equal(ghost.inline, ' world"', 'only the new characters show as ghost text');
       assert.equal(await session.renderedGhostLine(), 'print("Hello world")', 'the line as displayed shows one ")"');
       await session.press('Tab');
-      await waitFor('the suggestion in the document', async () => (await session.documentText()) === 'print("Hello world")\n', 10_000)
-        .catch(async (err: Error) => { err.message += `\ngot ${JSON.stringify(await session.documentText())}`; throw err; });
+      await waitFor(
+        'the suggestion in the document',
+        async () => (await session.documentText()) === 'print("Hello world")\n',
+        10_000,
+      ).catch(async (err: Error) => {
+        err.message += `\ngot ${JSON.stringify(await session.documentText())}`;
+        throw err;
+      });
       await session.screenshot('ghost-inside-parentheses-accepted');
     });
   });
@@ -240,8 +304,14 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
       assert.equal(ghost.inline, lines[0]);
       assert.deepEqual(ghost.below, lines.slice(1), 'the further lines show in a view zone below');
       await session.press('Tab');
-      await waitFor('the lines in the document', async () => (await session.documentText()) === `Groceries:\n${record.text}\n`, 10_000)
-        .catch(async (err: Error) => { err.message += `\ngot ${JSON.stringify(await session.documentText())}`; throw err; });
+      await waitFor(
+        'the lines in the document',
+        async () => (await session.documentText()) === `Groceries:\n${record.text}\n`,
+        10_000,
+      ).catch(async (err: Error) => {
+        err.message += `\ngot ${JSON.stringify(await session.documentText())}`;
+        throw err;
+      });
       await session.screenshot('ghost-multiline-accepted');
     });
   });
@@ -255,21 +325,31 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
       await session.answerInputBox('Once upon a time, in a small village by the sea,');
       // Streaming: the document grows at least twice.
       const lengths: number[] = [];
-      await waitFor('the document to grow while streaming', async () => {
-        const n = (await session.documentText()).length;
-        if (lengths.length === 0 || n !== lengths[lengths.length - 1]) lengths.push(n);
-        return lengths.filter((x) => x > before.length).length >= 3;
-      }, 120_000, 50);
+      await waitFor(
+        'the document to grow while streaming',
+        async () => {
+          const n = (await session.documentText()).length;
+          if (lengths.length === 0 || n !== lengths[lengths.length - 1]) lengths.push(n);
+          return lengths.filter((x) => x > before.length).length >= 3;
+        },
+        120_000,
+        50,
+      );
       const toast = session.page.locator('.notifications-toasts .notification-toast', { hasText: 'Generating' }).first();
       await toast.waitFor({ state: 'visible', timeout: 10_000 });
       await session.screenshot('generate-streaming');
       const running = await state();
       assert.ok(running.generate.busy, 'the debug state shows the generation running');
       await toast.getByRole('button', { name: 'Cancel' }).click();
-      const s = await waitFor('the generation to stop', async () => {
-        const x = await state();
-        return x.generate.busy ? undefined : x;
-      }, 15_000, 100);
+      const s = await waitFor(
+        'the generation to stop',
+        async () => {
+          const x = await state();
+          return x.generate.busy ? undefined : x;
+        },
+        15_000,
+        100,
+      );
       const last = s.generate.last!;
       assert.equal(last.cancelled, true, `generation recorded as cancelled: ${JSON.stringify(last)}`);
       assert.ok(last.tokens < 2048, `cancelled before the token limit (${last.tokens} tokens)`);
@@ -295,7 +375,9 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
     const text = before.split('\n')[line]!;
     await session.select({ line, character: 0 }, { line, character: text.length });
     await session.runFromPalette(label(Commands.rewriteSelection));
-    const row = session.page.locator('.quick-input-list .monaco-list-row', { has: session.page.locator('.label-name', { hasText: /^Continue$/ }) }).first();
+    const row = session.page
+      .locator('.quick-input-list .monaco-list-row', { has: session.page.locator('.label-name', { hasText: /^Continue$/ }) })
+      .first();
     await row.waitFor({ state: 'visible', timeout: 15_000 });
     await row.click();
     const s = await waitFor('the rewrite preview', async () => (await state()).rewrite.pending, 120_000, 200);
@@ -305,11 +387,15 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
     await rewriteQuestion().waitFor({ state: 'visible', timeout: 15_000 });
     // The progress notification ("OPT: Continue…", with Cancel) must not stay over the question.
     const progress = session.page.locator('.notifications-toasts .notification-toast', { hasText: 'OPT: Continue…' });
-    await waitFor('the rewrite\'s progress notification to close', async () => (await progress.count()) === 0, 10_000, 50);
+    await waitFor("the rewrite's progress notification to close", async () => (await progress.count()) === 0, 10_000, 50);
     process.stderr.write(`[e2e] rewrite progress notification closed ${Date.now() - shown} ms after the preview\n`);
     assert.equal(s.original, text);
     assert.match(s.proposed, new RegExp(`^${text}( one two)+( one)?$`), 'the selection with the scripted continuation appended');
-    assert.equal(before, await session.bridge<{ text: string }[]>('documents').then((ds) => ds.find((d) => d.text.startsWith('the meeting'))?.text), 'the document is unchanged while the preview shows');
+    assert.equal(
+      before,
+      await session.bridge<{ text: string }[]>('documents').then((ds) => ds.find((d) => d.text.startsWith('the meeting'))?.text),
+      'the document is unchanged while the preview shows',
+    );
     return { before, proposed: s.proposed, original: s.original };
   }
 
@@ -319,11 +405,19 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
       await session.screenshot('rewrite-preview');
       await rewriteQuestion().getByRole('button', { name: 'Accept' }).click();
       const expected = before.replace(original, proposed);
-      await waitFor('the rewrite in the document', async () => {
-        const docs = await session.bridge<{ fileName: string; text: string }[]>('documents');
-        return docs.find((d) => d.fileName.endsWith('rewrite.txt'))?.text === expected;
-      }, 15_000);
-      await waitFor('the preview to close', async () => (await session.page.locator('.editor-group-container .monaco-diff-editor').count()) === 0, 15_000);
+      await waitFor(
+        'the rewrite in the document',
+        async () => {
+          const docs = await session.bridge<{ fileName: string; text: string }[]>('documents');
+          return docs.find((d) => d.fileName.endsWith('rewrite.txt'))?.text === expected;
+        },
+        15_000,
+      );
+      await waitFor(
+        'the preview to close',
+        async () => (await session.page.locator('.editor-group-container .monaco-diff-editor').count()) === 0,
+        15_000,
+      );
       const s = await state();
       assert.equal(s.rewrite.last?.status, 'accepted');
       assert.equal(s.rewrite.pending ?? undefined, undefined);
@@ -336,10 +430,16 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
     await part('rewrite-reject', async () => {
       const { before } = await proposeRewrite(1);
       await session.screenshot('rewrite-preview-2');
-      const reject = session.page.locator(`.editor-group-container.active .editor-actions [aria-label="${title(Commands.rewriteReject)}"]`).first();
+      const reject = session.page
+        .locator(`.editor-group-container.active .editor-actions [aria-label="${title(Commands.rewriteReject)}"]`)
+        .first();
       await reject.click({ timeout: 15_000 });
       await waitFor('the rewrite to be rejected', async () => (await state()).rewrite.last?.status === 'rejected', 15_000);
-      await waitFor('the preview to close', async () => (await session.page.locator('.editor-group-container .monaco-diff-editor').count()) === 0, 15_000);
+      await waitFor(
+        'the preview to close',
+        async () => (await session.page.locator('.editor-group-container .monaco-diff-editor').count()) === 0,
+        15_000,
+      );
       const docs = await session.bridge<{ fileName: string; text: string }[]>('documents');
       assert.equal(docs.find((d) => d.fileName.endsWith('rewrite.txt'))?.text, before);
       // The question toast goes away with the proposal (or answers nothing if clicked later).
@@ -353,14 +453,27 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
       const pid = s0.runtime.pid!;
       assert.match(cmdlineOf(pid), /cli\.js rpc/, `pid ${pid} is the runtime`);
       process.kill(pid, 'SIGKILL');
-      const s1 = await waitFor('a new runtime to be ready', async () => {
-        const s = await state();
-        return s.runtime.state === 'ready' && typeof s.runtime.pid === 'number' && s.runtime.pid !== pid && s.runtime.counters.crashes >= 1 ? s : undefined;
-      }, 120_000, 250);
+      const s1 = await waitFor(
+        'a new runtime to be ready',
+        async () => {
+          const s = await state();
+          return s.runtime.state === 'ready' &&
+            typeof s.runtime.pid === 'number' &&
+            s.runtime.pid !== pid &&
+            s.runtime.counters.crashes >= 1
+            ? s
+            : undefined;
+        },
+        120_000,
+        250,
+      );
       assert.ok(s1.runtime.counters.crashes >= 1, `the crash was counted: ${JSON.stringify(s1.runtime.counters)}`);
       const runtimes = session.leftoverProcesses().filter((p) => /cli\.js rpc/.test(cmdlineOf(p)));
       assert.deepEqual(runtimes, [s1.runtime.pid], 'exactly one runtime process');
-      await session.page.locator('#workbench\\.parts\\.statusbar [aria-label="OPT Complete: ready"]').first().waitFor({ state: 'visible', timeout: 30_000 });
+      await session.page
+        .locator('#workbench\\.parts\\.statusbar [aria-label="OPT Complete: ready"]')
+        .first()
+        .waitFor({ state: 'visible', timeout: 30_000 });
       await session.screenshot('runtime-restarted');
       await session.openFile('restart.txt');
       await session.cursorToEnd();
@@ -381,10 +494,15 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
       const s0 = await runtimeReady(60_000);
       const other = DTYPE === 'fp32' ? 'int8' : 'fp32';
       await session.bridge('updateConfig', { section: 'optComplete', key: 'dtype', value: other });
-      const s1 = await waitFor(`a runtime with ${other} weights`, async () => {
-        const s = await state();
-        return s.runtime.state === 'ready' && s.runtime.pid !== s0.runtime.pid && s.runtime.detail.info?.dtype === other ? s : undefined;
-      }, 120_000, 250);
+      const s1 = await waitFor(
+        `a runtime with ${other} weights`,
+        async () => {
+          const s = await state();
+          return s.runtime.state === 'ready' && s.runtime.pid !== s0.runtime.pid && s.runtime.detail.info?.dtype === other ? s : undefined;
+        },
+        120_000,
+        250,
+      );
       assert.equal(alive(s0.runtime.pid!), false, 'the old runtime exited');
       await session.openFile('settings.txt');
       await session.cursorToEnd();
@@ -395,7 +513,11 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
       assert.match(record.text!, /^( one two)+( one)?$/);
       await session.screenshot(`ghost-with-${other}`);
       await session.press('Tab');
-      await waitFor('the suggestion in the document', async () => (await session.documentText()) === before.replace('dawn.\n', `dawn. It${record.text}\n`), 10_000);
+      await waitFor(
+        'the suggestion in the document',
+        async () => (await session.documentText()) === before.replace('dawn.\n', `dawn. It${record.text}\n`),
+        10_000,
+      );
       assert.equal((await state()).runtime.pid, s1.runtime.pid);
     });
   });
@@ -413,10 +535,15 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
       await waitFor('the document to grow', async () => (await session.documentText()).length > before.length + 20, 60_000, 50);
       const dtype = s0.runtime.detail.info?.dtype === 'fp32' ? 'int8' : 'fp32';
       await session.bridge('updateConfig', { section: 'optComplete', key: 'dtype', value: dtype });
-      await waitFor('the restarted runtime', async () => {
-        const s = await state();
-        return s.runtime.state === 'ready' && s.runtime.detail.info?.dtype === dtype && !s.generate.busy;
-      }, 60_000, 250);
+      await waitFor(
+        'the restarted runtime',
+        async () => {
+          const s = await state();
+          return s.runtime.state === 'ready' && s.runtime.detail.info?.dtype === dtype && !s.generate.busy;
+        },
+        60_000,
+        250,
+      );
       await sleep(1_000);
       await session.screenshot('generate-settings-restart');
       const errors = (await session.notifications()).filter((n) => /failed/i.test(n));
@@ -433,7 +560,11 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
       const s = await runtimeReady(60_000);
       const runtimePid = s.runtime.pid!;
       const host = parentPid(runtimePid)!;
-      assert.match(cmdlineOf(host), /bootstrap-fork|extensionHost|--type=extensionHost/, `the runtime's parent ${host} is the extension host: ${cmdlineOf(host)}`);
+      assert.match(
+        cmdlineOf(host),
+        /bootstrap-fork|extensionHost|--type=extensionHost/,
+        `the runtime's parent ${host} is the extension host: ${cmdlineOf(host)}`,
+      );
       process.kill(host, 'SIGKILL');
       await waitFor(`runtime ${runtimePid} to exit after its extension host died`, () => !alive(runtimePid), 15_000, 100);
       await session.screenshot('exthost-killed');

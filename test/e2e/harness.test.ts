@@ -67,7 +67,7 @@ describe('e2e harness (throwaway extension)', { timeout: 300_000 }, () => {
     await s.openFile('notes.txt');
     await s.cursorToEnd();
     await s.runFromPalette('E2E Dummy: Insert Hello');
-    await waitFor('the command\'s edit', async () => (await s.documentText()).endsWith('hello from the palette'), 10_000);
+    await waitFor("the command's edit", async () => (await s.documentText()).endsWith('hello from the palette'), 10_000);
     await s.screenshot('palette-command');
   });
 });

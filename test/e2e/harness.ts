@@ -48,9 +48,11 @@ export function findPrereqs(): Prereqs {
     if (version !== CODE_SERVER_VERSION) missing.push(`code-server ${CODE_SERVER_VERSION} (found ${version} at ${csPkg})`);
   }
   if (missing.length > 0) {
-    const error = new Error(`End-to-end prerequisites missing:\n  - ${missing.join('\n  - ')}\n`
-      + `Run \`bash scripts/e2e-setup.sh\` first (installs chromium, libkrb5-dev, Node 24 and code-server ${CODE_SERVER_VERSION}`
-      + ` into ${cacheDir}; set OPT_E2E_CACHE to use another folder).`);
+    const error = new Error(
+      `End-to-end prerequisites missing:\n  - ${missing.join('\n  - ')}\n` +
+        `Run \`bash scripts/e2e-setup.sh\` first (installs chromium, libkrb5-dev, Node 24 and code-server ${CODE_SERVER_VERSION}` +
+        ` into ${cacheDir}; set OPT_E2E_CACHE to use another folder).`,
+    );
     process.stderr.write(`\n[e2e] ${error.message}\n\n`);
     throw error;
   }
@@ -61,8 +63,12 @@ export function findPrereqs(): Prereqs {
 // Small utilities
 
 /** Polls `probe` until it returns a value other than undefined/false/null, or throws after `timeoutMs`. */
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | null | false> | T | undefined | null | false,
-  timeoutMs: number, intervalMs = 150): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined | null | false> | T | undefined | null | false,
+  timeoutMs: number,
+  intervalMs = 150,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {
@@ -85,9 +91,12 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
 export async function withTimeout<T>(what: string, promise: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
-    return await Promise.race([promise, new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-    })]);
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+      }),
+    ]);
   } finally {
     clearTimeout(timer);
   }
@@ -125,7 +134,11 @@ export function processesOfRun(runId: string, dir: string): number[] {
   const mark = `OPT_E2E_RUN=${runId}`;
   const pids: number[] = [];
   let entries: string[];
-  try { entries = readdirSync('/proc'); } catch { return pids; }
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return pids;
+  }
   for (const name of entries) {
     if (!/^\d+$/.test(name)) continue;
     const pid = Number(name);
@@ -134,7 +147,9 @@ export function processesOfRun(runId: string, dir: string): number[] {
       const environ = readFileSync(`/proc/${pid}/environ`, 'latin1');
       const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'latin1');
       if (environ.split('\0').includes(mark) || cmdline.includes(dir)) pids.push(pid);
-    } catch { /* gone or not ours */ }
+    } catch {
+      /* gone or not ours */
+    }
   }
   return pids;
 }
@@ -144,7 +159,9 @@ export function parentPid(pid: number): number | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
     return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-  } catch { return undefined; }
+  } catch {
+    return undefined;
+  }
 }
 
 /** Whether a process is alive (zombies count as gone). */
@@ -152,17 +169,27 @@ export function alive(pid: number): boolean {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
     return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch { return false; }
+  } catch {
+    return false;
+  }
 }
 
 /** A process's command line with spaces between arguments ('' when it is gone). */
 export function cmdlineOf(pid: number): string {
-  try { return readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0').filter(Boolean).join(' '); } catch { return ''; }
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0').filter(Boolean).join(' ');
+  } catch {
+    return '';
+  }
 }
 
 function killPids(pids: number[], signal: NodeJS.Signals): void {
   for (const pid of pids) {
-    try { process.kill(pid, signal); } catch { /* already gone */ }
+    try {
+      process.kill(pid, signal);
+    } catch {
+      /* already gone */
+    }
   }
 }
 
@@ -172,7 +199,9 @@ let exitHooksInstalled = false;
 function installExitHooks(): void {
   if (exitHooksInstalled) return;
   exitHooksInstalled = true;
-  process.on('exit', () => { for (const s of live) s.killNow(true); });
+  process.on('exit', () => {
+    for (const s of live) s.killNow(true);
+  });
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.once(sig, () => {
       for (const s of live) s.killNow(true);
@@ -281,7 +310,10 @@ export interface EditorState {
   lineCount: number;
   selections: { anchor: Pos; active: Pos; start: Pos; end: Pos }[];
 }
-export interface Pos { line: number; character: number }
+export interface Pos {
+  line: number;
+  character: number;
+}
 
 const DEFAULT_SETTINGS: Record<string, unknown> = {
   'security.workspace.trust.enabled': false,
@@ -321,15 +353,29 @@ const DEFAULT_SETTINGS: Record<string, unknown> = {
  * the error: the extension's debug state, the notifications on screen and the session's logs.
  * The duration goes to stderr (and to `timings`, when given) either way.
  */
-export async function step(session: VsCodeSession | undefined, debugState: () => Promise<unknown>, name: string, body: () => Promise<void>, timings?: Record<string, number>): Promise<void> {
+export async function step(
+  session: VsCodeSession | undefined,
+  debugState: () => Promise<unknown>,
+  name: string,
+  body: () => Promise<void>,
+  timings?: Record<string, number>,
+): Promise<void> {
   const t = Date.now();
   try {
     await body();
   } catch (err) {
     await session?.screenshot(`FAILED-${name}`).catch(() => undefined);
     let extra = '';
-    try { extra += `\n--- debug state ---\n${JSON.stringify(await debugState(), null, 2)}`; } catch (e) { extra += `\n(debug state unavailable: ${String(e)})`; }
-    try { if (session) extra += `\n--- notifications ---\n${(await session.notifications()).join('\n---\n')}`; } catch { /* no page */ }
+    try {
+      extra += `\n--- debug state ---\n${JSON.stringify(await debugState(), null, 2)}`;
+    } catch (e) {
+      extra += `\n(debug state unavailable: ${String(e)})`;
+    }
+    try {
+      if (session) extra += `\n--- notifications ---\n${(await session.notifications()).join('\n---\n')}`;
+    } catch {
+      /* no page */
+    }
     if (session) extra += `\n${session.diagnostics()}`;
     if (err instanceof Error) err.message += extra;
     throw err;
@@ -358,7 +404,12 @@ export class VsCodeSession {
   orphans: { pid: number; cmdline: string }[] = [];
   private screenshotCount = 0;
 
-  private constructor(readonly options: SessionOptions, readonly prereqs: Prereqs, runDir: string, port: number) {
+  private constructor(
+    readonly options: SessionOptions,
+    readonly prereqs: Prereqs,
+    runDir: string,
+    port: number,
+  ) {
     this.runDir = runDir;
     this.runId = basename(runDir);
     this.port = port;
@@ -366,10 +417,18 @@ export class VsCodeSession {
     this.userDataDir = join(runDir, 'user-data');
   }
 
-  get url(): string { return `http://127.0.0.1:${this.port}`; }
-  private get extensionsDir(): string { return join(this.runDir, 'extensions'); }
-  private get tmpDir(): string { return join(this.runDir, 'tmp'); }
-  get artifactsDir(): string { return ARTIFACTS_DIR; }
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+  private get extensionsDir(): string {
+    return join(this.runDir, 'extensions');
+  }
+  private get tmpDir(): string {
+    return join(this.runDir, 'tmp');
+  }
+  get artifactsDir(): string {
+    return ARTIFACTS_DIR;
+  }
 
   /** Starts code-server and Chromium and waits until the extension under test is active. */
   static async start(options: SessionOptions): Promise<VsCodeSession> {
@@ -432,16 +491,29 @@ export class VsCodeSession {
       await mkdir(join(p, '..'), { recursive: true });
       await writeFile(p, text);
     }
-    await writeFile(join(this.userDataDir, 'User', 'settings.json'),
-      JSON.stringify({ ...DEFAULT_SETTINGS, ...this.options.settings }, null, 2));
+    await writeFile(
+      join(this.userDataDir, 'User', 'settings.json'),
+      JSON.stringify({ ...DEFAULT_SETTINGS, ...this.options.settings }, null, 2),
+    );
 
     // Install the extensions (bridge first).
     const bridge = await packBridge(this.runDir, REPO_ROOT);
     for (const vsix of [bridge, ...this.options.vsix]) {
       const t = Date.now();
-      const out = execFileSync(this.prereqs.node, [this.prereqs.codeServerEntry,
-        '--user-data-dir', this.userDataDir, '--extensions-dir', this.extensionsDir, '--install-extension', vsix, '--force'],
-      { env: this.baseEnv(), timeout: 120_000, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+      const out = execFileSync(
+        this.prereqs.node,
+        [
+          this.prereqs.codeServerEntry,
+          '--user-data-dir',
+          this.userDataDir,
+          '--extensions-dir',
+          this.extensionsDir,
+          '--install-extension',
+          vsix,
+          '--force',
+        ],
+        { env: this.baseEnv(), timeout: 120_000, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
+      );
       this.log(`installed ${vsix} in ${Date.now() - t} ms: ${out.trim()}`);
     }
     this.timings.install = Date.now() - t0;
@@ -449,22 +521,49 @@ export class VsCodeSession {
     // code-server in its own process group (session), output into the artifacts.
     const t1 = Date.now();
     const csLog = createWriteStream(join(ARTIFACTS_DIR, `${this.options.name}-code-server.log`));
-    this.codeServer = spawn(this.prereqs.node, [this.prereqs.codeServerEntry,
-      '--auth', 'none', '--bind-addr', `127.0.0.1:${this.port}`,
-      '--user-data-dir', this.userDataDir, '--extensions-dir', this.extensionsDir,
-      '--disable-telemetry', '--disable-update-check', '--disable-workspace-trust',
-      '--config', join(this.runDir, 'code-server.yaml'), this.workspace],
-    { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...this.baseEnv(), OPT_E2E_BRIDGE_FILE: join(this.runDir, 'bridge.json') } });
+    this.codeServer = spawn(
+      this.prereqs.node,
+      [
+        this.prereqs.codeServerEntry,
+        '--auth',
+        'none',
+        '--bind-addr',
+        `127.0.0.1:${this.port}`,
+        '--user-data-dir',
+        this.userDataDir,
+        '--extensions-dir',
+        this.extensionsDir,
+        '--disable-telemetry',
+        '--disable-update-check',
+        '--disable-workspace-trust',
+        '--config',
+        join(this.runDir, 'code-server.yaml'),
+        this.workspace,
+      ],
+      {
+        detached: true,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...this.baseEnv(), OPT_E2E_BRIDGE_FILE: join(this.runDir, 'bridge.json') },
+      },
+    );
     this.codeServer.stdout?.pipe(csLog);
     this.codeServer.stderr?.pipe(csLog);
     const exited = new Promise<never>((_, reject) => {
       this.codeServer!.once('exit', (code, signal) => reject(new Error(`code-server exited early (code ${code}, signal ${signal})`)));
     });
     exited.catch(() => undefined);
-    await Promise.race([exited, waitFor('code-server /healthz', async () => {
-      const res = await fetch(`${this.url}/healthz`, { signal: AbortSignal.timeout(2000) });
-      return res.ok;
-    }, 60_000, 200)]);
+    await Promise.race([
+      exited,
+      waitFor(
+        'code-server /healthz',
+        async () => {
+          const res = await fetch(`${this.url}/healthz`, { signal: AbortSignal.timeout(2000) });
+          return res.ok;
+        },
+        60_000,
+        200,
+      ),
+    ]);
     this.timings.codeServer = Date.now() - t1;
     this.log(`code-server healthy after ${this.timings.codeServer} ms (pid ${this.codeServer.pid})`);
 
@@ -473,15 +572,25 @@ export class VsCodeSession {
     this.context = await chromium.launchPersistentContext(join(this.runDir, 'chromium-profile'), {
       executablePath: this.prereqs.chromium,
       headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync', '--no-first-run', '--no-default-browser-check'],
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-dev-shm-usage',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+        '--no-default-browser-check',
+      ],
       env: this.baseEnv() as Record<string, string>,
-      handleSIGINT: false, handleSIGTERM: false, handleSIGHUP: false,
+      handleSIGINT: false,
+      handleSIGTERM: false,
+      handleSIGHUP: false,
       viewport: { width: 1400, height: 900 },
       timeout: 60_000,
     });
     this.context.setDefaultTimeout(30_000);
-    this.page = this.context.pages()[0] ?? await this.context.newPage();
+    this.page = this.context.pages()[0] ?? (await this.context.newPage());
     const consoleLog = createWriteStream(join(ARTIFACTS_DIR, `${this.options.name}-browser-console.log`));
     this.page.on('console', (m) => consoleLog.write(`[${m.type()}] ${m.text()}\n`));
     this.page.on('pageerror', (e) => consoleLog.write(`[pageerror] ${e.message}\n`));
@@ -494,24 +603,39 @@ export class VsCodeSession {
     // The bridge, then the extension under test.
     const t3 = Date.now();
     const bridgeFile = join(this.runDir, 'bridge.json');
-    this.bridgePort = await waitFor('the e2e bridge extension to start', async () => {
-      if (!existsSync(bridgeFile)) return undefined;
-      const { port } = JSON.parse(await readFile(bridgeFile, 'utf8')) as { port: number };
-      return port;
-    }, 60_000, 200);
+    this.bridgePort = await waitFor(
+      'the e2e bridge extension to start',
+      async () => {
+        if (!existsSync(bridgeFile)) return undefined;
+        const { port } = JSON.parse(await readFile(bridgeFile, 'utf8')) as { port: number };
+        return port;
+      },
+      60_000,
+      200,
+    );
     await this.bridge('ping');
     this.log(`bridge up after ${Date.now() - t3} ms`);
     const timeout = this.options.activationTimeoutMs ?? 120_000;
     if (this.options.activation) {
       const { channel, pattern } = this.options.activation;
-      await waitFor(`the "${pattern.source}" line in output channel "${channel}"`, () => this.channelLogMatches(channel, pattern), timeout, 200);
+      await waitFor(
+        `the "${pattern.source}" line in output channel "${channel}"`,
+        () => this.channelLogMatches(channel, pattern),
+        timeout,
+        200,
+      );
       this.log(`activation line after ${Date.now() - t3} ms`);
     }
-    await waitFor(`extension ${this.options.extensionId} to be active`, async () => {
-      const x = await this.bridge<{ found: boolean; isActive: boolean }>('extension', { id: this.options.extensionId });
-      if (!x.found) throw new Error(`extension ${this.options.extensionId} is not installed`);
-      return x.isActive;
-    }, timeout, 200);
+    await waitFor(
+      `extension ${this.options.extensionId} to be active`,
+      async () => {
+        const x = await this.bridge<{ found: boolean; isActive: boolean }>('extension', { id: this.options.extensionId });
+        if (!x.found) throw new Error(`extension ${this.options.extensionId} is not installed`);
+        return x.isActive;
+      },
+      timeout,
+      200,
+    );
     const t4 = Date.now();
     await this.idle();
     this.log(`active after ${t4 - t3} ms, then an idle callback after ${Date.now() - t4} ms`);
@@ -533,7 +657,9 @@ export class VsCodeSession {
 
   /** The text of output channel `channel` so far ('' when it has no file yet). */
   channelLog(channel: string): string {
-    return this.channelLogFiles(channel).map((f) => readFileSync(f, 'utf8')).join('\n');
+    return this.channelLogFiles(channel)
+      .map((f) => readFileSync(f, 'utf8'))
+      .join('\n');
   }
 
   private channelLogMatches(channel: string, pattern: RegExp): boolean {
@@ -542,8 +668,10 @@ export class VsCodeSession {
 
   /** The extension host's own log (activation and its errors). */
   extensionHostLog(): string {
-    return filesUnder(join(this.userDataDir, 'logs')).filter((f) => basename(f) === 'remoteexthost.log')
-      .map((f) => readFileSync(f, 'utf8')).join('\n');
+    return filesUnder(join(this.userDataDir, 'logs'))
+      .filter((f) => basename(f) === 'remoteexthost.log')
+      .map((f) => readFileSync(f, 'utf8'))
+      .join('\n');
   }
 
   /** A short description of the state of things, for error messages. */
@@ -563,9 +691,11 @@ export class VsCodeSession {
 
   async bridge<T = unknown>(op: string, args: Record<string, unknown> = {}, timeoutMs = 30_000): Promise<T> {
     const res = await fetch(`http://127.0.0.1:${this.bridgePort}/`, {
-      method: 'POST', body: JSON.stringify({ op, ...args }), signal: AbortSignal.timeout(timeoutMs),
+      method: 'POST',
+      body: JSON.stringify({ op, ...args }),
+      signal: AbortSignal.timeout(timeoutMs),
     });
-    const body = await res.json() as { ok: boolean; result?: T; error?: string };
+    const body = (await res.json()) as { ok: boolean; result?: T; error?: string };
     if (!body.ok) throw new Error(`bridge ${op} failed: ${body.error}`);
     return body.result as T;
   }
@@ -612,9 +742,12 @@ export class VsCodeSession {
     await input.waitFor({ state: 'visible', timeout: 15_000 });
     await input.fill(relPath);
     const name = basename(relPath);
-    const row = this.page.locator('.quick-input-list .monaco-list-row').filter({
-      has: this.page.locator('.label-name').getByText(name, { exact: true }),
-    }).first();
+    const row = this.page
+      .locator('.quick-input-list .monaco-list-row')
+      .filter({
+        has: this.page.locator('.label-name').getByText(name, { exact: true }),
+      })
+      .first();
     await row.waitFor({ state: 'visible', timeout: 15_000 });
     await row.click();
     await waitFor(`${relPath} to be the active editor`, async () => (await this.editor())?.fileName === target, 15_000);
@@ -629,11 +762,16 @@ export class VsCodeSession {
   /** Gives the active editor keyboard focus (without moving the cursor). */
   async focusEditor(): Promise<void> {
     await this.dismissQuickInput();
-    await waitFor('the editor to take focus', async () => {
-      // A short per-try timeout: with no editor open each try would otherwise wait Playwright's 30 s.
-      await this.activeEditor().locator('textarea.inputarea, .native-edit-context').first().focus({ timeout: 1_000 });
-      return this.page.evaluate<boolean>("!!document.activeElement?.closest('.editor-group-container.active .monaco-editor')");
-    }, 10_000, 200);
+    await waitFor(
+      'the editor to take focus',
+      async () => {
+        // A short per-try timeout: with no editor open each try would otherwise wait Playwright's 30 s.
+        await this.activeEditor().locator('textarea.inputarea, .native-edit-context').first().focus({ timeout: 1_000 });
+        return this.page.evaluate<boolean>("!!document.activeElement?.closest('.editor-group-container.active .monaco-editor')");
+      },
+      10_000,
+      200,
+    );
   }
 
   /**
@@ -655,12 +793,17 @@ export class VsCodeSession {
    * selected)": a cursor already at `pos` from an older, collapsed selection must not pass.
    */
   async waitForCursor(pos: Pos, timeoutMs = 10_000, selected?: boolean): Promise<void> {
-    await waitFor(`the cursor at ${pos.line + 1}:${pos.character + 1}${selected === undefined ? '' : selected ? ' with a selection' : ' without a selection'} in the window`, async () => {
-      const text = await this.statusBarText();
-      const m = /Ln (\d+), Col (\d+)/.exec(text);
-      if (!m || Number(m[1]) - 1 !== pos.line || Number(m[2]) - 1 !== pos.character) return false;
-      return selected === undefined || /\(\d+ selected\)/.test(text) === selected;
-    }, timeoutMs, 50);
+    await waitFor(
+      `the cursor at ${pos.line + 1}:${pos.character + 1}${selected === undefined ? '' : selected ? ' with a selection' : ' without a selection'} in the window`,
+      async () => {
+        const text = await this.statusBarText();
+        const m = /Ln (\d+), Col (\d+)/.exec(text);
+        if (!m || Number(m[1]) - 1 !== pos.line || Number(m[2]) - 1 !== pos.character) return false;
+        return selected === undefined || /\(\d+ selected\)/.test(text) === selected;
+      },
+      timeoutMs,
+      50,
+    );
   }
 
   /** Moves the cursor to the end of the document (Ctrl+End). */
@@ -685,10 +828,15 @@ export class VsCodeSession {
 
   /** Waits until ghost text is shown (and, if given, satisfies `accept`); returns it. */
   async waitForGhostText(timeoutMs = 30_000, accept: (g: GhostText) => boolean = () => true): Promise<GhostText> {
-    return waitFor('ghost text in the active editor', async () => {
-      const g = await this.ghostText();
-      return g && accept(g) ? g : undefined;
-    }, timeoutMs, 100);
+    return waitFor(
+      'ghost text in the active editor',
+      async () => {
+        const g = await this.ghostText();
+        return g && accept(g) ? g : undefined;
+      },
+      timeoutMs,
+      100,
+    );
   }
 
   /** The line holding the ghost text as displayed (real and ghost text in order), or null when none shows. */
@@ -721,9 +869,12 @@ export class VsCodeSession {
     const input = this.page.locator('.quick-input-widget .quick-input-box input');
     await input.waitFor({ state: 'visible', timeout: 15_000 });
     await input.fill(`>${label}`);
-    const row = this.page.locator('.quick-input-list .monaco-list-row').filter({
-      has: this.page.locator('.label-name').getByText(label, { exact: true }),
-    }).first();
+    const row = this.page
+      .locator('.quick-input-list .monaco-list-row')
+      .filter({
+        has: this.page.locator('.label-name').getByText(label, { exact: true }),
+      })
+      .first();
     await row.waitFor({ state: 'visible', timeout: 15_000 });
     await row.click();
     this.log(`ran "${label}" from the palette in ${Date.now() - t} ms`);
@@ -762,10 +913,20 @@ export class VsCodeSession {
 
   /** SIGKILLs everything the session started, synchronously (for exit paths). */
   killNow(removeRunDir = false): void {
-    if (this.codeServer?.pid) { try { process.kill(-this.codeServer.pid, 'SIGKILL'); } catch { /* gone */ } }
+    if (this.codeServer?.pid) {
+      try {
+        process.kill(-this.codeServer.pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
     killPids(processesOfRun(this.runId, this.runDir), 'SIGKILL');
     if (removeRunDir && !process.env.OPT_E2E_KEEP) {
-      try { rmSync(this.runDir, { recursive: true, force: true, maxRetries: 2 }); } catch { /* best effort */ }
+      try {
+        rmSync(this.runDir, { recursive: true, force: true, maxRetries: 2 });
+      } catch {
+        /* best effort */
+      }
     }
   }
 
@@ -778,27 +939,49 @@ export class VsCodeSession {
     const cs = this.codeServer;
     if (cs?.pid && cs.exitCode === null && cs.signalCode === null) {
       const gone = new Promise<void>((r) => cs.once('exit', () => r()));
-      try { process.kill(-cs.pid, 'SIGTERM'); } catch { /* gone */ }
+      try {
+        process.kill(-cs.pid, 'SIGTERM');
+      } catch {
+        /* gone */
+      }
       await withTimeout('code-server to exit', gone, 8_000).catch(() => {
-        try { process.kill(-cs.pid!, 'SIGKILL'); } catch { /* gone */ }
+        try {
+          process.kill(-cs.pid!, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
       });
     }
     // Members of code-server's group that ignore SIGTERM (VS Code's `bash -i -l` shell-environment probe).
-    if (cs?.pid) { try { process.kill(-cs.pid, 'SIGKILL'); } catch { /* group gone */ } }
+    if (cs?.pid) {
+      try {
+        process.kill(-cs.pid, 'SIGKILL');
+      } catch {
+        /* group gone */
+      }
+    }
     // Whatever is left (extension host, runtime processes, Chromium helpers) gets a few seconds
     // to exit on its own (recorded: a runtime still alive here outlived its extension host), then TERM, then KILL.
-    await waitFor('the run\'s processes to exit by themselves', () => processesOfRun(this.runId, this.runDir).length === 0, 5_000, 100).catch(() => undefined);
+    await waitFor(
+      "the run's processes to exit by themselves",
+      () => processesOfRun(this.runId, this.runDir).length === 0,
+      5_000,
+      100,
+    ).catch(() => undefined);
     this.orphans = processesOfRun(this.runId, this.runDir).map((pid) => ({ pid, cmdline: cmdlineOf(pid) }));
     if (this.orphans.length > 0) this.log(`still alive after code-server exited: ${JSON.stringify(this.orphans)}`);
     killPids(processesOfRun(this.runId, this.runDir), 'SIGTERM');
-    await waitFor('the run\'s processes to exit', () => processesOfRun(this.runId, this.runDir).length === 0, 5_000, 100)
-      .catch(() => killPids(processesOfRun(this.runId, this.runDir), 'SIGKILL'));
-    await waitFor('the run\'s processes to be killed', () => processesOfRun(this.runId, this.runDir).length === 0, 5_000, 100)
-      .catch((e) => this.log(`left behind: ${processesOfRun(this.runId, this.runDir).join(' ')} (${e})`));
+    await waitFor("the run's processes to exit", () => processesOfRun(this.runId, this.runDir).length === 0, 5_000, 100).catch(() =>
+      killPids(processesOfRun(this.runId, this.runDir), 'SIGKILL'),
+    );
+    await waitFor("the run's processes to be killed", () => processesOfRun(this.runId, this.runDir).length === 0, 5_000, 100).catch((e) =>
+      this.log(`left behind: ${processesOfRun(this.runId, this.runDir).join(' ')} (${e})`),
+    );
     live.delete(this);
     // Keep the VS Code logs (extension host, output channels) with the artifacts.
     const logs = join(this.userDataDir, 'logs');
-    if (existsSync(logs)) await cp(logs, join(ARTIFACTS_DIR, `${this.options.name}-vscode-logs`), { recursive: true, force: true }).catch(() => undefined);
+    if (existsSync(logs))
+      await cp(logs, join(ARTIFACTS_DIR, `${this.options.name}-vscode-logs`), { recursive: true, force: true }).catch(() => undefined);
     this.log(`stopped in ${Date.now() - t} ms`);
     await new Promise<void>((r) => (this.logStream ? this.logStream.end(r) : r()));
     if (!process.env.OPT_E2E_KEEP) await rm(this.runDir, { recursive: true, force: true, maxRetries: 3 }).catch(() => undefined);
@@ -832,8 +1015,9 @@ function newestMtime(paths: string[]): number {
 export async function ensureVsix(): Promise<string> {
   if (process.env.OPT_E2E_VSIX) return resolve(process.env.OPT_E2E_VSIX);
   const vsix = join(REPO_ROOT, 'opt-complete-linux-x64.vsix');
-  const sources = ['package.json', 'extension/src', 'runtime/src', 'protocol', 'scripts/package.mjs', 'scripts/build.mjs', 'media']
-    .map((p) => join(REPO_ROOT, p));
+  const sources = ['package.json', 'extension/src', 'runtime/src', 'protocol', 'scripts/package.mjs', 'scripts/build.mjs', 'media'].map(
+    (p) => join(REPO_ROOT, p),
+  );
   if (existsSync(vsix) && statSync(vsix).mtimeMs >= newestMtime(sources)) return vsix;
   const t = Date.now();
   process.stderr.write(`[e2e] ${existsSync(vsix) ? 'VSIX older than the sources' : 'no VSIX'}: running npm run package\n`);

@@ -38,7 +38,14 @@ interface DebugState {
   heads: {
     tasks?: string[];
     classify?: { status: string; labels?: ClassifyResult['labels']; problemType?: string; summary?: string; message?: string };
-    answer?: { status: string; question?: string; answer?: AnswerResult['answers'][number]; highlighted?: { start: Pos; end: Pos; text: string }; summary?: string; message?: string };
+    answer?: {
+      status: string;
+      question?: string;
+      answer?: AnswerResult['answers'][number];
+      highlighted?: { start: Pos; end: Pos; text: string };
+      summary?: string;
+      message?: string;
+    };
     highlighted?: { uri: string; start: Pos; end: Pos };
   };
 }
@@ -60,18 +67,28 @@ describe(`classification and question answering in VS Code (code-server, ${DTYPE
 
   /** The runtime from source (as `npm run opt --`), printing JSON: what the UI must show. */
   async function cli<T>(...args: string[]): Promise<T> {
-    const { stdout } = await run(process.execPath, ['--import', 'tsx', 'runtime/src/cli.ts', ...args, '--dtype', DTYPE, '--device', 'cpu', '--cache-dir', cacheDir],
-      { cwd: REPO_ROOT, timeout: 120_000, maxBuffer: 16 << 20 });
+    const { stdout } = await run(
+      process.execPath,
+      ['--import', 'tsx', 'runtime/src/cli.ts', ...args, '--dtype', DTYPE, '--device', 'cpu', '--cache-dir', cacheDir],
+      { cwd: REPO_ROOT, timeout: 120_000, maxBuffer: 16 << 20 },
+    );
     return JSON.parse(stdout) as T;
   }
 
   /** Switches optComplete.model (the settings change restarts the runtime) and waits for that model to be ready. */
   async function useModel(dir: string, architecture: string): Promise<DebugState> {
     await session.bridge('updateConfig', { section: 'optComplete', key: 'model', value: dir });
-    return waitFor(`${architecture} ${dir} to be ready`, async () => {
-      const s = await state();
-      return s.runtime.state === 'ready' && s.runtime.detail.info?.modelId === dir && s.runtime.detail.info.architecture === architecture ? s : undefined;
-    }, 180_000, 250);
+    return waitFor(
+      `${architecture} ${dir} to be ready`,
+      async () => {
+        const s = await state();
+        return s.runtime.state === 'ready' && s.runtime.detail.info?.modelId === dir && s.runtime.detail.info.architecture === architecture
+          ? s
+          : undefined;
+      },
+      180_000,
+      250,
+    );
   }
 
   /** A visible notification toast containing `text`. */
@@ -94,7 +111,13 @@ describe(`classification and question answering in VS Code (code-server, ${DTYPE
     for (let i = 0; i < count; i++) {
       const row = rows.nth(i);
       const name = (await row.locator('.label-name').first().innerText()).replace(/\u00a0/g, ' ').trim();
-      const description = (await row.locator('.label-description').first().innerText().catch(() => '')).trim();
+      const description = (
+        await row
+          .locator('.label-description')
+          .first()
+          .innerText()
+          .catch(() => '')
+      ).trim();
       out.push([name, description]);
     }
     return out;
@@ -109,7 +132,14 @@ describe(`classification and question answering in VS Code (code-server, ${DTYPE
     models.qa = join(work, 'museum-qa');
     models.lm = join(work, 'plain-lm');
     // " great" as the last token means POSITIVE (logit 2.5 over 0: 92.4%), " awful" NEGATIVE.
-    await writeScriptedClassifier(models.classifier, { seed: 11, labels: [['NEGATIVE', ' awful'], ['POSITIVE', ' great']], logit: 2.5 });
+    await writeScriptedClassifier(models.classifier, {
+      seed: 11,
+      labels: [
+        ['NEGATIVE', ' awful'],
+        ['POSITIVE', ' great'],
+      ],
+      logit: 2.5,
+    });
     // Answers start on " Paris" and end on "yon" (of "Lyon" after a line break).
     await writeScriptedQa(models.qa, { seed: 12, start: ' Paris', end: 'yon', logit: 6 });
     await writeOptCheckpoint(models.lm, { seed: 13, tokenizer: true, config: { max_position_embeddings: 256 } });
@@ -139,10 +169,15 @@ describe(`classification and question answering in VS Code (code-server, ${DTYPE
 
   it('a classifier loads: the status bar says what it is, ghost text stays quiet, Generate names the checkpoint it needs', async () => {
     await part('classifier-status', async () => {
-      const s = await waitFor('the classifier to be ready', async () => {
-        const x = await state();
-        return x.runtime.state === 'ready' ? x : undefined;
-      }, 180_000, 250);
+      const s = await waitFor(
+        'the classifier to be ready',
+        async () => {
+          const x = await state();
+          return x.runtime.state === 'ready' ? x : undefined;
+        },
+        180_000,
+        250,
+      );
       assert.equal(s.runtime.detail.info?.architecture, 'OPTForSequenceClassification');
       assert.ok(s.heads.tasks?.includes('classify') && !s.heads.tasks.includes('generate'), `tasks: ${JSON.stringify(s.heads.tasks)}`);
       const item = session.page.locator('#workbench\\.parts\\.statusbar [aria-label="OPT Complete: ready"]').first();
@@ -160,7 +195,11 @@ describe(`classification and question answering in VS Code (code-server, ${DTYPE
       assert.equal(after.inline.counters.errors, 0, `inline counters: ${JSON.stringify(after.inline.counters)}`);
       assert.equal(after.inline.counters.engineCalls, 0, 'no completion request reaches the runtime');
       assert.equal(await session.ghostText(), null);
-      assert.deepEqual((await session.notifications()).filter((n) => /fail|error/i.test(n)), [], 'no error notification');
+      assert.deepEqual(
+        (await session.notifications()).filter((n) => /fail|error/i.test(n)),
+        [],
+        'no error notification',
+      );
       assert.equal(after.statusBar.kind, 'ready');
       await session.screenshot('classifier-status');
 
@@ -168,7 +207,10 @@ describe(`classification and question answering in VS Code (code-server, ${DTYPE
       await session.runFromPalette(label(Commands.generate));
       const warning = toast('needs an OPTForCausalLM checkpoint');
       await warning.waitFor({ state: 'visible', timeout: 15_000 });
-      assert.match(await warning.innerText(), /Completing and generating text needs an OPTForCausalLM checkpoint; review-classifier is an OPTForSequenceClassification \(an OPT classifier\)/);
+      assert.match(
+        await warning.innerText(),
+        /Completing and generating text needs an OPTForCausalLM checkpoint; review-classifier is an OPTForSequenceClassification \(an OPT classifier\)/,
+      );
       await warning.getByRole('button', { name: 'Choose Model…' }).waitFor({ state: 'visible', timeout: 5_000 });
       await noInputBox('no prompt was asked for');
       await session.screenshot('classifier-generate-refused');
@@ -186,11 +228,18 @@ describe(`classification and question answering in VS Code (code-server, ${DTYPE
       await session.screenshot('classify-selection');
       const expected = await cli<ClassifyResult>('classify', '--model', models.classifier, line0);
       assert.equal(expected.labels[0]!.label, 'POSITIVE', `the scripted outcome: ${JSON.stringify(expected)}`);
-      assert.ok(Math.abs(expected.labels[0]!.score - 1 / (1 + Math.exp(-2.5))) < 1e-3, `POSITIVE at about 92.4%: ${expected.labels[0]!.score}`);
+      assert.ok(
+        Math.abs(expected.labels[0]!.score - 1 / (1 + Math.exp(-2.5))) < 1e-3,
+        `POSITIVE at about 92.4%: ${expected.labels[0]!.score}`,
+      );
       const s = await state();
       assert.equal(s.heads.classify?.status, 'classified');
       assert.deepEqual(s.heads.classify?.labels, expected.labels, 'the extension got what the CLI computes');
-      assert.deepEqual(rows.map(([name, d]) => [name.replace(/^\s*/, ''), d]), expected.labels.map((l) => [l.label, formatScore(l.score)]), 'the rows show every label and its score, best first');
+      assert.deepEqual(
+        rows.map(([name, d]) => [name.replace(/^\s*/, ''), d]),
+        expected.labels.map((l) => [l.label, formatScore(l.score)]),
+        'the rows show every label and its score, best first',
+      );
       const title = (await session.page.locator('.quick-input-widget .quick-input-title').innerText()).trim();
       assert.equal(title, `OPT: POSITIVE ${formatScore(expected.labels[0]!.score)}`);
       await session.press('Escape');
@@ -208,7 +257,10 @@ describe(`classification and question answering in VS Code (code-server, ${DTYPE
       const editorNow = await session.bridge('editor');
       await session.press('Escape');
       assert.ok(entries.includes('Classify Selection'), `context menu: ${JSON.stringify(entries)}; editor: ${JSON.stringify(editorNow)}`);
-      assert.ok(!entries.includes('Generate Text…') && !entries.includes('Answer a Question About the Selection'), `context menu: ${JSON.stringify(entries)}`);
+      assert.ok(
+        !entries.includes('Generate Text…') && !entries.includes('Answer a Question About the Selection'),
+        `context menu: ${JSON.stringify(entries)}`,
+      );
 
       // Nothing selected: the current line.
       await session.select({ line: 1, character: 4 });
@@ -218,7 +270,10 @@ describe(`classification and question answering in VS Code (code-server, ${DTYPE
       const expected2 = await cli<ClassifyResult>('classify', '--model', models.classifier, REVIEWS.split('\n')[1]!);
       assert.equal(expected2.labels[0]!.label, 'NEGATIVE');
       assert.deepEqual((await state()).heads.classify?.labels, expected2.labels);
-      assert.deepEqual(rows2.map(([name, d]) => [name.trim(), d]), expected2.labels.map((l) => [l.label, formatScore(l.score)]));
+      assert.deepEqual(
+        rows2.map(([name, d]) => [name.trim(), d]),
+        expected2.labels.map((l) => [l.label, formatScore(l.score)]),
+      );
       await session.press('Escape');
       assert.equal(await session.documentText(), REVIEWS, 'the document is untouched');
     });
@@ -228,7 +283,10 @@ describe(`classification and question answering in VS Code (code-server, ${DTYPE
     await part('answer', async () => {
       const s0 = await useModel(models.qa, 'OPTForQuestionAnswering');
       assert.ok(s0.heads.tasks?.includes('answer'));
-      await session.page.locator('#workbench\\.parts\\.statusbar [aria-label="OPT Complete: ready"]', { hasText: 'OPT question answering' }).first().waitFor({ state: 'visible', timeout: 30_000 });
+      await session.page
+        .locator('#workbench\\.parts\\.statusbar [aria-label="OPT Complete: ready"]', { hasText: 'OPT question answering' })
+        .first()
+        .waitFor({ state: 'visible', timeout: 30_000 });
       await session.openFile('museums.txt');
       const before = await session.documentText();
       assert.equal(before, MUSEUMS, 'the file keeps its CRLF line breaks');
@@ -237,10 +295,15 @@ describe(`classification and question answering in VS Code (code-server, ${DTYPE
       await session.select({ line: 1, character: 0 }, { line: 2, character: lines[2]!.length });
       await session.runFromPalette(label(Commands.answerQuestion));
       await session.answerInputBox(QUESTION);
-      const s = await waitFor('the answer', async () => {
-        const x = await state();
-        return x.heads.answer && x.heads.answer.status !== 'cancelled' ? x : undefined;
-      }, 60_000, 200);
+      const s = await waitFor(
+        'the answer',
+        async () => {
+          const x = await state();
+          return x.heads.answer && x.heads.answer.status !== 'cancelled' ? x : undefined;
+        },
+        60_000,
+        200,
+      );
       await session.screenshot('answer-highlighted');
       const answer = s.heads.answer!;
       assert.equal(answer.status, 'answered', JSON.stringify(answer));
@@ -253,14 +316,25 @@ describe(`classification and question answering in VS Code (code-server, ${DTYPE
       const start = { line: 1, character: 'The museums of '.length };
       const end = { line: 2, character: 'Lyon'.length };
       const editor = (await session.editor())!;
-      assert.deepEqual(editor.selections.map((x) => [x.start, x.end]), [[start, end]], 'the answer is selected');
+      assert.deepEqual(
+        editor.selections.map((x) => [x.start, x.end]),
+        [[start, end]],
+        'the answer is selected',
+      );
       assert.deepEqual(answer.highlighted, { start, end, text: 'Paris and\r\nLyon' });
-      assert.deepEqual(s.heads.highlighted && { start: s.heads.highlighted.start, end: s.heads.highlighted.end }, { start, end }, 'the decoration marks the same span');
+      assert.deepEqual(
+        s.heads.highlighted && { start: s.heads.highlighted.start, end: s.heads.highlighted.end },
+        { start, end },
+        'the decoration marks the same span',
+      );
       assert.ok(s.heads.highlighted!.uri.endsWith('museums.txt'));
       await session.waitForCursor(end);
       const note = toast('OPT answer:');
       await note.waitFor({ state: 'visible', timeout: 15_000 });
-      assert.match(await note.innerText(), new RegExp(`OPT answer: "Paris and Lyon" \\(score ${formatScore(expected.answers[0]!.score).replace(/[.%]/g, '\\$&')}, line 2\\)`));
+      assert.match(
+        await note.innerText(),
+        new RegExp(`OPT answer: "Paris and Lyon" \\(score ${formatScore(expected.answers[0]!.score).replace(/[.%]/g, '\\$&')}, line 2\\)`),
+      );
       assert.equal(await session.documentText(), before, 'the document is untouched');
       await clearNotifications();
 
@@ -281,7 +355,10 @@ describe(`classification and question answering in VS Code (code-server, ${DTYPE
       await session.runFromPalette(label(Commands.classifySelection));
       const warning = toast('needs an OPTForSequenceClassification checkpoint');
       await warning.waitFor({ state: 'visible', timeout: 15_000 });
-      assert.match(await warning.innerText(), /Classifying text needs an OPTForSequenceClassification checkpoint; plain-lm is an OPTForCausalLM \(an OPT language model\)\./);
+      assert.match(
+        await warning.innerText(),
+        /Classifying text needs an OPTForSequenceClassification checkpoint; plain-lm is an OPTForCausalLM \(an OPT language model\)\./,
+      );
       await session.screenshot('classify-needs-classifier');
       await warning.getByRole('button', { name: 'Choose Model…' }).click();
       const picker = session.page.locator('.quick-input-widget', { hasText: 'OPT: Choose Model' });
@@ -293,7 +370,10 @@ describe(`classification and question answering in VS Code (code-server, ${DTYPE
       await session.runFromPalette(label(Commands.answerQuestion));
       const warning2 = toast('needs an OPTForQuestionAnswering checkpoint');
       await warning2.waitFor({ state: 'visible', timeout: 15_000 });
-      assert.match(await warning2.innerText(), /Answering questions needs an OPTForQuestionAnswering checkpoint; plain-lm is an OPTForCausalLM/);
+      assert.match(
+        await warning2.innerText(),
+        /Answering questions needs an OPTForQuestionAnswering checkpoint; plain-lm is an OPTForCausalLM/,
+      );
       await noInputBox('no question was asked for');
       await clearNotifications();
 

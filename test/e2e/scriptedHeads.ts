@@ -35,7 +35,10 @@ export function scriptedLogit(weight: number, hiddenSize: number): number {
  * An OPTForSequenceClassification checkpoint: `labels` maps each label (in id order) to the
  * single-token text that, as the last token of a text, raises it by `logit`.
  */
-export async function writeScriptedClassifier(dir: string, o: ScriptedHeadShape & { labels: [string, string][]; logit: number }): Promise<void> {
+export async function writeScriptedClassifier(
+  dir: string,
+  o: ScriptedHeadShape & { labels: [string, string][]; logit: number },
+): Promise<void> {
   const H = o.hiddenSize ?? 64;
   const id2label = Object.fromEntries(o.labels.map(([label], i) => [String(i), label]));
   const label2id = Object.fromEntries(o.labels.map(([label], i) => [label, i]));
@@ -45,7 +48,10 @@ export async function writeScriptedClassifier(dir: string, o: ScriptedHeadShape 
     seed: o.seed,
     config: { ...shapeConfig(o), id2label, label2id, num_labels: o.labels.length },
   });
-  const ids = await tokenIds(dir, o.labels.map(([, text]) => text));
+  const ids = await tokenIds(
+    dir,
+    o.labels.map(([, text]) => text),
+  );
   await rewrite(dir, H, ids, (tensor, pairOf) => {
     const score = tensor('score.weight').data;
     score.fill(0);
@@ -72,7 +78,10 @@ export async function writeScriptedQa(dir: string, o: ScriptedHeadShape & { star
     weight.fill(0);
     tensor('qa_outputs.bias').data.fill(0);
     const w = o.logit / scriptedLogit(1, H);
-    for (const [row, text] of [[0, o.start], [1, o.end]] as const) {
+    for (const [row, text] of [
+      [0, o.start],
+      [1, o.end],
+    ] as const) {
       const p = pairOf(ids.get(text)!);
       weight[row * H + 2 * p] = w;
       weight[row * H + 2 * p + 1] = -w;
@@ -82,7 +91,14 @@ export async function writeScriptedQa(dir: string, o: ScriptedHeadShape & { star
 
 function shapeConfig(o: ScriptedHeadShape): Record<string, number> {
   const H = o.hiddenSize ?? 64;
-  return { hidden_size: H, word_embed_proj_dim: H, ffn_dim: 2 * H, num_hidden_layers: o.layers ?? 2, num_attention_heads: 4, max_position_embeddings: o.maxPositions ?? 512 };
+  return {
+    hidden_size: H,
+    word_embed_proj_dim: H,
+    ffn_dim: 2 * H,
+    num_hidden_layers: o.layers ?? 2,
+    num_attention_heads: 4,
+    max_position_embeddings: o.maxPositions ?? 512,
+  };
 }
 
 /** Each text's token id; each must be exactly one token. */
@@ -98,8 +114,12 @@ async function tokenIds(dir: string, texts: string[]): Promise<Map<string, numbe
 }
 
 /** Rewrites model.safetensors in place: the body as described at the top, then `head`. */
-async function rewrite(dir: string, H: number, ids: Map<string, number>,
-  head: (tensor: TensorView, pairOf: (token: number) => number) => void): Promise<void> {
+async function rewrite(
+  dir: string,
+  H: number,
+  ids: Map<string, number>,
+  head: (tensor: TensorView, pairOf: (token: number) => number) => void,
+): Promise<void> {
   await editSafetensors(join(dir, 'model.safetensors'), (f) => {
     const { tensor, prefix } = f;
     silenceLayers(f);

@@ -28,7 +28,11 @@ export interface ScriptedModelOptions {
   maxPositions?: number;
 }
 
-interface TensorInfo { dtype: string; shape: number[]; data_offsets: [number, number] }
+interface TensorInfo {
+  dtype: string;
+  shape: number[];
+  data_offsets: [number, number];
+}
 
 /** A float32 tensor of the file being edited, as a view into its bytes. */
 export type TensorView = (name: string) => { data: Float32Array; shape: number[] };
@@ -74,7 +78,14 @@ export async function writeScriptedOpt(dir: string, o: ScriptedModelOptions): Pr
     tokenizer: true,
     seed: o.seed,
     lmHead: 'untied',
-    config: { hidden_size: H, word_embed_proj_dim: H, ffn_dim: 4 * H, num_hidden_layers: o.layers ?? 4, num_attention_heads: 4, max_position_embeddings: o.maxPositions ?? 4096 },
+    config: {
+      hidden_size: H,
+      word_embed_proj_dim: H,
+      ffn_dim: 4 * H,
+      num_hidden_layers: o.layers ?? 4,
+      num_attention_heads: 4,
+      max_position_embeddings: o.maxPositions ?? 4096,
+    },
   });
 
   const tokenizer = await OptTokenizer.fromDir(dir);

@@ -116,17 +116,30 @@ exports.deactivate = function deactivate() {};
 `;
 
 function manifest(name: string, displayName: string, extra: Record<string, unknown>): string {
-  return JSON.stringify({
-    name, displayName, publisher: 'opt-e2e', version: '0.0.1', license: 'MIT',
-    description: `${displayName} (written by the e2e harness; not shipped)`,
-    engines: { vscode: '^1.90.0' }, main: './extension.js', ...extra,
-  }, null, 2);
+  return JSON.stringify(
+    {
+      name,
+      displayName,
+      publisher: 'opt-e2e',
+      version: '0.0.1',
+      license: 'MIT',
+      description: `${displayName} (written by the e2e harness; not shipped)`,
+      engines: { vscode: '^1.90.0' },
+      main: './extension.js',
+      ...extra,
+    },
+    null,
+    2,
+  );
 }
 
 async function pack(dir: string, out: string, repoRoot: string): Promise<string> {
   const vsce = join(repoRoot, 'node_modules', '.bin', 'vsce');
-  await run(vsce, ['package', '--allow-missing-repository', '--skip-license', '--allow-star-activation', '--no-dependencies', '-o', out],
-    { cwd: dir, timeout: 120_000, env: { ...process.env, npm_config_yes: 'true' } });
+  await run(vsce, ['package', '--allow-missing-repository', '--skip-license', '--allow-star-activation', '--no-dependencies', '-o', out], {
+    cwd: dir,
+    timeout: 120_000,
+    env: { ...process.env, npm_config_yes: 'true' },
+  });
   return out;
 }
 

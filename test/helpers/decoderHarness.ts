@@ -16,7 +16,14 @@ export function tempDir(prefix: string): { path: string; remove(): void } {
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
 }
 
-export async function openDecoder(f: Fixture, cacheDir: string, dtype: GraphDtype = 'fp32', fused = true, kvCache?: KvCacheLayout, kvDtype?: KvDtype): Promise<OptDecoder> {
+export async function openDecoder(
+  f: Fixture,
+  cacheDir: string,
+  dtype: GraphDtype = 'fp32',
+  fused = true,
+  kvCache?: KvCacheLayout,
+  kvDtype?: KvDtype,
+): Promise<OptDecoder> {
   const { modelPath } = await convertCheckpoint(f.dir, { dtype, fused, kvCache, kvDtype, cacheDir });
   const session = await createSession(modelPath, { device: 'cpu', threads: 1 });
   const c = f.config;

@@ -37,7 +37,10 @@ export class RawRuntime {
   private _nextId = 1;
 
   constructor(private readonly _options: RawRuntimeOptions = {}) {
-    this.child = spawn(process.execPath, ['--import', 'tsx', 'runtime/src/cli.ts', 'rpc', ...(_options.args ?? [])], { stdio: 'pipe', env: _options.env ?? process.env });
+    this.child = spawn(process.execPath, ['--import', 'tsx', 'runtime/src/cli.ts', 'rpc', ...(_options.args ?? [])], {
+      stdio: 'pipe',
+      env: _options.env ?? process.env,
+    });
     this.child.stderr.on('data', (d) => (this.stderr += d));
     this.child.stdin.on('error', () => undefined); // a crash shows in the checks, not as EPIPE here
     new StreamMessageReader(this.child.stdout).listen((m: Message) => {
@@ -70,7 +73,11 @@ export class RawRuntime {
       };
       const timer = setTimeout(() => {
         this._waiters.delete(look);
-        reject(new Error(`no matching message within ${ms} ms (exit ${this.child.exitCode ?? this.child.signalCode}); stderr: ${this.stderr.slice(-3000)}`));
+        reject(
+          new Error(
+            `no matching message within ${ms} ms (exit ${this.child.exitCode ?? this.child.signalCode}); stderr: ${this.stderr.slice(-3000)}`,
+          ),
+        );
       }, ms);
       timer.unref(); // a wait the test has given up on does not hold the test process
       if (!look()) this._waiters.add(look);
@@ -101,7 +108,8 @@ export class RawRuntime {
 
   exited(ms: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
     return new Promise((resolve, reject) => {
-      if (this.child.exitCode !== null || this.child.signalCode !== null) return resolve({ code: this.child.exitCode, signal: this.child.signalCode });
+      if (this.child.exitCode !== null || this.child.signalCode !== null)
+        return resolve({ code: this.child.exitCode, signal: this.child.signalCode });
       const timer = setTimeout(() => reject(new Error(`the runtime did not exit within ${ms} ms`)), ms);
       this.child.once('exit', (code, signal) => (clearTimeout(timer), resolve({ code, signal })));
     });

@@ -5,4 +5,13 @@ import { runtimeLaunch } from '../../extension/src/runtimeLaunch.js';
 
 export const REPO_ROOT = resolve(import.meta.dirname, '../..');
 
-export const sourceLaunch = () => runtimeLaunch({ extensionPath: REPO_ROOT, nodePath: process.execPath, execPath: process.execPath, versions: process.versions, env: process.env, execArgv: ['--import', 'tsx'], script: 'runtime/src/cli.ts' });
+export const sourceLaunch = () =>
+  runtimeLaunch({
+    extensionPath: REPO_ROOT,
+    nodePath: process.execPath,
+    execPath: process.execPath,
+    versions: process.versions,
+    env: process.env,
+    execArgv: ['--import', 'tsx'],
+    script: 'runtime/src/cli.ts',
+  });

@@ -105,7 +105,12 @@ export function activationFunction(name: string): (x: number) => number {
 // Building blocks on one vector
 
 /** y = W x + b for an nn.Linear with weight [outDim, inDim] (row-major) and optional bias [outDim]. */
-function linear(x: Float64Array, weight: Float64Array | Float32Array, bias: Float64Array | Float32Array | undefined, outDim: number): Float64Array {
+function linear(
+  x: Float64Array,
+  weight: Float64Array | Float32Array,
+  bias: Float64Array | Float32Array | undefined,
+  outDim: number,
+): Float64Array {
   const inDim = x.length;
   const y = new Float64Array(outDim);
   for (let o = 0; o < outDim; o++) {
@@ -117,7 +122,11 @@ function linear(x: Float64Array, weight: Float64Array | Float32Array, bias: Floa
 }
 
 /** nn.LayerNorm over the whole vector: biased variance, eps 1e-5, optional elementwise affine. */
-function layerNorm(x: Float64Array, weight: Float64Array | Float32Array | undefined, bias: Float64Array | Float32Array | undefined): Float64Array {
+function layerNorm(
+  x: Float64Array,
+  weight: Float64Array | Float32Array | undefined,
+  bias: Float64Array | Float32Array | undefined,
+): Float64Array {
   const n = x.length;
   let mean = 0;
   for (let i = 0; i < n; i++) mean += x[i]!;
@@ -199,7 +208,6 @@ export function weightsFromMap(map: ReadonlyMap<string, Float64Array | Float32Ar
 // ---------------------------------------------------------------------------------------------
 // Seeded random weights for fixtures
 
-
 export interface RandomOptWeights {
   /** Parameter name → values (Float32, as a checkpoint would hold them). Tied: lm_head.weight === embed_tokens. */
   tensors: Map<string, Float32Array>;
@@ -259,7 +267,10 @@ export function naiveOptForward(
   weights: NaiveWeights,
   inputIds: number[][],
   attentionMask?: number[][],
-  options: { outputHiddenStates?: boolean; /** Skip lm_head (the heads other than the causal LM read lastHiddenState only). */ skipLogits?: boolean } = {},
+  options: {
+    outputHiddenStates?: boolean;
+    /** Skip lm_head (the heads other than the causal LM read lastHiddenState only). */ skipLogits?: boolean;
+  } = {},
 ): NaiveOptOutput {
   const { vocab_size: V, hidden_size: H, word_embed_proj_dim: P, ffn_dim: F } = config;
   const nh = config.num_attention_heads;
@@ -291,7 +302,9 @@ export function naiveOptForward(
   };
   const optionalBias = (name: string) => (config.enable_bias ? param(name) : undefined);
   const layerNormParams = (prefix: string) =>
-    config.layer_norm_elementwise_affine ? { weight: param(`${prefix}.weight`), bias: param(`${prefix}.bias`) } : { weight: undefined, bias: undefined };
+    config.layer_norm_elementwise_affine
+      ? { weight: param(`${prefix}.weight`), bias: param(`${prefix}.bias`) }
+      : { weight: undefined, bias: undefined };
 
   // Positions: cumsum(mask, 1) * mask - 1, then + 2 into the table (a pad reads row 1). [B][S]
   const positions: number[][] = [];
@@ -438,13 +451,20 @@ export function naiveOptForward(
  * pooled position: argmax over s of s * (id != pad), i.e. the rightmost non-pad token (0 if none);
  * with no pad id, the last position (transformers refuses batches of more than one then). [B] → N
  */
-export function naiveSequenceClassification(lastHiddenState: Float64Array[][], inputIds: number[][], scoreWeight: Float32Array | Float64Array, numLabels: number, padTokenId: number | null): Float64Array[] {
+export function naiveSequenceClassification(
+  lastHiddenState: Float64Array[][],
+  inputIds: number[][],
+  scoreWeight: Float32Array | Float64Array,
+  numLabels: number,
+  padTokenId: number | null,
+): Float64Array[] {
   if (padTokenId === null && inputIds.length > 1) throw new Error('Cannot handle batch sizes > 1 if no padding token is defined.');
   return lastHiddenState.map((row, b) => {
     const ids = inputIds[b]!;
     let pooled = ids.length - 1;
     if (padTokenId !== null) {
-      let best = 0, bestValue = -1;
+      let best = 0,
+        bestValue = -1;
       for (let s = 0; s < ids.length; s++) {
         const v = s * (ids[s] !== padTokenId ? 1 : 0);
         if (v > bestValue) [best, bestValue] = [s, v];
@@ -456,7 +476,11 @@ export function naiveSequenceClassification(lastHiddenState: Float64Array[][], i
 }
 
 /** OPTForQuestionAnswering: qa_outputs = Linear(P, 2) with bias on every position, split into start and end. [B][S] each */
-export function naiveQuestionAnswering(lastHiddenState: Float64Array[][], qaWeight: Float32Array | Float64Array, qaBias: Float32Array | Float64Array): { start: number[][]; end: number[][] } {
+export function naiveQuestionAnswering(
+  lastHiddenState: Float64Array[][],
+  qaWeight: Float32Array | Float64Array,
+  qaBias: Float32Array | Float64Array,
+): { start: number[][]; end: number[][] } {
   const both = lastHiddenState.map((row) => row.map((v) => linear(v, qaWeight, qaBias, 2)));
   return { start: both.map((row) => row.map((x) => x[0]!)), end: both.map((row) => row.map((x) => x[1]!)) };
 }

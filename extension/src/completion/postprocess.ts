@@ -103,7 +103,12 @@ export function dropRepeatedLines(lines: string[], nextLines: readonly string[])
  * While a multi-line completion streams in: true once it is known to be complete, so the request
  * can stop early instead of generating lines that would be cut.
  */
-export function completionEnded(textSoFar: string, cursor: Pick<CursorContext, 'linePrefix'>, policy: InlinePolicy, multiline: boolean): boolean {
+export function completionEnded(
+  textSoFar: string,
+  cursor: Pick<CursorContext, 'linePrefix'>,
+  policy: InlinePolicy,
+  multiline: boolean,
+): boolean {
   const text = cutAtStops(textSoFar, stopStringsFor(multiline, policy.stopSequences));
   if (text.length < textSoFar.length) return true;
   if (!multiline) return false;
@@ -116,7 +121,12 @@ export interface InlineSuggestion extends SuffixMerge {
 }
 
 /** From raw model output to what is shown, or undefined when nothing worth showing remains. */
-export function finishCompletion(raw: string, cursor: CursorContext, policy: InlinePolicy, multiline: boolean): InlineSuggestion | undefined {
+export function finishCompletion(
+  raw: string,
+  cursor: CursorContext,
+  policy: InlinePolicy,
+  multiline: boolean,
+): InlineSuggestion | undefined {
   let text = cutAtStops(raw, stopStringsFor(multiline, policy.stopSequences));
   // Mid-line after a space: the model's own leading space would double it.
   if (/[ \t]$/.test(cursor.linePrefix) && cursor.linePrefix.trim() !== '') text = text.replace(/^[ \t]+/, '');

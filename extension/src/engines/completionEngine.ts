@@ -63,7 +63,15 @@ export async function runWithEarlyStop(
   let deltas = 0;
   let stoppedEarly = false;
   const started = performance.now();
-  const early = (): CompletionResult => ({ text: soFar, finishReason: 'stop', promptTokens: 0, reusedTokens: 0, completionTokens: deltas, truncated: false, timings: { queuedMs: 0, prefillMs: 0, decodeMs: performance.now() - started } });
+  const early = (): CompletionResult => ({
+    text: soFar,
+    finishReason: 'stop',
+    promptTokens: 0,
+    reusedTokens: 0,
+    completionTokens: deltas,
+    truncated: false,
+    timings: { queuedMs: 0, prefillMs: 0, decodeMs: performance.now() - started },
+  });
   try {
     const result = await start(controller.signal, (delta) => {
       if (stoppedEarly) return;
@@ -75,7 +83,9 @@ export async function runWithEarlyStop(
       }
     });
     // The engine may finish before it sees the abort (the rest was already buffered): cut to what was accepted.
-    return stoppedEarly ? { ...result, text: soFar, finishReason: 'stop', completionTokens: Math.min(deltas, result.completionTokens) } : result;
+    return stoppedEarly
+      ? { ...result, text: soFar, finishReason: 'stop', completionTokens: Math.min(deltas, result.completionTokens) }
+      : result;
   } catch (err) {
     if (stoppedEarly && !outer?.aborted) return early();
     if (outer?.aborted || isCancellation(err)) throw new CancelledError((err as Error)?.message ?? 'cancelled');

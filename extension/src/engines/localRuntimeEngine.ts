@@ -45,26 +45,32 @@ export class LocalRuntimeEngine implements CompletionEngine {
   constructor(private readonly _supervisor: RuntimeSupervisor) {}
 
   run(request: TextRequest, options?: RunOptions): Promise<CompletionResult> {
-    return runWithEarlyStop(options, (signal, onDelta) => this._request('generate', signal, async (connection, token) => {
-      const partialResultToken = `opt-${process.pid}-${this._nextToken++}`;
-      const progress = connection.onProgress(PartialResult, partialResultToken, (p) => onDelta(p.delta));
-      try {
-        if (request.kind === 'complete') {
-          return await connection.sendRequest(Complete, {
-            documentId: request.documentId ?? 'untitled',
-            prefix: request.prompt,
-            suffix: request.suffix ?? '',
-            maxContextTokens: request.maxContextTokens,
-            options: request.options,
-            partialResultToken,
-          }, token);
+    return runWithEarlyStop(options, (signal, onDelta) =>
+      this._request('generate', signal, async (connection, token) => {
+        const partialResultToken = `opt-${process.pid}-${this._nextToken++}`;
+        const progress = connection.onProgress(PartialResult, partialResultToken, (p) => onDelta(p.delta));
+        try {
+          if (request.kind === 'complete') {
+            return await connection.sendRequest(
+              Complete,
+              {
+                documentId: request.documentId ?? 'untitled',
+                prefix: request.prompt,
+                suffix: request.suffix ?? '',
+                maxContextTokens: request.maxContextTokens,
+                options: request.options,
+                partialResultToken,
+              },
+              token,
+            );
+          }
+          const type = request.kind === 'rewrite' ? Rewrite : Generate;
+          return await connection.sendRequest(type, { prompt: request.prompt, options: request.options, partialResultToken }, token);
+        } finally {
+          progress.dispose();
         }
-        const type = request.kind === 'rewrite' ? Rewrite : Generate;
-        return await connection.sendRequest(type, { prompt: request.prompt, options: request.options, partialResultToken }, token);
-      } finally {
-        progress.dispose();
-      }
-    }));
+      }),
+    );
   }
 
   /** Prefills a document's prompt into the runtime's prefix cache at the lowest priority. */
@@ -83,7 +89,11 @@ export class LocalRuntimeEngine implements CompletionEngine {
   }
 
   /** A request that returns one result (no streaming), cancelled through JSON-RPC when `signal` aborts. */
-  private async _request<T>(task: ModelTask, signal: AbortSignal | undefined, send: (c: MessageConnection, token: CancellationToken) => Promise<T>): Promise<T> {
+  private async _request<T>(
+    task: ModelTask,
+    signal: AbortSignal | undefined,
+    send: (c: MessageConnection, token: CancellationToken) => Promise<T>,
+  ): Promise<T> {
     if (signal?.aborted) throw new CancelledError('cancelled');
     const connection = await this._connectionFor(task, signal);
     const source = new CancellationTokenSource();
@@ -109,7 +119,8 @@ export class LocalRuntimeEngine implements CompletionEngine {
     const s = this._supervisor.state;
     const info = s.kind === 'ready' ? s.info : undefined;
     const tasks = tasksOf(info);
-    if (info && tasks && !tasks.includes(task)) throw new WrongModelTypeError(wrongModelMessage(task, info.modelId, info), task, info.architecture);
+    if (info && tasks && !tasks.includes(task))
+      throw new WrongModelTypeError(wrongModelMessage(task, info.modelId, info), task, info.architecture);
     return connection;
   }
 
@@ -142,7 +153,8 @@ export class LocalRuntimeEngine implements CompletionEngine {
 function mapError(err: unknown): Error {
   if (err instanceof ResponseError) {
     // The process died mid-request: vscode-jsonrpc rejects pending requests when the connection closes.
-    if (err.code === ErrorCodes.PendingResponseRejected || err.code === ErrorCodes.ConnectionInactive) return new EngineUnavailableError('the runtime stopped while answering (see the log)');
+    if (err.code === ErrorCodes.PendingResponseRejected || err.code === ErrorCodes.ConnectionInactive)
+      return new EngineUnavailableError('the runtime stopped while answering (see the log)');
     return fromRpcError(err.code, err.message);
   }
   return err instanceof Error ? err : new Error(String(err));

@@ -2,7 +2,16 @@
 // Face sampling options become OpenAI fields, text streams over SSE, and HTTP or network failures
 // become errors a user can act on. Pure Node (no vscode import), so tests drive it directly.
 
-import { type Engine, type EngineInfo, type EngineRequest, type EngineResult, type EngineStatus, type FinishReason, emptyPrefixCache, emptyQueue } from '../../../protocol/engine.js';
+import {
+  type Engine,
+  type EngineInfo,
+  type EngineRequest,
+  type EngineResult,
+  type EngineStatus,
+  type FinishReason,
+  emptyPrefixCache,
+  emptyQueue,
+} from '../../../protocol/engine.js';
 import { EngineBusyError, SupersededError } from '../../../protocol/errors.js';
 import { UsageError } from '../../../protocol/errors.js';
 import { SAMPLING_KEYS, SAMPLING_SPEC, type SamplingOptionSpec } from '../../../protocol/sampling.js';
@@ -63,12 +72,22 @@ export function createOpenAiEngine(options: OpenAiEngineOptions): Engine {
     const list = (await getJson(`${apiBase}/models`, signal)) as { data?: { id?: unknown; max_model_len?: unknown }[] } | undefined;
     if (!list) return false;
     const entry = list.data?.find((m) => options.model === undefined || m.id === options.model) ?? list.data?.[0];
-    if (typeof entry?.id === 'string') discovered = { id: entry.id, maxPositions: typeof entry.max_model_len === 'number' ? entry.max_model_len : 0 };
+    if (typeof entry?.id === 'string')
+      discovered = { id: entry.id, maxPositions: typeof entry.max_model_len === 'number' ? entry.max_model_len : 0 };
     return true;
   }
 
   function info(): EngineInfo {
-    return { modelId: options.model ?? discovered?.id ?? apiBase, dir: apiBase, architecture: 'remote', tasks: ['generate'], device: 'remote', dtype: 'unknown', maxPositions: discovered?.maxPositions ?? 0, loadSeconds: 0 };
+    return {
+      modelId: options.model ?? discovered?.id ?? apiBase,
+      dir: apiBase,
+      architecture: 'remote',
+      tasks: ['generate'],
+      device: 'remote',
+      dtype: 'unknown',
+      maxPositions: discovered?.maxPositions ?? 0,
+      loadSeconds: 0,
+    };
   }
 
   async function generate(request: EngineRequest, onText?: (delta: string) => void, signal?: AbortSignal): Promise<EngineResult> {
@@ -89,7 +108,10 @@ export function createOpenAiEngine(options: OpenAiEngineOptions): Engine {
     try {
       if (options.model === undefined && !discovered) {
         // Without a model name, ask the server once; servers without /v1/models (TGI) don't need one.
-        discovery ??= loadModels(controller.signal).then(() => {}, () => void (discovery = undefined));
+        discovery ??= loadModels(controller.signal).then(
+          () => {},
+          () => void (discovery = undefined),
+        );
         await discovery;
       }
       const result = await complete(request, onText, controller.signal);
@@ -107,7 +129,11 @@ export function createOpenAiEngine(options: OpenAiEngineOptions): Engine {
     }
   }
 
-  async function complete(request: EngineRequest, onText: ((delta: string) => void) | undefined, signal: AbortSignal): Promise<EngineResult> {
+  async function complete(
+    request: EngineRequest,
+    onText: ((delta: string) => void) | undefined,
+    signal: AbortSignal,
+  ): Promise<EngineResult> {
     const o = request.options;
     const stops = o.stop_strings ?? [];
     const body: Record<string, unknown> = { prompt: request.prompt, stream: true, stream_options: { include_usage: true } };
@@ -175,7 +201,8 @@ export function createOpenAiEngine(options: OpenAiEngineOptions): Engine {
           } catch {
             throw new Error(`${options.baseUrl} sent a stream event that is not JSON: ${event.data.slice(0, 80)}`);
           }
-          if (payload.error !== undefined) throw new Error(`the server at ${options.baseUrl} failed during generation: ${errorMessage(payload)}`);
+          if (payload.error !== undefined)
+            throw new Error(`the server at ${options.baseUrl} failed during generation: ${errorMessage(payload)}`);
           if (payload.usage) usage = payload.usage;
           for (const c of payload.choices ?? []) take(c);
         }
@@ -220,7 +247,9 @@ export function createOpenAiEngine(options: OpenAiEngineOptions): Engine {
           throw new Error(`${options.baseUrl} has neither /v1/models nor /health: is it an OpenAI-compatible server?`);
         }
       } catch (err) {
-        throw (err as Error).name === 'TimeoutError' ? new Error(`cannot reach ${options.baseUrl}: no answer within ${limitMs} ms`, { cause: err }) : err;
+        throw (err as Error).name === 'TimeoutError'
+          ? new Error(`cannot reach ${options.baseUrl}: no answer within ${limitMs} ms`, { cause: err })
+          : err;
       }
       const tokens = recent.reduce((n, r) => n + r.tokens, 0);
       const ms = recent.reduce((n, r) => n + r.ms, 0);
@@ -276,7 +305,8 @@ function networkError(err: unknown, url: string): Error {
   const code = cause?.code ?? cause?.message ?? err.message;
   if (code === 'ECONNREFUSED') return new Error(`cannot reach ${url}: is the server running? (connection refused)`, { cause: err });
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return new Error(`cannot reach ${url}: the host name does not resolve`, { cause: err });
-  if (code === 'UND_ERR_SOCKET' || code === 'ECONNRESET') return new Error(`the connection to ${url} broke before the answer was complete`, { cause: err });
+  if (code === 'UND_ERR_SOCKET' || code === 'ECONNRESET')
+    return new Error(`the connection to ${url} broke before the answer was complete`, { cause: err });
   return new Error(`cannot reach ${url}: ${code}`, { cause: err });
 }
 
@@ -291,15 +321,19 @@ async function httpError(res: Response, url: string, sentKey: boolean): Promise<
   const what = `(HTTP ${res.status}: ${message})`;
   switch (true) {
     case res.status === 401 || res.status === 403:
-      return new Error(sentKey
-        ? `the server at ${url} rejected the API key ${what}: check the API key setting`
-        : `the server at ${url} requires an API key ${what}: set one in the settings`);
+      return new Error(
+        sentKey
+          ? `the server at ${url} rejected the API key ${what}: check the API key setting`
+          : `the server at ${url} requires an API key ${what}: set one in the settings`,
+      );
     case res.status === 429: {
       const retry = res.headers.get('retry-after');
       return new EngineBusyError(`the server at ${url} is busy ${what}${retry ? `; retry after ${retry} s` : ''}`);
     }
     case res.status === 404:
-      return new Error(`the server at ${url} answered 404 ${what}: check the URL (an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1) and the model name`);
+      return new Error(
+        `the server at ${url} answered 404 ${what}: check the URL (an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1) and the model name`,
+      );
     case res.status === 400 || res.status === 413 || res.status === 422:
       return new UsageError(`the server at ${url} refused the request ${what}`);
     default:

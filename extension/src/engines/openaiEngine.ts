@@ -3,7 +3,14 @@
 // which one answers. No vscode import.
 
 import type { Engine } from '../../../protocol/engine.js';
-import { type CompletionEngine, type CompletionResult, type EngineStatus, type RunOptions, type TextRequest, runWithEarlyStop } from './completionEngine.js';
+import {
+  type CompletionEngine,
+  type CompletionResult,
+  type EngineStatus,
+  type RunOptions,
+  type TextRequest,
+  runWithEarlyStop,
+} from './completionEngine.js';
 import { type OpenAiEngineOptions, createOpenAiEngine } from './openaiClient.js';
 
 export class OpenAiEngine implements CompletionEngine {
@@ -17,7 +24,17 @@ export class OpenAiEngine implements CompletionEngine {
   run(request: TextRequest, options?: RunOptions): Promise<CompletionResult> {
     const priority = request.kind === 'complete' ? 'inline' : request.kind === 'rewrite' ? 'interactive' : 'background';
     return runWithEarlyStop(options, (signal, onDelta) =>
-      this._engine.generate({ prompt: request.prompt, options: request.options, priority, documentId: request.documentId, maxPromptTokens: request.maxContextTokens }, onDelta, signal),
+      this._engine.generate(
+        {
+          prompt: request.prompt,
+          options: request.options,
+          priority,
+          documentId: request.documentId,
+          maxPromptTokens: request.maxContextTokens,
+        },
+        onDelta,
+        signal,
+      ),
     );
   }
 

@@ -27,9 +27,15 @@ export async function answerQuestionCommand(ctx: Ctx, highlight: AnswerHighlight
   if (!target) return;
   const { document, range, text: original, whole } = target;
   const where = whole ? `line ${range.start.line + 1}` : `the selection (${original.length} characters)`;
-  const asked = typeof args?.question === 'string'
-    ? args.question
-    : await vscode.window.showInputBox({ title: 'OPT: Answer a Question About the Selection', prompt: `The answer is looked for in ${where} and highlighted there.`, placeHolder: 'Your question', ignoreFocusOut: true });
+  const asked =
+    typeof args?.question === 'string'
+      ? args.question
+      : await vscode.window.showInputBox({
+          title: 'OPT: Answer a Question About the Selection',
+          prompt: `The answer is looked for in ${where} and highlighted there.`,
+          placeHolder: 'Your question',
+          ignoreFocusOut: true,
+        });
   const question = asked?.trim();
   if (!question) return;
   const engine = ctx.engineForCommand();
@@ -41,24 +47,31 @@ export async function answerQuestionCommand(ctx: Ctx, highlight: AnswerHighlight
   const busy = ctx.beginBusy('answering');
   const started = performance.now();
   try {
-    const result = await withCancellableProgress('OPT: Answering…', (abort) => engine.answer({ question, context: context.text }, abort.signal));
+    const result = await withCancellableProgress('OPT: Answering…', (abort) =>
+      engine.answer({ question, context: context.text }, abort.signal),
+    );
     busy.dispose();
     const seconds = (performance.now() - started) / 1000;
     const best = result.answers[0];
     const span = best && spanInDocument(context, selectionStart, best.start, best.end);
     if (!best || !span) {
       ctx.debug.answer = { status: 'no-answer', question, answers: result.answers, seconds };
-      ctx.log.info(`answer: none for ${JSON.stringify(question)}${best ? ` (the runtime's span [${best.start}, ${best.end}) is empty or outside the ${context.text.length} characters)` : ''}`);
+      ctx.log.info(
+        `answer: none for ${JSON.stringify(question)}${best ? ` (the runtime's span [${best.start}, ${best.end}) is empty or outside the ${context.text.length} characters)` : ''}`,
+      );
       void vscode.window.showInformationMessage(`OPT Complete: no answer to "${question}" was found in ${where}.`);
       return;
     }
     if (document.isClosed || (document.version !== version && document.getText(range) !== original)) {
       ctx.debug.answer = { status: 'stale', question, answer: best };
-      void vscode.window.showWarningMessage('OPT Complete: the document changed while the answer was being looked for, so it is not highlighted. Run the command again.');
+      void vscode.window.showWarningMessage(
+        'OPT Complete: the document changed while the answer was being looked for, so it is not highlighted. Run the command again.',
+      );
       return;
     }
     const answerRange = new vscode.Range(document.positionAt(span.start), document.positionAt(span.end));
-    const shownIn = vscode.window.visibleTextEditors.find((e) => e.document === document) ?? (await vscode.window.showTextDocument(document));
+    const shownIn =
+      vscode.window.visibleTextEditors.find((e) => e.document === document) ?? (await vscode.window.showTextDocument(document));
     const hover = new vscode.MarkdownString();
     hover.appendText(`OPT answer (score ${formatScore(best.score)}) to: ${question}`);
     highlight.show(shownIn, answerRange, hover);

@@ -61,7 +61,8 @@ export class AnswerHighlight implements vscode.Disposable {
   private _apply(editors: readonly vscode.TextEditor[]): void {
     const s = this._shown;
     if (!s) return;
-    for (const e of editors) if (e.document.uri.toString() === s.uri) e.setDecorations(this._type, [{ range: s.range, hoverMessage: s.hover }]);
+    for (const e of editors)
+      if (e.document.uri.toString() === s.uri) e.setDecorations(this._type, [{ range: s.range, hoverMessage: s.hover }]);
   }
 
   dispose(): void {

@@ -35,13 +35,25 @@ export async function classifySelectionCommand(ctx: Ctx): Promise<void> {
     busy.dispose();
     const view = classificationView(result);
     const seconds = (performance.now() - started) / 1000;
-    ctx.debug.classify = { status: 'classified', text: text.slice(0, 200), problemType: result.problemType, labels: result.labels, summary: view.summary, rows: view.rows, seconds };
+    ctx.debug.classify = {
+      status: 'classified',
+      text: text.slice(0, 200),
+      problemType: result.problemType,
+      labels: result.labels,
+      summary: view.summary,
+      rows: view.rows,
+      seconds,
+    };
     ctx.log.info(`classify: ${view.summary} (${result.labels.length} labels, ${result.problemType}) in ${seconds.toFixed(2)} s`);
     const where = whole ? `line ${range.start.line + 1}` : 'the selection';
     // Not awaited: the command is done once the scores show; the picker only closes.
     void vscode.window.showQuickPick(
       view.rows.map((r) => ({ label: `${r.predicted ? '$(check)' : '$(blank)'} ${r.label}`, description: r.text })),
-      { title: `OPT: ${view.summary}`, placeHolder: `Scores of ${where}: ${PROBLEM_TYPES[result.problemType] ?? result.problemType}, highest first`, matchOnDescription: true },
+      {
+        title: `OPT: ${view.summary}`,
+        placeHolder: `Scores of ${where}: ${PROBLEM_TYPES[result.problemType] ?? result.problemType}, highest first`,
+        matchOnDescription: true,
+      },
     );
   } catch (err) {
     if (isCancellation(err)) {

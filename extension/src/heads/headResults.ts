@@ -58,7 +58,10 @@ export function classificationView(result: Pick<ClassifyResult, 'problemType' | 
   else if (type === 'regression') summary = `${rows[0]!.label} = ${rows[0]!.text}`;
   else if (type === 'multi_label_classification') {
     const on = rows.filter((r) => r.predicted);
-    summary = on.length > 0 ? on.map((r) => `${r.label} ${r.text}`).join(', ') : `no label reaches 50% (highest: ${rows[0]!.label} ${rows[0]!.text})`;
+    summary =
+      on.length > 0
+        ? on.map((r) => `${r.label} ${r.text}`).join(', ')
+        : `no label reaches 50% (highest: ${rows[0]!.label} ${rows[0]!.text})`;
   } else summary = `${rows[0]!.label} ${rows[0]!.text}`;
   return { summary, rows };
 }

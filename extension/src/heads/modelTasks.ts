@@ -36,7 +36,12 @@ export function modelKind(info: Pick<EngineInfo, 'tasks'>): string {
 
 /** The last path or id segment: `facebook/opt-125m` → `opt-125m`, `/models/x/` → `x`. */
 export function shortModelName(model: string): string {
-  return model.replace(/[\\/]+$/, '').split(/[\\/]/).pop() || model;
+  return (
+    model
+      .replace(/[\\/]+$/, '')
+      .split(/[\\/]/)
+      .pop() || model
+  );
 }
 
 /**

@@ -17,7 +17,9 @@ const CHOOSE_MODEL = 'Choose Model…';
  */
 export function canRun(ctx: Ctx, task: ModelTask): boolean {
   if (task !== 'generate' && ctx.config.engine !== 'local') {
-    void vscode.window.showInformationMessage(`OPT Complete: this needs the local runtime with an ${TASK_ARCHITECTURE[task]} checkpoint; the engine is an OpenAI-compatible server (optComplete.engine), which only completes text.`);
+    void vscode.window.showInformationMessage(
+      `OPT Complete: this needs the local runtime with an ${TASK_ARCHITECTURE[task]} checkpoint; the engine is an OpenAI-compatible server (optComplete.engine), which only completes text.`,
+    );
     return false;
   }
   const info = ctx.runtimeInfo;

@@ -52,7 +52,12 @@ export function cleanSpan(text: string, start: number, end: number): { start: nu
 }
 
 /** Where a span of the model text lies in the document: document offsets, given the selection's start offset. */
-export function spanInDocument(model: ModelText, selectionStart: number, start: number, end: number): { start: number; end: number } | undefined {
+export function spanInDocument(
+  model: ModelText,
+  selectionStart: number,
+  start: number,
+  end: number,
+): { start: number; end: number } | undefined {
   const span = cleanSpan(model.text, start, end);
   if (!span) return undefined;
   return { start: selectionStart + model.toSource(span.start), end: selectionStart + model.toSource(span.end) };

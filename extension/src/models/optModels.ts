@@ -44,7 +44,8 @@ export const MODEL_DTYPES: readonly ModelDtype[] = ['int4', 'int8', 'fp16', 'fp3
 
 /** Parameters: attention and MLP matrices and their biases, layer norms, embeddings and projections. */
 export function parameterCount(c: OptShape): number {
-  const d = c.hidden_size, e = c.word_embed_proj_dim;
+  const d = c.hidden_size,
+    e = c.word_embed_proj_dim;
   const perLayer = 4 * d * d + 4 * d + 2 * d * c.ffn_dim + c.ffn_dim + d + 4 * d;
   const projections = e !== d ? 2 * d * e : 0;
   return c.num_hidden_layers * perLayer + c.vocab_size * e + (c.max_position_embeddings + 2) * d + projections + 2 * d;

@@ -38,11 +38,16 @@ export async function rewriteSelectionCommand(ctx: Ctx, preview: RewritePreview,
   if (typeof args?.template === 'string') {
     template = templates.find((t) => t.id === args.template);
     if (!template) {
-      void vscode.window.showErrorMessage(`OPT Complete: no rewrite template "${args.template}" (have: ${templates.map((t) => t.id).join(', ')}).`);
+      void vscode.window.showErrorMessage(
+        `OPT Complete: no rewrite template "${args.template}" (have: ${templates.map((t) => t.id).join(', ')}).`,
+      );
       return;
     }
   } else {
-    const pick = await vscode.window.showQuickPick(templates.map((t) => ({ label: t.label, description: t.description, template: t })), { title: 'OPT: Rewrite Selection', placeHolder: 'How should the selection be rewritten?' });
+    const pick = await vscode.window.showQuickPick(
+      templates.map((t) => ({ label: t.label, description: t.description, template: t })),
+      { title: 'OPT: Rewrite Selection', placeHolder: 'How should the selection be rewritten?' },
+    );
     template = pick?.template;
   }
   if (!template) return;
@@ -55,10 +60,16 @@ export async function rewriteSelectionCommand(ctx: Ctx, preview: RewritePreview,
   const started = performance.now();
   const stop = template.stop;
   try {
-    const result = await withCancellableProgress(`OPT: ${template.label}…`, (abort) => engine.run(
-      { kind: 'rewrite', prompt, options: { max_new_tokens: rewriteTokenBudget(original, ctx.config.rewriteMaxNewTokens), do_sample: false, stop_strings: [stop] } },
-      { signal: abort.signal, onText: (_d, soFar) => soFar.includes(stop) },
-    ));
+    const result = await withCancellableProgress(`OPT: ${template.label}…`, (abort) =>
+      engine.run(
+        {
+          kind: 'rewrite',
+          prompt,
+          options: { max_new_tokens: rewriteTokenBudget(original, ctx.config.rewriteMaxNewTokens), do_sample: false, stop_strings: [stop] },
+        },
+        { signal: abort.signal, onText: (_d, soFar) => soFar.includes(stop) },
+      ),
+    );
     busy.dispose();
     ctx.noteEngineOutcome(undefined);
     const seconds = (performance.now() - started) / 1000;
@@ -71,7 +82,9 @@ export async function rewriteSelectionCommand(ctx: Ctx, preview: RewritePreview,
     }
     if (document.isClosed || (document.version !== version && document.getText(range) !== original)) {
       ctx.debug.rewrite = { label: template.label, status: 'stale', proposed: outcome.text };
-      void vscode.window.showWarningMessage('OPT Complete: the document changed while the rewrite was being generated, so the result was discarded. Run "Rewrite Selection" again.');
+      void vscode.window.showWarningMessage(
+        'OPT Complete: the document changed while the rewrite was being generated, so the result was discarded. Run "Rewrite Selection" again.',
+      );
       return;
     }
     await preview.propose({ document, range, original, proposed: outcome.text, version: document.version, label: template.label });

@@ -36,7 +36,9 @@ export class RewritePreview implements vscode.TextDocumentContentProvider, vscod
     this._registration = vscode.workspace.registerTextDocumentContentProvider(REWRITE_SCHEME, this);
     _ctx.debug.pendingRewrite = () => {
       const p = this._pending;
-      return p && { id: p.id, label: p.label, uri: p.document.uri.toString(), original: p.original, proposed: p.proposed, version: p.version };
+      return (
+        p && { id: p.id, label: p.label, uri: p.document.uri.toString(), original: p.original, proposed: p.proposed, version: p.version }
+      );
     };
   }
 
@@ -63,12 +65,14 @@ export class RewritePreview implements vscode.TextDocumentContentProvider, vscod
     this._ctx.refreshStatus();
     await vscode.commands.executeCommand('vscode.diff', left, right, `${p.label}: ${base} (original ↔ rewritten)`, { preview: true });
     // Not awaited: the command finishes once the diff shows; the choice may come much later.
-    void vscode.window.showInformationMessage(`OPT Complete: apply "${p.label}" to ${base}? The diff shows the change.`, 'Accept', 'Reject').then(async (choice) => {
-      if (this._pending !== pending) return; // decided through the commands meanwhile
-      if (choice === 'Accept') await this.accept();
-      else if (choice === 'Reject') await this.reject();
-      // Dismissed: the proposal stays, with Accept / Reject in the diff editor's title bar.
-    });
+    void vscode.window
+      .showInformationMessage(`OPT Complete: apply "${p.label}" to ${base}? The diff shows the change.`, 'Accept', 'Reject')
+      .then(async (choice) => {
+        if (this._pending !== pending) return; // decided through the commands meanwhile
+        if (choice === 'Accept') await this.accept();
+        else if (choice === 'Reject') await this.reject();
+        // Dismissed: the proposal stays, with Accept / Reject in the diff editor's title bar.
+      });
   }
 
   /** Applies the pending rewrite if the document still holds the text it was computed from. */
@@ -86,7 +90,9 @@ export class RewritePreview implements vscode.TextDocumentContentProvider, vscod
     }
     if (doc.version !== p.version && doc.getText(p.range) !== p.original) {
       await this._end(p, 'stale');
-      void vscode.window.showWarningMessage('OPT Complete: the document changed since the rewrite was made, so it was not applied. Run "Rewrite Selection" again.');
+      void vscode.window.showWarningMessage(
+        'OPT Complete: the document changed since the rewrite was made, so it was not applied. Run "Rewrite Selection" again.',
+      );
       return false;
     }
     const edit = new vscode.WorkspaceEdit();
@@ -111,7 +117,9 @@ export class RewritePreview implements vscode.TextDocumentContentProvider, vscod
     this._ctx.debug.rewrite = { id: p.id, label: p.label, status, original: p.original, proposed: p.proposed };
     this._ctx.log.info(`rewrite "${p.label}": ${status}`);
     void this._ctx.contextKeys.set(ContextKeys.rewritePending, this._pending !== undefined);
-    const tabs = vscode.window.tabGroups.all.flatMap((g) => g.tabs).filter((t) => t.input instanceof vscode.TabInputTextDiff && t.input.modified.toString() === p.right.toString());
+    const tabs = vscode.window.tabGroups.all
+      .flatMap((g) => g.tabs)
+      .filter((t) => t.input instanceof vscode.TabInputTextDiff && t.input.modified.toString() === p.right.toString());
     if (tabs.length > 0) await vscode.window.tabGroups.close(tabs).then(undefined, () => undefined);
     this._contents.delete(p.left.toString());
     this._contents.delete(p.right.toString());

@@ -24,10 +24,20 @@ export const DEFAULT_TEMPLATES: readonly RewriteTemplate[] = [
     id: 'improve',
     label: 'Improve writing',
     description: 'clearer and more fluent, same meaning',
-    prompt: framed('Each original text below is followed by an improved version: clearer, more fluent, same meaning and length.', 'Improved', [
-      ['the results was good but we think it could be more better if we had more time to do it', 'The results were good, but we think they could have been better with more time.'],
-      ['This function it takes the list and then it goes over every item and it returns the ones which are even.', 'This function goes through the list and returns the even items.'],
-    ]),
+    prompt: framed(
+      'Each original text below is followed by an improved version: clearer, more fluent, same meaning and length.',
+      'Improved',
+      [
+        [
+          'the results was good but we think it could be more better if we had more time to do it',
+          'The results were good, but we think they could have been better with more time.',
+        ],
+        [
+          'This function it takes the list and then it goes over every item and it returns the ones which are even.',
+          'This function goes through the list and returns the even items.',
+        ],
+      ],
+    ),
     stop: '>>>',
     mode: 'replace',
   },
@@ -36,8 +46,14 @@ export const DEFAULT_TEMPLATES: readonly RewriteTemplate[] = [
     label: 'Shorten',
     description: 'say the same in fewer words',
     prompt: framed('Each original text below is followed by a shorter version that keeps its meaning.', 'Shorter', [
-      ['Due to the fact that the server was down for the majority of the day, we were not able to complete the deployment that we had planned.', 'The server was down most of the day, so we could not deploy as planned.'],
-      ['In my personal opinion, I believe that it would be a good idea for us to meet at some point next week.', 'I suggest we meet next week.'],
+      [
+        'Due to the fact that the server was down for the majority of the day, we were not able to complete the deployment that we had planned.',
+        'The server was down most of the day, so we could not deploy as planned.',
+      ],
+      [
+        'In my personal opinion, I believe that it would be a good idea for us to meet at some point next week.',
+        'I suggest we meet next week.',
+      ],
     ]),
     stop: '>>>',
     mode: 'replace',
@@ -46,10 +62,14 @@ export const DEFAULT_TEMPLATES: readonly RewriteTemplate[] = [
     id: 'grammar',
     label: 'Fix grammar and spelling',
     description: 'correct mistakes, change nothing else',
-    prompt: framed('Each original text below is followed by the same text with its spelling and grammar corrected and nothing else changed.', 'Corrected', [
-      ['Their going to the libary tomorow to return there books.', "They're going to the library tomorrow to return their books."],
-      ['She dont know wich option is more cheaper.', "She doesn't know which option is cheaper."],
-    ]),
+    prompt: framed(
+      'Each original text below is followed by the same text with its spelling and grammar corrected and nothing else changed.',
+      'Corrected',
+      [
+        ['Their going to the libary tomorow to return there books.', "They're going to the library tomorrow to return their books."],
+        ['She dont know wich option is more cheaper.', "She doesn't know which option is cheaper."],
+      ],
+    ),
     stop: '>>>',
     mode: 'replace',
   },
@@ -58,8 +78,8 @@ export const DEFAULT_TEMPLATES: readonly RewriteTemplate[] = [
     label: 'Formal tone',
     description: 'polite, professional wording',
     prompt: framed('Each original text below is followed by a formal, professional version with the same meaning.', 'Formal', [
-      ["hey, can u send me the report asap? thx", 'Hello, could you please send me the report at your earliest convenience? Thank you.'],
-      ["We messed up the numbers last week, sorry about that.", 'We apologize for the error in last week\'s figures.'],
+      ['hey, can u send me the report asap? thx', 'Hello, could you please send me the report at your earliest convenience? Thank you.'],
+      ['We messed up the numbers last week, sorry about that.', "We apologize for the error in last week's figures."],
     ]),
     stop: '>>>',
     mode: 'replace',
@@ -80,17 +100,43 @@ export const TEXT_PLACEHOLDER = '{{text}}';
 export function resolveTemplates(user: unknown): { templates: RewriteTemplate[]; problems: string[] } {
   const problems: string[] = [];
   if (user === undefined || user === null) return { templates: [...DEFAULT_TEMPLATES], problems };
-  if (!Array.isArray(user)) return { templates: [...DEFAULT_TEMPLATES], problems: ['optComplete.rewrite.templates must be a list of templates; using the built-in ones'] };
+  if (!Array.isArray(user))
+    return {
+      templates: [...DEFAULT_TEMPLATES],
+      problems: ['optComplete.rewrite.templates must be a list of templates; using the built-in ones'],
+    };
   const byId = new Map<string, RewriteTemplate>();
   for (const [i, raw] of user.entries()) {
     const t = raw as Partial<RewriteTemplate> | null;
     const where = `optComplete.rewrite.templates[${i}]`;
-    if (typeof t !== 'object' || t === null) { problems.push(`${where} is not an object`); continue; }
-    if (typeof t.id !== 'string' || t.id === '') { problems.push(`${where} needs an "id"`); continue; }
-    if (typeof t.prompt !== 'string' || !t.prompt.includes(TEXT_PLACEHOLDER)) { problems.push(`${where} ("${t.id}") needs a "prompt" containing ${TEXT_PLACEHOLDER}`); continue; }
-    if (typeof t.stop !== 'string' || t.stop === '') { problems.push(`${where} ("${t.id}") needs a non-empty "stop" marker`); continue; }
-    if (t.mode !== undefined && t.mode !== 'replace' && t.mode !== 'append') { problems.push(`${where} ("${t.id}"): "mode" must be "replace" or "append"`); continue; }
-    byId.set(t.id, { id: t.id, label: typeof t.label === 'string' && t.label ? t.label : t.id, description: typeof t.description === 'string' ? t.description : undefined, prompt: t.prompt, stop: t.stop, mode: t.mode ?? 'replace' });
+    if (typeof t !== 'object' || t === null) {
+      problems.push(`${where} is not an object`);
+      continue;
+    }
+    if (typeof t.id !== 'string' || t.id === '') {
+      problems.push(`${where} needs an "id"`);
+      continue;
+    }
+    if (typeof t.prompt !== 'string' || !t.prompt.includes(TEXT_PLACEHOLDER)) {
+      problems.push(`${where} ("${t.id}") needs a "prompt" containing ${TEXT_PLACEHOLDER}`);
+      continue;
+    }
+    if (typeof t.stop !== 'string' || t.stop === '') {
+      problems.push(`${where} ("${t.id}") needs a non-empty "stop" marker`);
+      continue;
+    }
+    if (t.mode !== undefined && t.mode !== 'replace' && t.mode !== 'append') {
+      problems.push(`${where} ("${t.id}"): "mode" must be "replace" or "append"`);
+      continue;
+    }
+    byId.set(t.id, {
+      id: t.id,
+      label: typeof t.label === 'string' && t.label ? t.label : t.id,
+      description: typeof t.description === 'string' ? t.description : undefined,
+      prompt: t.prompt,
+      stop: t.stop,
+      mode: t.mode ?? 'replace',
+    });
   }
   if (byId.size === 0 && user.length > 0) return { templates: [...DEFAULT_TEMPLATES], problems };
   return { templates: [...byId.values()], problems };
@@ -117,7 +163,11 @@ export function extractRewrite(template: RewriteTemplate, original: string, gene
   const at = generated.indexOf(template.stop);
   const body = (at === -1 ? generated : generated.slice(0, at)).replace(/^\s*\n/, '').trimEnd();
   const mode = template.mode ?? 'replace';
-  if (mode === 'replace' && at === -1 && !finished) return { ok: false, reason: `the model did not finish the rewrite within its token limit (no "${template.stop}" marker); try a shorter selection` };
+  if (mode === 'replace' && at === -1 && !finished)
+    return {
+      ok: false,
+      reason: `the model did not finish the rewrite within its token limit (no "${template.stop}" marker); try a shorter selection`,
+    };
   if (body.trim() === '') return { ok: false, reason: 'the model produced no text' };
   const lead = /^\s*/.exec(original)![0];
   const trail = /\s*$/.exec(original)![0];

@@ -14,7 +14,8 @@ export const CONFIG_FILE_CAP = 4 << 20;
 /** vocab.json, merges.txt, tokenizer.json: a few MB for GPT-2's 50k tokens; room for vocabularies ten times larger. */
 export const TOKENIZER_FILE_CAP = 64 << 20;
 
-const OUTSIDE_HINT = 'a checkpoint may only use files inside its own folder (or, in the Hugging Face cache, its repository\'s blobs/): copy the file into the model folder';
+const OUTSIDE_HINT =
+  "a checkpoint may only use files inside its own folder (or, in the Hugging Face cache, its repository's blobs/): copy the file into the model folder";
 
 /**
  * Checks a file name a checkpoint gives (a shard in an index): a `/`-separated relative path
@@ -22,9 +23,19 @@ const OUTSIDE_HINT = 'a checkpoint may only use files inside its own folder (or,
  * `namedBy` is the file that gave it, blamed in the error.
  */
 export function checkFileName(name: unknown, namedBy: string, what: string): string {
-  if (typeof name !== 'string') throw new CheckpointError(namedBy, `${what} is not a file name but ${typeof name === 'object' ? (name === null ? 'null' : 'an object') : `a ${typeof name}`}`);
+  if (typeof name !== 'string')
+    throw new CheckpointError(
+      namedBy,
+      `${what} is not a file name but ${typeof name === 'object' ? (name === null ? 'null' : 'an object') : `a ${typeof name}`}`,
+    );
   const parts = name.split('/');
-  if (name === '' || isAbsolute(name) || /^[A-Za-z]:/.test(name) || /[\\\0]/.test(name) || parts.some((p) => p === '' || p === '.' || p === '..')) {
+  if (
+    name === '' ||
+    isAbsolute(name) ||
+    /^[A-Za-z]:/.test(name) ||
+    /[\\\0]/.test(name) ||
+    parts.some((p) => p === '' || p === '.' || p === '..')
+  ) {
     throw new CheckpointError(namedBy, `${what} ${quote(name)} is not a plain relative path inside the model folder`, OUTSIDE_HINT);
   }
   return name;
@@ -62,7 +73,10 @@ export async function locateModelFile(dir: string, name: string): Promise<string
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
-    throw new CheckpointError(path, code === 'ELOOP' ? 'is a loop of symbolic links' : `cannot be opened (${code ?? (err as Error).message})`);
+    throw new CheckpointError(
+      path,
+      code === 'ELOOP' ? 'is a loop of symbolic links' : `cannot be opened (${code ?? (err as Error).message})`,
+    );
   }
   const roots = await allowedRoots(dir);
   if (!roots.some((root) => isInside(root, real))) {
@@ -77,12 +91,20 @@ export async function locateModelFile(dir: string, name: string): Promise<string
  */
 export async function openRegularFile(file: string): Promise<{ fh: FileHandle; size: number }> {
   const fh = await open(file, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0)).catch((err: NodeJS.ErrnoException) => {
-    throw new CheckpointError(file, err.code === 'ENOENT' ? 'file is missing' : err.code === 'EISDIR' ? 'is a folder, not a file' : `cannot be opened (${err.code ?? err.message})`);
+    throw new CheckpointError(
+      file,
+      err.code === 'ENOENT'
+        ? 'file is missing'
+        : err.code === 'EISDIR'
+          ? 'is a folder, not a file'
+          : `cannot be opened (${err.code ?? err.message})`,
+    );
   });
   try {
     const stats = await fh.stat();
     if (stats.isDirectory()) throw new CheckpointError(file, 'is a folder, not a file');
-    if (!stats.isFile()) throw new CheckpointError(file, 'is not a regular file (a FIFO, socket or device)', 'model files must be plain files');
+    if (!stats.isFile())
+      throw new CheckpointError(file, 'is not a regular file (a FIFO, socket or device)', 'model files must be plain files');
     return { fh, size: stats.size };
   } catch (err) {
     await fh.close();
@@ -110,7 +132,11 @@ export async function readTextFile(file: string, cap: number): Promise<string> {
   const { fh, size } = await openRegularFile(file);
   try {
     if (size > cap) {
-      throw new CheckpointError(file, `is ${size} bytes (${mib(size)}), more than the ${mib(cap)} a ${basename(file)} may hold`, 'this is not the file published with the model: download it again');
+      throw new CheckpointError(
+        file,
+        `is ${size} bytes (${mib(size)}), more than the ${mib(cap)} a ${basename(file)} may hold`,
+        'this is not the file published with the model: download it again',
+      );
     }
     const buf = new Uint8Array(size);
     const got = await readFully(fh, buf, size, 0);
@@ -144,7 +170,8 @@ export function parseJsonText(text: string, file: string): unknown {
   } catch (err) {
     throw new CheckpointError(file, `${basename(file)} is not valid JSON: ${jsonProblem((err as Error).message, text)}`);
   }
-  if (jsonDepthExceeds(value, MAX_JSON_DEPTH)) throw new CheckpointError(file, `${basename(file)} nests lists or objects more than ${MAX_JSON_DEPTH} deep, which no model file does`);
+  if (jsonDepthExceeds(value, MAX_JSON_DEPTH))
+    throw new CheckpointError(file, `${basename(file)} nests lists or objects more than ${MAX_JSON_DEPTH} deep, which no model file does`);
   return value;
 }
 
@@ -172,5 +199,7 @@ export function jsonProblem(message: string, text: string): string {
     // The offending token itself may be a control character or a raw byte.
     .replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
   if (text.trim() === '') return 'the file is empty';
-  return position === undefined ? `${reason}; it starts ${quote(text)}` : `${reason} at character ${position}, near ${quote(text.slice(position))}`;
+  return position === undefined
+    ? `${reason}; it starts ${quote(text)}`
+    : `${reason} at character ${position}, near ${quote(text.slice(position))}`;
 }

@@ -20,7 +20,9 @@ const LAYOUTS = [
 
 /** Every parameter of the decoder and its heads, with its PyTorch shape, under canonical names. */
 export function expectedParameters(c: OptConfig): Map<string, number[]> {
-  const d = c.hidden_size, proj = c.word_embed_proj_dim, f = c.ffn_dim;
+  const d = c.hidden_size,
+    proj = c.word_embed_proj_dim,
+    f = c.ffn_dim;
   const p = new Map<string, number[]>();
   const linear = (name: string, out: number, inp: number, bias: boolean) => {
     p.set(`${name}.weight`, [out, inp]);
@@ -86,7 +88,12 @@ export async function openOptWeights(dir: string, config: OptConfig): Promise<Op
     const name = canonicalName(ref.name);
     const other = tensors.get(name);
     // Two shards (or `x` and `model.x`) holding one weight: which one wins would be an accident of order.
-    if (other) throw new CheckpointError(ref.file, `${shown(ref.name)} is stored twice (also as ${shown(other.name)} in ${other.file})`, 'the checkpoint is damaged: download it again');
+    if (other)
+      throw new CheckpointError(
+        ref.file,
+        `${shown(ref.name)} is stored twice (also as ${shown(other.name)} in ${other.file})`,
+        'the checkpoint is damaged: download it again',
+      );
     tensors.set(name, ref);
   }
 
@@ -108,15 +115,20 @@ export async function openOptWeights(dir: string, config: OptConfig): Promise<Op
 
   const missing = [...expected.keys()].filter((n) => !tensors.has(n));
   if (missing.length > 0) {
-    const hint = missing.includes('lm_head.weight') && !config.tie_word_embeddings
-      ? 'config.json sets tie_word_embeddings=false, so lm_head.weight must be in the checkpoint'
-      : 'the checkpoint does not match config.json: check that both come from the same model';
+    const hint =
+      missing.includes('lm_head.weight') && !config.tie_word_embeddings
+        ? 'config.json sets tie_word_embeddings=false, so lm_head.weight must be in the checkpoint'
+        : 'the checkpoint does not match config.json: check that both come from the same model';
     throw new CheckpointError(dir, `${missing.length} weight(s) missing, e.g. ${missing.slice(0, 3).join(', ')}`, hint);
   }
   for (const [name, shape] of expected) {
     const ref = tensors.get(name)!;
     if (ref.shape.length !== shape.length || ref.shape.some((v, i) => v !== shape[i])) {
-      throw new CheckpointError(ref.file, `${ref.name} has shape [${ref.shape}] but config.json implies [${shape}]`, 'the checkpoint does not match config.json');
+      throw new CheckpointError(
+        ref.file,
+        `${ref.name} has shape [${ref.shape}] but config.json implies [${shape}]`,
+        'the checkpoint does not match config.json',
+      );
     }
     if (!['F32', 'F16', 'BF16', 'F64'].includes(ref.dtype)) {
       throw new CheckpointError(ref.file, `${ref.name} has dtype ${ref.dtype}, which cannot hold weights`, 'expected F32, F16 or BF16');
@@ -140,7 +152,11 @@ async function readTensor(tensors: ReadonlyMap<string, TensorRef>, name: string)
   try {
     const bytesRead = await readFully(fh, bytes, ref.length, ref.offset);
     if (bytesRead !== ref.length) {
-      throw new CheckpointError(ref.file, `${ref.name}: read ${bytesRead} of ${ref.length} bytes`, 'the file is truncated: download it again');
+      throw new CheckpointError(
+        ref.file,
+        `${ref.name}: read ${bytesRead} of ${ref.length} bytes`,
+        'the file is truncated: download it again',
+      );
     }
   } finally {
     await fh.close();
@@ -155,7 +171,12 @@ async function findWeightFiles(dir: string): Promise<{ files: string[]; refs: Te
       const files: string[] = [];
       for (const shard of await readShardIndex(indexFile)) {
         const file = await locateModelFile(dir, shard);
-        if (file === undefined) throw new CheckpointError(join(dir, ...shard.split('/')), `shard listed in ${layout.index} is missing`, 'download every shard of the checkpoint');
+        if (file === undefined)
+          throw new CheckpointError(
+            join(dir, ...shard.split('/')),
+            `shard listed in ${layout.index} is missing`,
+            'download every shard of the checkpoint',
+          );
         files.push(file);
       }
       // One shard at a time: an index may list many, and each read holds a file open.
@@ -166,7 +187,11 @@ async function findWeightFiles(dir: string): Promise<{ files: string[]; refs: Te
     const single = await locateModelFile(dir, layout.single);
     if (single !== undefined) return { files: [single], refs: await layout.read(single) };
   }
-  throw new CheckpointError(dir, 'no weights found', 'expected model.safetensors, pytorch_model.bin, or their sharded *.index.json form, as published on huggingface.co/facebook/opt-*');
+  throw new CheckpointError(
+    dir,
+    'no weights found',
+    'expected model.safetensors, pytorch_model.bin, or their sharded *.index.json form, as published on huggingface.co/facebook/opt-*',
+  );
 }
 
 /** The shard file names of an index, each checked to be a plain relative path; sorted, without repeats. */
@@ -177,6 +202,7 @@ async function readShardIndex(file: string): Promise<string[]> {
     throw new CheckpointError(file, 'has no weight_map object', 'a shard index maps each weight name to its shard file');
   }
   const shards = [...new Set(Object.values(map))];
-  if (shards.length === 0) throw new CheckpointError(file, 'has an empty weight_map', 'a shard index maps each weight name to its shard file');
+  if (shards.length === 0)
+    throw new CheckpointError(file, 'has an empty weight_map', 'a shard index maps each weight name to its shard file');
   return shards.map((s) => checkFileName(s, file, 'weight_map shard')).sort();
 }

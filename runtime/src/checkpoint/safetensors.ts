@@ -16,16 +16,26 @@ const REDOWNLOAD = 'the file is corrupt or not safetensors: download it again';
 export async function readSafetensors(file: string): Promise<TensorRef[]> {
   const { fh, size } = await openRegularFile(file);
   try {
-    if (size < 8) throw new CheckpointError(file, `file is ${size} bytes, too short to be safetensors`, 'the download is incomplete: delete it and download again');
+    if (size < 8)
+      throw new CheckpointError(
+        file,
+        `file is ${size} bytes, too short to be safetensors`,
+        'the download is incomplete: delete it and download again',
+      );
     const lenBuf = Buffer.alloc(8);
     await readFully(fh, lenBuf, 8, 0);
     const claimed = lenBuf.readBigUInt64LE(0);
     if (claimed > BigInt(MAX_HEADER_BYTES) || 8n + claimed > BigInt(size)) {
-      throw new CheckpointError(file, `header length ${claimed} does not fit in a ${size}-byte file`, 'the file is truncated or not safetensors: download it again');
+      throw new CheckpointError(
+        file,
+        `header length ${claimed} does not fit in a ${size}-byte file`,
+        'the file is truncated or not safetensors: download it again',
+      );
     }
     const headerLen = Number(claimed);
     const headerBuf = Buffer.alloc(headerLen);
-    if ((await readFully(fh, headerBuf, headerLen, 8)) !== headerLen) throw new CheckpointError(file, 'the file ended while its header was read', REDOWNLOAD);
+    if ((await readFully(fh, headerBuf, headerLen, 8)) !== headerLen)
+      throw new CheckpointError(file, 'the file ended while its header was read', REDOWNLOAD);
     const dataStart = 8 + headerLen;
     return parseHeader(file, headerBuf, dataStart, size);
   } finally {
@@ -69,7 +79,12 @@ function parseHeader(file: string, bytes: Uint8Array, dataStart: number, fileSiz
 }
 
 function checkMetadata(file: string, metadata: unknown): void {
-  if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata) || !Object.values(metadata).every((v) => typeof v === 'string')) {
+  if (
+    typeof metadata !== 'object' ||
+    metadata === null ||
+    Array.isArray(metadata) ||
+    !Object.values(metadata).every((v) => typeof v === 'string')
+  ) {
     throw new CheckpointError(file, `__metadata__ must map strings to strings, got ${brief(metadata)}`, REDOWNLOAD);
   }
 }
@@ -77,7 +92,11 @@ function checkMetadata(file: string, metadata: unknown): void {
 function toRef(file: string, name: string, entry: unknown, dataStart: number, fileSize: number): TensorRef {
   const tensor = `tensor ${shown(name)}`;
   if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
-    throw new CheckpointError(file, `${tensor} is described by ${brief(entry)}, not by an object with dtype, shape and data_offsets`, REDOWNLOAD);
+    throw new CheckpointError(
+      file,
+      `${tensor} is described by ${brief(entry)}, not by an object with dtype, shape and data_offsets`,
+      REDOWNLOAD,
+    );
   }
   const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
   const dtype = e.dtype;
@@ -89,21 +108,35 @@ function toRef(file: string, name: string, entry: unknown, dataStart: number, fi
     throw new CheckpointError(file, `${tensor} has an invalid shape ${brief(shape)}`, REDOWNLOAD);
   }
   const offsets = e.data_offsets;
-  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) || offsets[1] < offsets[0]) {
+  if (
+    !Array.isArray(offsets) ||
+    offsets.length !== 2 ||
+    !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) ||
+    offsets[1] < offsets[0]
+  ) {
     throw new CheckpointError(file, `${tensor} has invalid data_offsets ${brief(offsets)}`, REDOWNLOAD);
   }
   const length = offsets[1] - offsets[0];
   let expected = DTYPE_BYTES[dtype as StorageDtype];
   for (const d of shape as number[]) {
     expected *= d;
-    if (!Number.isSafeInteger(expected)) throw new CheckpointError(file, `${tensor} has a shape ${brief(shape)} too large for any file`, REDOWNLOAD);
+    if (!Number.isSafeInteger(expected))
+      throw new CheckpointError(file, `${tensor} has a shape ${brief(shape)} too large for any file`, REDOWNLOAD);
   }
   if (length !== expected) {
-    throw new CheckpointError(file, `${tensor}: ${length} bytes stored but shape ${brief(shape)} of ${dtype} needs ${expected}`, REDOWNLOAD);
+    throw new CheckpointError(
+      file,
+      `${tensor}: ${length} bytes stored but shape ${brief(shape)} of ${dtype} needs ${expected}`,
+      REDOWNLOAD,
+    );
   }
   const offset = dataStart + offsets[0];
   if (offset + length > fileSize) {
-    throw new CheckpointError(file, `${tensor} ends at byte ${offset + length} but the file has ${fileSize}`, 'the file is truncated: download it again');
+    throw new CheckpointError(
+      file,
+      `${tensor} ends at byte ${offset + length} but the file has ${fileSize}`,
+      'the file is truncated: download it again',
+    );
   }
   return { name, dtype: dtype as StorageDtype, shape: shape as number[], file, offset, length };
 }
@@ -115,10 +148,18 @@ function checkTiling(file: string, refs: TensorRef[], dataStart: number, fileSiz
   let previous: TensorRef | undefined;
   for (const ref of sorted) {
     if (ref.offset < end) {
-      throw new CheckpointError(file, `tensors ${shown(previous!.name)} and ${shown(ref.name)} overlap (data bytes ${ref.offset - dataStart}..${end - dataStart})`, REDOWNLOAD);
+      throw new CheckpointError(
+        file,
+        `tensors ${shown(previous!.name)} and ${shown(ref.name)} overlap (data bytes ${ref.offset - dataStart}..${end - dataStart})`,
+        REDOWNLOAD,
+      );
     }
     if (ref.offset > end) {
-      throw new CheckpointError(file, `data bytes ${end - dataStart}..${ref.offset - dataStart} belong to no tensor (a gap before ${shown(ref.name)})`, REDOWNLOAD);
+      throw new CheckpointError(
+        file,
+        `data bytes ${end - dataStart}..${ref.offset - dataStart} belong to no tensor (a gap before ${shown(ref.name)})`,
+        REDOWNLOAD,
+      );
     }
     end = ref.offset + ref.length;
     if (ref.length > 0) previous = ref;
@@ -134,7 +175,8 @@ function duplicateTopLevelKey(text: string): string | undefined {
   let depth = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
-    if (c === 0x22) { // a string: find its end, skipping escapes
+    if (c === 0x22) {
+      // a string: find its end, skipping escapes
       let j = i + 1;
       while (text.charCodeAt(j) !== 0x22) j += text.charCodeAt(j) === 0x5c ? 2 : 1;
       if (depth === 1) {

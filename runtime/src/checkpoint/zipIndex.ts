@@ -36,7 +36,11 @@ export async function readAt(fh: FileHandle, file: string, position: number, len
   while (done < length) {
     const { bytesRead } = await fh.read(buf, done, length - done, position + done);
     if (bytesRead === 0) {
-      throw new CheckpointError(file, `the file ends at byte ${position + done}, before the ${length} bytes expected at ${position}`, REDOWNLOAD);
+      throw new CheckpointError(
+        file,
+        `the file ends at byte ${position + done}, before the ${length} bytes expected at ${position}`,
+        REDOWNLOAD,
+      );
     }
     done += bytesRead;
   }
@@ -45,7 +49,8 @@ export async function readAt(fh: FileHandle, file: string, position: number, len
 
 function u64(file: string, buf: Buffer, at: number): number {
   const v = buf.readBigUInt64LE(at);
-  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new CheckpointError(file, `the zip archive holds an impossible 64-bit size or offset (${v})`, REDOWNLOAD);
+  if (v > BigInt(Number.MAX_SAFE_INTEGER))
+    throw new CheckpointError(file, `the zip archive holds an impossible 64-bit size or offset (${v})`, REDOWNLOAD);
   return Number(v);
 }
 
@@ -57,7 +62,10 @@ export async function readZipIndex(fh: FileHandle, file: string): Promise<ZipEnt
   const tail = await readAt(fh, file, tailStart, tailLength);
   let eocd = -1;
   for (let i = tail.length - EOCD_SIZE; i >= 0; i--) {
-    if (tail.readUInt32LE(i) === EOCD_SIG && i + EOCD_SIZE + tail.readUInt16LE(i + 20) <= tail.length) { eocd = i; break; }
+    if (tail.readUInt32LE(i) === EOCD_SIG && i + EOCD_SIZE + tail.readUInt16LE(i + 20) <= tail.length) {
+      eocd = i;
+      break;
+    }
   }
   if (eocd < 0) {
     throw new CheckpointError(file, 'the zip archive is truncated or incomplete: it has no end-of-central-directory record', REDOWNLOAD);
@@ -72,16 +80,22 @@ export async function readZipIndex(fh: FileHandle, file: string): Promise<ZipEnt
     const locator = await readAt(fh, file, eocdAbs - 20, 20);
     if (locator.readUInt32LE(0) === ZIP64_LOCATOR_SIG) {
       const recordAt = u64(file, locator, 8);
-      if (recordAt + 56 > eocdAbs) throw new CheckpointError(file, 'the zip archive has a ZIP64 locator pointing outside the file', REDOWNLOAD);
+      if (recordAt + 56 > eocdAbs)
+        throw new CheckpointError(file, 'the zip archive has a ZIP64 locator pointing outside the file', REDOWNLOAD);
       const record = await readAt(fh, file, recordAt, 56);
-      if (record.readUInt32LE(0) !== ZIP64_EOCD_SIG) throw new CheckpointError(file, 'the zip archive has a damaged ZIP64 end-of-central-directory record', REDOWNLOAD);
+      if (record.readUInt32LE(0) !== ZIP64_EOCD_SIG)
+        throw new CheckpointError(file, 'the zip archive has a damaged ZIP64 end-of-central-directory record', REDOWNLOAD);
       count = u64(file, record, 32);
       cdSize = u64(file, record, 40);
       cdOffset = u64(file, record, 48);
     }
   }
   if (cdOffset + cdSize > eocdAbs || cdSize > MAX_CENTRAL_DIR) {
-    throw new CheckpointError(file, `the zip archive's central directory (${cdSize} bytes at ${cdOffset}) does not fit in the file`, REDOWNLOAD);
+    throw new CheckpointError(
+      file,
+      `the zip archive's central directory (${cdSize} bytes at ${cdOffset}) does not fit in the file`,
+      REDOWNLOAD,
+    );
   }
 
   const cd = await readAt(fh, file, cdOffset, cdSize);
@@ -95,7 +109,8 @@ export async function readZipIndex(fh: FileHandle, file: string): Promise<ZipEnt
     const extraLength = cd.readUInt16LE(p + 30);
     const commentLength = cd.readUInt16LE(p + 32);
     const end = p + 46 + nameLength + extraLength + commentLength;
-    if (end > cd.length) throw new CheckpointError(file, `the zip archive's central directory is damaged at entry ${n} of ${count}`, REDOWNLOAD);
+    if (end > cd.length)
+      throw new CheckpointError(file, `the zip archive's central directory is damaged at entry ${n} of ${count}`, REDOWNLOAD);
     const name = cd.toString('utf8', p + 46, p + 46 + nameLength);
     let uncompressedSize = cd.readUInt32LE(p + 24);
     let compressedSize = cd.readUInt32LE(p + 20);
@@ -121,7 +136,8 @@ export async function readZipIndex(fh: FileHandle, file: string): Promise<ZipEnt
     // The local header's extra field often differs from the central one (torch pads it to align
     // the data), so the data offset can only be known by reading the local header itself.
     const local = await readAt(fh, file, localOffset, 30);
-    if (local.readUInt32LE(0) !== LOCAL_SIG) throw new CheckpointError(file, `the local header of zip entry ${name} is missing or damaged`, REDOWNLOAD);
+    if (local.readUInt32LE(0) !== LOCAL_SIG)
+      throw new CheckpointError(file, `the local header of zip entry ${name} is missing or damaged`, REDOWNLOAD);
     const dataOffset = localOffset + 30 + local.readUInt16LE(26) + local.readUInt16LE(28);
     if (dataOffset + compressedSize > fileSize) {
       throw new CheckpointError(file, `zip entry ${name} extends past the end of the file (truncated)`, REDOWNLOAD);
@@ -136,8 +152,11 @@ export async function readZipIndex(fh: FileHandle, file: string): Promise<ZipEnt
 export function assertStored(file: string, entry: ZipEntry): void {
   if (entry.flags & 1) throw new CheckpointError(file, `zip entry ${entry.name} is encrypted`, 're-save the checkpoint without encryption');
   if (entry.method !== 0 || entry.compressedSize !== entry.uncompressedSize) {
-    throw new CheckpointError(file, `zip entry ${entry.name} is compressed (method ${entry.method}); only stored entries can be read in place`,
-      're-save it with torch.save, which stores entries uncompressed, or convert the model to safetensors');
+    throw new CheckpointError(
+      file,
+      `zip entry ${entry.name} is compressed (method ${entry.method}); only stored entries can be read in place`,
+      're-save it with torch.save, which stores entries uncompressed, or convert the model to safetensors',
+    );
   }
 }
 

@@ -43,7 +43,12 @@ export async function createSessionForDevice(
       const modelPath = typeof model === 'string' ? model : await model(device);
       // gpu-buffer outputs exist only on a GPU provider: the CPU fallback keeps every output on the host.
       const session = await open(modelPath, { ...rest, device, ...(device === 'cpu' ? { preferredOutputLocation: undefined } : {}) });
-      return { session, device, skipped: plan.skipped, ...(failures.length > 0 ? { fallbackReason: fallbackMessage(requested, failures, device) } : {}) };
+      return {
+        session,
+        device,
+        skipped: plan.skipped,
+        ...(failures.length > 0 ? { fallbackReason: fallbackMessage(requested, failures, device) } : {}),
+      };
     } catch (err) {
       // The CPU is the floor: its failure is the model's own problem, reported as it is.
       if (device === 'cpu' || last) throw err;

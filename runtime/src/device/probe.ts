@@ -39,7 +39,11 @@ function probe(): DeviceProbe {
  */
 export function nvidiaMemoryBytes(): number | undefined {
   try {
-    const out = execFileSync('nvidia-smi', ['--query-gpu=memory.total', '--format=csv,noheader,nounits'], { encoding: 'utf8', timeout: 3000, stdio: ['ignore', 'pipe', 'ignore'] });
+    const out = execFileSync('nvidia-smi', ['--query-gpu=memory.total', '--format=csv,noheader,nounits'], {
+      encoding: 'utf8',
+      timeout: 3000,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     const mib = Number(out.split('\n')[0]?.trim());
     return Number.isFinite(mib) && mib > 0 ? mib * 2 ** 20 : undefined;
   } catch {
@@ -68,7 +72,15 @@ export function nvidiaGpus(root = '/'): string[] {
   return names;
 }
 
-const LOADER_DIRS = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/usr/local/lib', '/lib/x86_64-linux-gnu', '/lib64'];
+const LOADER_DIRS = [
+  '/usr/lib/x86_64-linux-gnu',
+  '/usr/lib/aarch64-linux-gnu',
+  '/usr/lib64',
+  '/usr/lib',
+  '/usr/local/lib',
+  '/lib/x86_64-linux-gnu',
+  '/lib64',
+];
 const ICD_DIRS = ['/etc/vulkan/icd.d', '/usr/local/share/vulkan/icd.d', '/usr/share/vulkan/icd.d'];
 /** Drivers that run on the CPU: Mesa's lavapipe (llvmpipe) and Google's SwiftShader. */
 const SOFTWARE_ICD = /lvp|lavapipe|llvmpipe|swiftshader/i;
@@ -78,10 +90,21 @@ function vulkan(): DeviceProbe['vulkan'] {
   const loader = libDirs.some((d) => existsSync(join(d, 'libvulkan.so.1')));
   // The Vulkan loader's own search order: VK_DRIVER_FILES / VK_ICD_FILENAMES replace the folders.
   const override = process.env.VK_DRIVER_FILES ?? process.env.VK_ICD_FILENAMES;
-  const xdg = (process.env.XDG_DATA_DIRS ?? '').split(':').filter(Boolean).map((d) => join(d, 'vulkan/icd.d'));
-  const files = override !== undefined
-    ? override.split(':').filter(Boolean).flatMap((p) => (p.endsWith('.json') ? [p] : safeReaddir(p).map((f) => join(p, f))))
-    : [...new Set([...ICD_DIRS, ...xdg, join(homedir(), '.local/share/vulkan/icd.d')])].flatMap((d) => safeReaddir(d).filter((f) => f.endsWith('.json')).map((f) => join(d, f)));
+  const xdg = (process.env.XDG_DATA_DIRS ?? '')
+    .split(':')
+    .filter(Boolean)
+    .map((d) => join(d, 'vulkan/icd.d'));
+  const files =
+    override !== undefined
+      ? override
+          .split(':')
+          .filter(Boolean)
+          .flatMap((p) => (p.endsWith('.json') ? [p] : safeReaddir(p).map((f) => join(p, f))))
+      : [...new Set([...ICD_DIRS, ...xdg, join(homedir(), '.local/share/vulkan/icd.d')])].flatMap((d) =>
+          safeReaddir(d)
+            .filter((f) => f.endsWith('.json'))
+            .map((f) => join(d, f)),
+        );
   const icds: DeviceProbe['vulkan']['icds'] = [];
   for (const file of files) {
     try {

@@ -21,8 +21,10 @@ export const DEVICE_CHOICES = ['auto', ...EXECUTION_DEVICES] as const;
 export type DeviceChoice = (typeof DEVICE_CHOICES)[number];
 
 /** How to get onnxruntime-node's CUDA provider, which npm does not ship in the package. */
-export const CUDA_INSTALL_HINT = 'reinstall onnxruntime-node with its CUDA 12 provider: `ONNXRUNTIME_NODE_INSTALL=cuda12 npm install onnxruntime-node` (it downloads libonnxruntime_providers_cuda.so from NuGet), and have the CUDA 12 and cuDNN 9 libraries on the library path';
-export const VULKAN_INSTALL_HINT = 'install the GPU\'s Vulkan driver (Debian/Ubuntu: `apt-get install libvulkan1 mesa-vulkan-drivers` for AMD/Intel; NVIDIA\'s driver ships its own Vulkan ICD)';
+export const CUDA_INSTALL_HINT =
+  'reinstall onnxruntime-node with its CUDA 12 provider: `ONNXRUNTIME_NODE_INSTALL=cuda12 npm install onnxruntime-node` (it downloads libonnxruntime_providers_cuda.so from NuGet), and have the CUDA 12 and cuDNN 9 libraries on the library path';
+export const VULKAN_INSTALL_HINT =
+  "install the GPU's Vulkan driver (Debian/Ubuntu: `apt-get install libvulkan1 mesa-vulkan-drivers` for AMD/Intel; NVIDIA's driver ships its own Vulkan ICD)";
 
 /** What the machine has, as far as choosing a provider goes. Every field is cheap to find out. */
 export interface DeviceProbe {
@@ -69,7 +71,10 @@ export function planDevices(requested: DeviceChoice, probe: DeviceProbe): Device
   }
   const candidates: ExecutionDevice[] = [];
   const skipped: DevicePlan['skipped'] = [];
-  for (const [device, blocker] of [['cuda', cuda], ['webgpu', webgpu]] as const) {
+  for (const [device, blocker] of [
+    ['cuda', cuda],
+    ['webgpu', webgpu],
+  ] as const) {
     if (blocker) skipped.push({ device, reason: blocker });
     else candidates.push(device);
   }
@@ -81,8 +86,10 @@ export function planDevices(requested: DeviceChoice, probe: DeviceProbe): Device
 function cudaBlocker(p: DeviceProbe): string | undefined {
   // onnxruntime-node downloads its CUDA provider for linux/x64 only (script/install-metadata.js).
   if (p.platform !== 'linux') return `onnxruntime-node has a CUDA provider for Linux only (this is ${p.platform})`;
-  if (!p.cudaProvider.installed) return `onnxruntime's CUDA provider is not installed (${p.cudaProvider.missing.join(', ')} missing in ${p.cudaProvider.dir}): ${CUDA_INSTALL_HINT}`;
-  if (p.nvidiaGpus.length === 0) return 'no NVIDIA GPU found (no /proc/driver/nvidia/gpus, no /dev/nvidia0): install the NVIDIA driver, or run where the GPU is visible (containers need --gpus)';
+  if (!p.cudaProvider.installed)
+    return `onnxruntime's CUDA provider is not installed (${p.cudaProvider.missing.join(', ')} missing in ${p.cudaProvider.dir}): ${CUDA_INSTALL_HINT}`;
+  if (p.nvidiaGpus.length === 0)
+    return 'no NVIDIA GPU found (no /proc/driver/nvidia/gpus, no /dev/nvidia0): install the NVIDIA driver, or run where the GPU is visible (containers need --gpus)';
   return undefined;
 }
 
@@ -98,9 +105,11 @@ function webgpuBlocker(p: DeviceProbe, hardwareOnly: boolean): string | undefine
   if (p.vulkan.icds.length === 0) return `WebGPU on Linux needs Vulkan and no Vulkan driver (ICD) is installed: ${VULKAN_INSTALL_HINT}`;
   if (!hardwareOnly) return undefined;
   const hardware = p.vulkan.icds.filter((i) => !i.software);
-  if (hardware.length === 0) return `only software Vulkan drivers are installed (${p.vulkan.icds.map((i) => i.library).join(', ')}), which are slower than the CPU provider`;
+  if (hardware.length === 0)
+    return `only software Vulkan drivers are installed (${p.vulkan.icds.map((i) => i.library).join(', ')}), which are slower than the CPU provider`;
   const nvidiaIcd = hardware.some((i) => /nvidia/i.test(i.library) || /nvidia/i.test(i.file));
-  if (p.vulkan.renderNodes === 0 && !(nvidiaIcd && p.nvidiaGpus.length > 0)) return 'no GPU device is visible (no /dev/dri/renderD*, no NVIDIA GPU with its Vulkan driver)';
+  if (p.vulkan.renderNodes === 0 && !(nvidiaIcd && p.nvidiaGpus.length > 0))
+    return 'no GPU device is visible (no /dev/dri/renderD*, no NVIDIA GPU with its Vulkan driver)';
   return undefined;
 }
 
@@ -116,22 +125,36 @@ export function fitModelToDevices(plan: DevicePlan, probe: DeviceProbe, need: (d
   const bytes = need('cuda');
   if (bytes <= have) return plan;
   const reason = `the model needs about ${gib(bytes)} on the GPU and ${probe.nvidiaGpus[0] ?? 'the GPU'} has ${gib(have)}`;
-  if (plan.requested === 'cuda') throw new DeviceUnavailableError(`device cuda cannot hold this model: ${reason}; choose a smaller model, a lower precision (dtype int8 or int4, which run on the CPU), or device cpu`);
+  if (plan.requested === 'cuda')
+    throw new DeviceUnavailableError(
+      `device cuda cannot hold this model: ${reason}; choose a smaller model, a lower precision (dtype int8 or int4, which run on the CPU), or device cpu`,
+    );
   return { ...plan, candidates: plan.candidates.filter((d) => d !== 'cuda'), skipped: [...plan.skipped, { device: 'cuda', reason }] };
 }
 
 /** The status line for a load that did not run where it was asked to. */
-export function fallbackMessage(requested: DeviceChoice, failures: { device: ExecutionDevice; error: string }[], used: ExecutionDevice): string {
-  const parts = failures.map(({ device, error }) => `${device} failed to initialize: ${oneLine(error)}${device === 'cuda' ? ` (${CUDA_INSTALL_HINT})` : device === 'webgpu' ? ` (WebGPU needs a working GPU driver: ${VULKAN_INSTALL_HINT})` : ''}`);
+export function fallbackMessage(
+  requested: DeviceChoice,
+  failures: { device: ExecutionDevice; error: string }[],
+  used: ExecutionDevice,
+): string {
+  const parts = failures.map(
+    ({ device, error }) =>
+      `${device} failed to initialize: ${oneLine(error)}${device === 'cuda' ? ` (${CUDA_INSTALL_HINT})` : device === 'webgpu' ? ` (WebGPU needs a working GPU driver: ${VULKAN_INSTALL_HINT})` : ''}`,
+  );
   return `${parts.join('; ')}; running on ${used === 'cpu' ? 'the CPU' : used} instead${requested === 'auto' ? '' : ` of the requested ${requested}`}`;
 }
 
 /** onnxruntime's messages carry source paths and newlines; keep the part that says what failed. */
 function oneLine(message: string): string {
-  const lines = message.split('\n').map((l) => l.trim()).filter(Boolean);
+  const lines = message
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   // onnxruntime prefixes its errors with the source location and the check that failed
   // ("… adapter_result.status == wgpu::RequestAdapterStatus::Success was false. "): what follows says it in words.
-  const text = lines.join(' ')
+  const text = lines
+    .join(' ')
     .replace(/\/onnxruntime_src\/\S+ (\S+::)*\S+\(.*?\)(::<lambda\(\)>)? /g, '')
     .replace(/^\S+ [!=]= \S+ was false\. (?=\S)/, '');
   return text.length > 400 ? `${text.slice(0, 400)}…` : text;

@@ -41,7 +41,8 @@ port.on('message', (m: ToWorker) => {
       break;
     case 'submit':
       if (!scheduler || !loaded) send({ type: 'error', id: m.id, error: { name: 'Error', message: 'no model is loaded' } });
-      else if (!model) send({ type: 'error', id: m.id, error: wire(wrongTaskError(loaded.architecture, 'generate', loaded.options.model)) });
+      else if (!model)
+        send({ type: 'error', id: m.id, error: wire(wrongTaskError(loaded.architecture, 'generate', loaded.options.model)) });
       else {
         scheduler.submit(m.id, m.request, {
           onText: (delta) => send({ type: 'text', id: m.id, delta }),
@@ -88,12 +89,22 @@ async function load(options: LocalEngineOptions): Promise<void> {
   try {
     const started = performance.now();
     const dir = await resolveModel(options.model, {
-      onProgress: ({ file, received, total }) => send({ type: 'progress', message: `downloading ${file}: ${(received / 2 ** 20).toFixed(1)}${total ? `/${(total / 2 ** 20).toFixed(1)}` : ''} MiB` }),
+      onProgress: ({ file, received, total }) =>
+        send({
+          type: 'progress',
+          message: `downloading ${file}: ${(received / 2 ** 20).toFixed(1)}${total ? `/${(total / 2 ** 20).toFixed(1)}` : ''} MiB`,
+        }),
     });
     send({ type: 'progress', message: `loading ${dir}` });
     const config = await readOptConfig(dir);
     const architecture = config.architectures[0]!;
-    const loadOptions = { dtype: options.dtype, device: options.device, threads: options.threads, cacheDir: options.cacheDir, checkMemory: true };
+    const loadOptions = {
+      dtype: options.dtype,
+      device: options.device,
+      threads: options.threads,
+      cacheDir: options.cacheDir,
+      checkMemory: true,
+    };
     let where: { device: string; deviceFallback?: string; dtype: string };
     let kv: { kvBytesPerToken: number; contextTokens: number } | undefined;
     if (architecture === 'OPTForCausalLM') {
@@ -109,7 +120,11 @@ async function load(options: LocalEngineOptions): Promise<void> {
       heads = Promise.resolve(h);
       where = { device: h.body.device, deviceFallback: h.body.deviceFallback, dtype: h.body.dtype };
     }
-    scheduler = new Scheduler(model, { queueLimit: options.queueLimit ?? 16, prefixCache, prefillChunk: options.prefillChunk ?? PREFILL_CHUNK });
+    scheduler = new Scheduler(model, {
+      queueLimit: options.queueLimit ?? 16,
+      prefixCache,
+      prefillChunk: options.prefillChunk ?? PREFILL_CHUNK,
+    });
     loaded = { dir, architecture, options };
     send({
       type: 'loaded',
@@ -143,7 +158,13 @@ async function submitTask(id: number, request: TaskRequest): Promise<void> {
     if (!heads) {
       // Same device and precision as the generation model (after any fallback): no second GPU attempt.
       const o = loaded.options;
-      heads = OptHeadModel.load(loaded.dir, { dtype: model?.source.dtype ?? o.dtype, device: model?.device ?? o.device, threads: o.threads, cacheDir: o.cacheDir, checkMemory: true });
+      heads = OptHeadModel.load(loaded.dir, {
+        dtype: model?.source.dtype ?? o.dtype,
+        device: model?.device ?? o.device,
+        threads: o.threads,
+        cacheDir: o.cacheDir,
+        checkMemory: true,
+      });
       heads.catch(() => (heads = undefined)); // a failed load is retried by the next request
     }
     const h = await heads;

@@ -5,7 +5,17 @@
 import { Worker } from 'node:worker_threads';
 import type { DtypeChoice } from '../model.js';
 import type { Device } from '../session.js';
-import { type Engine, type EngineInfo, type EngineRequest, type EngineResult, type EngineStatus, type TaskRequest, emptyPrefixCache, emptyQueue, type TaskResults } from '../../../protocol/engine.js';
+import {
+  type Engine,
+  type EngineInfo,
+  type EngineRequest,
+  type EngineResult,
+  type EngineStatus,
+  type TaskRequest,
+  emptyPrefixCache,
+  emptyQueue,
+  type TaskResults,
+} from '../../../protocol/engine.js';
 import { reviveError } from '../../../protocol/errors.js';
 import type { FromWorker, ToWorker } from './workerMessages.js';
 
@@ -100,7 +110,8 @@ export async function createLocalEngine(options: LocalEngineOptions): Promise<En
     worker.on('exit', () => {
       closed = true;
       // Requests cut short by dispose() were cancelled by their owner's decision, not failed.
-      for (const p of pending.values()) p.reject(disposing ? new DOMException('the runtime is shutting down', 'AbortError') : new Error('the inference worker exited'));
+      for (const p of pending.values())
+        p.reject(disposing ? new DOMException('the runtime is shutting down', 'AbortError') : new Error('the inference worker exited'));
       pending.clear();
     });
   });
@@ -130,7 +141,8 @@ export async function createLocalEngine(options: LocalEngineOptions): Promise<En
       post(message(id));
     });
   }
-  const task = <R extends TaskRequest>(request: R, signal?: AbortSignal) => send<TaskResults[R['task']]>((id) => ({ type: 'task', id, request }), signal);
+  const task = <R extends TaskRequest>(request: R, signal?: AbortSignal) =>
+    send<TaskResults[R['task']]>((id) => ({ type: 'task', id, request }), signal);
 
   return {
     info: () => info!,
@@ -142,10 +154,12 @@ export async function createLocalEngine(options: LocalEngineOptions): Promise<En
     embed: (params, signal) => task({ task: 'embed', params }, signal),
     async status(): Promise<EngineStatus> {
       const id = nextId++;
-      const s = closed ? undefined : await new Promise<Extract<FromWorker, { type: 'status' }>['status']>((resolve) => {
-        statusWaiters.set(id, resolve);
-        post({ type: 'status', id });
-      });
+      const s = closed
+        ? undefined
+        : await new Promise<Extract<FromWorker, { type: 'status' }>['status']>((resolve) => {
+            statusWaiters.set(id, resolve);
+            post({ type: 'status', id });
+          });
       return {
         info,
         rssBytes: process.memoryUsage().rss,
@@ -168,4 +182,3 @@ export async function createLocalEngine(options: LocalEngineOptions): Promise<En
     },
   };
 }
-

@@ -32,10 +32,14 @@ export class PrefixCache implements PrefixStore {
    * `budgetBytes`: 0 turns reuse off (nothing is kept). `minShared`: fewer shared tokens than this
    * is a miss (a lone BOS is shared by every prompt).
    */
-  constructor(private readonly _budgetBytes: number, private readonly _minShared = 2) {}
+  constructor(
+    private readonly _budgetBytes: number,
+    private readonly _minShared = 2,
+  ) {}
 
   take(tokens: readonly number[]): StoredPrefix | undefined {
-    let best = -1, bestShared = 0;
+    let best = -1,
+      bestShared = 0;
     for (const [i, e] of this._entries.entries()) {
       const shared = commonPrefix(e.tokens, tokens);
       if (shared > bestShared || (shared === bestShared && shared > 0 && e.used > this._entries[best]!.used)) {
@@ -88,7 +92,12 @@ export class PrefixCache implements PrefixStore {
   }
 
   stats(): PrefixCacheStats {
-    return { entries: this._entries.length, bytes: this._entries.reduce((n, e) => n + e.bytes, 0), budgetBytes: this._budgetBytes, hits: this._hits, misses: this._misses };
+    return {
+      entries: this._entries.length,
+      bytes: this._entries.reduce((n, e) => n + e.bytes, 0),
+      budgetBytes: this._budgetBytes,
+      hits: this._hits,
+      misses: this._misses,
+    };
   }
 }
-

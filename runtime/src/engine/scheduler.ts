@@ -61,17 +61,35 @@ export class Scheduler {
   private _stepsAfterLastCancel: number | undefined;
 
   /** `_model` is absent when the checkpoint has no language-model head: only tasks are submitted then. */
-  constructor(private readonly _model: GenerationModel | undefined, private readonly _options: SchedulerOptions) {}
+  constructor(
+    private readonly _model: GenerationModel | undefined,
+    private readonly _options: SchedulerOptions,
+  ) {}
 
   submit(id: number, request: EngineRequest, callbacks: JobCallbacks): void {
     if (request.priority === 'inline' && request.documentId !== undefined) {
-      this._supersede((j) => j.request?.priority === 'inline' && j.request.documentId === request.documentId, `a newer completion request for ${request.documentId} replaced this one`);
+      this._supersede(
+        (j) => j.request?.priority === 'inline' && j.request.documentId === request.documentId,
+        `a newer completion request for ${request.documentId} replaced this one`,
+      );
     }
     // One warm-up at a time, and none while anything else wants the model: a warm-up cancelled here
     // leaves what it prefilled in the prefix cache, where the request that ended it finds it.
-    this._supersede((j) => j.priority === 'warm', request.priority === 'warm' ? 'a warm-up of another prompt replaced this one' : 'a request replaced this warm-up');
+    this._supersede(
+      (j) => j.priority === 'warm',
+      request.priority === 'warm' ? 'a warm-up of another prompt replaced this one' : 'a request replaced this warm-up',
+    );
     if (this._refuseWhenFull(callbacks)) return;
-    this._jobs.push({ id, priority: request.priority, request, callbacks, controller: new AbortController(), enqueuedAt: performance.now(), lastStep: 0, text: '' });
+    this._jobs.push({
+      id,
+      priority: request.priority,
+      request,
+      callbacks,
+      controller: new AbortController(),
+      enqueuedAt: performance.now(),
+      lastStep: 0,
+      text: '',
+    });
     void this._pump();
   }
 
@@ -80,7 +98,16 @@ export class Scheduler {
     this._supersede((j) => j.priority === 'warm', 'a request replaced this warm-up');
     const callbacks: JobCallbacks = { onText: () => undefined, onDone: () => undefined, onError: (e) => task.onError(e) };
     if (this._refuseWhenFull(callbacks)) return;
-    this._jobs.push({ id, priority, task, callbacks, controller: new AbortController(), enqueuedAt: performance.now(), lastStep: 0, text: '' });
+    this._jobs.push({
+      id,
+      priority,
+      task,
+      callbacks,
+      controller: new AbortController(),
+      enqueuedAt: performance.now(),
+      lastStep: 0,
+      text: '',
+    });
     void this._pump();
   }
 
@@ -95,7 +122,9 @@ export class Scheduler {
   private _refuseWhenFull(callbacks: JobCallbacks): boolean {
     const live = this._jobs.filter((j) => !j.controller.signal.aborted).length;
     if (live < this._options.queueLimit) return false;
-    callbacks.onError(new EngineBusyError(`the runtime is busy: ${live} requests are queued or running (limit ${this._options.queueLimit}); retry shortly`));
+    callbacks.onError(
+      new EngineBusyError(`the runtime is busy: ${live} requests are queued or running (limit ${this._options.queueLimit}); retry shortly`),
+    );
     return true;
   }
 

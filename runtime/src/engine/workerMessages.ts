@@ -13,7 +13,6 @@ export type ToWorker =
   | { type: 'status'; id: number }
   | { type: 'shutdown' };
 
-
 /** Errors cross the thread boundary as plain data (protocol/errors.ts revives them by name). */
 export type FromWorker =
   | { type: 'loaded'; info: EngineInfo }

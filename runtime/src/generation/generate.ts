@@ -25,7 +25,6 @@ export interface GenerationModel {
   readonly decoder: OptDecoder;
 }
 
-
 export type GenerationEvent =
   /** Prompt tokens processed so far (one event per prefill chunk). */
   | { type: 'prefill'; done: number; total: number }
@@ -93,7 +92,11 @@ const KEEP_TAIL = 16;
 const TRUNCATE_GRANULE = 64;
 
 /** Streams generation events for each prompt × num_return_sequences row. */
-export async function* generateStream(model: GenerationModel, prompts: string | readonly string[], params: GenerateParams = {}): AsyncGenerator<GenerationEvent> {
+export async function* generateStream(
+  model: GenerationModel,
+  prompts: string | readonly string[],
+  params: GenerateParams = {},
+): AsyncGenerator<GenerationEvent> {
   const { signal, onWarning, truncate = 'error', maxPromptTokens, prefixStore, prefillChunk, prefillOnly = false, ...user } = params;
   const { config, tokenizer, decoder } = model;
   const o = resolveGenerationOptions(user, model.generationConfig, config);
@@ -196,8 +199,19 @@ export async function* generateStream(model: GenerationModel, prompts: string | 
     while (true) {
       signal?.throwIfAborted();
       const end = Math.min(promptLen, fed + chunk);
-      input = BigInt64Array.from(tokens.flatMap((row) => row.slice(fed, end)), BigInt);
-      out = await decoder.forward({ inputIds: input, batch: b, attentionMask: fillMask(maskBuffer, pads, end), past, logitsToKeep: 1, logitsBuffer, reserve: reserveFor(end) });
+      input = BigInt64Array.from(
+        tokens.flatMap((row) => row.slice(fed, end)),
+        BigInt,
+      );
+      out = await decoder.forward({
+        inputIds: input,
+        batch: b,
+        attentionMask: fillMask(maskBuffer, pads, end),
+        past,
+        logitsToKeep: 1,
+        logitsBuffer,
+        reserve: reserveFor(end),
+      });
       past = out.present;
       fed = end;
       if (fed === promptLen) break;
@@ -234,7 +248,15 @@ export async function* generateStream(model: GenerationModel, prompts: string | 
       if (finished.every(Boolean)) break;
       yield { type: 'step', length: length + 1 };
       signal?.throwIfAborted();
-      out = await decoder.forward({ inputIds: stepIds, batch: b, attentionMask: fillMask(maskBuffer, pads, length + 1), past, logitsToKeep: 1, logitsBuffer, reserve: reserveFor(length + 1) });
+      out = await decoder.forward({
+        inputIds: stepIds,
+        batch: b,
+        attentionMask: fillMask(maskBuffer, pads, length + 1),
+        past,
+        logitsToKeep: 1,
+        logitsBuffer,
+        reserve: reserveFor(length + 1),
+      });
       past = out.present;
       fed = length + 1;
     }
@@ -261,7 +283,11 @@ export async function* generateStream(model: GenerationModel, prompts: string | 
 }
 
 /** Runs generation to the end and returns one result per row, in row order. */
-export async function generate(model: GenerationModel, prompts: string | readonly string[], params: GenerateParams = {}): Promise<GeneratedSequence[]> {
+export async function generate(
+  model: GenerationModel,
+  prompts: string | readonly string[],
+  params: GenerateParams = {},
+): Promise<GeneratedSequence[]> {
   const results: GeneratedSequence[] = [];
   for await (const event of generateStream(model, prompts, params)) {
     if (event.type === 'done') results[event.sequence] = event.result;

@@ -3,7 +3,16 @@
 // falling back to config.json), the prompt-dependent length rules, and validation with clear UsageErrors.
 
 import { UsageError } from '../../../protocol/errors.js';
-import { SAMPLING_KEYS, SAMPLING_ONLY_KEYS, SAMPLING_SPEC, type SamplingKey, type SamplingOnlyKey, type SamplingOptionSpec, type SamplingOptions, validSamplingValue } from '../../../protocol/sampling.js';
+import {
+  SAMPLING_KEYS,
+  SAMPLING_ONLY_KEYS,
+  SAMPLING_SPEC,
+  type SamplingKey,
+  type SamplingOnlyKey,
+  type SamplingOptionSpec,
+  type SamplingOptions,
+  validSamplingValue,
+} from '../../../protocol/sampling.js';
 
 /** The options a caller may pass, spelled as transformers spells them: the sampling spec's, and these. */
 export interface GenerationOptions extends Required<SamplingOptions> {
@@ -32,7 +41,19 @@ export interface ModelGenerationConfig {
  * do_sample, …). Every other option of the spec is resolved generically: the call's value, else
  * generation_config.json's, else transformers' default, checked against the spec's range.
  */
-const OWN_RULES = ['max_new_tokens', 'min_new_tokens', 'do_sample', 'temperature', 'top_k', 'top_p', 'typical_p', 'repetition_penalty', 'no_repeat_ngram_size', 'seed', 'stop_strings'] as const;
+const OWN_RULES = [
+  'max_new_tokens',
+  'min_new_tokens',
+  'do_sample',
+  'temperature',
+  'top_k',
+  'top_p',
+  'typical_p',
+  'repetition_penalty',
+  'no_repeat_ngram_size',
+  'seed',
+  'stop_strings',
+] as const;
 type GenericKey = Exclude<SamplingKey, (typeof OWN_RULES)[number]>;
 const GENERIC_KEYS = SAMPLING_KEYS.filter((k): k is GenericKey => !(OWN_RULES as readonly string[]).includes(k));
 
@@ -178,7 +199,12 @@ export function resolveGenerationOptions(
   if (!(repetition_penalty > 0)) {
     throw bad('repetition_penalty', penaltyPick, 'a strictly positive number (1 disables it, > 1 penalises repeats, < 1 favours them)');
   }
-  const no_repeat_ngram_size = int('no_repeat_ngram_size', pick('no_repeat_ngram_size', HF_GENERATION_DEFAULTS.no_repeat_ngram_size), 0, 'a non-negative integer (0 disables it)');
+  const no_repeat_ngram_size = int(
+    'no_repeat_ngram_size',
+    pick('no_repeat_ngram_size', HF_GENERATION_DEFAULTS.no_repeat_ngram_size),
+    0,
+    'a non-negative integer (0 disables it)',
+  );
   const returnPick = pick('num_return_sequences', HF_GENERATION_DEFAULTS.num_return_sequences);
   const num_return_sequences = int('num_return_sequences', returnPick, 1, 'a positive integer');
   if (num_return_sequences > 1 && !do_sample) {
@@ -194,7 +220,8 @@ export function resolveGenerationOptions(
     const values = { ...generic, temperature, top_k, top_p, typical_p } as Record<SamplingOnlyKey, unknown>;
     for (const name of SAMPLING_ONLY_KEYS) {
       const value = values[name];
-      if (value !== undefined && value !== SAMPLING_SPEC[name].hfDefault) warnings.push(`do_sample is false, so ${name}=${value} has no effect; set do_sample=true or unset ${name}`);
+      if (value !== undefined && value !== SAMPLING_SPEC[name].hfDefault)
+        warnings.push(`do_sample is false, so ${name}=${value} has no effect; set do_sample=true or unset ${name}`);
     }
   }
 
@@ -270,7 +297,8 @@ export interface GenerationLengths {
  * the prompt alone already reaches max_length.
  */
 export function resolveLengths(o: ResolvedGenerationOptions, promptLength: number): GenerationLengths {
-  if (!Number.isInteger(promptLength) || promptLength < 0) throw new UsageError(`prompt length must be a non-negative integer, got ${promptLength}`);
+  if (!Number.isInteger(promptLength) || promptLength < 0)
+    throw new UsageError(`prompt length must be a non-negative integer, got ${promptLength}`);
   const warnings: string[] = [];
   let maxLength: number;
   if (o.max_new_tokens !== undefined) maxLength = promptLength + o.max_new_tokens;

@@ -66,12 +66,22 @@ function suppress(scores: Float32Array, eosTokenIds: readonly number[]): void {
 }
 
 /** MinLengthLogitsProcessor: EOS is banned while the sequence (prompt included) is shorter than minLength. */
-export function suppressEosBeforeMinLength(scores: Float32Array, sequenceLength: number, minLength: number, eosTokenIds: readonly number[]): void {
+export function suppressEosBeforeMinLength(
+  scores: Float32Array,
+  sequenceLength: number,
+  minLength: number,
+  eosTokenIds: readonly number[],
+): void {
   if (sequenceLength < minLength) suppress(scores, eosTokenIds);
 }
 
 /** MinNewTokensLengthLogitsProcessor: EOS is banned while fewer than minNewTokens tokens were generated. */
-export function suppressEosBeforeMinNewTokens(scores: Float32Array, generated: number, minNewTokens: number, eosTokenIds: readonly number[]): void {
+export function suppressEosBeforeMinNewTokens(
+  scores: Float32Array,
+  generated: number,
+  minNewTokens: number,
+  eosTokenIds: readonly number[],
+): void {
   if (generated < minNewTokens) suppress(scores, eosTokenIds);
 }
 
@@ -180,7 +190,13 @@ export function logitsPlan(o: ResolvedGenerationOptions, promptLength: number): 
  * min new tokens, then (sampling only) temperature, top-k, top-p, min-p, typical-p. `tokens` holds the row's
  * prompt and generated ids; `generated` how many of them were generated.
  */
-export function processLogits(scores: Float32Array, tokens: ArrayLike<number>, generated: number, plan: LogitsPlan, scratch: LogitsScratch): void {
+export function processLogits(
+  scores: Float32Array,
+  tokens: ArrayLike<number>,
+  generated: number,
+  plan: LogitsPlan,
+  scratch: LogitsScratch,
+): void {
   if (plan.repetitionPenalty !== 1) applyRepetitionPenalty(scores, tokens, plan.repetitionPenalty, scratch);
   if (plan.noRepeatNgramSize > 0) applyNoRepeatNgram(scores, tokens, plan.noRepeatNgramSize);
   if (plan.minLength > 0) suppressEosBeforeMinLength(scores, tokens.length, plan.minLength, plan.eosTokenIds);

@@ -40,7 +40,7 @@ export function applyTopP(scores: Float32Array, topP: number, scratch: LogitsScr
     bins[binOf(max - x)]! += e; // bin 0 holds the most probable tokens (binOf is always in range)
   }
   let lastBin = 0;
-  for (let acc = bins[0]!; acc < (topP + MARGIN) * total && lastBin < MASS_BINS - 1; ) acc += bins[++lastBin]!;
+  for (let acc = bins[0]!; acc < (topP + MARGIN) * total && lastBin < MASS_BINS - 1;) acc += bins[++lastBin]!;
 
   const idx = scratch.idx;
   const probs = scratch.probs;
@@ -109,7 +109,7 @@ export function applyTypicalP(scores: Float32Array, mass: number, scratch: Logit
     bins[binOf(s)]! += Math.exp(x - logZ); // bin 0 holds the most typical tokens (binOf is always in range)
   }
   let lastBin = 0;
-  for (let acc = bins[0]!; acc < mass + MARGIN && lastBin < MASS_BINS - 1; ) acc += bins[++lastBin]!;
+  for (let acc = bins[0]!; acc < mass + MARGIN && lastBin < MASS_BINS - 1;) acc += bins[++lastBin]!;
 
   const idx = scratch.idx;
   let m: number;

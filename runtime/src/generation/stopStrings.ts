@@ -7,7 +7,7 @@ export class StopStringMatcher {
   private readonly _keep: number;
 
   constructor(private readonly _stops: readonly string[]) {
-    this._keep = Math.max(0, ...(_stops.map((s) => s.length - 1)));
+    this._keep = Math.max(0, ..._stops.map((s) => s.length - 1));
   }
 
   get active(): boolean {

@@ -53,11 +53,28 @@ export class OptBody {
     // As loadOptModel: a fallback converts the graph for the device that runs.
     const { plan } = planLoad(config, options);
     const all = options.allHiddenStates ?? false;
-    const opened = await createSessionForDevice(async (d) => {
-      const r = await convertCheckpoint(dir, { dtype: resolveDtype(options.dtype ?? 'auto', d), fused: options.fused, cacheDir: options.cacheDir, output: 'hidden', allHiddenStates: all, kvCache: 'none' });
-      return r.modelPath;
-    }, { device: plan.requested, plan, threads: options.threads ?? 0, spin: options.spin });
-    return new OptBody(opened.session, config, resolveDtype(options.dtype ?? 'auto', opened.device), all, opened.device, opened.fallbackReason);
+    const opened = await createSessionForDevice(
+      async (d) => {
+        const r = await convertCheckpoint(dir, {
+          dtype: resolveDtype(options.dtype ?? 'auto', d),
+          fused: options.fused,
+          cacheDir: options.cacheDir,
+          output: 'hidden',
+          allHiddenStates: all,
+          kvCache: 'none',
+        });
+        return r.modelPath;
+      },
+      { device: plan.requested, plan, threads: options.threads ?? 0, spin: options.spin },
+    );
+    return new OptBody(
+      opened.session,
+      config,
+      resolveDtype(options.dtype ?? 'auto', opened.device),
+      all,
+      opened.device,
+      opened.fallbackReason,
+    );
   }
 
   async forward(x: BodyInput): Promise<BodyOutput> {

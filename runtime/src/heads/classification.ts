@@ -16,7 +16,10 @@ import type { ProblemType } from './headConfig.js';
 export function pooledPositions(ids: ArrayLike<number | bigint>, batch: number, padTokenId: number | null): number[] {
   const s = ids.length / batch;
   if (padTokenId === null) {
-    if (batch > 1) throw new UsageError(`config.json sets pad_token_id to null, so padding cannot be told from text in a batch of ${batch}: classify one text at a time, or set pad_token_id`);
+    if (batch > 1)
+      throw new UsageError(
+        `config.json sets pad_token_id to null, so padding cannot be told from text in a batch of ${batch}: classify one text at a time, or set pad_token_id`,
+      );
     return [s - 1];
   }
   const pad = BigInt(padTokenId);
@@ -33,7 +36,13 @@ export function pooledPositions(ids: ArrayLike<number | bigint>, batch: number, 
  * y = W x (+ b) for chosen rows of hidden states [B·S, E], in float32 from float64 sums:
  * returns [rows.length, N]. `weight` is nn.Linear's [N, E].
  */
-export function linearAt(hidden: Float32Array, width: number, rows: readonly number[], weight: Float32Array, bias?: Float32Array): Float32Array {
+export function linearAt(
+  hidden: Float32Array,
+  width: number,
+  rows: readonly number[],
+  weight: Float32Array,
+  bias?: Float32Array,
+): Float32Array {
   const n = weight.length / width;
   const out = new Float32Array(rows.length * n);
   for (const [i, row] of rows.entries()) {
@@ -60,9 +69,10 @@ export function labelScores(logits: ArrayLike<number>, problemType: ProblemType,
     const probs = Float64Array.from(values);
     softmaxInPlace(probs);
     scores = Array.from(probs);
-  }
-  else if (problemType === 'multi_label_classification') scores = values.map((v) => 1 / (1 + Math.exp(-v)));
+  } else if (problemType === 'multi_label_classification') scores = values.map((v) => 1 / (1 + Math.exp(-v)));
   else scores = values; // regression: the raw output
-  return scores.map((score, i) => ({ label: labels[i] ?? `LABEL_${i}`, score, i })).sort((a, b) => b.score - a.score || a.i - b.i).map(({ label, score }) => ({ label, score }));
+  return scores
+    .map((score, i) => ({ label: labels[i] ?? `LABEL_${i}`, score, i }))
+    .sort((a, b) => b.score - a.score || a.i - b.i)
+    .map(({ label, score }) => ({ label, score }));
 }
-

@@ -38,9 +38,11 @@ export function parseHeadConfig(raw: Record<string, unknown>, config: OptConfig,
   }
   const label2id: Record<string, number> = {};
   if (raw.label2id !== undefined && raw.label2id !== null) {
-    if (typeof raw.label2id !== 'object' || Array.isArray(raw.label2id)) throw new CheckpointError(file, 'label2id must map label names to ids');
+    if (typeof raw.label2id !== 'object' || Array.isArray(raw.label2id))
+      throw new CheckpointError(file, 'label2id must map label names to ids');
     for (const [name, id] of Object.entries(raw.label2id as Record<string, unknown>)) {
-      if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= n) throw new CheckpointError(file, `label2id["${name}"] must be an id in [0, ${n}), got ${JSON.stringify(id)}`);
+      if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= n)
+        throw new CheckpointError(file, `label2id["${name}"] must be an id in [0, ${n}), got ${JSON.stringify(id)}`);
       label2id[name] = id;
     }
   } else {

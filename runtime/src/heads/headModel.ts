@@ -73,7 +73,10 @@ export class OptHeadModel {
       if (architecture === 'OPTForSequenceClassification') weights.score = await w.read('score.weight');
       else [weights.qaWeight, weights.qaBias] = await Promise.all([w.read('qa_outputs.weight'), w.read('qa_outputs.bias')]);
     }
-    const [tokenizer, qa] = await Promise.all([OptTokenizer.fromDir(dir), architecture === 'OPTForQuestionAnswering' ? QaEncoder.fromDir(dir) : undefined]);
+    const [tokenizer, qa] = await Promise.all([
+      OptTokenizer.fromDir(dir),
+      architecture === 'OPTForQuestionAnswering' ? QaEncoder.fromDir(dir) : undefined,
+    ]);
     const body = await OptBody.load(dir, config, options);
     return new OptHeadModel(dir, config, headConfig, tokenizer, body, weights, qa);
   }
@@ -83,7 +86,12 @@ export class OptHeadModel {
     requireTask(this.architecture, 'classify', this.dir);
     const pooled = pooledPositions(input.inputIds, input.batch, this.headConfig.padTokenId); // before the model: a refused batch costs nothing
     const out = await this.body.forward(input);
-    return linearAt(out.lastHiddenState, out.width, pooled.map((p, r) => r * out.length + p), this._weights.score!);
+    return linearAt(
+      out.lastHiddenState,
+      out.width,
+      pooled.map((p, r) => r * out.length + p),
+      this._weights.score!,
+    );
   }
 
   /** Start and end logits over every token of one row: [S] each. */
@@ -93,7 +101,8 @@ export class OptHeadModel {
     const out = await this.body.forward(input);
     const rows = Array.from({ length: out.length }, (_, i) => i);
     const both = linearAt(out.lastHiddenState, out.width, rows, this._weights.qaWeight!, this._weights.qaBias); // [S, 2]
-    const start = new Float32Array(out.length), end = new Float32Array(out.length);
+    const start = new Float32Array(out.length),
+      end = new Float32Array(out.length);
     for (let i = 0; i < out.length; i++) [start[i], end[i]] = [both[2 * i]!, both[2 * i + 1]!];
     return { start, end };
   }
@@ -115,13 +124,18 @@ export class OptHeadModel {
     const maxAnswerLength = positiveInt(options.maxAnswerLength ?? 15, 'maxAnswerLength');
     const topK = positiveInt(options.topK ?? 1, 'topK');
     const maxSeqLen = positiveInt(options.maxSeqLen ?? Math.min(DEFAULT_MAX_SEQ_LEN, this.config.max_position_embeddings), 'maxSeqLen');
-    if (maxSeqLen > this.config.max_position_embeddings) throw new UsageError(`maxSeqLen ${maxSeqLen} exceeds the model's ${this.config.max_position_embeddings} positions`);
+    if (maxSeqLen > this.config.max_position_embeddings)
+      throw new UsageError(`maxSeqLen ${maxSeqLen} exceeds the model's ${this.config.max_position_embeddings} positions`);
     const windows = await this._qa!.encodeWindows(question, context, { maxSeqLen, docStride: options.docStride });
     // As the pipeline: each window's spans scored within the window, then all of them ranked together.
     const answers: AnswerResult['answers'] = [];
     for (const w of windows) {
       const s = w.ids.length;
-      const { start, end } = await this.qaLogits({ inputIds: BigInt64Array.from(w.ids, BigInt), attentionMask: new BigInt64Array(s).fill(1n), batch: 1 });
+      const { start, end } = await this.qaLogits({
+        inputIds: BigInt64Array.from(w.ids, BigInt),
+        attentionMask: new BigInt64Array(s).fill(1n),
+        batch: 1,
+      });
       for (const span of searchSpans(start, end, w.candidate, { maxAnswerLength, topK })) {
         const chars = w.charSpan(span.start, span.end);
         answers.push({ text: context.slice(chars.start, chars.end), start: chars.start, end: chars.end, score: span.score });
@@ -133,11 +147,14 @@ export class OptHeadModel {
   async embed(texts: readonly string[], options: EmbedOptions = {}): Promise<Embedding[]> {
     const pooling = options.pooling ?? 'mean';
     if (!POOLINGS.includes(pooling)) throw new UsageError(`pooling must be one of ${POOLINGS.join(', ')}, got "${String(pooling)}"`);
-    if (options.allLayers && !this.body.allHiddenStates) throw new UsageError('every layer\'s states need the model loaded with allHiddenStates');
+    if (options.allLayers && !this.body.allHiddenStates)
+      throw new UsageError("every layer's states need the model loaded with allHiddenStates");
     const input = await this._batch(texts);
     const out = await this.body.forward(input);
     const last = pool(out.lastHiddenState, input.attentionMask, input.batch, out.width, pooling);
-    const layers = options.allLayers ? out.hiddenStates!.map((h) => pool(h.data, input.attentionMask, input.batch, h.width, pooling)) : undefined;
+    const layers = options.allLayers
+      ? out.hiddenStates!.map((h) => pool(h.data, input.attentionMask, input.batch, h.width, pooling))
+      : undefined;
     return texts.map((_, r) => {
       const tokens = input.attentionMask.subarray(r * out.length, (r + 1) * out.length).reduce((n, m) => n + Number(m), 0);
       const e: Embedding = { embedding: Array.from(last[r]!), tokens };

@@ -7,7 +7,13 @@ export type Pooling = 'mean' | 'last';
 export const POOLINGS: readonly Pooling[] = ['mean', 'last'];
 
 /** [B, S, W] states and a [B, S] 0/1 mask → B vectors of W. A row with no tokens pools to zeros. */
-export function pool(states: Float32Array, mask: ArrayLike<number | bigint>, batch: number, width: number, pooling: Pooling): Float32Array[] {
+export function pool(
+  states: Float32Array,
+  mask: ArrayLike<number | bigint>,
+  batch: number,
+  width: number,
+  pooling: Pooling,
+): Float32Array[] {
   const s = mask.length / batch;
   const out: Float32Array[] = [];
   for (let r = 0; r < batch; r++) {

@@ -39,7 +39,8 @@ export const DEFAULT_MAX_SEQ_LEN = 384;
  */
 export function contextWindows(contextTokens: number, room: number, stride: number): [number, number][] {
   if (room < 1) throw new RangeError(`no room for the context in a window (${room} tokens)`);
-  if (stride < 0 || stride >= room) throw new RangeError(`the stride (${stride}) must be smaller than the context's room in a window (${room} tokens)`);
+  if (stride < 0 || stride >= room)
+    throw new RangeError(`the stride (${stride}) must be smaller than the context's room in a window (${room} tokens)`);
   const windows: [number, number][] = [];
   for (let start = 0; ; start += room - stride) {
     const stop = Math.min(start + room, contextTokens);
@@ -80,7 +81,9 @@ export class QaEncoder {
     if (first < 0) throw new UsageError('the context has no tokens: give the text the answer is to be found in');
     const room = maxSeqLen - first;
     if (room <= docStride) {
-      throw new UsageError(`the question is ${first - 1} tokens, which leaves ${Math.max(0, room)} of the ${maxSeqLen}-token window for the context (at least ${docStride + 1} needed): ask a shorter question`);
+      throw new UsageError(
+        `the question is ${first - 1} tokens, which leaves ${Math.max(0, room)} of the ${maxSeqLen}-token window for the context (at least ${docStride + 1} needed): ask a shorter question`,
+      );
     }
     return contextWindows(ids.length - first, room, docStride).map(([a, b]) => ({
       ids: [...ids.slice(0, first), ...ids.slice(first + a, first + b)],

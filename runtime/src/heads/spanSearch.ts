@@ -31,13 +31,21 @@ export interface TokenSpan {
  * the order of (start, end), as numpy's argmax over the flattened start × end matrix does. Spans
  * outside the rules are never returned, even when fewer than topK remain.
  */
-export function searchSpans(startLogits: ArrayLike<number>, endLogits: ArrayLike<number>, candidate: ArrayLike<boolean | number>, options: SpanSearchOptions = {}): TokenSpan[] {
+export function searchSpans(
+  startLogits: ArrayLike<number>,
+  endLogits: ArrayLike<number>,
+  candidate: ArrayLike<boolean | number>,
+  options: SpanSearchOptions = {},
+): TokenSpan[] {
   const maxLen = options.maxAnswerLength ?? 15;
   const topK = options.topK ?? 1;
   if (!Number.isInteger(maxLen) || maxLen < 1) throw new RangeError(`maxAnswerLength must be an integer >= 1, got ${maxLen}`);
   if (!Number.isInteger(topK) || topK < 1) throw new RangeError(`topK must be an integer >= 1, got ${topK}`);
   const n = startLogits.length;
-  if (endLogits.length !== n || candidate.length !== n) throw new RangeError(`start logits (${n}), end logits (${endLogits.length}) and candidate mask (${candidate.length}) must have one entry per token`);
+  if (endLogits.length !== n || candidate.length !== n)
+    throw new RangeError(
+      `start logits (${n}), end logits (${endLogits.length}) and candidate mask (${candidate.length}) must have one entry per token`,
+    );
   const ok = (i: number) => Boolean(candidate[i]);
   const pStart = maskedSoftmax(startLogits, ok);
   const pEnd = maskedSoftmax(endLogits, ok);

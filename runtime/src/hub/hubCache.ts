@@ -65,7 +65,14 @@ export function blobsDirOfSnapshot(dir: string): string | undefined {
  */
 export async function snapshotBlobSha256(dir: string, file: string): Promise<string | undefined> {
   const blobs = blobsDirOfSnapshot(dir);
-  if (!blobs || !(await lstat(file).then((s) => s.isSymbolicLink(), () => false))) return undefined;
+  if (
+    !blobs ||
+    !(await lstat(file).then(
+      (s) => s.isSymbolicLink(),
+      () => false,
+    ))
+  )
+    return undefined;
   const [real, blobsReal] = await Promise.all([realpath(file), realpath(blobs)]).catch(() => [undefined, undefined]);
   if (real === undefined || dirname(real) !== blobsReal) return undefined;
   return /^[0-9a-f]{64}$/.test(basename(real)) ? basename(real) : undefined;
@@ -73,12 +80,20 @@ export async function snapshotBlobSha256(dir: string, file: string): Promise<str
 
 export class RepoCache {
   readonly dir: string;
-  constructor(cacheDir: string, readonly repoId: string) {
+  constructor(
+    cacheDir: string,
+    readonly repoId: string,
+  ) {
     this.dir = join(cacheDir, repoFolderName(repoId));
   }
 
   blobPath(etag: string): string {
-    if (!/^[\w.-]+$/.test(etag) || etag.startsWith('.')) throw new CheckpointError(this.repoId, `the Hub gave the ETag ${JSON.stringify(etag)}, which cannot name a blob file`, 'check HF_ENDPOINT');
+    if (!/^[\w.-]+$/.test(etag) || etag.startsWith('.'))
+      throw new CheckpointError(
+        this.repoId,
+        `the Hub gave the ETag ${JSON.stringify(etag)}, which cannot name a blob file`,
+        'check HF_ENDPOINT',
+      );
     return join(this.dir, 'blobs', etag);
   }
 
@@ -141,9 +156,15 @@ function tmpName(path: string): string {
 
 /** True when the path exists (following links: a dangling snapshot link does not count). */
 export async function isFile(path: string): Promise<boolean> {
-  return stat(path).then((s) => s.isFile(), () => false);
+  return stat(path).then(
+    (s) => s.isFile(),
+    () => false,
+  );
 }
 
 export async function exists(path: string): Promise<boolean> {
-  return lstat(path).then(() => true, () => false);
+  return lstat(path).then(
+    () => true,
+    () => false,
+  );
 }

@@ -76,7 +76,14 @@ function isAbort(ctx: HubContext): boolean {
  * at (a CDN gets a signed URL, never the token), and `followAll: false` follows only relative
  * redirects (a renamed repo), stopping at the CDN one, as _httpx_follow_relative_redirects does for HEAD.
  */
-async function send(ctx: HubContext, method: string, url: string, headers: Record<string, string>, followAll: boolean, stall: AbortController): Promise<Sent> {
+async function send(
+  ctx: HubContext,
+  method: string,
+  url: string,
+  headers: Record<string, string>,
+  followAll: boolean,
+  stall: AbortController,
+): Promise<Sent> {
   const origin = new URL(url).origin;
   const chain: Response[] = [];
   const signal = ctx.signal ? AbortSignal.any([ctx.signal, stall.signal]) : stall.signal;
@@ -98,7 +105,12 @@ async function send(ctx: HubContext, method: string, url: string, headers: Recor
 }
 
 /** send() with 5xx/429/network retries and exponential backoff (http_backoff), before any body is read. */
-async function request(ctx: HubContext, method: string, url: string, opts: { headers?: Record<string, string>; followAll: boolean; retries: number }): Promise<Sent & { stall: AbortController }> {
+async function request(
+  ctx: HubContext,
+  method: string,
+  url: string,
+  opts: { headers?: Record<string, string>; followAll: boolean; retries: number },
+): Promise<Sent & { stall: AbortController }> {
   for (let attempt = 0; ; attempt++) {
     const stall = new AbortController();
     const timer = setTimeout(() => stall.abort(new Error(`no answer in ${STALL_MS / 1000} s`)), STALL_MS);
@@ -112,7 +124,14 @@ async function request(ctx: HubContext, method: string, url: string, opts: { hea
         await pause(ctx, BACKOFF_MS * 2 ** attempt);
         continue;
       }
-      throw new HubRequestError('network', `could not reach ${new URL(url).origin} (${describeNetworkError(err)})`, url, undefined, undefined, { cause: err });
+      throw new HubRequestError(
+        'network',
+        `could not reach ${new URL(url).origin} (${describeNetworkError(err)})`,
+        url,
+        undefined,
+        undefined,
+        { cause: err },
+      );
     } finally {
       clearTimeout(timer);
     }
@@ -147,12 +166,26 @@ async function failOn(res: Response, url: string): Promise<void> {
   await res.body?.cancel().catch(() => undefined);
   const code = res.headers.get('x-error-code') ?? undefined;
   const message = res.headers.get('x-error-message') ?? `HTTP ${status}`;
-  const kind: HubFailure = status === 401 ? 'auth' : status === 403 ? 'gated' : status === 404 ? 'not-found' : status >= 500 || RETRY_STATUS.has(status) ? 'server' : 'bad-response';
+  const kind: HubFailure =
+    status === 401
+      ? 'auth'
+      : status === 403
+        ? 'gated'
+        : status === 404
+          ? 'not-found'
+          : status >= 500 || RETRY_STATUS.has(status)
+            ? 'server'
+            : 'bad-response';
   throw new HubRequestError(kind, message, url, status, code);
 }
 
 /** GET {endpoint}/api/models/{repo}/revision/{revision}: the commit and the file list in one call. */
-export async function modelInfo(ctx: HubContext, repo: string, revision: string, retries: number): Promise<{ sha: string; files: Set<string> }> {
+export async function modelInfo(
+  ctx: HubContext,
+  repo: string,
+  revision: string,
+  retries: number,
+): Promise<{ sha: string; files: Set<string> }> {
   const url = `${ctx.endpoint}/api/models/${repo}/revision/${encodeURIComponent(revision)}`;
   const { res } = await request(ctx, 'GET', url, { followAll: false, retries });
   await failOn(res, url);
@@ -191,7 +224,10 @@ class StreamBreak extends Error {}
 
 /** Length of a file, or undefined when there is none (an empty file is not a missing one). */
 async function sizeOf(path: string): Promise<number | undefined> {
-  return stat(path).then((s) => s.size, () => undefined);
+  return stat(path).then(
+    (s) => s.size,
+    () => undefined,
+  );
 }
 
 /** Downloads to blob.incomplete, resuming with Range, then verifies and renames; never leaves a bad blob. */
@@ -199,7 +235,7 @@ export async function downloadBlob(ctx: HubContext, d: BlobDownload): Promise<vo
   const partial = `${d.blob}.incomplete`;
   const { size } = d.meta;
   await mkdir(dirname(d.blob), { recursive: true });
-  for (let failures = 0; ; ) {
+  for (let failures = 0; ;) {
     let have = await sizeOf(partial);
     if (size !== undefined && have !== undefined && have > size) {
       await rm(partial, { force: true });
@@ -218,7 +254,14 @@ export async function downloadBlob(ctx: HubContext, d: BlobDownload): Promise<vo
       // http_get: a connection dropped mid-body is resumed, a few times unless bytes keep coming.
       if (((await sizeOf(partial)) ?? 0) > before) failures = 0;
       if (++failures > STREAM_RETRIES) {
-        throw new HubRequestError('network', `the download of ${d.file} kept breaking off (${describeNetworkError(err)}); the partial file is kept for the next try`, d.url, undefined, undefined, { cause: err });
+        throw new HubRequestError(
+          'network',
+          `the download of ${d.file} kept breaking off (${describeNetworkError(err)}); the partial file is kept for the next try`,
+          d.url,
+          undefined,
+          undefined,
+          { cause: err },
+        );
       }
       await pause(ctx, BACKOFF_MS * 2 ** Math.min(failures - 1, 4));
     }

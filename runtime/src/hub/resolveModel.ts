@@ -6,7 +6,17 @@ import { join } from 'node:path';
 import { CheckpointError } from '../errors.js';
 import { UsageError } from '../../../protocol/errors.js';
 import { COMMIT_HASH, RepoCache, checkRelativeFile, envFlag, hfHome, hubCacheDir, isFile } from './hubCache.js';
-import { DEFAULT_RETRIES, type FileMeta, type HubContext, HubRequestError, type Progress, downloadBlob, fileMeta, modelInfo, resolveUrl } from './hubDownload.js';
+import {
+  DEFAULT_RETRIES,
+  type FileMeta,
+  type HubContext,
+  HubRequestError,
+  type Progress,
+  downloadBlob,
+  fileMeta,
+  modelInfo,
+  resolveUrl,
+} from './hubDownload.js';
 
 export interface ResolveModelOptions {
   /** Branch, tag or commit hash (default `main`). */
@@ -30,7 +40,10 @@ const REPO_ID = /^(?:[\w][\w.-]*\/)?[\w][\w.-]*$/;
 export async function resolveModel(idOrPath: string, options: ResolveModelOptions = {}): Promise<string> {
   const local = await stat(idOrPath).catch(() => undefined);
   if (local?.isDirectory()) return idOrPath;
-  if (local) throw new UsageError(`${idOrPath} is a file: pass the model folder that holds config.json, or a Hugging Face model id such as facebook/opt-125m`);
+  if (local)
+    throw new UsageError(
+      `${idOrPath} is a file: pass the model folder that holds config.json, or a Hugging Face model id such as facebook/opt-125m`,
+    );
   if (!isRepoId(idOrPath)) {
     throw new UsageError(`model folder not found: ${idOrPath} (and it is not a Hugging Face model id such as facebook/opt-125m)`);
   }
@@ -91,7 +104,10 @@ async function hubToken(env: NodeJS.ProcessEnv): Promise<string | undefined> {
 // ---- what an OPT model folder needs ----
 
 /** A file set is usable when it has the config, a tokenizer and one complete weight layout. */
-async function planWeights(has: (f: string) => Promise<boolean>, read: (f: string) => Promise<string | undefined>): Promise<{ file: string; shards: string[] } | undefined> {
+async function planWeights(
+  has: (f: string) => Promise<boolean>,
+  read: (f: string) => Promise<string | undefined>,
+): Promise<{ file: string; shards: string[] } | undefined> {
   for (const file of WEIGHTS) {
     if (!(await has(file))) continue;
     if (!file.endsWith('.index.json')) return { file, shards: [] };
@@ -127,7 +143,8 @@ async function cachedSnapshot(cache: RepoCache, revision: string): Promise<Snaps
   const has = (f: string) => isFile(join(dir, f));
   const missing: string[] = [];
   if (!(await has('config.json'))) missing.push('config.json');
-  if (!(await has('tokenizer.json')) && !((await has('vocab.json')) && (await has('merges.txt')))) missing.push('vocab.json + merges.txt (or tokenizer.json)');
+  if (!(await has('tokenizer.json')) && !((await has('vocab.json')) && (await has('merges.txt'))))
+    missing.push('vocab.json + merges.txt (or tokenizer.json)');
   const weights = await planWeights(has, (f) => readFile(join(dir, f), 'utf8').catch(() => undefined)).catch(() => undefined);
   if (!weights) missing.push(WEIGHTS.join(' or '));
   else for (const s of weights.shards) if (!(await has(s))) missing.push(s);
@@ -135,7 +152,10 @@ async function cachedSnapshot(cache: RepoCache, revision: string): Promise<Snaps
 }
 
 async function isDir(path: string): Promise<boolean> {
-  return stat(path).then((s) => s.isDirectory(), () => false);
+  return stat(path).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
 }
 
 // ---- the Hub side ----
@@ -153,7 +173,8 @@ async function openRemote(ctx: HubContext, repo: string, revision: string, retri
   try {
     const info = await modelInfo(ctx, repo, revision, retries);
     const commit = info.sha;
-    if (!COMMIT_HASH.test(commit)) throw new HubRequestError('bad-response', `the models API gave the commit ${JSON.stringify(commit)}`, ctx.endpoint);
+    if (!COMMIT_HASH.test(commit))
+      throw new HubRequestError('bad-response', `the models API gave the commit ${JSON.stringify(commit)}`, ctx.endpoint);
     return { repo, commit, ctx, has: async (f) => info.files.has(f), meta: (f) => fileMeta(ctx, repo, commit, f, DEFAULT_RETRIES) };
   } catch (err) {
     // Unreachable, refused, or a definite "no such repo/revision": HEAD requests would say the same.
@@ -162,15 +183,22 @@ async function openRemote(ctx: HubContext, repo: string, revision: string, retri
   const config = await fileMeta(ctx, repo, revision, 'config.json', retries);
   const commit = config.commit;
   if (!commit || !COMMIT_HASH.test(commit)) {
-    throw new HubRequestError('bad-response', 'no X-Repo-Commit header: this does not look like a Hugging Face Hub (check HF_ENDPOINT)', resolveUrl(ctx.endpoint, repo, revision, 'config.json'));
+    throw new HubRequestError(
+      'bad-response',
+      'no X-Repo-Commit header: this does not look like a Hugging Face Hub (check HF_ENDPOINT)',
+      resolveUrl(ctx.endpoint, repo, revision, 'config.json'),
+    );
   }
   const probes = new Map<string, Promise<FileMeta | undefined>>([['config.json', Promise.resolve(config)]]);
   const probe = (f: string) => {
     if (!probes.has(f)) {
-      probes.set(f, fileMeta(ctx, repo, commit, f, DEFAULT_RETRIES).catch((err: unknown) => {
-        if (err instanceof HubRequestError && err.kind === 'not-found' && !isMissingRepo(err)) return undefined;
-        throw err;
-      }));
+      probes.set(
+        f,
+        fileMeta(ctx, repo, commit, f, DEFAULT_RETRIES).catch((err: unknown) => {
+          if (err instanceof HubRequestError && err.kind === 'not-found' && !isMissingRepo(err)) return undefined;
+          throw err;
+        }),
+      );
     }
     return probes.get(f)!;
   };
@@ -179,7 +207,11 @@ async function openRemote(ctx: HubContext, repo: string, revision: string, retri
     commit,
     ctx,
     has: async (f) => (await probe(f)) !== undefined,
-    meta: async (f) => (await probe(f)) ?? Promise.reject(new HubRequestError('not-found', `${f} is not in the repository`, resolveUrl(ctx.endpoint, repo, commit, f), 404, 'EntryNotFound')),
+    meta: async (f) =>
+      (await probe(f)) ??
+      Promise.reject(
+        new HubRequestError('not-found', `${f} is not in the repository`, resolveUrl(ctx.endpoint, repo, commit, f), 404, 'EntryNotFound'),
+      ),
   };
 }
 
@@ -190,7 +222,12 @@ function isMissingRepo(err: HubRequestError): boolean {
 // Two resolveModel calls in one process (the editor may ask twice) must not append to one .incomplete.
 const inFlight = new Map<string, Promise<void>>();
 
-async function fetchSnapshot(cache: RepoCache, remote: Remote, revision: string, options: ResolveModelOptions & { env: NodeJS.ProcessEnv }): Promise<string> {
+async function fetchSnapshot(
+  cache: RepoCache,
+  remote: Remote,
+  revision: string,
+  options: ResolveModelOptions & { env: NodeJS.ProcessEnv },
+): Promise<string> {
   const { repo, commit } = remote;
   await cache.writeRef(revision, commit);
   const pointer = (f: string) => cache.pointerPath(commit, f);
@@ -218,11 +255,17 @@ async function fetchSnapshot(cache: RepoCache, remote: Remote, revision: string,
     await cache.link(blob, pointer(file), newBlob, options.env);
   };
 
-  if (!(await remote.has('config.json'))) throw new CheckpointError(`${repo}/config.json`, `is not in the repository at ${revision}`, 'is this a model repository?');
-  const present = async (files: string[]) => (await Promise.all(files.map(async (f) => ((await remote.has(f)) ? f : undefined)))).filter((f): f is string => f !== undefined);
+  if (!(await remote.has('config.json')))
+    throw new CheckpointError(`${repo}/config.json`, `is not in the repository at ${revision}`, 'is this a model repository?');
+  const present = async (files: string[]) =>
+    (await Promise.all(files.map(async (f) => ((await remote.has(f)) ? f : undefined)))).filter((f): f is string => f !== undefined);
   const small = ['config.json', ...(await present([...TOKENIZER_FILES, ...OPTIONAL_FILES]))];
   if (!small.includes('tokenizer.json') && !(small.includes('vocab.json') && small.includes('merges.txt'))) {
-    throw new CheckpointError(repo, `has no tokenizer files at ${revision}`, 'an OPT model needs vocab.json + merges.txt, or tokenizer.json');
+    throw new CheckpointError(
+      repo,
+      `has no tokenizer files at ${revision}`,
+      'an OPT model needs vocab.json + merges.txt, or tokenizer.json',
+    );
   }
   for (const f of small) await ensure(f);
 
@@ -255,20 +298,39 @@ function toCheckpointError(err: HubRequestError, repo: string, revision: string,
   switch (err.kind) {
     case 'auth':
     case 'gated':
-      return new CheckpointError(repo, `the Hub refused access (HTTP ${err.status}): the model is gated or private${err.status === 401 ? ', or does not exist' : ''}`,
+      return new CheckpointError(
+        repo,
+        `the Hub refused access (HTTP ${err.status}): the model is gated or private${err.status === 401 ? ', or does not exist' : ''}`,
         ctx.token
           ? `HF_TOKEN is set but not accepted for this model: check the token can read it and that its account accepted the conditions on ${where}`
-          : `set HF_TOKEN to a Hugging Face access token that can read it (for a gated model, accept its conditions on ${where} first)`);
+          : `set HF_TOKEN to a Hugging Face access token that can read it (for a gated model, accept its conditions on ${where} first)`,
+      );
     case 'not-found':
-      return new CheckpointError(repo, err.errorCode === 'EntryNotFound' ? `${err.message} (${err.url})` : `no such model (or revision "${revision}") on the Hub at ${ctx.endpoint}`,
-        `check the id and revision; "${repo}" is not a local folder either`);
+      return new CheckpointError(
+        repo,
+        err.errorCode === 'EntryNotFound'
+          ? `${err.message} (${err.url})`
+          : `no such model (or revision "${revision}") on the Hub at ${ctx.endpoint}`,
+        `check the id and revision; "${repo}" is not a local folder either`,
+      );
     case 'server':
-      return new CheckpointError(repo, `the Hub answered HTTP ${err.status} for ${err.url}, also after retries`, 'the Hub may be down: try again later, or set HF_HUB_OFFLINE=1 to use a model already in the cache');
+      return new CheckpointError(
+        repo,
+        `the Hub answered HTTP ${err.status} for ${err.url}, also after retries`,
+        'the Hub may be down: try again later, or set HF_HUB_OFFLINE=1 to use a model already in the cache',
+      );
     case 'network':
-      return new CheckpointError(repo, `${err.message}, and the model is not complete in the cache (${cache.dir})`,
-        'check the network connection and HF_ENDPOINT; to work without network, set HF_HUB_OFFLINE=1 and use a model already in the cache');
+      return new CheckpointError(
+        repo,
+        `${err.message}, and the model is not complete in the cache (${cache.dir})`,
+        'check the network connection and HF_ENDPOINT; to work without network, set HF_HUB_OFFLINE=1 and use a model already in the cache',
+      );
     case 'integrity':
-      return new CheckpointError(repo, err.message, 'run again to download it afresh; if it persists, the Hub or a proxy is sending bad data');
+      return new CheckpointError(
+        repo,
+        err.message,
+        'run again to download it afresh; if it persists, the Hub or a proxy is sending bad data',
+      );
     default:
       return new CheckpointError(repo, `unexpected answer from the Hub: ${err.message} (${err.url})`, 'check HF_ENDPOINT');
   }

@@ -32,7 +32,10 @@ type TypedArray = Float32Array | Uint16Array | Uint8Array | Int8Array | Int32Arr
 /** Appends tensor bytes to the `.onnx.data` file. Large tensors are page-aligned so onnxruntime can mmap them. */
 export class ExternalDataFile {
   private _offset = 0;
-  private constructor(private readonly _fh: FileHandle, readonly path: string) {}
+  private constructor(
+    private readonly _fh: FileHandle,
+    readonly path: string,
+  ) {}
 
   static async create(path: string): Promise<ExternalDataFile> {
     return new ExternalDataFile(await open(path, 'w'), path);
@@ -101,7 +104,8 @@ export class GraphBuilder {
     const t: onnxProto.onnx.ITensorProto = { name: n, dims, dataType: DATA_TYPE[type] };
     if (type === 'int64') t.rawData = new Uint8Array(BigInt64Array.from(values.map(BigInt)).buffer);
     else if (type === 'int32') t.rawData = new Uint8Array(Int32Array.from(values).buffer);
-    else if (type === 'float16') t.rawData = new Uint8Array(new Uint16Array(values).buffer); // values are fp16 bits
+    else if (type === 'float16')
+      t.rawData = new Uint8Array(new Uint16Array(values).buffer); // values are fp16 bits
     else t.rawData = new Uint8Array(Float32Array.from(values).buffer);
     this._initializers.push(t);
     return n;
@@ -114,9 +118,7 @@ export class GraphBuilder {
     attrs: Record<string, AttrValue> = {},
     opts: { outputs?: number | string[]; domain?: string } = {},
   ): string[] {
-    const outputs = Array.isArray(opts.outputs)
-      ? opts.outputs
-      : Array.from({ length: opts.outputs ?? 1 }, () => this._fresh(opType));
+    const outputs = Array.isArray(opts.outputs) ? opts.outputs : Array.from({ length: opts.outputs ?? 1 }, () => this._fresh(opType));
     this._nodes.push({
       opType,
       domain: opts.domain ?? '',

@@ -213,16 +213,20 @@ class OptGraph {
     const embedName = 'model.decoder.embed_tokens.weight';
     const e = c.word_embed_proj_dim;
     // Quantized graphs with a tied lm_head quantize the vocabulary matrix once, for both uses.
-    const sharedVocab = this._quantized && this.o.quantizeEmbedding && this.w.tiedLmHead && e % this._block === 0
-      ? await this._quantizedWeight(embedName.replace(/\.weight$/, ''), await this.w.read(embedName), c.vocab_size, e)
-      : undefined;
+    const sharedVocab =
+      this._quantized && this.o.quantizeEmbedding && this.w.tiedLmHead && e % this._block === 0
+        ? await this._quantizedWeight(embedName.replace(/\.weight$/, ''), await this.w.read(embedName), c.vocab_size, e)
+        : undefined;
     const embed = sharedVocab ? undefined : await this._floatWeight(embedName, [c.vocab_size, e]);
     let tok = sharedVocab
       ? await this._gatherQuantized(sharedVocab, ids)
       : g.op1('Reshape', [g.op1('Gather', [embed!, ids], { axis: 0 }), g.constant('int64', [2], [-1, e])]); // [N, E]
     if (hasProjection(c)) tok = await this._linear(tok, 'model.decoder.project_in', c.hidden_size, c.word_embed_proj_dim, false);
     const positions = this._positions(mask, seqLen);
-    const posTable = await this._floatWeight('model.decoder.embed_positions.weight', [c.max_position_embeddings + POSITION_OFFSET, this._d]);
+    const posTable = await this._floatWeight('model.decoder.embed_positions.weight', [
+      c.max_position_embeddings + POSITION_OFFSET,
+      this._d,
+    ]);
     const pos = g.op1('Reshape', [g.op1('Gather', [posTable, positions], { axis: 0 }), shapeND]); // [N, D]
     let h = g.op1('Add', [tok, pos]);
 
@@ -234,7 +238,12 @@ class OptGraph {
     let normed = c.do_layer_norm_before ? await this._layerNorm(h, 'model.decoder.layers.0.self_attn_layer_norm') : h;
     for (let i = 0; i < c.num_hidden_layers; i++) {
       const l = `model.decoder.layers.${i}`;
-      const next = i + 1 < c.num_hidden_layers ? `model.decoder.layers.${i + 1}.self_attn_layer_norm` : hasFinalLayerNorm(c) ? 'model.decoder.final_layer_norm' : undefined;
+      const next =
+        i + 1 < c.num_hidden_layers
+          ? `model.decoder.layers.${i + 1}.self_attn_layer_norm`
+          : hasFinalLayerNorm(c)
+            ? 'model.decoder.final_layer_norm'
+            : undefined;
       [h, normed] = await this._layer(i, l, h, normed, next, past[i], attnMask, shapes, cacheLengths);
       if (i + 1 < c.num_hidden_layers) hiddenStates.push(h);
     }
@@ -258,7 +267,12 @@ class OptGraph {
     // Keep the last K positions before the expensive head: [N, D] → [B, S, D] → [B, K, D] → [B*K, D].
     if (keep) {
       const start = g.op1('Neg', [g.op1('Unsqueeze', [keep, g.constant('int64', [1], [0])])]);
-      out = g.op1('Slice', [g.op1('Reshape', [out, shapeBSD]), start, g.constant('int64', [1], [INT64_MAX]), g.constant('int64', [1], [1])]);
+      out = g.op1('Slice', [
+        g.op1('Reshape', [out, shapeBSD]),
+        start,
+        g.constant('int64', [1], [INT64_MAX]),
+        g.constant('int64', [1], [1]),
+      ]);
       out = g.op1('Reshape', [out, shapeND]);
     }
     if (hasProjection(c)) out = await this._linear(out, 'model.decoder.project_out', c.word_embed_proj_dim, c.hidden_size, false);
@@ -267,7 +281,9 @@ class OptGraph {
       : this.w.tiedLmHead && !this._quantized
         ? g.op1('Gemm', [out, embed!], { transB: 1 }) // share the embedding initializer: no second copy on disk
         : await this._linear(out, 'lm_head', c.vocab_size, e, false);
-    const logitsShape = g.op1('Concat', [g.op1('Shape', [ids], { start: 0, end: 1 }), g.constant('int64', [2], [-1, c.vocab_size])], { axis: 0 });
+    const logitsShape = g.op1('Concat', [g.op1('Shape', [ids], { start: 0, end: 1 }), g.constant('int64', [2], [-1, c.vocab_size])], {
+      axis: 0,
+    });
     let logits = g.op1('Reshape', [logits2d, logitsShape]); // [B, K, V]
     if (this._float === 'float16') logits = g.op1('Cast', [logits], { to: 1 });
     g.output('logits', logits, 'float32', ['batch_size', keep ? 'num_logits' : 'sequence_length', c.vocab_size]);
@@ -377,7 +393,7 @@ class OptGraph {
           g.op('Cast', [kh], { to: 10 }, { outputs: [newKey(i)] });
           g.op('Cast', [vh], { to: 10 }, { outputs: [newValue(i)] });
         }
-        const [pastK, pastV] = narrow ? past!.map((t) => g.op1('Cast', [t], { to: 1 })) as [string, string] : past!;
+        const [pastK, pastV] = narrow ? (past!.map((t) => g.op1('Cast', [t], { to: 1 })) as [string, string]) : past!;
         const probs = softmax(g.op1('Concat', [scoresOf(pastK), scoresOf(kh)], { axis: 3 })); // [B, H, S, C + S]
         const capacity = g.op1('Shape', [past![0]], { start: 2, end: 3 }); // [C]
         const axis = g.constant('int64', [1], [3]);
@@ -396,12 +412,19 @@ class OptGraph {
       ctx = g.op1('Reshape', [g.op1('Transpose', [o], { perm: [0, 2, 1, 3] }), shapes.shapeND]); // [B, S, H, hd] → [N, D]
     }
     if (deferOutBias && c.enable_bias) {
-      return { out: await this._linear(ctx, `${l}.self_attn.out_proj`, d, d, false), bias: await this._floatWeight(`${l}.self_attn.out_proj.bias`, [d]) };
+      return {
+        out: await this._linear(ctx, `${l}.self_attn.out_proj`, d, d, false),
+        bias: await this._floatWeight(`${l}.self_attn.out_proj.bias`, [d]),
+      };
     }
     return { out: await this._linear(ctx, `${l}.self_attn.out_proj`, d, d, c.enable_bias) };
   }
 
-  private _cacheOutputs(key: string, value: string, positions = this._layout === 'inplace' ? CACHE_DIM.inplace : 'total_sequence_length'): void {
+  private _cacheOutputs(
+    key: string,
+    value: string,
+    positions = this._layout === 'inplace' ? CACHE_DIM.inplace : 'total_sequence_length',
+  ): void {
     for (const name of [key, value]) this.g.output(name, name, this._kv, ['batch_size', this._heads, positions, this._hd]);
   }
 
@@ -429,7 +452,14 @@ class OptGraph {
   }
 
   /** y [N, out] = x [N, in] · Wᵀ + b, with W in PyTorch's [out, in] layout. */
-  private async _linearFrom(x: string, prefix: string, weight: Float32Array, bias: Float32Array | undefined, out: number, inp: number): Promise<string> {
+  private async _linearFrom(
+    x: string,
+    prefix: string,
+    weight: Float32Array,
+    bias: Float32Array | undefined,
+    out: number,
+    inp: number,
+  ): Promise<string> {
     const { g } = this;
     const b = bias ? await this._floatData(`${prefix}.bias`, [out], bias) : undefined;
     if (this._quantized) {
@@ -447,14 +477,25 @@ class OptGraph {
     const q = quantizeBlockwise(weight, out, inp, bits, this._block);
     const kBlocks = q.scales.length / out;
     return {
-      prefix, bits, out, inp, kBlocks, scaleValues: q.scales, codeValues: q.codes,
+      prefix,
+      bits,
+      out,
+      inp,
+      kBlocks,
+      scaleValues: q.scales,
+      codeValues: q.codes,
       codes: await g.weight(`${prefix}.weight_Q${bits}G${this._block}`, 'uint8', [out, kBlocks, (this._block * bits) / 8], q.codes),
       scales: await g.weight(`${prefix}.weight_scales`, 'float32', [out * kBlocks], q.scales),
     };
   }
 
   private _matMulNBits(x: string, q: QuantizedWeight): string {
-    return this.g.op1('MatMulNBits', [x, q.codes, q.scales], { K: q.inp, N: q.out, bits: q.bits, block_size: this._block, accuracy_level: this.o.accuracyLevel }, MS);
+    return this.g.op1(
+      'MatMulNBits',
+      [x, q.codes, q.scales],
+      { K: q.inp, N: q.out, bits: q.bits, block_size: this._block, accuracy_level: this.o.accuracyLevel },
+      MS,
+    );
   }
 
   /**
@@ -465,11 +506,19 @@ class OptGraph {
    */
   private async _gatherQuantized(q: QuantizedWeight, ids: string): Promise<string> {
     const { g } = this;
-    const codes = await g.weight(`${q.prefix}.rows_Q${q.bits}G${this._block}`, 'uint8', [q.out, q.kBlocks, (this._block * q.bits) / 8], q.codeValues);
+    const codes = await g.weight(
+      `${q.prefix}.rows_Q${q.bits}G${this._block}`,
+      'uint8',
+      [q.out, q.kBlocks, (this._block * q.bits) / 8],
+      q.codeValues,
+    );
     // GatherBlockQuantized wants scales (and 8-bit zero points) of the data's rank: [out, kBlocks, 1].
     const scales = await g.weight(`${q.prefix}.rows_scales`, 'float32', [q.out, q.kBlocks, 1], q.scaleValues);
     const inputs = [codes, ids, scales];
-    if (q.bits === 8) inputs.push(await g.weight(`${q.prefix}.rows_zero_points`, 'uint8', [q.out, q.kBlocks, 1], new Uint8Array(q.out * q.kBlocks).fill(128)));
+    if (q.bits === 8)
+      inputs.push(
+        await g.weight(`${q.prefix}.rows_zero_points`, 'uint8', [q.out, q.kBlocks, 1], new Uint8Array(q.out * q.kBlocks).fill(128)),
+      );
     const rows = g.op1('GatherBlockQuantized', inputs, { gather_axis: 0, quantize_axis: 2, block_size: this._block, bits: q.bits }, MS); // [B, S, kBlocks, block]
     return g.op1('Reshape', [rows, g.constant('int64', [2], [-1, q.inp])]);
   }
@@ -497,7 +546,12 @@ class OptGraph {
   /** SkipLayerNormalization: returns [LayerNorm(x + skip + bias), x + skip + bias]. */
   private async _skipLayerNorm(x: string, skip: string, prefix: string, bias?: string): Promise<[string, string]> {
     const [gamma, beta] = await this._normParams(prefix);
-    const outs = this.g.op('SkipLayerNormalization', [x, skip, gamma, beta, bias ?? ''], { epsilon: float(LAYER_NORM_EPS) }, { domain: MS, outputs: 4 });
+    const outs = this.g.op(
+      'SkipLayerNormalization',
+      [x, skip, gamma, beta, bias ?? ''],
+      { epsilon: float(LAYER_NORM_EPS) },
+      { domain: MS, outputs: 4 },
+    );
     return [outs[0]!, outs[3]!];
   }
 
@@ -523,9 +577,13 @@ class OptGraph {
       case 'silu':
         return g.op1('Mul', [x, g.op1('Sigmoid', [x])]);
       case 'gelu': // x * 0.5 * (1 + erf(x / sqrt 2))
-        return g.op1('Mul', [g.op1('Mul', [x, this._scalar(0.5)]), g.op1('Add', [this._scalar(1), g.op1('Erf', [g.op1('Mul', [x, this._scalar(Math.SQRT1_2)])])])]);
+        return g.op1('Mul', [
+          g.op1('Mul', [x, this._scalar(0.5)]),
+          g.op1('Add', [this._scalar(1), g.op1('Erf', [g.op1('Mul', [x, this._scalar(Math.SQRT1_2)])])]),
+        ]);
       case 'gelu_new':
-      case 'gelu_pytorch_tanh': { // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+      case 'gelu_pytorch_tanh': {
+        // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
         const cube = g.op1('Mul', [g.op1('Mul', [x, x]), x]);
         const inner = g.op1('Mul', [g.op1('Add', [x, g.op1('Mul', [cube, this._scalar(0.044715)])]), this._scalar(Math.sqrt(2 / Math.PI))]);
         return g.op1('Mul', [g.op1('Mul', [x, this._scalar(0.5)]), g.op1('Add', [this._scalar(1), g.op1('Tanh', [inner])])]);

@@ -57,7 +57,8 @@ export function dequantizeBlockwise(q: QuantizedMatrix): Float32Array {
   const out = new Float32Array(n * k);
   for (let row = 0; row < n; row++) {
     for (let j = 0; j < k; j++) {
-      const b = Math.floor(j / blockSize), i = j % blockSize;
+      const b = Math.floor(j / blockSize),
+        i = j % blockSize;
       const byte = q.codes[(row * kBlocks + b) * bytesPerBlock + (bits === 8 ? i : i >> 1)]!;
       const code = bits === 8 ? byte : i & 1 ? byte >> 4 : byte & 15;
       out[row * k + j] = (code - zero) * q.scales[row * kBlocks + b]!;

@@ -41,12 +41,33 @@ export const REPETITION_PENALTY_RANGE = [1e-6, 1e6] as const;
  * Every other option of the spec with an OpenAI field is read by the spec: its range, and when absent
  * the value that leaves it off.
  */
-const OWN_RULES = ['max_new_tokens', 'min_new_tokens', 'do_sample', 'temperature', 'top_k', 'repetition_penalty', 'seed', 'stop_strings'] as const;
+const OWN_RULES = [
+  'max_new_tokens',
+  'min_new_tokens',
+  'do_sample',
+  'temperature',
+  'top_k',
+  'repetition_penalty',
+  'seed',
+  'stop_strings',
+] as const;
 const GENERIC = SAMPLING_KEYS.filter((k) => !(OWN_RULES as readonly string[]).includes(k) && SAMPLING_SPEC[k].openai !== null);
 
 const FIELDS = new Set<string>([
-  'model', 'prompt', 'n', 'stream', 'stream_options', 'echo', 'logprobs', 'presence_penalty', 'frequency_penalty', 'logit_bias',
-  'best_of', 'suffix', 'user', 'truncate_prompt_tokens',
+  'model',
+  'prompt',
+  'n',
+  'stream',
+  'stream_options',
+  'echo',
+  'logprobs',
+  'presence_penalty',
+  'frequency_penalty',
+  'logit_bias',
+  'best_of',
+  'suffix',
+  'user',
+  'truncate_prompt_tokens',
   ...SAMPLING_KEYS.flatMap((k): string[] => {
     const field: string | null = SAMPLING_SPEC[k].openai;
     return field === null ? [] : [field];
@@ -61,13 +82,15 @@ const FIELDS = new Set<string>([
  */
 export function parseCompletionRequest(body: unknown, models: ReadonlySet<string>, modelId: string, maxRows = MAX_CHOICES): CompletionPlan {
   const rowLimit = Math.max(1, Math.min(MAX_CHOICES, Math.floor(maxRows)));
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ApiError(400, 'the request body must be a JSON object', null, 'invalid_type');
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    throw new ApiError(400, 'the request body must be a JSON object', null, 'invalid_type');
   const b = body as Record<string, unknown>;
   for (const key of Object.keys(b)) {
     if (!FIELDS.has(key)) throw new ApiError(400, `Unrecognized request argument supplied: ${clip(key)}`, clip(key), 'unknown_parameter');
   }
   const given = (k: string) => b[k] !== undefined && b[k] !== null;
-  const bad = (k: string, expected: string, code = 'invalid_type') => new ApiError(400, `${k} must be ${expected}, got ${show(b[k])}`, k, code);
+  const bad = (k: string, expected: string, code = 'invalid_type') =>
+    new ApiError(400, `${k} must be ${expected}, got ${show(b[k])}`, k, code);
   const number = (k: string, ok: (v: number) => boolean, expected: string): number | undefined => {
     if (!given(k)) return undefined;
     const v = b[k];
@@ -75,33 +98,55 @@ export function parseCompletionRequest(body: unknown, models: ReadonlySet<string
     if (!ok(v)) throw bad(k, expected, 'invalid_value');
     return v;
   };
-  const integer = (k: string, min: number, max: number, expected: string) => number(k, (v) => Number.isInteger(v) && v >= min && v <= max, expected);
+  const integer = (k: string, min: number, max: number, expected: string) =>
+    number(k, (v) => Number.isInteger(v) && v >= min && v <= max, expected);
   const flag = (k: string): boolean => {
     if (!given(k)) return false;
     if (typeof b[k] !== 'boolean') throw bad(k, 'a boolean');
     return b[k] as boolean;
   };
-  const unsupported = (k: string, why: string) => new ApiError(400, `${k} is not supported by this server: ${why}`, k, 'unsupported_parameter');
+  const unsupported = (k: string, why: string) =>
+    new ApiError(400, `${k} is not supported by this server: ${why}`, k, 'unsupported_parameter');
 
   if (given('model')) {
     if (typeof b.model !== 'string') throw bad('model', 'a string');
-    if (!models.has(b.model)) throw new ApiError(404, `The model \`${clip(b.model)}\` does not exist; this server serves \`${modelId}\``, 'model', 'model_not_found');
+    if (!models.has(b.model))
+      throw new ApiError(
+        404,
+        `The model \`${clip(b.model)}\` does not exist; this server serves \`${modelId}\``,
+        'model',
+        'model_not_found',
+      );
   }
 
   let prompts: string[];
   if (typeof b.prompt === 'string') prompts = [b.prompt];
   else if (Array.isArray(b.prompt) && b.prompt.length > 0 && b.prompt.every((p) => typeof p === 'string')) prompts = b.prompt as string[];
-  else if (Array.isArray(b.prompt) && b.prompt.length > 0 && b.prompt.every((p) => typeof p === 'number' || Array.isArray(p))) throw unsupported('prompt', 'token-id prompts are not accepted; send text');
-  else throw given('prompt') ? bad('prompt', 'a string or a non-empty array of strings') : new ApiError(400, 'you must provide a prompt', 'prompt', 'missing_required_parameter');
+  else if (Array.isArray(b.prompt) && b.prompt.length > 0 && b.prompt.every((p) => typeof p === 'number' || Array.isArray(p)))
+    throw unsupported('prompt', 'token-id prompts are not accepted; send text');
+  else
+    throw given('prompt')
+      ? bad('prompt', 'a string or a non-empty array of strings')
+      : new ApiError(400, 'you must provide a prompt', 'prompt', 'missing_required_parameter');
   if (prompts.length > rowLimit) {
-    throw new ApiError(400, `prompt holds ${prompts.length} prompts, but this server runs at most ${rowLimit} generations at once (its queue limit): split the request`, 'prompt', 'invalid_value');
+    throw new ApiError(
+      400,
+      `prompt holds ${prompts.length} prompts, but this server runs at most ${rowLimit} generations at once (its queue limit): split the request`,
+      'prompt',
+      'invalid_value',
+    );
   }
 
   const maxTokens = integer('max_tokens', 1, Number.MAX_SAFE_INTEGER, 'a positive integer') ?? OPENAI_DEFAULT_MAX_TOKENS;
   const temperature = number('temperature', (v) => v >= 0 && v <= 2, 'a number between 0 and 2') ?? 1;
   const n = integer('n', 1, rowLimit, `an integer from 1 to ${rowLimit} (this server runs at most ${rowLimit} generations at once)`) ?? 1;
   if (prompts.length * n > rowLimit) {
-    throw new ApiError(400, `prompts × n must be at most ${rowLimit} (this server runs at most ${rowLimit} generations at once), got ${prompts.length} × ${n}`, 'n', 'invalid_value');
+    throw new ApiError(
+      400,
+      `prompts × n must be at most ${rowLimit} (this server runs at most ${rowLimit} generations at once), got ${prompts.length} × ${n}`,
+      'n',
+      'invalid_value',
+    );
   }
   const bestOf = integer('best_of', 1, MAX_CHOICES, 'a positive integer');
   if (bestOf !== undefined && bestOf !== n) throw unsupported('best_of', 'only best_of equal to n (no ranking by log probability)');
@@ -118,9 +163,11 @@ export function parseCompletionRequest(body: unknown, models: ReadonlySet<string
   if (given('stream_options')) {
     const so = b.stream_options;
     if (!stream) throw new ApiError(400, 'stream_options is only allowed when stream is true', 'stream_options', 'invalid_value');
-    if (typeof so !== 'object' || Array.isArray(so) || Object.keys(so as object).some((k) => k !== 'include_usage')) throw bad('stream_options', 'an object with only include_usage');
+    if (typeof so !== 'object' || Array.isArray(so) || Object.keys(so as object).some((k) => k !== 'include_usage'))
+      throw bad('stream_options', 'an object with only include_usage');
     const iu = (so as { include_usage?: unknown }).include_usage;
-    if (iu !== undefined && iu !== null && typeof iu !== 'boolean') throw bad('stream_options', 'an object whose include_usage is a boolean');
+    if (iu !== undefined && iu !== null && typeof iu !== 'boolean')
+      throw bad('stream_options', 'an object whose include_usage is a boolean');
     includeUsage = iu === true;
   }
   const seed = integer('seed', Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER - MAX_CHOICES, 'an integer');
@@ -143,13 +190,18 @@ export function parseCompletionRequest(body: unknown, models: ReadonlySet<string
   if (given('user') && typeof b.user !== 'string') throw bad('user', 'a string');
   const topK = integer('top_k', -1, Number.MAX_SAFE_INTEGER, 'an integer ≥ -1 (-1 or 0 disables it)');
   const [minPenalty, maxPenalty] = REPETITION_PENALTY_RANGE;
-  const repetitionPenalty = number('repetition_penalty', (v) => v >= minPenalty && v <= maxPenalty, `a number from ${minPenalty} to ${maxPenalty} (1 is off; values further from 1 overflow the model's float32 scores)`);
+  const repetitionPenalty = number(
+    'repetition_penalty',
+    (v) => v >= minPenalty && v <= maxPenalty,
+    `a number from ${minPenalty} to ${maxPenalty} (1 is off; values further from 1 overflow the model's float32 scores)`,
+  );
   const generic: SamplingOptions = {};
   const warpers: SamplingOptions = {};
   for (const key of GENERIC) {
     const spec: SamplingOptionSpec = SAMPLING_SPEC[key];
     const field = spec.openai!;
-    if (given(field) && !validSamplingValue(key, b[field])) throw bad(field, spec.expected, typeof b[field] === typeof spec.off ? 'invalid_value' : 'invalid_type');
+    if (given(field) && !validSamplingValue(key, b[field]))
+      throw bad(field, spec.expected, typeof b[field] === typeof spec.off ? 'invalid_value' : 'invalid_type');
     const value = given(field) ? b[field] : spec.off;
     if (value !== undefined) Object.assign(spec.samplingOnly ? warpers : generic, { [key]: value });
   }

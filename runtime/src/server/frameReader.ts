@@ -55,7 +55,10 @@ export class FrameReader extends AbstractMessageReader implements MessageReader 
   private frame: { header: Buffer; length: number; body: Buffer; filled: number; json: JsonChecker } | undefined;
   private closed = false;
 
-  constructor(private readonly readable: Readable, options: FrameReaderOptions = {}) {
+  constructor(
+    private readonly readable: Readable,
+    options: FrameReaderOptions = {},
+  ) {
     super();
     this.maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
     this.screen = options.screen ?? ((value) => value as Message);
@@ -116,7 +119,13 @@ export class FrameReader extends AbstractMessageReader implements MessageReader 
         input = buf.subarray(1);
         continue;
       }
-      this.frame = { header: Buffer.from(buf.subarray(0, header.end)), length: header.length, body: Buffer.alloc(Math.min(header.length, 64 * 1024)), filled: 0, json: new JsonChecker() };
+      this.frame = {
+        header: Buffer.from(buf.subarray(0, header.end)),
+        length: header.length,
+        body: Buffer.alloc(Math.min(header.length, 64 * 1024)),
+        filled: 0,
+        json: new JsonChecker(),
+      };
       input = buf.subarray(header.end);
       if (header.length === 0) input = this.finishFrame(input);
     }
@@ -177,7 +186,10 @@ type HeaderResult = { kind: 'more' } | { kind: 'bad'; reason: string } | { kind:
 
 /** Reads a header block at the start of `buf`: complete, incomplete so far, or malformed (and why). */
 function parseHeader(buf: Buffer, maxFrameBytes: number): HeaderResult {
-  const bad = (reason: string): HeaderResult => ({ kind: 'bad', reason: `malformed frame header: ${reason}; expected \`Content-Length: N\\r\\n\\r\\n\` then N bytes of JSON` });
+  const bad = (reason: string): HeaderResult => ({
+    kind: 'bad',
+    reason: `malformed frame header: ${reason}; expected \`Content-Length: N\\r\\n\\r\\n\` then N bytes of JSON`,
+  });
   let length: string | undefined;
   let pos = 0;
   for (;;) {
@@ -190,7 +202,8 @@ function parseHeader(buf: Buffer, maxFrameBytes: number): HeaderResult {
     const line = buf.toString('latin1', pos, i);
     const colon = line.indexOf(':');
     const name = colon < 0 ? line : line.slice(0, colon);
-    if (name !== '' && !TOKEN.test(name)) return bad(colon < 0 ? `a header line without a colon (${show(line)})` : `${show(name)} is not a header name`);
+    if (name !== '' && !TOKEN.test(name))
+      return bad(colon < 0 ? `a header line without a colon (${show(line)})` : `${show(name)} is not a header name`);
     if (i >= MAX_HEADER_BYTES) return bad(`no end of the headers within ${MAX_HEADER_BYTES} bytes`);
     if (i === buf.length || (buf[i] === CR && i + 1 === buf.length)) return { kind: 'more' };
     if (buf[i] === LF) return bad('header lines must end with CRLF (a bare LF was found)');
@@ -297,7 +310,11 @@ export class JsonChecker {
 
   /** After the last byte: undefined if the input was one whole JSON value. */
   end(): string | undefined {
-    if (this.stack.length === 0 && (this.state === S.After || this.state === S.Zero || this.state === S.Int || this.state === S.Frac || this.state === S.ExpDigits)) return undefined;
+    if (
+      this.stack.length === 0 &&
+      (this.state === S.After || this.state === S.Zero || this.state === S.Int || this.state === S.Frac || this.state === S.ExpDigits)
+    )
+      return undefined;
     return this.offset === 0 ? 'the body is empty' : `the body ends inside a JSON value (after ${this.offset} bytes)`;
   }
 

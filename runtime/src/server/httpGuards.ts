@@ -16,9 +16,14 @@ import { ApiError, clip } from './apiError.js';
 export function normalizeApiKey(key: string | undefined): string | undefined {
   if (key === undefined) return undefined;
   const k = key.trim();
-  if (k === '') throw new UsageError('the API key is blank (an empty or whitespace-only --api-key or OPT_API_KEY): set a real key, or unset it to serve loopback without one');
+  if (k === '')
+    throw new UsageError(
+      'the API key is blank (an empty or whitespace-only --api-key or OPT_API_KEY): set a real key, or unset it to serve loopback without one',
+    );
   if (!/^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/.test(k)) {
-    throw new UsageError('the API key must be printable ASCII (letters, digits, punctuation; no control characters): clients send it in an HTTP header');
+    throw new UsageError(
+      'the API key must be printable ASCII (letters, digits, punctuation; no control characters): clients send it in an HTTP header',
+    );
   }
   return k;
 }
@@ -30,7 +35,9 @@ export function normalizeApiKey(key: string | undefined): string | undefined {
 export function checkServeAccess(host: string, apiKey: string | undefined): string | undefined {
   const key = normalizeApiKey(apiKey);
   if (!isLoopbackAddress(host) && key === undefined) {
-    throw new UsageError(`binding ${host} would expose the completions server beyond this machine without authentication: set an API key (clients then send "Authorization: Bearer <key>"), or bind 127.0.0.1`);
+    throw new UsageError(
+      `binding ${host} would expose the completions server beyond this machine without authentication: set an API key (clients then send "Authorization: Bearer <key>"), or bind 127.0.0.1`,
+    );
   }
   return key;
 }
@@ -94,7 +101,13 @@ export function isLoopbackHostHeader(value: string): boolean {
  */
 export function requestPath(target: string | undefined): string {
   const t = target ?? '/';
-  if (!t.startsWith('/')) throw new ApiError(400, `the request target must be a path starting with "/", got ${JSON.stringify(clip(t))}`, null, 'invalid_request_target');
+  if (!t.startsWith('/'))
+    throw new ApiError(
+      400,
+      `the request target must be a path starting with "/", got ${JSON.stringify(clip(t))}`,
+      null,
+      'invalid_request_target',
+    );
   let end = t.length;
   for (let i = 0; i < t.length; i++) {
     if (t[i] === '?' || t[i] === '#') {
@@ -111,7 +124,12 @@ export function decodePathSegment(segment: string): string {
   try {
     return decodeURIComponent(segment);
   } catch {
-    throw new ApiError(400, `the path segment ${JSON.stringify(clip(segment))} has a malformed percent-escape (% must be followed by two hex digits encoding UTF-8)`, null, 'invalid_request_target');
+    throw new ApiError(
+      400,
+      `the path segment ${JSON.stringify(clip(segment))} has a malformed percent-escape (% must be followed by two hex digits encoding UTF-8)`,
+      null,
+      'invalid_request_target',
+    );
   }
 }
 

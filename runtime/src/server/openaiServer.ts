@@ -40,7 +40,6 @@ export interface OpenAiServer {
   close(): Promise<void>;
 }
 
-
 export async function startOpenAiServer(engine: Engine, options: OpenAiServerOptions = {}): Promise<OpenAiServer> {
   const host = options.host ?? '127.0.0.1';
   const apiKey = checkServeAccess(host, options.apiKey);
@@ -71,15 +70,21 @@ export async function startOpenAiServer(engine: Engine, options: OpenAiServerOpt
     const done = route(req, res, controller.signal)
       .catch((err: unknown) => {
         const e = toApiError(err);
-        if (e.status >= 500 && !(err instanceof ApiError)) log(`${req.method} ${clip(req.url ?? '', 200)}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+        if (e.status >= 500 && !(err instanceof ApiError))
+          log(`${req.method} ${clip(req.url ?? '', 200)}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
         sendError(res, e);
       })
       .catch(() => void res.destroy())
       .finally(() => {
         inFlight.delete(entry);
-        log(`${req.method} ${clip(req.url ?? '', 200)} ${res.statusCode}${res.writableEnded ? '' : ' (client closed)'} ${Math.round(performance.now() - started)} ms`);
+        log(
+          `${req.method} ${clip(req.url ?? '', 200)} ${res.statusCode}${res.writableEnded ? '' : ' (client closed)'} ${Math.round(performance.now() - started)} ms`,
+        );
       });
-    const entry = { abort: () => controller.abort(new ApiError(503, 'the server is shutting down', null, 'shutting_down', 'server_error')), done };
+    const entry = {
+      abort: () => controller.abort(new ApiError(503, 'the server is shutting down', null, 'shutting_down', 'server_error')),
+      done,
+    };
     inFlight.add(entry);
   });
   // A request node:http cannot parse (bad request line, header or framing) gets a JSON 400 (431
@@ -109,7 +114,8 @@ export async function startOpenAiServer(engine: Engine, options: OpenAiServerOpt
     if (path.startsWith('/v1/models/')) {
       allow(req, ['GET', 'HEAD']);
       const id = decodePathSegment(path.slice('/v1/models/'.length));
-      if (!acceptedModels.has(id)) throw new ApiError(404, `The model \`${clip(id)}\` does not exist; this server serves \`${modelId}\``, 'model', 'model_not_found');
+      if (!acceptedModels.has(id))
+        throw new ApiError(404, `The model \`${clip(id)}\` does not exist; this server serves \`${modelId}\``, 'model', 'model_not_found');
       return sendJson(res, 200, modelObject());
     }
     if (path === '/v1/completions') {
@@ -119,14 +125,28 @@ export async function startOpenAiServer(engine: Engine, options: OpenAiServerOpt
     throw new ApiError(404, `no route ${clip(path)}: this server answers /health, /v1/models and /v1/completions`, null, 'not_found');
   }
 
-  const modelObject = () => ({ id: modelId, object: 'model', created, owned_by: 'opt-complete', root: publicModelName(info.modelId, info.dir), max_model_len: info.maxPositions });
+  const modelObject = () => ({
+    id: modelId,
+    object: 'model',
+    created,
+    owned_by: 'opt-complete',
+    root: publicModelName(info.modelId, info.dir),
+    max_model_len: info.maxPositions,
+  });
 
   function checkAccess(req: IncomingMessage): void {
     if (keyDigest) {
       const sent = bearerToken(req.headers.authorization);
       // Compare digests: equal length, so timingSafeEqual applies and the key's length does not leak either.
       if (sent === undefined || !timingSafeEqual(sha256(sent), keyDigest)) {
-        throw new ApiError(401, sent !== undefined ? 'Incorrect API key provided.' : 'Missing API key: send "Authorization: Bearer <key>".', null, 'invalid_api_key', 'invalid_request_error', { 'www-authenticate': 'Bearer' });
+        throw new ApiError(
+          401,
+          sent !== undefined ? 'Incorrect API key provided.' : 'Missing API key: send "Authorization: Bearer <key>".',
+          null,
+          'invalid_api_key',
+          'invalid_request_error',
+          { 'www-authenticate': 'Bearer' },
+        );
       }
       return;
     }
@@ -134,7 +154,12 @@ export async function startOpenAiServer(engine: Engine, options: OpenAiServerOpt
     // rebinds its DNS name to 127.0.0.1 cannot drive it from the browser.
     const hostHeader = req.headers.host;
     if (hostHeader !== undefined && !isLoopbackHostHeader(hostHeader)) {
-      throw new ApiError(403, `requests for host ${JSON.stringify(clip(hostHeader))} are refused: without an API key this server only answers loopback names (localhost, 127.x.x.x, [::1], with an optional port)`, null, 'forbidden_host');
+      throw new ApiError(
+        403,
+        `requests for host ${JSON.stringify(clip(hostHeader))} are refused: without an API key this server only answers loopback names (localhost, 127.x.x.x, [::1], with an optional port)`,
+        null,
+        'forbidden_host',
+      );
     }
   }
 
@@ -148,7 +173,12 @@ export async function startOpenAiServer(engine: Engine, options: OpenAiServerOpt
     try {
       json = JSON.parse(body.toString('utf8'));
     } catch (err) {
-      throw new ApiError(400, `We could not parse the JSON body of your request: ${clip((err as Error).message, 200)}`, null, 'invalid_json');
+      throw new ApiError(
+        400,
+        `We could not parse the JSON body of your request: ${clip((err as Error).message, 200)}`,
+        null,
+        'invalid_json',
+      );
     }
     const plan = parseCompletionRequest(json, acceptedModels, modelId, maxRows);
     if (shutdown.aborted) throw shutdown.reason as ApiError; // close() began while the body was arriving
@@ -167,14 +197,24 @@ export async function startOpenAiServer(engine: Engine, options: OpenAiServerOpt
 
     const id = `cmpl-${randomUUID().replaceAll('-', '')}`;
     const createdAt = Math.floor(Date.now() / 1000);
-    const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) => ({ id, object: 'text_completion', created: createdAt, model: modelId, choices, ...extra });
+    const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) => ({
+      id,
+      object: 'text_completion',
+      created: createdAt,
+      model: modelId,
+      choices,
+      ...extra,
+    });
     const write = (payload: unknown) => {
       if (clientGone) return;
-      if (!res.headersSent) res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' });
+      if (!res.headersSent)
+        res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' });
       res.write(sseData(payload));
     };
 
-    const jobs = plan.prompts.flatMap((prompt, p) => Array.from({ length: plan.n }, (_, i) => ({ prompt, index: p * plan.n + i, first: i === 0 })));
+    const jobs = plan.prompts.flatMap((prompt, p) =>
+      Array.from({ length: plan.n }, (_, i) => ({ prompt, index: p * plan.n + i, first: i === 0 })),
+    );
     let failure: unknown;
     const results = await Promise.all(
       jobs.map(async (job) => {
@@ -182,7 +222,17 @@ export async function startOpenAiServer(engine: Engine, options: OpenAiServerOpt
         const emit = (text: string, result?: EngineResult) => {
           if (!plan.stream || (text === '' && !result)) return;
           const finish = result ? openAiFinish(result) : null;
-          write(chunk([{ text, index: job.index, logprobs: null, finish_reason: finish, ...(result ? { stop_reason: matchedStop(result, plan.stops) } : {}) }]));
+          write(
+            chunk([
+              {
+                text,
+                index: job.index,
+                logprobs: null,
+                finish_reason: finish,
+                ...(result ? { stop_reason: matchedStop(result, plan.stops) } : {}),
+              },
+            ]),
+          );
         };
         // The engine calls onText from its own event handler: an exception there must fail this
         // request, not escape into the engine (or the process).
@@ -219,7 +269,8 @@ export async function startOpenAiServer(engine: Engine, options: OpenAiServerOpt
     if (clientGone) return;
     if (failure !== undefined) {
       const error = shutdown.aborted ? (shutdown.reason as ApiError) : toApiError(failure);
-      if (error.status >= 500 && failure instanceof Error && !(failure instanceof ApiError)) log(`generation failed: ${failure.stack ?? failure.message}`);
+      if (error.status >= 500 && failure instanceof Error && !(failure instanceof ApiError))
+        log(`generation failed: ${failure.stack ?? failure.message}`);
       if (!res.headersSent) throw error;
       write({ error: errorBody(error) }); // mid-stream: the status line is gone, so the error travels as an event
       write('[DONE]');
@@ -302,7 +353,10 @@ class StopHoldback {
   private _text = '';
   private _sent = 0;
 
-  constructor(private readonly _stops: readonly string[], private _prefix: string) {}
+  constructor(
+    private readonly _stops: readonly string[],
+    private _prefix: string,
+  ) {}
 
   push(delta: string): string {
     this._text += delta;
@@ -356,14 +410,27 @@ function readBody(req: IncomingMessage, res: ServerResponse, limit: number): Pro
     };
     req.on('data', onData);
     req.once('end', () => resolve(Buffer.concat(chunks)));
-    req.once('error', (err) => reject(new ApiError(400, `the request body could not be read: ${clip(err.message, 120)}`, null, 'incomplete_body')));
-    req.once('close', () => reject(new ApiError(400, 'the request body ended early: the client closed the connection during the upload', null, 'incomplete_body')));
+    req.once('error', (err) =>
+      reject(new ApiError(400, `the request body could not be read: ${clip(err.message, 120)}`, null, 'incomplete_body')),
+    );
+    req.once('close', () =>
+      reject(
+        new ApiError(400, 'the request body ended early: the client closed the connection during the upload', null, 'incomplete_body'),
+      ),
+    );
   });
 }
 
 function allow(req: IncomingMessage, methods: string[]): void {
   if (!methods.includes(req.method ?? '')) {
-    throw new ApiError(405, `method ${req.method} is not allowed here; use ${methods.join(' or ')}`, null, 'method_not_allowed', 'invalid_request_error', { allow: methods.join(', ') });
+    throw new ApiError(
+      405,
+      `method ${req.method} is not allowed here; use ${methods.join(' or ')}`,
+      null,
+      'method_not_allowed',
+      'invalid_request_error',
+      { allow: methods.join(', ') },
+    );
   }
 }
 

@@ -56,7 +56,16 @@ import {
   type WarmParams,
   type WarmResult,
 } from '../../../protocol/protocol.js';
-import { type Engine, type EngineRequest, emptyPrefixCache, emptyQueue, type Priority, type SamplingOptions, type TaskRequest, type TaskResults } from '../../../protocol/engine.js';
+import {
+  type Engine,
+  type EngineRequest,
+  emptyPrefixCache,
+  emptyQueue,
+  type Priority,
+  type SamplingOptions,
+  type TaskRequest,
+  type TaskResults,
+} from '../../../protocol/engine.js';
 import { MAX_TOKENS, SAMPLING_KEYS, SAMPLING_SPEC, isSamplingKey, validSamplingValue } from '../../../protocol/sampling.js';
 import { createLocalEngine } from '../engine/localEngine.js';
 import { DeviceUnavailableError, WrongModelTypeError, toRpcError } from '../../../protocol/errors.js';
@@ -135,14 +144,21 @@ export function startRpcServer(input: Readable, output: Writable, options: RpcSe
   connection.onRequest(Initialize, async (raw: InitializeParams): Promise<InitializeResult> => {
     const version = (raw as unknown as Record<string, unknown> | undefined)?.protocolVersion;
     if (version !== PROTOCOL_VERSION) {
-      throw new ResponseError(ErrorCodes.InvalidRequest, `protocol version ${String(version)} is not supported: this runtime speaks version ${PROTOCOL_VERSION}; update the extension and the runtime together`);
+      throw new ResponseError(
+        ErrorCodes.InvalidRequest,
+        `protocol version ${String(version)} is not supported: this runtime speaks version ${PROTOCOL_VERSION}; update the extension and the runtime together`,
+      );
     }
     // An initialize with bad parameters is refused without touching one already under way; among
     // valid ones, the order of arrival decides which is the newest, whatever its checks take.
     const params = readParams('initialize', raw, INITIALIZE);
     const ticket = ++initializes;
     if (params.cacheDir !== undefined) await checkCacheDir(params.cacheDir);
-    if (ticket !== initializes || closing) throw new ResponseError(RuntimeErrorCodes.Cancelled, 'superseded by a newer initialize or shutdown while its parameters were checked');
+    if (ticket !== initializes || closing)
+      throw new ResponseError(
+        RuntimeErrorCodes.Cancelled,
+        'superseded by a newer initialize or shutdown while its parameters were checked',
+      );
     const previous = retire(`superseded by a newer initialize (${params.model})`);
     const mine = generation;
     const current = () => mine === generation && !closing;
@@ -171,7 +187,10 @@ export function startRpcServer(input: Readable, output: Writable, options: RpcSe
       } catch (err) {
         if (!current()) throw new ResponseError(RuntimeErrorCodes.Cancelled, 'superseded while loading');
         log('error', (err as Error).message);
-        throw new ResponseError(err instanceof DeviceUnavailableError ? RuntimeErrorCodes.DeviceUnavailable : RuntimeErrorCodes.ModelLoadFailed, (err as Error).message);
+        throw new ResponseError(
+          err instanceof DeviceUnavailableError ? RuntimeErrorCodes.DeviceUnavailable : RuntimeErrorCodes.ModelLoadFailed,
+          (err as Error).message,
+        );
       } finally {
         loading--;
       }
@@ -212,7 +231,8 @@ export function startRpcServer(input: Readable, output: Writable, options: RpcSe
     const controller = new AbortController();
     const subscription = token.onCancellationRequested(() => controller.abort());
     try {
-      const onText = partial === undefined ? undefined : (delta: string) => quietly(() => connection.sendProgress(PartialResult, partial, { delta }));
+      const onText =
+        partial === undefined ? undefined : (delta: string) => quietly(() => connection.sendProgress(PartialResult, partial, { delta }));
       return await live.generate(request, onText, controller.signal);
     } catch (err) {
       throw toResponseError(err);
@@ -223,11 +243,19 @@ export function startRpcServer(input: Readable, output: Writable, options: RpcSe
 
   connection.onRequest(Complete, (raw, token) => {
     const p = readParams(Complete.method, raw, COMPLETE);
-    return run({ prompt: p.prefix, options: p.options, priority: 'inline', documentId: p.documentId, maxPromptTokens: p.maxContextTokens }, token, p.partialResultToken);
+    return run(
+      { prompt: p.prefix, options: p.options, priority: 'inline', documentId: p.documentId, maxPromptTokens: p.maxContextTokens },
+      token,
+      p.partialResultToken,
+    );
   });
   connection.onRequest(Warm, async (raw: WarmParams, token): Promise<WarmResult> => {
     const p = readParams(Warm.method, raw, WARM);
-    const r = await run({ prompt: p.prefix, options: p.options, priority: 'warm', documentId: p.documentId, maxPromptTokens: p.maxContextTokens }, token, undefined);
+    const r = await run(
+      { prompt: p.prefix, options: p.options, priority: 'warm', documentId: p.documentId, maxPromptTokens: p.maxContextTokens },
+      token,
+      undefined,
+    );
     return { promptTokens: r.promptTokens, reusedTokens: r.reusedTokens, prefillMs: r.timings.prefillMs };
   });
   const generationRequest = (method: string, priority: Priority) => (raw: GenerateParams, token: CancellationToken) => {
@@ -241,7 +269,8 @@ export function startRpcServer(input: Readable, output: Writable, options: RpcSe
   const task = async <R extends TaskRequest>(request: R, token: CancellationToken): Promise<TaskResults[R['task']]> => {
     const live = await currentEngine();
     if (!live) throw new ResponseError(RuntimeErrorCodes.NotInitialized, 'no model is loaded: send initialize first');
-    const method = live[request.task]?.bind(live) as ((params: R['params'], signal: AbortSignal) => Promise<TaskResults[R['task']]>) | undefined;
+    const method = live[request.task]?.bind(live) as
+      ((params: R['params'], signal: AbortSignal) => Promise<TaskResults[R['task']]>) | undefined;
     if (!method) throw toResponseError(new WrongModelTypeError(`this engine cannot ${request.task}: it needs a model run by this runtime`));
     const controller = new AbortController();
     const subscription = token.onCancellationRequested(() => controller.abort());
@@ -268,7 +297,16 @@ export function startRpcServer(input: Readable, output: Writable, options: RpcSe
 
   connection.onRequest(Status, async () => {
     const live = engine;
-    if (!live) return { info: undefined, rssBytes: process.memoryUsage().rss, recentTokensPerSecond: undefined, lastLatencyMs: undefined, queued: emptyQueue(), running: 0, prefixCache: emptyPrefixCache() };
+    if (!live)
+      return {
+        info: undefined,
+        rssBytes: process.memoryUsage().rss,
+        recentTokensPerSecond: undefined,
+        lastLatencyMs: undefined,
+        queued: emptyQueue(),
+        running: 0,
+        prefixCache: emptyPrefixCache(),
+      };
     return live.status();
   });
 
@@ -342,7 +380,9 @@ function screen(value: unknown, reply: (message: unknown) => void, malformed: (r
     return undefined;
   }
   if (!isObject(value)) {
-    reply(error(null, ErrorCodes.InvalidRequest, `a message must be a JSON object (a request, notification or response), got ${kindOf(value)}`));
+    reply(
+      error(null, ErrorCodes.InvalidRequest, `a message must be a JSON object (a request, notification or response), got ${kindOf(value)}`),
+    );
     return undefined;
   }
   const { id, method } = value;
@@ -374,7 +414,8 @@ function screen(value: unknown, reply: (message: unknown) => void, malformed: (r
   } else if (Array.isArray(params)) {
     return invalidParams(`${method} takes its parameters by name, in an object, not in an array`);
   }
-  if (method === '$/cancelRequest' && !(isObject(params) && isId(params.id))) return invalidParams('$/cancelRequest needs `params.id`, the id of the request to cancel');
+  if (method === '$/cancelRequest' && !(isObject(params) && isId(params.id)))
+    return invalidParams('$/cancelRequest needs `params.id`, the id of the request to cancel');
   const message: Record<string, unknown> = { jsonrpc: '2.0', method };
   if (id !== undefined) message.id = id;
   if (params !== undefined) message.params = params;
@@ -427,17 +468,35 @@ function field<T>(expected: string, ok: (v: unknown) => boolean): { required: Fi
 
 const MAX_NAME = 4096;
 
-const int = (min: number, max: number) => field<number>(`an integer >= ${min} and <= ${max}`, (v) => typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max);
-const num = (expected: string, ok: (n: number) => boolean) => field<number>(expected, (v) => typeof v === 'number' && Number.isFinite(v) && ok(v));
+const int = (min: number, max: number) =>
+  field<number>(`an integer >= ${min} and <= ${max}`, (v) => typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max);
+const num = (expected: string, ok: (n: number) => boolean) =>
+  field<number>(expected, (v) => typeof v === 'number' && Number.isFinite(v) && ok(v));
 const anyText = field<string>('a string', (v) => typeof v === 'string');
 /** An identifier or a path: not empty, no NUL, at most MAX_NAME characters. */
-const name = (what: string) => field<string>(`${what} (a non-empty string of at most ${MAX_NAME} characters, without NUL)`, (v) => typeof v === 'string' && v !== '' && v.length <= MAX_NAME && !v.includes('\0'));
+const name = (what: string) =>
+  field<string>(
+    `${what} (a non-empty string of at most ${MAX_NAME} characters, without NUL)`,
+    (v) => typeof v === 'string' && v !== '' && v.length <= MAX_NAME && !v.includes('\0'),
+  );
 const oneOf = <T extends string>(values: readonly T[]) =>
-  field<T>(values.length === 2 ? `${JSON.stringify(values[0])} or ${JSON.stringify(values[1])}` : `one of ${values.map((x) => JSON.stringify(x)).join(', ')}`, (v) => (values as readonly unknown[]).includes(v));
-const progressToken = field<ProgressToken>(`a string of at most ${MAX_NAME} characters or an integer`, (v) => (typeof v === 'string' && v.length <= MAX_NAME) || (typeof v === 'number' && Number.isSafeInteger(v)));
+  field<T>(
+    values.length === 2
+      ? `${JSON.stringify(values[0])} or ${JSON.stringify(values[1])}`
+      : `one of ${values.map((x) => JSON.stringify(x)).join(', ')}`,
+    (v) => (values as readonly unknown[]).includes(v),
+  );
+const progressToken = field<ProgressToken>(
+  `a string of at most ${MAX_NAME} characters or an integer`,
+  (v) => (typeof v === 'string' && v.length <= MAX_NAME) || (typeof v === 'number' && Number.isSafeInteger(v)),
+);
 
 /** The method's parameters, each read by its field; a parameter the method does not take is refused. */
-function readParams<S extends Record<string, Field<unknown>>>(method: string, params: unknown, spec: S): { [K in keyof S]: ReturnType<S[K]> } {
+function readParams<S extends Record<string, Field<unknown>>>(
+  method: string,
+  params: unknown,
+  spec: S,
+): { [K in keyof S]: ReturnType<S[K]> } {
   const given = params ?? {};
   if (!isObject(given)) throw invalidParam(`${method} takes its parameters by name, in an object, got ${kindOf(given)}`);
   for (const key of Object.keys(given)) {
@@ -470,7 +529,10 @@ const INITIALIZE = {
   threads: threadsField,
   cacheDir: name('a folder for converted models').optional,
   queueLimit: int(1, 1024).optional,
-  prefixCacheMiB: num(`a number of MiB >= 0 and <= ${2 ** 20} (0 keeps no prefix states; leave it out for the automatic size)`, (n) => n >= 0 && n <= 2 ** 20).optional,
+  prefixCacheMiB: num(
+    `a number of MiB >= 0 and <= ${2 ** 20} (0 keeps no prefix states; leave it out for the automatic size)`,
+    (n) => n >= 0 && n <= 2 ** 20,
+  ).optional,
   contextTokens: int(1, MAX_TOKENS).optional,
 };
 
@@ -489,7 +551,7 @@ const sampling: Field<SamplingOptions> = (v, key) => {
 };
 
 const COMPLETE = {
-  documentId: name('the document\'s id').required,
+  documentId: name("the document's id").required,
   prefix: anyText.required,
   suffix: anyText.optional,
   maxContextTokens: int(1, MAX_TOKENS).optional,
@@ -497,7 +559,7 @@ const COMPLETE = {
   partialResultToken: progressToken.optional,
 };
 const WARM = {
-  documentId: name('the document\'s id').required,
+  documentId: name("the document's id").required,
   prefix: anyText.required,
   maxContextTokens: int(1, MAX_TOKENS).optional,
   options: sampling,
@@ -521,9 +583,21 @@ const EMBED = { text: anyText.required, pooling: oneOf(['mean', 'last'] as const
 // Kernel pseudo file systems (statfs f_type): they hold no files, and creating folders in them
 // ranges from failing oddly (recursive mkdir under /proc/self spun forever) to creating cgroups.
 const PSEUDO_FILE_SYSTEMS: Record<number, string> = {
-  0x9fa0: 'proc', 0x62656572: 'sysfs', 0x27e0eb: 'cgroup', 0x63677270: 'cgroup2', 0x64626720: 'debugfs', 0x74726163: 'tracefs',
-  0x73636673: 'securityfs', 0x1cd1: 'devpts', 0xcafe4a11: 'bpf', 0x6165676c: 'pstore', 0xde5e81e4: 'efivarfs', 0x62656570: 'configfs',
-  0xf97cff8c: 'selinuxfs', 0x65735543: 'fusectl', 0x19800202: 'mqueue',
+  0x9fa0: 'proc',
+  0x62656572: 'sysfs',
+  0x27e0eb: 'cgroup',
+  0x63677270: 'cgroup2',
+  0x64626720: 'debugfs',
+  0x74726163: 'tracefs',
+  0x73636673: 'securityfs',
+  0x1cd1: 'devpts',
+  0xcafe4a11: 'bpf',
+  0x6165676c: 'pstore',
+  0xde5e81e4: 'efivarfs',
+  0x62656570: 'configfs',
+  0xf97cff8c: 'selinuxfs',
+  0x65735543: 'fusectl',
+  0x19800202: 'mqueue',
 };
 
 /**
@@ -543,7 +617,10 @@ async function checkCacheDir(dir: string): Promise<void> {
   }
   const type = (await statfs(probe).catch(() => undefined))?.type;
   const pseudo = type === undefined ? undefined : PSEUDO_FILE_SYSTEMS[type];
-  if (pseudo) throw invalidParam(`\`cacheDir\` cannot hold converted models: ${probe} is on the kernel's ${pseudo} file system; give a folder on a disk, or leave it out for ~/.cache/opt-complete`);
+  if (pseudo)
+    throw invalidParam(
+      `\`cacheDir\` cannot hold converted models: ${probe} is on the kernel's ${pseudo} file system; give a folder on a disk, or leave it out for ~/.cache/opt-complete`,
+    );
 }
 
 function toResponseError(err: unknown): ResponseError<void> {

@@ -63,11 +63,16 @@ export async function readTokenizerFiles(dir: string): Promise<TokenizerFiles> {
   const added = new AddedTokens(model.vocab, model.tokens.length, (model.pipeline.added_tokens ?? []) as AddedTokenJson[]);
   for (const [id, value] of Object.entries(objectField(config, 'added_tokens_decoder', configFile))) {
     const token = tokenSpec(value, configFile, `added_tokens_decoder[${quote(id)}]`);
-    if (!/^\d+$/.test(id) || !isId(Number(id)) || !token) throw new CheckpointError(configFile, `added_tokens_decoder has a bad entry for id ${quote(id)}`);
+    if (!/^\d+$/.test(id) || !isId(Number(id)) || !token)
+      throw new CheckpointError(configFile, `added_tokens_decoder has a bad entry for id ${quote(id)}`);
     added.add(token, value.special === true, Number(id));
   }
   for (const [content, id] of Object.entries(addedJson ?? {})) {
-    if (!isId(id)) throw new CheckpointError(addedFile, `added_tokens.json gives ${quote(content)} the id ${brief(id)}, not an integer id from 0 to ${MAX_TOKEN_ID}`);
+    if (!isId(id))
+      throw new CheckpointError(
+        addedFile,
+        `added_tokens.json gives ${quote(content)} the id ${brief(id)}, not an integer id from 0 to ${MAX_TOKEN_ID}`,
+      );
     added.add({ content }, false, id as number);
   }
   // special_tokens_map.json wins over tokenizer_config.json, as in transformers' from_pretrained.
@@ -84,7 +89,9 @@ export async function readTokenizerFiles(dir: string): Promise<TokenizerFiles> {
   if (model.text === undefined) {
     // GPT2Tokenizer's add_bos_token defaults to false; a folder without tokenizer_config.json is taken to be OPT's (true).
     const addBos = config === undefined || config.add_bos_token === true;
-    pipeline.post_processor = addBos ? bosTemplate(bos.content, bos.id) : { type: 'ByteLevel', add_prefix_space: true, trim_offsets: false, use_regex: true };
+    pipeline.post_processor = addBos
+      ? bosTemplate(bos.content, bos.id)
+      : { type: 'ByteLevel', add_prefix_space: true, trim_offsets: false, use_regex: true };
   }
   // GPT2TokenizerFast forces its add_prefix_space argument (default false) onto tokenizer.json's ByteLevel pre-tokenizer.
   const preTokenizer = pipeline.pre_tokenizer as Json | null | undefined;
@@ -172,7 +179,11 @@ class AddedTokens {
   /** The first added token of each content, as list.find would return it, without a scan per token. */
   private readonly byContent = new Map<string, AddedTokenJson>();
 
-  constructor(private readonly vocab: Record<string, number>, vocabEnd: number, base: AddedTokenJson[]) {
+  constructor(
+    private readonly vocab: Record<string, number>,
+    vocabEnd: number,
+    base: AddedTokenJson[],
+  ) {
     this.list = base;
     // A loop, not Math.max(...ids): a spread of 200k added tokens overflows the stack.
     this.nextId = vocabEnd;
@@ -198,7 +209,10 @@ class AddedTokens {
   }
 }
 
-interface TokenSpec { content: string; options?: TokenOptions }
+interface TokenSpec {
+  content: string;
+  options?: TokenOptions;
+}
 
 /** A special token as the config files write it: a string, an AddedToken dict, or null. */
 function tokenSpec(value: unknown, file: string, key: string): TokenSpec | undefined {
@@ -208,7 +222,12 @@ function tokenSpec(value: unknown, file: string, key: string): TokenSpec | undef
     const v = value as Json;
     return {
       content: v.content as string,
-      options: { single_word: v.single_word === true, lstrip: v.lstrip === true, rstrip: v.rstrip === true, normalized: v.normalized !== false },
+      options: {
+        single_word: v.single_word === true,
+        lstrip: v.lstrip === true,
+        rstrip: v.rstrip === true,
+        normalized: v.normalized !== false,
+      },
     };
   }
   throw new CheckpointError(file, `${key} must be a string or an object with a "content" string, got ${brief(value)}`);
@@ -277,7 +296,11 @@ function indexVocab(vocab: Record<string, unknown>, file: string): string[] {
   const tokens: string[] = [];
   for (const token in vocab) {
     const id = vocab[token];
-    if (!isId(id)) throw new CheckpointError(file, `${basename(file)} maps ${quote(token)} to ${brief(id)}, not to an integer id from 0 to ${MAX_TOKEN_ID}`);
+    if (!isId(id))
+      throw new CheckpointError(
+        file,
+        `${basename(file)} maps ${quote(token)} to ${brief(id)}, not to an integer id from 0 to ${MAX_TOKEN_ID}`,
+      );
     tokens[id] = token;
   }
   if (tokens.length === 0) throw new CheckpointError(file, `${basename(file)} has an empty vocabulary`);
@@ -295,17 +318,25 @@ function isId(value: unknown): value is number {
 function checkTokenizerJson(pipeline: Json, file: string): Record<string, number> {
   const model = pipeline.model as Json | undefined;
   if (typeof model !== 'object' || model === null || (model.type ?? 'BPE') !== 'BPE') {
-    throw new CheckpointError(file, `tokenizer.json holds a ${String((model as Json | undefined)?.type)} model, not BPE`, 'OPT uses GPT-2 byte-level BPE');
+    throw new CheckpointError(
+      file,
+      `tokenizer.json holds a ${String((model as Json | undefined)?.type)} model, not BPE`,
+      'OPT uses GPT-2 byte-level BPE',
+    );
   }
   const decoder = pipeline.decoder as Json | null | undefined;
   if (decoder?.type !== 'ByteLevel') {
-    throw new CheckpointError(file, `tokenizer.json's decoder is ${brief(decoder?.type ?? null)}, not ByteLevel`, 'OPT uses GPT-2 byte-level BPE');
+    throw new CheckpointError(
+      file,
+      `tokenizer.json's decoder is ${brief(decoder?.type ?? null)}, not ByteLevel`,
+      'OPT uses GPT-2 byte-level BPE',
+    );
   }
   if (typeof model.vocab !== 'object' || model.vocab === null || Array.isArray(model.vocab)) {
     throw new CheckpointError(file, 'tokenizer.json has no model.vocab object');
   }
   if ((model.continuing_subword_prefix ?? '') !== '' || (model.end_of_word_suffix ?? '') !== '') {
-    throw new CheckpointError(file, 'tokenizer.json\'s BPE has a subword prefix or suffix', 'OPT uses GPT-2 byte-level BPE');
+    throw new CheckpointError(file, "tokenizer.json's BPE has a subword prefix or suffix", 'OPT uses GPT-2 byte-level BPE');
   }
   const vocab = model.vocab as Record<string, number>;
   if (!Array.isArray(model.merges)) throw new CheckpointError(file, 'tokenizer.json has no model.merges list');
@@ -342,7 +373,10 @@ function checkTemplates(processor: unknown, file: string): void {
   for (const piece of [p.single, p.pair].flatMap((template) => (Array.isArray(template) ? template : []))) {
     const name = (piece as { SpecialToken?: { id?: unknown } } | null)?.SpecialToken?.id;
     if (name !== undefined && (typeof name !== 'string' || !Object.hasOwn(defined, name))) {
-      throw new CheckpointError(file, `tokenizer.json's post-processor template uses ${brief(name)}, which its special_tokens do not define`);
+      throw new CheckpointError(
+        file,
+        `tokenizer.json's post-processor template uses ${brief(name)}, which its special_tokens do not define`,
+      );
     }
   }
 }
@@ -362,7 +396,11 @@ function objectField(obj: Json | undefined, key: string, file: string): Record<s
 }
 
 /** The tokenizer's own files may be tens of MB; the config files beside them are small. */
-const CAPS: Readonly<Record<string, number>> = { 'vocab.json': TOKENIZER_FILE_CAP, 'merges.txt': TOKENIZER_FILE_CAP, 'tokenizer.json': TOKENIZER_FILE_CAP };
+const CAPS: Readonly<Record<string, number>> = {
+  'vocab.json': TOKENIZER_FILE_CAP,
+  'merges.txt': TOKENIZER_FILE_CAP,
+  'tokenizer.json': TOKENIZER_FILE_CAP,
+};
 
 async function readOptional(dir: string, name: string): Promise<string | undefined> {
   return (await readModelText(dir, name, CAPS[name] ?? CONFIG_FILE_CAP))?.text;
