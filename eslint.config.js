@@ -1,7 +1,7 @@
 // ESLint (flat config): eslint's and typescript-eslint's recommended rules, without type information
 // (the whole repository lints in seconds), adjusted where this codebase differs on purpose; and the
 // import boundaries between the three folders (README, Architecture) as errors, which
-// test/boundaries.test.ts proves fire.
+// test/protocol/boundaries.unit.test.ts proves fire.
 import js from '@eslint/js';
 import { defineConfig, globalIgnores } from 'eslint/config';
 import globals from 'globals';

@@ -3,44 +3,19 @@
 // and `opt serve` as processes, the extension against a real runtime, fuzzing, parity on bigger
 // models). test/e2e/ is neither: `npm run test:e2e` runs it in VS Code.
 //
-// A test file is a unit test when it is named *.unit.test.ts or listed in UNIT below (the list holds
-// the files that predate the convention); every other test/**/*.test.ts is an integration test, so a
-// new file runs somewhere whatever its name. Extra arguments go to `node --test`
+// Tests live in a folder per layer (test/protocol, test/runtime, test/extension, test/bench), named
+// after the module they test. A test file is a unit test when it is named *.unit.test.ts; every
+// other test/**/*.test.ts is an integration test, so a new file runs somewhere whatever its name. Extra arguments go to `node --test`
 // (e.g. --test-name-pattern). Usage: node scripts/test-suite.mjs unit|integration [node --test options]
 
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
-
-/** The unit tests not (yet) named *.unit.test.ts. */
-const UNIT = [
-  'test/boundaries.test.ts',
-  'test/completionQuality.test.ts',
-  'test/extensionCompletionLogic.test.ts',
-  'test/extensionDebugState.test.ts',
-  'test/extensionModels.test.ts',
-  'test/generate.test.ts',
-  'test/generationConfig.test.ts',
-  'test/headsMath.test.ts',
-  'test/logitsProcessors.test.ts',
-  'test/memory.test.ts',
-  'test/naiveOpt.test.ts',
-  'test/prefixCache.test.ts',
-  'test/protocolErrors.test.ts',
-  'test/sampling.test.ts',
-  'test/trainedFixtures.test.ts',
-];
 
 const repo = resolve(import.meta.dirname, '..');
 const [suite, ...nodeArgs] = process.argv.slice(2);
 if (suite !== 'unit' && suite !== 'integration') {
   console.error('usage: node scripts/test-suite.mjs unit|integration [node --test options]');
-  process.exit(2);
-}
-
-const missing = UNIT.filter((file) => !existsSync(join(repo, file)));
-if (missing.length > 0) {
-  console.error(`scripts/test-suite.mjs lists unit tests that do not exist (moved or renamed?): ${missing.join(', ')}`);
   process.exit(2);
 }
 
@@ -52,7 +27,7 @@ const all = readdirSync(join(repo, 'test'), { recursive: true, encoding: 'utf8' 
   )
   .filter((file) => file.endsWith('.test.ts') && !file.startsWith('test/e2e/'))
   .sort();
-const isUnit = (file) => file.endsWith('.unit.test.ts') || UNIT.includes(file);
+const isUnit = (file) => file.endsWith('.unit.test.ts');
 const files = all.filter((file) => isUnit(file) === (suite === 'unit'));
 
 // One file at a time, as before the split: some tests measure time per step, and the integration

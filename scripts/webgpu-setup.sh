@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs a software Vulkan driver so onnxruntime's WebGPU provider (Dawn) finds an adapter on a
-# machine without a GPU, and test/deviceWebgpu.test.ts runs the real WebGPU path instead of
+# machine without a GPU, and test/runtime/deviceWebgpu.test.ts runs the real WebGPU path instead of
 # skipping: Mesa's lavapipe from bookworm-backports (Mesa ≥ 24; Debian 12's own 22.3 is refused by
 # Dawn: "Vulkan shaderUniform*ArrayDynamicIndexing required"). Idempotent. A machine where this
 # cannot install (no root, no Debian mirror) only loses that test, which then skips with the reason.

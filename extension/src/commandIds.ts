@@ -1,5 +1,5 @@
 // Every command this extension contributes or calls, by id (package.json declares the same ids;
-// test/extensionManifest.test.ts checks that they match).
+// test/extension/manifest.test.ts checks that they match).
 
 export const Commands = {
   toggleInline: 'optComplete.toggle',

@@ -1,7 +1,7 @@
 // The extension's settings by name, split the way rust-analyzer's Config splits them: those the
 // runtime (or the remote engine) is started with, whose change restarts it, and those read at each
 // use, which apply at once; how each is read (SETTING_RULES; the defaults are package.json's alone);
-// and the pure derivations config.ts hands out. No vscode import; test/extensionManifest.test.ts
+// and the pure derivations config.ts hands out. No vscode import; test/extension/manifest.test.ts
 // checks these lists and rules against package.json.
 
 import { SAMPLING_SETTINGS, SAMPLING_SPEC, type SamplingOptionSpec, type SamplingSettingKey } from '../../protocol/sampling.js';

@@ -1,6 +1,6 @@
 // End-to-end test, in real VS Code (code-server + headless Chromium, see harness.ts), of what the
 // editor shows when the GPU the user chose does not start: optComplete.device is "webgpu" and the
-// Vulkan loader is pointed (VK_ICD_FILENAMES / VK_DRIVER_FILES, as test/device.test.ts does) at a
+// Vulkan loader is pointed (VK_ICD_FILENAMES / VK_DRIVER_FILES, as test/runtime/device.test.ts does) at a
 // driver manifest whose library does not exist, so WebGPU really fails inside onnxruntime and the
 // runtime falls back to the CPU. The editor must say so once — a warning with "Choose Device…" and
 // "Show Log", the reason in the status bar item's "Device" row — not again when the runtime
