@@ -6,7 +6,7 @@
 // Legend: B batch, S new tokens, P cached tokens, T = P + S, H heads, hd head dim, V vocab rows, K kept positions.
 
 import { UsageError } from '../../protocol/errors.js';
-import { CACHE_DIM, type KvCacheLayout } from './onnx/optGraph.js';
+import { CACHE_DIM, type KvCacheLayout, kvName, pastKey, presentKey, presentValue } from './onnx/optGraph.js';
 import { type ModelSession, Tensor } from './session.js';
 
 export interface DecoderShape {
@@ -80,7 +80,7 @@ export class OptDecoder {
     readonly shape: DecoderShape,
   ) {
     const inputs = new Set(_session.inputNames);
-    for (const required of ['input_ids', 'attention_mask', 'past_key_values.0.key']) {
+    for (const required of ['input_ids', 'attention_mask', pastKey(0)]) {
       if (!inputs.has(required))
         throw new UsageError(
           `the ONNX model has no "${required}" input: it is not an OPT decoder with a KV cache (inputs: ${[...inputs].join(', ')})`,
@@ -91,11 +91,11 @@ export class OptDecoder {
     this._hasCacheBranch = inputs.has('use_cache_branch');
     // float16: an fp16 graph's cache, or a float32 graph's append cache built with kvDtype 'fp16'
     // (its new_key_values outputs are then float16 too, written into the Uint16Array buffers as is).
-    const kvType = _session.inputTypes['past_key_values.0.key'];
+    const kvType = _session.inputTypes[pastKey(0)];
     if (kvType !== 'float32' && kvType !== 'float16')
       throw new UsageError(`the ONNX model's KV cache is ${kvType}; expected float32 or float16`);
     this._kvType = kvType;
-    const dim = _session.inputShapes['past_key_values.0.key']?.[2];
+    const dim = _session.inputShapes[pastKey(0)]?.[2];
     this.cacheLayout = dim === CACHE_DIM.append ? 'append' : dim === CACHE_DIM.inplace ? 'inplace' : 'concat';
     if (this.cacheLayout === 'append' && !_session.outputNames.includes('new_key_values.0.key')) {
       throw new UsageError('the ONNX model takes a cache buffer but returns no new_key_values outputs: rebuild it with this runtime');
@@ -132,7 +132,7 @@ export class OptDecoder {
       for (const [j, kind] of (['key', 'value'] as const).entries()) {
         // An empty append buffer is not read: attention runs over the new tokens alone.
         const fed = append && p === 0 ? undefined : (cache?.tensors[2 * i + j] ?? x.past?.tensors[2 * i + j]);
-        feeds[`past_key_values.${i}.${kind}`] = fed ?? emptyKv(kvType, b, numHeads, 0, headDim);
+        feeds[kvName('past_key_values', i, kind)] = fed ?? emptyKv(kvType, b, numHeads, 0, headDim);
       }
     }
     if (this._hasKeepInput) feeds.num_logits_to_keep = new Tensor('int64', BigInt64Array.of(BigInt(keep)), []);
@@ -149,8 +149,8 @@ export class OptDecoder {
         fetches.logits = new Tensor('float32', x.logitsBuffer.subarray(0, b * keep * vocabSize), [b, keep, vocabSize]);
       for (let i = 0; i < numLayers; i++) {
         for (const [j, kind] of (['key', 'value'] as const).entries()) {
-          if (append) fetches[`new_key_values.${i}.${kind}`] = null;
-          else fetches[`present.${i}.${kind}`] = cache?.tensors[2 * i + j] ?? null;
+          if (append) fetches[kvName('new_key_values', i, kind)] = null;
+          else fetches[kvName('present', i, kind)] = cache?.tensors[2 * i + j] ?? null;
         }
       }
     }
@@ -162,14 +162,14 @@ export class OptDecoder {
       if (append) {
         for (let i = 0; i < numLayers; i++) {
           for (const [j, kind] of (['key', 'value'] as const).entries()) {
-            writePositions(out[`new_key_values.${i}.${kind}`]!, cache.tensors[2 * i + j]!, b * numHeads, s, p, cache.capacity, headDim);
+            writePositions(out[kvName('new_key_values', i, kind)]!, cache.tensors[2 * i + j]!, b * numHeads, s, p, cache.capacity, headDim);
           }
         }
       }
       present = { ...cache, length: t };
     } else {
       const tensors: Tensor[] = [];
-      for (let i = 0; i < numLayers; i++) tensors.push(out[`present.${i}.key`]!, out[`present.${i}.value`]!);
+      for (let i = 0; i < numLayers; i++) tensors.push(out[presentKey(i)]!, out[presentValue(i)]!);
       present = { batch: b, length: t, capacity: t, tensors };
     }
 

@@ -9,7 +9,7 @@ import { OptDecoder } from './decoder.js';
 import { CheckpointError } from './errors.js';
 import { UsageError } from '../../protocol/errors.js';
 import { availableMemoryBytes, describeNeed, gib, memoryNeed } from './memory.js';
-import type { GraphDtype, KvCacheLayout, OptGraphOptions } from './onnx/optGraph.js';
+import { type GraphDtype, type KvCacheLayout, type OptGraphOptions, presentKey, presentValue } from './onnx/optGraph.js';
 import { createSessionForDevice } from './device/open.js';
 import { probeDevices } from './device/probe.js';
 import { type DevicePlan, type ExecutionDevice, fitModelToDevices, planDevices } from './device/select.js';
@@ -197,7 +197,7 @@ export function convertGraphOptions(config: OptConfig, options: LoadOptions): Pi
 /** The present outputs a GPU session keeps in device memory (applied on WebGPU only, see session.ts). */
 function cacheOnDevice(layers: number): Record<string, 'gpu-buffer'> {
   const out: Record<string, 'gpu-buffer'> = {};
-  for (let i = 0; i < layers; i++) out[`present.${i}.key`] = out[`present.${i}.value`] = 'gpu-buffer';
+  for (let i = 0; i < layers; i++) out[presentKey(i)] = out[presentValue(i)] = 'gpu-buffer';
   return out;
 }
 

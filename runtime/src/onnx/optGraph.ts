@@ -136,14 +136,18 @@ const FP32_MIN = -3.4028234663852886e38; // torch.finfo(float32).min, HF's mask 
 
 export const OPSETS = { '': 17, [MS]: 1 };
 
-/** Graph input/output names shared with Optimum / transformers.js exports. */
-export const pastKey = (i: number) => `past_key_values.${i}.key`;
-export const pastValue = (i: number) => `past_key_values.${i}.value`;
-export const presentKey = (i: number) => `present.${i}.key`;
-export const presentValue = (i: number) => `present.${i}.value`;
-/** The append layout's outputs: this step's keys and values only. */
-export const newKey = (i: number) => `new_key_values.${i}.key`;
-export const newValue = (i: number) => `new_key_values.${i}.value`;
+/**
+ * Graph input/output names shared with Optimum / transformers.js exports. A KV tensor is the cache
+ * fed in, the whole cache returned (concat, inplace), or this step's positions only (append).
+ */
+export const kvName = (io: 'past_key_values' | 'present' | 'new_key_values', layer: number, kind: 'key' | 'value') =>
+  `${io}.${layer}.${kind}`;
+export const pastKey = (i: number) => kvName('past_key_values', i, 'key');
+export const pastValue = (i: number) => kvName('past_key_values', i, 'value');
+export const presentKey = (i: number) => kvName('present', i, 'key');
+export const presentValue = (i: number) => kvName('present', i, 'value');
+export const newKey = (i: number) => kvName('new_key_values', i, 'key');
+export const newValue = (i: number) => kvName('new_key_values', i, 'value');
 export const hiddenState = (i: number) => `hidden_states.${i}`;
 
 /** The KV inputs' sequence dimension, by layout: decoders recognise the layout by it. */
