@@ -12,7 +12,7 @@ import { scoreTokens } from '../../runtime/src/perplexity.js';
 import { tempDir } from '../helpers/decoderHarness.js';
 
 const TRAINED = new URL('../fixtures/trained/', import.meta.url).pathname;
-const MODELS = ['opt-target'] as const; // the draft model comes with assisted generation
+const MODELS = ['opt-target', 'opt-draft'] as const;
 const tmp = tempDir('trained');
 after(() => tmp.remove());
 
@@ -54,9 +54,23 @@ describe('trained fixtures', { timeout: 120_000 }, () => {
     });
   }
 
+  test("the draft shares the target's tokenizer and held-out files byte for byte (it can propose tokens for it)", () => {
+    for (const file of ['vocab.json', 'merges.txt', 'heldout.txt', 'special_tokens_map.json', 'tokenizer_config.json']) {
+      assert.equal(read('opt-draft', file), read('opt-target', file), file);
+    }
+    const [draft, target] = (['opt-draft', 'opt-target'] as const).map((m) => JSON.parse(read(m, 'config.json')));
+    assert.equal(draft.vocab_size, target.vocab_size);
+    assert.ok(
+      draft.num_hidden_layers * draft.hidden_size < target.num_hidden_layers * target.hidden_size,
+      'the draft is the smaller model',
+    );
+  });
+
   test('training took: held-out loss far below chance', () => {
-    const vocab = JSON.parse(read('opt-target', 'config.json')).vocab_size as number;
-    const loss = log('opt-target').final.heldout_loss;
-    assert.ok(loss < Math.log(vocab) / 2, `held-out loss ${loss} nats vs chance ${Math.log(vocab).toFixed(2)}`);
+    for (const m of MODELS) {
+      const vocab = JSON.parse(read(m, 'config.json')).vocab_size as number;
+      const loss = log(m).final.heldout_loss;
+      assert.ok(loss < Math.log(vocab) / 2, `${m}: held-out loss ${loss} nats vs chance ${Math.log(vocab).toFixed(2)}`);
+    }
   });
 });
