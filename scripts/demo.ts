@@ -1,10 +1,11 @@
 // The README's main job on a fresh, offline machine: make a small random OPT checkpoint with the
 // project's fixture generator (real Hugging Face layout, GPT-2's real BPE files), then run the
 // `opt` CLI on it: tokenize, convert, last-position logits, and streamed generation. Then the
-// perplexity of this project's README under the trained fixture (test/fixtures/trained/opt-target).
+// trained fixture (test/fixtures/trained/opt-target): ghost text on held-out code, and the
+// perplexity of this project's README.
 
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { writeOptCheckpoint } from '../test/fixtures/optCheckpoint.js';
 
 const dir = process.argv[2] ?? '.cache/demo-model';
@@ -39,7 +40,32 @@ for (const args of [
   console.log(opt('generate', '--model', dir, text, ...args));
 }
 
-// The trained fixture (an OPT model trained here on code and prose): perplexity of this project's README.
+// The trained fixture (an OPT model trained here on code and prose): ghost text on a file it never
+// saw (held out from its training: heldout.txt beside it), greedy, as the editor runs it mid-line.
 const trained = 'test/fixtures/trained/opt-target';
+const heldOut = '/usr/lib/python3.11/asyncio/locks.py';
+if (existsSync(heldOut)) {
+  const lines = readFileSync(heldOut, 'utf8').split('\n');
+  const cursors: [number, number][] = [
+    [90, 23], // "        return self._lo|"
+    [103, 20], // "        if self._wai|"
+    [78, 14], // "        self._|"
+  ];
+  const prompts = cursors.map(([line, column]) => [...lines.slice(0, line), lines[line]!.slice(0, column)].join('\n'));
+  console.log(
+    `$ opt generate --model ${trained} --max-new-tokens 8 --json <${heldOut} cut at ${cursors.length} cursors>   (held out: never trained on)`,
+  );
+  const rows = JSON.parse(opt('generate', '--model', trained, '--max-new-tokens', '8', '--json', '--', ...prompts)) as {
+    generated_text: string;
+  }[];
+  for (const [i, [line, column]] of cursors.entries()) {
+    const suggestion = rows[i]!.generated_text.slice(prompts[i]!.length).split('\n')[0];
+    console.log(
+      `  line ${line + 1}: ${JSON.stringify(lines[line]!.slice(0, column))} + ${JSON.stringify(suggestion)}   (the file goes on ${JSON.stringify(lines[line]!.slice(column))})`,
+    );
+  }
+  console.log();
+}
+
 console.log(`$ opt perplexity --model ${trained} README.md`);
 console.log(JSON.stringify(JSON.parse(opt('perplexity', '--model', trained, 'README.md')), null, 2));
