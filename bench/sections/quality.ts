@@ -13,8 +13,8 @@ import type { GraphDtype } from '../../runtime/src/onnx/optGraph.js';
 import { type PerplexityResult, perplexityOfTexts } from '../../runtime/src/perplexity.js';
 import { ONNX_CACHE_DIR, ROOT, childScript } from '../lib/util.js';
 
-/** The committed trained fixtures (a draft model for assisted generation is to come). */
-export const TRAINED_MODELS = ['opt-target'] as const;
+/** The committed trained fixtures: the target, and the draft that proposes tokens for it. */
+export const TRAINED_MODELS = ['opt-target', 'opt-draft'] as const;
 export const QUALITY_DTYPES: GraphDtype[] = ['fp32', 'fp16', 'int8', 'int4'];
 const TRAINED_DIR = join(ROOT, 'test', 'fixtures', 'trained');
 
