@@ -158,6 +158,28 @@ export const SAMPLING_SPEC = {
     setting: 'generation.seed',
     doc: 'seeds the sampler (same seed, same text)',
   },
+  prompt_lookup_num_tokens: {
+    kind: { type: 'int', min: 1, max: 64 },
+    expected: 'an integer >= 1 and <= 64',
+    hfDefault: undefined,
+    off: undefined,
+    samplingOnly: false,
+    openai: null, // opt serve takes it as a server flag, as vLLM configures n-gram speculation
+    cli: 'prompt-lookup-num-tokens',
+    setting: null, // the editor's own switches: inline.promptLookup, rewrite.promptLookup
+    doc: 'prompt lookup: propose this many tokens copied from earlier in the text, verified in one pass (same text, fewer passes)',
+  },
+  max_matching_ngram_size: {
+    kind: { type: 'int', min: 1, max: 64 },
+    expected: 'an integer >= 1 and <= 64',
+    hfDefault: undefined, // transformers then uses 2
+    off: undefined,
+    samplingOnly: false,
+    openai: null,
+    cli: 'max-matching-ngram-size',
+    setting: null,
+    doc: 'prompt lookup: the longest n-gram matched (default 2)',
+  },
   stop_strings: {
     kind: { type: 'strings', maxItems: 64 },
     expected: 'an array of at most 64 non-empty strings',

@@ -15,6 +15,7 @@ import type { OptTokenizer } from '../tokenizer/optTokenizer.js';
 import { type GenerationOptions, type ResolvedGenerationOptions, resolveGenerationOptions, resolveLengths } from './generationConfig.js';
 import { createLogitsScratch, logitsPlan, processLogits } from './logitsProcessors.js';
 import { argmax, createRng, sampleCategorical } from './sampling.js';
+import { DEFAULT_MAX_MATCHING_NGRAM_SIZE, LookupBackoff, promptLookupCandidates } from './promptLookup.js';
 import { StopStringMatcher } from './stopStrings.js';
 
 /** What generation needs of a loaded model (an `OptModel` has all of it). */
@@ -46,6 +47,8 @@ export interface GeneratedSequence {
   promptTokens: number;
   reusedTokens: number;
   truncated: boolean;
+  /** With prompt lookup: model passes run after the prefill's first one included, candidates proposed and accepted. */
+  speculation?: { passes: number; proposed: number; accepted: number };
 }
 
 /** A stored KV state and the tokens it holds. */
@@ -139,7 +142,26 @@ export async function* generateStream(
   const pads = rowPrompt.map(padOf); // a row's mask: 0 over its left padding, 1 after (generated tokens included)
   const maskBuffer = new BigInt64Array(b * maxLength); // reused every step: rows written at the current width
   const stepIds = new BigInt64Array(b);
-  const logitsBuffer = new Float32Array(b * config.vocab_size); // every step's logits land here
+  // Prompt lookup needs one row and a cache that a shorter length truncates (the CPU's in-place
+  // layouts); otherwise it decodes one token per pass, as transformers does for batches.
+  const lookup =
+    o.prompt_lookup_num_tokens !== undefined && b === 1 && decoder.inPlaceCache && !prefillOnly
+      ? {
+          numTokens: o.prompt_lookup_num_tokens,
+          maxNgram: o.max_matching_ngram_size ?? DEFAULT_MAX_MATCHING_NGRAM_SIZE,
+          backoff: new LookupBackoff(),
+          stats: { passes: 1, proposed: 0, accepted: 0 },
+        }
+      : undefined;
+  if (o.prompt_lookup_num_tokens !== undefined && !lookup && !prefillOnly) {
+    onWarning?.(
+      b > 1
+        ? `prompt lookup runs one sequence at a time; these ${b} rows decode one token per pass`
+        : 'prompt lookup needs a cache kept in host memory (the CPU); this device decodes one token per pass',
+    );
+  }
+  // Every pass's logits land here: one row per sequence, or the last token and each candidate.
+  const logitsBuffer = new Float32Array(b * config.vocab_size * (lookup ? lookup.numTokens + 1 : 1));
   const plan = logitsPlan(o, promptLen);
   const vocab = Math.min(tokenizer.vocabSize, config.vocab_size); // rows past the tokenizer are never sampled
   const scratch = createLogitsScratch(vocab);
@@ -222,28 +244,80 @@ export async function* generateStream(
       return;
     }
 
+    /** Row r's next token: processed, picked, streamed; marks the row finished on EOS, a stop string or the length. */
+    const emit = function* (r: number, scores: Float32Array, length: number) {
+      processLogits(scores, tokens[r]!, length - promptLen, plan, scratch);
+      const next = o.do_sample ? sampleCategorical(scores, rng, scratch) : argmax(scores);
+      tokens[r]!.push(next);
+      let text = streams[r]!.push(next);
+      const stopAt = stops[r]!.push(text);
+      if (stopAt >= 0) text = text.slice(0, stopAt - generatedText[r]!.length); // end the text with the stop string
+      generatedText[r] += text;
+      yield { type: 'token', sequence: r, tokenId: next, text } as const;
+      if (eos.has(next)) finished[r] = 'eos';
+      else if (stopAt >= 0) finished[r] = 'stop';
+      else if (length + 1 >= maxLength) finished[r] = 'length';
+      if (finished[r]) yield { type: 'done', sequence: r, result: result(r) } as const;
+      return next;
+    };
+
+    if (lookup) {
+      // One row, prompt lookup: each pass scores the last token and the candidates after it; the
+      // tokens are picked one by one exactly as plain decoding picks them (same processors, same
+      // random draws), and a candidate counts only when it is the token picked. What follows the
+      // first miss is dropped from the cache by shortening it.
+      let cands: number[] = [];
+      for (let length = promptLen; ;) {
+        signal?.throwIfAborted();
+        let next = -1;
+        let accepted = 0;
+        for (let j = 0; j <= cands.length; j++) {
+          next = yield* emit(0, out.logits.subarray(j * config.vocab_size, j * config.vocab_size + vocab), length);
+          length++;
+          if (finished[0] || j === cands.length || next !== cands[j]) break;
+          accepted++;
+        }
+        if (cands.length > 0) {
+          lookup.backoff.record(accepted);
+          lookup.stats.proposed += cands.length;
+          lookup.stats.accepted += accepted;
+          // The pass stored the last token and every candidate; keep those up to the last accepted one.
+          fed = fed - cands.length + accepted;
+          past = { ...past!, length: fed };
+        }
+        if (finished[0]) break;
+        yield { type: 'step', length };
+        signal?.throwIfAborted();
+        cands = lookup.backoff.shouldTry()
+          ? promptLookupCandidates(tokens[0]!, lookup.maxNgram, lookup.numTokens, maxLength, eos, maxLength - length)
+          : [];
+        const ids = [next, ...cands];
+        out = await decoder.forward({
+          inputIds: BigInt64Array.from(ids, BigInt),
+          batch: 1,
+          attentionMask: fillMask(maskBuffer, pads, length + cands.length),
+          past,
+          logitsToKeep: ids.length,
+          logitsBuffer,
+          reserve: reserveFor(length + cands.length),
+        });
+        past = out.present;
+        fed = length + cands.length;
+        lookup.stats.passes++;
+      }
+      return;
+    }
+
     for (let length = promptLen; ; length++) {
       signal?.throwIfAborted();
       for (let r = 0; r < b; r++) {
-        let next = o.pad_token_id; // finished rows keep receiving padding, as in HF
-        if (!finished[r]) {
-          const scores = out.logits.subarray(r * config.vocab_size, r * config.vocab_size + vocab);
-          processLogits(scores, tokens[r]!, length - promptLen, plan, scratch);
-          next = o.do_sample ? sampleCategorical(scores, rng, scratch) : argmax(scores);
+        if (finished[r]) {
+          tokens[r]!.push(o.pad_token_id); // finished rows keep receiving padding, as in HF
+          stepIds[r] = BigInt(o.pad_token_id);
+          continue;
         }
-        tokens[r]!.push(next);
-        stepIds[r] = BigInt(next);
-        if (finished[r]) continue;
-
-        let text = streams[r]!.push(next);
-        const stopAt = stops[r]!.push(text);
-        if (stopAt >= 0) text = text.slice(0, stopAt - generatedText[r]!.length); // end the text with the stop string
-        generatedText[r] += text;
-        yield { type: 'token', sequence: r, tokenId: next, text };
-        if (eos.has(next)) finished[r] = 'eos';
-        else if (stopAt >= 0) finished[r] = 'stop';
-        else if (length + 1 >= maxLength) finished[r] = 'length';
-        if (finished[r]) yield { type: 'done', sequence: r, result: result(r) };
+        const scores = out.logits.subarray(r * config.vocab_size, r * config.vocab_size + vocab);
+        stepIds[r] = BigInt(yield* emit(r, scores, length));
       }
       if (finished.every(Boolean)) break;
       yield { type: 'step', length: length + 1 };
@@ -278,6 +352,7 @@ export async function* generateStream(
       promptTokens: encoded[p]!.length,
       reusedTokens: reused,
       truncated,
+      ...(lookup ? { speculation: { ...lookup.stats } } : {}),
     };
   }
 }
