@@ -39,6 +39,11 @@ export interface EngineResult {
   completionTokens: number;
   /** The prompt was longer than the model's positions allow and lost tokens from its start. */
   truncated: boolean;
+  /**
+   * With prompt lookup (options.prompt_lookup_num_tokens): the model passes that produced the
+   * completion (the prefill's included), and the candidates proposed and accepted.
+   */
+  speculation?: { passes: number; proposed: number; accepted: number };
   timings: { queuedMs: number; prefillMs: number; decodeMs: number };
 }
 

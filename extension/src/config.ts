@@ -154,6 +154,13 @@ export class Config {
   get rewriteMaxNewTokens(): number {
     return this._number('rewrite.maxNewTokens');
   }
+  /** Prompt lookup's candidates per pass for ghost text and for rewrites (0: off); the text is the same either way. */
+  get inlinePromptLookupTokens(): number {
+    return this._number('inline.promptLookupTokens');
+  }
+  get rewritePromptLookupTokens(): number {
+    return this._number('rewrite.promptLookupTokens');
+  }
   get debugStateFile(): string {
     return expandHome(this._value('debug.stateFile'));
   }

@@ -142,7 +142,10 @@ export class Ctx implements vscode.Disposable {
         languageId,
       },
       busy: this._busy,
-      last: inline?.source === 'engine' ? { latencyMs: inline.latencyMs, tokensPerSecond: inline.tokensPerSecond } : undefined,
+      last:
+        inline?.source === 'engine'
+          ? { latencyMs: inline.latencyMs, tokensPerSecond: inline.tokensPerSecond, tokensPerPass: inline.tokensPerPass }
+          : undefined,
       remoteError: this.engines.remoteError,
     });
     this._stateFile.schedule(this.config.debugStateFile);

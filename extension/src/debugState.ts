@@ -29,6 +29,8 @@ export interface InlineRecord {
   reusedTokens?: number;
   completionTokens?: number;
   tokensPerSecond?: number;
+  /** Prompt lookup: tokens per model pass. */
+  tokensPerPass?: number;
   finishReason?: string;
 }
 

@@ -24,7 +24,10 @@ const SCHEMES = new Set(['file', 'untitled', 'vscode-notebook-cell', 'vscode-rem
 
 /** What the warmer uses, and nothing more (main.ts wires it). */
 export interface WarmerDeps {
-  config: Pick<Config, 'engine' | 'inlineEnabledFor' | 'maxContextChars' | 'maxContextTokens' | 'inlineMaxNewTokens'>;
+  config: Pick<
+    Config,
+    'engine' | 'inlineEnabledFor' | 'maxContextChars' | 'maxContextTokens' | 'inlineMaxNewTokens' | 'inlinePromptLookupTokens'
+  >;
   engine(): CompletionEngine;
   runtimeInfo(): EngineInfo | undefined;
   onDidChangeRuntimeState: (listener: (s: RuntimeState) => void) => { dispose(): void };

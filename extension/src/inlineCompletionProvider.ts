@@ -15,6 +15,7 @@ import type { InlineCounters, InlineRecord } from './debugState.js';
 import {
   type CompletionEngine,
   type EngineInfo,
+  type SamplingOptions,
   EngineUnavailableError,
   WrongModelTypeError,
   isCancellation,
@@ -41,14 +42,21 @@ export function readCursor(
 }
 
 /** The options that decide how an inline prompt is cut to the model's positions (the warm-up sends the same). */
-export function inlinePromptOptions(config: Pick<Config, 'inlineMaxNewTokens'>): { max_new_tokens: number; do_sample: false } {
-  return { max_new_tokens: config.inlineMaxNewTokens, do_sample: false };
+export function inlinePromptOptions(config: Pick<Config, 'inlineMaxNewTokens' | 'inlinePromptLookupTokens'>): SamplingOptions {
+  const lookup = config.inlinePromptLookupTokens;
+  return { max_new_tokens: config.inlineMaxNewTokens, do_sample: false, ...(lookup > 0 ? { prompt_lookup_num_tokens: lookup } : {}) };
 }
 
 /** The settings ghost text reads (at each request, so a change applies to the next keystroke). */
 export type InlineSettings = Pick<
   Config,
-  'inlineEnabledFor' | 'maxContextChars' | 'maxContextTokens' | 'inlineMaxNewTokens' | 'inlinePolicy' | 'debounce'
+  | 'inlineEnabledFor'
+  | 'maxContextChars'
+  | 'maxContextTokens'
+  | 'inlineMaxNewTokens'
+  | 'inlinePromptLookupTokens'
+  | 'inlinePolicy'
+  | 'debounce'
 >;
 
 /** What the provider uses, and nothing more. */
@@ -145,6 +153,8 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
         reusedTokens: result.reusedTokens,
         completionTokens: result.completionTokens,
         tokensPerSecond: decodeSeconds > 0 && result.completionTokens > 1 ? (result.completionTokens - 1) / decodeSeconds : undefined,
+        // Prompt lookup: the tokens each model pass produced (1 without it).
+        tokensPerPass: result.speculation ? result.completionTokens / Math.max(1, result.speculation.passes) : undefined,
         finishReason: result.finishReason,
       });
       ctx.log.trace(
@@ -200,6 +210,7 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
       reusedTokens?: number;
       completionTokens?: number;
       tokensPerSecond?: number;
+      tokensPerPass?: number;
       finishReason?: string;
     } = {},
   ): void {

@@ -33,6 +33,7 @@ export const HOT_SETTINGS = [
   'inline.multiline',
   'inline.maxLines',
   'inline.maxNewTokens',
+  'inline.promptLookupTokens',
   'inline.maxContextChars',
   'inline.maxContextTokens',
   'inline.stopSequences',
@@ -40,6 +41,7 @@ export const HOT_SETTINGS = [
   ...SAMPLING_SETTINGS.map((s) => s.setting),
   'rewrite.templates',
   'rewrite.maxNewTokens',
+  'rewrite.promptLookupTokens',
   'debug.stateFile',
 ] as const;
 
@@ -127,6 +129,7 @@ export const SETTING_RULES = {
   'inline.multiline': oneOf(['auto', 'always', 'never']),
   'inline.maxLines': int(1, 200),
   'inline.maxNewTokens': int(1, 1024),
+  'inline.promptLookupTokens': int(0, 64),
   'inline.maxContextChars': int(16, 200_000),
   'inline.maxContextTokens': int(8, 32768),
   'inline.stopSequences': { json: 'array', accepts: (v): v is unknown[] => Array.isArray(v) },
@@ -140,6 +143,7 @@ export const SETTING_RULES = {
   /** Checked entry by entry by resolveTemplates (rewriteTemplates.ts). */
   'rewrite.templates': { json: 'array', accepts: (v): v is unknown[] => Array.isArray(v) },
   'rewrite.maxNewTokens': int(16, 2048),
+  'rewrite.promptLookupTokens': int(0, 64),
   'debug.stateFile': text,
 } as const satisfies { [K in SettingKey]: SettingRule<unknown> };
 

@@ -19,7 +19,7 @@ export interface StatusInputs {
   inline: { enabled: boolean; languageEnabled: boolean; languageId: string | undefined };
   /** A running generation or rewrite. */
   busy: string | undefined;
-  last: { latencyMs: number; tokensPerSecond: number | undefined } | undefined;
+  last: { latencyMs: number; tokensPerSecond: number | undefined; tokensPerPass?: number } | undefined;
   /** The remote engine's last error. */
   remoteError: string | undefined;
 }
@@ -127,6 +127,7 @@ export class StatusBar implements vscode.Disposable {
       if (s.last) {
         rows.push(['Last completion', `${Math.round(s.last.latencyMs)} ms`]);
         if (s.last.tokensPerSecond !== undefined) rows.push(['Speed', `${s.last.tokensPerSecond.toFixed(1)} tokens/s`]);
+        if (s.last.tokensPerPass !== undefined) rows.push(['Tokens per model pass', `${s.last.tokensPerPass.toFixed(2)} (prompt lookup)`]);
       }
       tooltip.appendMarkdown(
         `**OPT Complete: ready**\n\n| | |\n|---|---|\n${rows.map(([k, v]) => `| ${k} | ${escape(v)} |`).join('\n')}\n\n[Show log](command:${Commands.showLog})`,

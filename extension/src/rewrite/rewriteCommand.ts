@@ -65,7 +65,13 @@ export async function rewriteSelectionCommand(ctx: Ctx, preview: RewritePreview,
         {
           kind: 'rewrite',
           prompt,
-          options: { max_new_tokens: rewriteTokenBudget(original, ctx.config.rewriteMaxNewTokens), do_sample: false, stop_strings: [stop] },
+          options: {
+            max_new_tokens: rewriteTokenBudget(original, ctx.config.rewriteMaxNewTokens),
+            do_sample: false,
+            stop_strings: [stop],
+            // A rewrite copies most of its input: prompt lookup proposes it, the model verifies (same text, fewer passes).
+            ...(ctx.config.rewritePromptLookupTokens > 0 ? { prompt_lookup_num_tokens: ctx.config.rewritePromptLookupTokens } : {}),
+          },
         },
         { signal: abort.signal, onText: (_d, soFar) => soFar.includes(stop) },
       ),

@@ -261,6 +261,7 @@ export class Scheduler {
       reusedTokens: result.reusedTokens,
       completionTokens: result.tokenIds.length,
       truncated: result.truncated,
+      ...(result.speculation ? { speculation: result.speculation } : {}),
       timings,
     });
   }
