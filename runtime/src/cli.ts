@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { fileAccessError } from './errors.js';
 import type { SamplingOptions } from '../../protocol/engine.js';
 import { UsageError, kindOf } from '../../protocol/errors.js';
-import { SAMPLING_KEYS, SAMPLING_SPEC, type SamplingOptionSpec } from '../../protocol/sampling.js';
+import { SAMPLING_KEYS, SAMPLING_SPEC, type SamplingKey, type SamplingOptionSpec, validSamplingValue } from '../../protocol/sampling.js';
 import { perplexityOfTexts, readTextFile, slidingWindows } from './perplexity.js';
 import { readOptConfig } from './config.js';
 import { DTYPES, type DtypeChoice, type LoadOptions, convertGraphOptions, loadOptModel } from './model.js';
@@ -40,7 +40,8 @@ const USAGE = `usage: opt <command> [options]
 commands:
   generate  --model DIR "prompt" ${wrap([...SAMPLING_USAGE, '[--num-return-sequences N]', '[--json]'], 88, '            ')}
                                                                    streams the continuation to stdout
-  serve     --model DIR|ID [--host 127.0.0.1] [--port 8000] [--api-key KEY]
+  serve     --model DIR|ID [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--prompt-lookup-num-tokens N]
+            [--max-matching-ngram-size N]
                                                                    OpenAI-compatible /v1/completions server
   rpc                                                              the runtime process: JSON-RPC over stdio (what the editor starts)
   classify  --model DIR "text"…                                    labels and scores (OPTForSequenceClassification), as JSON
@@ -185,6 +186,18 @@ async function serveCommand(v: Values): Promise<void> {
   if (!v.model) throw new UsageError('--model is required: a folder with config.json and weights, or a Hub id such as facebook/opt-125m');
   // A bind beyond loopback without a key, or a blank key, is refused before the model loads (minutes for a large one).
   const apiKey = checkServeAccess(v.host, v['api-key'] ?? process.env.OPT_API_KEY);
+  const { prompt_lookup_num_tokens, max_matching_ngram_size, ...rest } = samplingFromFlags(v);
+  if (Object.keys(rest).length > 0) {
+    throw new UsageError(`serve takes sampling options per request (in the body), not as flags: ${Object.keys(rest).join(', ')}`);
+  }
+  const speculation = { prompt_lookup_num_tokens, max_matching_ngram_size };
+  for (const [key, value] of Object.entries(speculation)) {
+    if (value !== undefined && !validSamplingValue(key as SamplingKey, value)) {
+      throw new UsageError(
+        `--${SAMPLING_SPEC[key as SamplingKey].cli} must be ${SAMPLING_SPEC[key as SamplingKey].expected}, got ${value}`,
+      );
+    }
+  }
   const engine = await createLocalEngine({
     model: v.model,
     dtype: dtypeOf(v),
@@ -197,6 +210,7 @@ async function serveCommand(v: Values): Promise<void> {
     host: v.host,
     port: intOf(v.port, '--port', 0),
     apiKey,
+    speculation: Object.fromEntries(Object.entries(speculation).filter(([, x]) => x !== undefined)),
     log: (line) => process.stderr.write(`${line}\n`),
   }).catch(async (err: unknown) => {
     await engine.dispose();

@@ -474,6 +474,41 @@ describe('opt serve (OpenAI-compatible server)', () => {
     }
   });
 
+  test('a server with prompt lookup answers the same text as one without, in fewer passes', async () => {
+    const fast = await startOpenAiServer(engine, { port: 0, modelName: 'opt-test', speculation: { prompt_lookup_num_tokens: 6 } });
+    try {
+      for (const prompt of ['one two three one two three one two', 'a = 1\nb = 2\na = 1\nb =']) {
+        const body = { prompt, max_tokens: 24, temperature: 0 };
+        const plain = (await (await post(server.url, body)).json()) as Json;
+        const looked = (await (await post(fast.url, body)).json()) as Json;
+        assert.equal(looked.choices[0].text, plain.choices[0].text, prompt);
+        assert.deepEqual(looked.usage, plain.usage);
+      }
+    } finally {
+      await fast.close();
+    }
+  });
+
+  test('opt serve takes prompt lookup as a server flag, checked before it loads anything; other sampling flags are refused', () => {
+    const serve = (args: string[]) =>
+      spawnSync(
+        process.execPath,
+        ['--import', 'tsx', 'runtime/src/cli.ts', 'serve', '--model', join(tmp.path, 'no-such-model'), '--port', '0', ...args],
+        { encoding: 'utf8', timeout: 60_000 },
+      );
+    const cases: [string[], RegExp][] = [
+      [['--prompt-lookup-num-tokens', '0'], /--prompt-lookup-num-tokens must be an integer >= 1 and <= 64, got 0/],
+      [['--max-matching-ngram-size', '99'], /--max-matching-ngram-size must be an integer >= 1 and <= 64, got 99/],
+      [['--temperature', '0.5'], /serve takes sampling options per request .*temperature/],
+    ];
+    for (const [args, message] of cases) {
+      const r = serve(args);
+      assert.equal(r.status, 2, r.stderr);
+      assert.match(r.stderr, message);
+      assert.doesNotMatch(r.stderr, /no-such-model|not found/, 'refused before the model is looked for');
+    }
+  });
+
   test('opt serve refuses a public bind without a key, or a blank key, before it loads anything (finding 12)', () => {
     const { OPT_API_KEY: _ignored, ...withoutKey } = process.env;
     const serve = (args: string[], env: Record<string, string> = {}) =>

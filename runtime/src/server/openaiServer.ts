@@ -6,7 +6,7 @@ import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import type { Engine, EngineResult } from '../../../protocol/engine.js';
+import type { Engine, EngineResult, SamplingOptions } from '../../../protocol/engine.js';
 import { ApiError, clip, errorBody, rawErrorResponse, toApiError } from './apiError.js';
 import { MAX_CHOICES, parseCompletionRequest } from './completionRequest.js';
 import { bearerToken, checkServeAccess, decodePathSegment, isLoopbackHostHeader, publicModelName, requestPath } from './httpGuards.js';
@@ -31,6 +31,12 @@ export interface OpenAiServerOptions {
   queueLimit?: number;
   /** Request bodies above this are refused with 413; default 1 MiB. */
   maxBodyBytes?: number;
+  /**
+   * Options added to every request that OpenAI's API has no field for: prompt lookup
+   * (prompt_lookup_num_tokens, max_matching_ngram_size), set for the whole server as vLLM
+   * configures n-gram speculation. The text is the same with or without them.
+   */
+  speculation?: Pick<SamplingOptions, 'prompt_lookup_num_tokens' | 'max_matching_ngram_size'>;
   log?: (line: string) => void;
 }
 
@@ -181,6 +187,7 @@ export async function startOpenAiServer(engine: Engine, options: OpenAiServerOpt
       );
     }
     const plan = parseCompletionRequest(json, acceptedModels, modelId, maxRows);
+    Object.assign(plan.options, options.speculation);
     if (shutdown.aborted) throw shutdown.reason as ApiError; // close() began while the body was arriving
 
     // One signal for the generations: the client went away, the server is closing, or a sibling choice failed.
