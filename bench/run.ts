@@ -2,7 +2,7 @@
 // weights, the machine's memory-bandwidth limit, editor latency through the runtime process, graph
 // options, an operator profile of decode, and the editor replay, decode and memory at three OPT sizes. Every measurement runs in its own child process; a
 // failing section is reported and the others go on. Writes bench/out/results.json and bench/RESULTS.md.
-//   npm run bench [-- --quick] [-- --only ours,peer,bandwidth,editor,graph,profile,sizes,quality] [-- --report-only]
+//   npm run bench [-- --quick] [-- --only ours,peer,bandwidth,editor,graph,profile,sizes,quality,speculation] [-- --report-only]
 //   npm run bench -- --only sizes [--sizes opt-125m,opt-350m,opt-1.3b] [--runtime-root DIR]
 // --runtime-root: the sizes section's editor replays start DIR/runtime/src/cli.ts (e.g. a snapshot of
 // an earlier commit, for a before/after); the section run before is kept as `previous` in the results.
@@ -17,6 +17,7 @@ import type { EditorParams } from './sections/editor.js';
 import type { PeerDtype, PeerResult } from './sections/peer.js';
 import { COMPLETION_QUALITY_SCRIPT } from './sections/completionQuality.js';
 import { QUALITY_DTYPES, QUALITY_SCRIPT, TRAINED_MODELS } from './sections/quality.js';
+import { SPECULATION_SCRIPT } from './sections/speculation.js';
 import { SIZES, SIZES_SCRIPT, SIZE_EDITOR_PLAN, type SizePrepareResult } from './sections/sizes.js';
 import {
   type ChildOutcome,
@@ -31,7 +32,7 @@ import {
   waitForQuiet,
 } from './lib/util.js';
 
-export const SECTIONS = ['ours', 'peer', 'bandwidth', 'editor', 'graph', 'profile', 'sizes', 'quality'] as const;
+export const SECTIONS = ['ours', 'peer', 'bandwidth', 'editor', 'graph', 'profile', 'sizes', 'quality', 'speculation'] as const;
 export type SectionName = (typeof SECTIONS)[number];
 
 /** One child's outcome, with the CPU other processes used while it ran (cores on average, the busiest). */
@@ -270,6 +271,28 @@ const plan: Record<SectionName, () => Promise<Measured<unknown>[]>> = {
           ),
         );
       }
+    }
+    return runs;
+  },
+  speculation: async () => {
+    // Prompt lookup against plain decoding, each input both ways in one process: rewrites and ghost
+    // text on the trained target's held-out files, and the random 125m-shaped checkpoint (worst case).
+    const random = await ensureCheckpoint();
+    const runs: Measured<unknown>[] = [];
+    for (const [task, model, samples] of [
+      ['rewrite', 'opt-target', quick ? 4 : 12],
+      ['ghost', 'opt-target', quick ? 6 : 24],
+      ['random', random, quick ? 3 : 8],
+    ] as const) {
+      runs.push(
+        await measure(
+          'speculation',
+          { task, model, dtype: 'int8', lookupTokens: 10, samples },
+          900_000,
+          {},
+          { script: SPECULATION_SCRIPT },
+        ),
+      );
     }
     return runs;
   },
