@@ -11,7 +11,8 @@ type Kind =
   | { type: 'int'; min: number; max: number }
   | { type: 'number'; min: number; max: number; minExclusive?: boolean }
   | { type: 'boolean' }
-  | { type: 'strings'; maxItems: number };
+  | { type: 'strings'; maxItems: number }
+  | { type: 'enum'; values: readonly string[] };
 
 export interface SamplingOptionSpec {
   kind: Kind;
@@ -180,6 +181,39 @@ export const SAMPLING_SPEC = {
     setting: null,
     doc: 'prompt lookup: the longest n-gram matched (default 2)',
   },
+  num_assistant_tokens: {
+    kind: { type: 'int', min: 1, max: 64 },
+    expected: 'an integer >= 1 and <= 64',
+    hfDefault: 20,
+    off: undefined,
+    samplingOnly: false,
+    openai: null,
+    cli: 'num-assistant-tokens',
+    setting: null,
+    doc: 'assisted generation: tokens the assistant model drafts per round (default 20)',
+  },
+  num_assistant_tokens_schedule: {
+    kind: { type: 'enum', values: ['constant', 'heuristic'] },
+    expected: '"constant" or "heuristic"',
+    hfDefault: undefined, // transformers: "constant"
+    off: undefined,
+    samplingOnly: false,
+    openai: null,
+    cli: 'num-assistant-tokens-schedule',
+    setting: null,
+    doc: 'assisted generation: heuristic drafts 2 more after a round all accepted, 1 fewer otherwise',
+  },
+  assistant_confidence_threshold: {
+    kind: { type: 'number', min: 0, max: 1 },
+    expected: 'a number in [0, 1]',
+    hfDefault: 0.4,
+    off: undefined,
+    samplingOnly: false,
+    openai: null,
+    cli: 'assistant-confidence-threshold',
+    setting: null,
+    doc: 'assisted generation: the assistant stops drafting when its top probability falls below this (default 0.4)',
+  },
   stop_strings: {
     kind: { type: 'strings', maxItems: 64 },
     expected: 'an array of at most 64 non-empty strings',
@@ -195,7 +229,13 @@ export const SAMPLING_SPEC = {
 
 export type SamplingKey = keyof typeof SAMPLING_SPEC;
 
-type ValueOf<K extends Kind> = K extends { type: 'boolean' } ? boolean : K extends { type: 'strings' } ? string[] : number;
+type ValueOf<K extends Kind> = K extends { type: 'boolean' }
+  ? boolean
+  : K extends { type: 'strings' }
+    ? string[]
+    : K extends { type: 'enum'; values: readonly (infer V)[] }
+      ? V
+      : number;
 
 /** Sampling options with Hugging Face's names: what every request to the engine may carry. */
 export type SamplingOptions = { [K in SamplingKey]?: ValueOf<(typeof SAMPLING_SPEC)[K]['kind']> };
@@ -212,6 +252,8 @@ export function validSamplingValue(key: SamplingKey, value: unknown): boolean {
       return typeof value === 'boolean';
     case 'strings':
       return Array.isArray(value) && value.length <= kind.maxItems && value.every((s) => typeof s === 'string' && s !== '');
+    case 'enum':
+      return typeof value === 'string' && kind.values.includes(value);
     case 'int':
       return typeof value === 'number' && Number.isInteger(value) && value >= kind.min && value <= kind.max;
     case 'number':

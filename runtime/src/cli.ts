@@ -38,7 +38,7 @@ const SAMPLING_USAGE = SAMPLING_KEYS.flatMap((key) => {
 const USAGE = `usage: opt <command> [options]
 
 commands:
-  generate  --model DIR "prompt" ${wrap([...SAMPLING_USAGE, '[--num-return-sequences N]', '[--json]'], 88, '            ')}
+  generate  --model DIR "prompt" ${wrap([...SAMPLING_USAGE, '[--assistant-model DIR|ID]', '[--num-return-sequences N]', '[--json]'], 88, '            ')}
                                                                    streams the continuation to stdout
   serve     --model DIR|ID [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--prompt-lookup-num-tokens N]
             [--max-matching-ngram-size N]
@@ -80,6 +80,7 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h', default: false },
   // generate (and every sampling option's flag, from the spec: SAMPLING_FLAGS)
   'num-return-sequences': { type: 'string' },
+  'assistant-model': { type: 'string' },
   json: { type: 'boolean', default: false },
   // classify, answer, embed
   question: { type: 'string' },
@@ -159,10 +160,18 @@ async function generateCommand(v: Values, prompts: string[]): Promise<void> {
   const options: SamplingOptions & { num_return_sequences?: number } = samplingFromFlags(v);
   if (v['num-return-sequences'] !== undefined) options.num_return_sequences = numberFlag('num-return-sequences', v['num-return-sequences']);
   const model = await loadModel(v);
+  // transformers' assistant_model: loaded like the model (same precision and device).
+  const assistantModel = v['assistant-model']
+    ? await loadModel({ ...v, model: v['assistant-model'] }).catch(async (err: unknown) => {
+        await model.dispose();
+        throw err;
+      })
+    : undefined;
   try {
     const onWarning = (w: string) => process.stderr.write(`opt: warning: ${w}\n`);
+    const params = { ...options, assistantModel, onWarning };
     if (v.json) {
-      const rows = await generate(model, prompts, { ...options, onWarning });
+      const rows = await generate(model, prompts, params);
       process.stdout.write(
         `${JSON.stringify(rows.map((r) => ({ prompt: r.prompt, generated_text: r.text, token_ids: r.tokenIds, finish_reason: r.finishReason })))}\n`,
       );
@@ -170,7 +179,7 @@ async function generateCommand(v: Values, prompts: string[]): Promise<void> {
     }
     const single = prompts.length === 1 && (options.num_return_sequences ?? 1) === 1;
     let echoed = false; // the prompt is echoed once generation has started, so a refused option prints nothing
-    for await (const e of generateStream(model, prompts, { ...options, return_full_text: !single, onWarning })) {
+    for await (const e of generateStream(model, prompts, { ...params, return_full_text: !single })) {
       if (single && !echoed) echoed = process.stdout.write(prompts[0]!) || true;
       if (single && e.type === 'token') process.stdout.write(e.text);
       else if (!single && e.type === 'done') process.stdout.write(`--- [${e.sequence}] ${e.result.finishReason}\n${e.result.text}\n`);
@@ -178,6 +187,7 @@ async function generateCommand(v: Values, prompts: string[]): Promise<void> {
     if (single) process.stdout.write('\n');
   } finally {
     await model.dispose();
+    await assistantModel?.dispose();
   }
 }
 

@@ -13,7 +13,8 @@ import type { FinishReason } from '../../../protocol/engine.js';
 import { UsageError } from '../../../protocol/errors.js';
 import type { OptTokenizer } from '../tokenizer/optTokenizer.js';
 import { type GenerationOptions, type ResolvedGenerationOptions, resolveGenerationOptions, resolveLengths } from './generationConfig.js';
-import { createLogitsScratch, logitsPlan, processLogits } from './logitsProcessors.js';
+import { ASSISTANT_DEFAULTS, AssistantDrafter, checkSameTokenizer } from './assistant.js';
+import { type LogitsPlan, createLogitsScratch, logitsPlan, processLogits } from './logitsProcessors.js';
 import { argmax, createRng, sampleCategorical } from './sampling.js';
 import { DEFAULT_MAX_MATCHING_NGRAM_SIZE, LookupBackoff, promptLookupCandidates } from './promptLookup.js';
 import { StopStringMatcher } from './stopStrings.js';
@@ -47,7 +48,7 @@ export interface GeneratedSequence {
   promptTokens: number;
   reusedTokens: number;
   truncated: boolean;
-  /** With prompt lookup: model passes run after the prefill's first one included, candidates proposed and accepted. */
+  /** With prompt lookup or an assistant: the target's passes (the prefill's last included), candidates proposed and accepted. */
   speculation?: { passes: number; proposed: number; accepted: number };
 }
 
@@ -86,6 +87,11 @@ export interface GenerateParams extends Partial<GenerationOptions> {
    * Without a store that can keep the state, nothing is run.
    */
   prefillOnly?: boolean;
+  /**
+   * transformers' assistant_model: a smaller OPT with the same tokenizer that drafts tokens for this
+   * model to verify (num_assistant_tokens, num_assistant_tokens_schedule, assistant_confidence_threshold).
+   */
+  assistantModel?: GenerationModel;
 }
 
 /** A stored state whose prompt holds more than this many tokens beyond what a new prompt shares is copied from, not consumed. */
@@ -100,7 +106,17 @@ export async function* generateStream(
   prompts: string | readonly string[],
   params: GenerateParams = {},
 ): AsyncGenerator<GenerationEvent> {
-  const { signal, onWarning, truncate = 'error', maxPromptTokens, prefixStore, prefillChunk, prefillOnly = false, ...user } = params;
+  const {
+    signal,
+    onWarning,
+    truncate = 'error',
+    maxPromptTokens,
+    prefixStore,
+    prefillChunk,
+    prefillOnly = false,
+    assistantModel,
+    ...user
+  } = params;
   const { config, tokenizer, decoder } = model;
   const o = resolveGenerationOptions(user, model.generationConfig, config);
   const texts = typeof prompts === 'string' ? [prompts] : [...prompts];
@@ -142,26 +158,36 @@ export async function* generateStream(
   const pads = rowPrompt.map(padOf); // a row's mask: 0 over its left padding, 1 after (generated tokens included)
   const maskBuffer = new BigInt64Array(b * maxLength); // reused every step: rows written at the current width
   const stepIds = new BigInt64Array(b);
-  // Prompt lookup needs one row and a cache that a shorter length truncates (the CPU's in-place
-  // layouts); otherwise it decodes one token per pass, as transformers does for batches.
-  const lookup =
-    o.prompt_lookup_num_tokens !== undefined && b === 1 && decoder.inPlaceCache && !prefillOnly
-      ? {
-          numTokens: o.prompt_lookup_num_tokens,
-          maxNgram: o.max_matching_ngram_size ?? DEFAULT_MAX_MATCHING_NGRAM_SIZE,
-          backoff: new LookupBackoff(),
-          stats: { passes: 1, proposed: 0, accepted: 0 },
-        }
-      : undefined;
-  if (o.prompt_lookup_num_tokens !== undefined && !lookup && !prefillOnly) {
+  // Speculation (prompt lookup or an assistant model) needs one row and caches that a shorter
+  // length truncates (the CPU's buffer layouts); otherwise it decodes one token per pass, as
+  // transformers does for batches.
+  if (o.prompt_lookup_num_tokens !== undefined && assistantModel) {
+    throw new UsageError('prompt_lookup_num_tokens and assistant_model are two ways to draft tokens: choose one');
+  }
+  const wanted = o.prompt_lookup_num_tokens !== undefined ? 'prompt lookup' : assistantModel ? 'assisted generation' : undefined;
+  const speculate =
+    wanted !== undefined && b === 1 && decoder.inPlaceCache && (!assistantModel || assistantModel.decoder.inPlaceCache) && !prefillOnly;
+  if (wanted && !speculate && !prefillOnly) {
     onWarning?.(
       b > 1
-        ? `prompt lookup runs one sequence at a time; these ${b} rows decode one token per pass`
-        : 'prompt lookup needs a cache kept in host memory (the CPU); this device decodes one token per pass',
+        ? `${wanted} runs one sequence at a time; these ${b} rows decode one token per pass`
+        : `${wanted} needs caches kept in host memory (the CPU); this device decodes one token per pass`,
     );
   }
+  if (speculate && assistantModel) await checkSameTokenizer(model, assistantModel);
+  const spec: Speculator | undefined = !speculate
+    ? undefined
+    : assistantModel
+      ? assistantSpeculator(assistantModel, o, logitsPlan(o, promptLen), maxPositions)
+      : lookupSpeculator(
+          o.prompt_lookup_num_tokens!,
+          o.max_matching_ngram_size ?? DEFAULT_MAX_MATCHING_NGRAM_SIZE,
+          maxLength,
+          new Set(o.eos_token_id),
+        );
+  const lookup = spec ? { spec, backoff: new LookupBackoff(), stats: { passes: 1, proposed: 0, accepted: 0 } } : undefined;
   // Every pass's logits land here: one row per sequence, or the last token and each candidate.
-  const logitsBuffer = new Float32Array(b * config.vocab_size * (lookup ? lookup.numTokens + 1 : 1));
+  const logitsBuffer = new Float32Array(b * config.vocab_size * (spec ? spec.maxCandidates + 1 : 1));
   const plan = logitsPlan(o, promptLen);
   const vocab = Math.min(tokenizer.vocabSize, config.vocab_size); // rows past the tokenizer are never sampled
   const scratch = createLogitsScratch(vocab);
@@ -262,7 +288,7 @@ export async function* generateStream(
     };
 
     if (lookup) {
-      // One row, prompt lookup: each pass scores the last token and the candidates after it; the
+      // One row, speculation: each pass scores the last token and the candidates after it; the
       // tokens are picked one by one exactly as plain decoding picks them (same processors, same
       // random draws), and a candidate counts only when it is the token picked. What follows the
       // first miss is dropped from the cache by shortening it.
@@ -276,11 +302,11 @@ export async function* generateStream(
           length++;
           if (finished[0] || j === cands.length || next !== cands[j]) break;
           accepted++;
+          lookup.stats.accepted++; // counted as it happens: the result is read when the text ends, mid-pass
         }
         if (cands.length > 0) {
           lookup.backoff.record(accepted);
-          lookup.stats.proposed += cands.length;
-          lookup.stats.accepted += accepted;
+          lookup.spec.accepted(accepted);
           // The pass stored the last token and every candidate; keep those up to the last accepted one.
           fed = fed - cands.length + accepted;
           past = { ...past!, length: fed };
@@ -289,7 +315,7 @@ export async function* generateStream(
         yield { type: 'step', length };
         signal?.throwIfAborted();
         cands = lookup.backoff.shouldTry()
-          ? promptLookupCandidates(tokens[0]!, lookup.maxNgram, lookup.numTokens, maxLength, eos, maxLength - length)
+          ? await lookup.spec.propose(tokens[0]!, Math.min(maxLength - length, lookup.spec.maxCandidates), length - promptLen)
           : [];
         const ids = [next, ...cands];
         out = await decoder.forward({
@@ -304,6 +330,7 @@ export async function* generateStream(
         past = out.present;
         fed = length + cands.length;
         lookup.stats.passes++;
+        lookup.stats.proposed += cands.length;
       }
       return;
     }
@@ -335,6 +362,7 @@ export async function* generateStream(
       fed = length + 1;
     }
   } finally {
+    lookup?.spec.dispose();
     // The cache holds the KV of the first `fed` tokens: keep it for the next prompt that shares them.
     if (store && past) store.put(tokens[0]!.slice(0, fed), { ...past, length: fed }, Math.min(fed, promptLen));
     else if (past) decoder.releaseCache(past);
@@ -355,6 +383,47 @@ export async function* generateStream(
       ...(lookup ? { speculation: { ...lookup.stats } } : {}),
     };
   }
+}
+
+/** Where candidates for the next tokens come from; generate.ts verifies them in one pass. */
+interface Speculator {
+  /** The most candidates one proposal holds (sizes the logits buffer). */
+  readonly maxCandidates: number;
+  /** Candidates after `ids`, at most `room`; `generated` counts the generated tokens among `ids`. */
+  propose(ids: readonly number[], room: number, generated: number): number[] | Promise<number[]>;
+  /** How many of the last proposal's candidates the target kept. */
+  accepted(n: number): void;
+  dispose(): void;
+}
+
+function lookupSpeculator(numTokens: number, maxNgram: number, maxLength: number, eos: ReadonlySet<number>): Speculator {
+  return {
+    maxCandidates: numTokens,
+    propose: (ids, room) => promptLookupCandidates(ids, maxNgram, numTokens, maxLength, eos, room),
+    accepted: () => undefined,
+    dispose: () => undefined,
+  };
+}
+
+/** The heuristic schedule grows after every round all accepted (transformers: without bound); it stops here. */
+const MAX_ASSISTANT_TOKENS = 64;
+
+function assistantSpeculator(draft: GenerationModel, o: ResolvedGenerationOptions, plan: LogitsPlan, maxPositions: number): Speculator {
+  const schedule = o.num_assistant_tokens_schedule ?? ASSISTANT_DEFAULTS.schedule;
+  const numTokens = o.num_assistant_tokens ?? ASSISTANT_DEFAULTS.numAssistantTokens;
+  const drafter = new AssistantDrafter(draft, {
+    numAssistantTokens: numTokens,
+    schedule,
+    confidenceThreshold: o.assistant_confidence_threshold ?? ASSISTANT_DEFAULTS.confidenceThreshold,
+    plan,
+    maxPositions: Math.min(maxPositions, draft.config.max_position_embeddings),
+  });
+  return {
+    maxCandidates: schedule === 'heuristic' ? MAX_ASSISTANT_TOKENS : numTokens,
+    propose: (ids, room, generated) => drafter.propose(ids, room, generated),
+    accepted: (n) => drafter.accepted(n),
+    dispose: () => drafter.dispose(),
+  };
 }
 
 /** Runs generation to the end and returns one result per row, in row order. */

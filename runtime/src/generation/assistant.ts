@@ -1,0 +1,151 @@
+// Assisted generation (transformers' AssistedCandidateGenerator): a smaller OPT with the same
+// tokenizer drafts the next tokens greedily, one cheap pass each, and the target scores them all in
+// one pass (generate.ts keeps those it picks itself). The draft keeps its own KV cache, shortened
+// to what the target accepted after every round. Drafting stops early when the draft is unsure
+// (its top probability under assistant_confidence_threshold), and the number of tokens adapts
+// ("heuristic": two more after a round that was all accepted, one fewer otherwise) or stays
+// ("constant"), as transformers' num_assistant_tokens_schedule.
+
+import type { KvCache } from '../decoder.js';
+import { UsageError } from '../../../protocol/errors.js';
+import type { GenerationModel } from './generate.js';
+import { type LogitsPlan, type LogitsScratch, createLogitsScratch, processLogits } from './logitsProcessors.js';
+import { argmax } from './sampling.js';
+
+/** transformers' GenerationConfig defaults for assisted generation. */
+export const ASSISTANT_DEFAULTS = { numAssistantTokens: 20, schedule: 'constant', confidenceThreshold: 0.4 } as const;
+
+export type AssistantSchedule = 'constant' | 'heuristic';
+
+/** Text whose encoding shows different merges where the vocabularies agree. */
+const PROBE = [
+  'The quick brown fox jumps over the lazy dog.',
+  '    def __init__(self, value=None):\n        self._value = value  # 42\n',
+  'const x = await fetch(`https://example.com/${id}`); // émoji 🙂 and ünïcode',
+];
+
+/**
+ * The draft can propose for the target only when both read and write text with the same ids: every
+ * id names the same token, the same special ids, and the same merges (the probe texts encode the
+ * same). Throws a UsageError saying what differs.
+ */
+export async function checkSameTokenizer(target: GenerationModel, draft: GenerationModel): Promise<void> {
+  const a = target.tokenizer;
+  const b = draft.tokenizer;
+  let differs: string | undefined;
+  if (a.vocabSize !== b.vocabSize) differs = `vocabularies of ${a.vocabSize} and ${b.vocabSize} tokens`;
+  else if (a.bosTokenId !== b.bosTokenId || a.eosTokenId !== b.eosTokenId || a.padTokenId !== b.padTokenId) differs = 'special token ids';
+  else {
+    for (let id = 0; id < a.vocabSize && !differs; id++) {
+      if (a.idToToken(id) !== b.idToToken(id))
+        differs = `token ${id} (${JSON.stringify(a.idToToken(id))} vs ${JSON.stringify(b.idToToken(id))})`;
+    }
+    for (const text of PROBE) {
+      if (differs) break;
+      if ((await a.encode(text)).join() !== (await b.encode(text)).join()) differs = 'merges (the same text encodes differently)';
+    }
+  }
+  if (differs) {
+    throw new UsageError(
+      `the assistant model cannot draft for this model: their tokenizers differ (${differs}); ` +
+        'use an assistant from the same family (e.g. facebook/opt-125m for a larger OPT)',
+    );
+  }
+}
+
+export interface AssistantOptions {
+  numAssistantTokens: number;
+  schedule: AssistantSchedule;
+  confidenceThreshold: number;
+  /** The target's processors, for the draft's scores too (transformers hands the assistant the same list). */
+  plan: LogitsPlan;
+  /** Tokens the draft may read beyond the target's (its positions). */
+  maxPositions: number;
+}
+
+export class AssistantDrafter {
+  private _past: KvCache | undefined;
+  /** Tokens whose KV the draft holds (a prefix of the sequence). */
+  private _fed = 0;
+  private _tokens: number;
+  private readonly _scratch: LogitsScratch;
+  private readonly _logits: Float32Array;
+  private _lastProposal = 0;
+  private _lastBase = 0;
+  private readonly _plan: LogitsPlan;
+
+  constructor(
+    private readonly _draft: GenerationModel,
+    private readonly _o: AssistantOptions,
+  ) {
+    this._tokens = _o.numAssistantTokens;
+    const vocab = _draft.config.vocab_size;
+    this._scratch = createLogitsScratch(Math.min(_draft.tokenizer.vocabSize, vocab));
+    this._logits = new Float32Array(vocab);
+    // transformers leaves the min-length processors out of the assistant's list: the target decides when text may end.
+    this._plan = { ..._o.plan, minLength: 0, minNewTokens: 0, sample: false };
+  }
+
+  /**
+   * Up to `room` draft tokens after `ids` (the whole sequence; the draft first reads what it has not
+   * seen). `generated` counts the generated tokens among `ids`, for the processors.
+   */
+  async propose(ids: readonly number[], room: number, generated: number): Promise<number[]> {
+    const want = Math.min(Math.floor(this._tokens), room, this._o.maxPositions - ids.length);
+    this._lastBase = ids.length;
+    this._lastProposal = 0;
+    if (want <= 0) return [];
+    const seq = [...ids];
+    const out: number[] = [];
+    const decoder = this._draft.decoder;
+    const vocab = this._scratch.vocab;
+    while (out.length < want) {
+      const fresh = seq.slice(this._fed); // the whole prompt at first, then each round's new tokens
+      const r = await decoder.forward({
+        inputIds: BigInt64Array.from(fresh, BigInt),
+        batch: 1,
+        attentionMask: new BigInt64Array(seq.length).fill(1n),
+        past: this._past,
+        logitsToKeep: 1,
+        logitsBuffer: this._logits,
+        reserve: Math.min(this._o.maxPositions, 2 * seq.length + 64),
+      });
+      this._past = r.present;
+      this._fed = seq.length;
+      const scores = r.logits.subarray(0, vocab);
+      processLogits(scores, seq, generated + out.length, this._plan, this._scratch);
+      const next = argmax(scores);
+      out.push(next);
+      seq.push(next);
+      if (this._o.confidenceThreshold > 0 && topProbability(scores, next) < this._o.confidenceThreshold) break;
+    }
+    this._lastProposal = out.length;
+    return out;
+  }
+
+  /** `accepted` of the last proposal were kept: the draft forgets what followed them. */
+  accepted(accepted: number): void {
+    const valid = this._lastBase + accepted;
+    if (this._fed > valid && this._past) {
+      this._fed = valid;
+      this._past = { ...this._past, length: valid };
+    }
+    if (this._o.schedule === 'heuristic' && this._lastProposal > 0) {
+      this._tokens = accepted === this._lastProposal ? this._tokens + 2 : Math.max(1, this._tokens - 1);
+    }
+  }
+
+  dispose(): void {
+    if (this._past) this._draft.decoder.releaseCache(this._past);
+    this._past = undefined;
+  }
+}
+
+/** softmax(scores)[id] without materialising the softmax. */
+function topProbability(scores: Float32Array, id: number): number {
+  const top = scores[id]!;
+  if (!Number.isFinite(top)) return 0;
+  let sum = 0;
+  for (let i = 0; i < scores.length; i++) sum += Math.exp(scores[i]! - top);
+  return 1 / sum;
+}

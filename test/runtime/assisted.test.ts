@@ -1,0 +1,84 @@
+// Assisted generation: the trained draft (test/fixtures/trained/opt-draft) drafting for the trained
+// target. The text is the target's own, greedy and seeded-sampled, with every schedule and through
+// stop strings, EOS and the length limit; fewer target passes than tokens; an assistant with
+// another tokenizer is refused with the reason.
+
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { UsageError } from '../../protocol/errors.js';
+import { type GenerateParams, generate } from '../../runtime/src/generation/generate.js';
+import { type OptModel, loadOptModel } from '../../runtime/src/model.js';
+import { writeOptCheckpoint } from '../fixtures/optCheckpoint.js';
+import { tempDir } from '../helpers/decoderHarness.js';
+
+const tmp = tempDir('assisted');
+after(() => tmp.remove());
+const cacheDir = join(tmp.path, 'cache');
+const TRAINED = join(import.meta.dirname, '..', 'fixtures', 'trained');
+
+describe('assisted generation with the trained draft', () => {
+  let target: OptModel;
+  let draft: OptModel;
+  before(async () => {
+    target = await loadOptModel(join(TRAINED, 'opt-target'), { dtype: 'fp32', cacheDir });
+    draft = await loadOptModel(join(TRAINED, 'opt-draft'), { dtype: 'fp32', cacheDir });
+  });
+  after(async () => {
+    await target?.dispose();
+    await draft?.dispose();
+  });
+
+  const PROMPTS = [
+    'def add(a, b):\n    return a + b\n\ndef sub(a, b):\n    return a - b\n\ndef mul(a, b):\n',
+    'import os\nimport sys\n\nclass Lock:\n    def __init__(self):\n        self._waiters = None\n',
+    'The museum opened in the spring, and the first visitors',
+  ];
+
+  async function same(prompt: string, params: GenerateParams, what: string): Promise<{ passes: number; tokens: number; accepted: number }> {
+    const [plain] = await generate(target, prompt, params);
+    const [assisted] = await generate(target, prompt, { ...params, assistantModel: draft });
+    assert.deepEqual(assisted!.tokenIds, plain!.tokenIds, `${what}: ${JSON.stringify(prompt.slice(-30))}`);
+    assert.equal(assisted!.text, plain!.text, what);
+    assert.equal(assisted!.finishReason, plain!.finishReason, what);
+    const s = assisted!.speculation!;
+    return { passes: s.passes, tokens: assisted!.tokenIds.length, accepted: s.accepted };
+  }
+
+  test("the text is the target's own: greedy, seeded samples, both schedules, stops and lengths", async () => {
+    let passes = 0;
+    let tokens = 0;
+    let accepted = 0;
+    for (const prompt of PROMPTS) {
+      const r = await same(prompt, { max_new_tokens: 40 }, 'greedy');
+      passes += r.passes;
+      tokens += r.tokens;
+      accepted += r.accepted;
+      await same(prompt, { max_new_tokens: 40, num_assistant_tokens_schedule: 'heuristic' }, 'heuristic schedule');
+      await same(prompt, { max_new_tokens: 40, num_assistant_tokens: 3, assistant_confidence_threshold: 0 }, '3 tokens, no threshold');
+      await same(prompt, { max_new_tokens: 9 }, 'max_new_tokens mid-round');
+      await same(prompt, { max_new_tokens: 30, stop_strings: ['\n'] }, 'stop string');
+      await same(prompt, { max_new_tokens: 30, repetition_penalty: 1.3, no_repeat_ngram_size: 3 }, 'penalties');
+      for (const seed of [4, 5]) await same(prompt, { max_new_tokens: 30, do_sample: true, top_k: 30, seed }, `sampled, seed ${seed}`);
+    }
+    assert.ok(accepted > 0, "the draft guessed some of the target's tokens");
+    assert.ok(passes < tokens, `${passes} target passes for ${tokens} tokens`);
+  });
+
+  test('an assistant with another tokenizer is refused, naming the difference; lookup and an assistant together too', async () => {
+    const other = await writeOptCheckpoint(join(tmp.path, 'gpt2-vocab'), { seed: 5 });
+    const stranger = await loadOptModel(other.dir, { dtype: 'fp32', cacheDir });
+    try {
+      await assert.rejects(
+        generate(target, 'x = 1', { max_new_tokens: 4, assistantModel: stranger }),
+        (e: Error) => e instanceof UsageError && /tokenizers differ \(vocabularies of \d+ and \d+ tokens\)/.test(e.message),
+      );
+    } finally {
+      await stranger.dispose();
+    }
+    await assert.rejects(
+      generate(target, 'x = 1', { max_new_tokens: 4, assistantModel: draft, prompt_lookup_num_tokens: 3 }),
+      /choose one/,
+    );
+  });
+});
