@@ -788,13 +788,13 @@ function speculationSection(r: Results): string[] {
     .map((x) => x.result!);
   if (runs.length === 0) return out;
   out.push(
-    `Each input generated twice in one process, plain greedy decoding then with prompt lookup (${runs[0]!.lookupTokens} candidates per pass, bigrams), int8, CPU, 2 threads (bench/sections/speculation.ts). Rewrite: held-out paragraphs and code blocks of the trained target (one per file) in the extension's own "${DEFAULT_TEMPLATES[0]!.label}" prompt, its token budget and stop marker. Ghost text: held-out code positions (one of each kind per file), the text before the cursor cut to its last 1,500 tokens, 48 new tokens. Random: the random checkpoint with opt-125m's shapes, 64 new tokens, where nothing is worth copying. Decode tokens/s: tokens after the first (which the prefill yields either way) over the time after it; request p50: from the call to the last token, prefill included.`,
+    `Each input generated twice in one process, plain greedy decoding then with prompt lookup (${runs[0]!.lookupTokens} candidates per pass, bigrams), int8, CPU, 2 threads (bench/sections/speculation.ts). Rewrite: held-out paragraphs and code blocks of the trained target (one per file) in the extension's own "${DEFAULT_TEMPLATES[0]!.label}" prompt, its token budget and stop marker. Ghost text: held-out code positions (one of each kind per file), the text before the cursor cut to its last 1,500 tokens, 48 new tokens. Random: the random checkpoint with opt-125m's shapes, 64 new tokens, where nothing is worth copying. Assisted: the ghost-text inputs, with opt-draft drafting for opt-target (transformers' defaults: 20 tokens per round, constant schedule, confidence threshold 0.4) instead of prompt lookup. Decode tokens/s: tokens after the first (which the prefill yields either way) over the time after it; request p50: from the call to the last token, prefill included.`,
     '',
     '| task | model | inputs | identical text | tokens | decode tokens/s plain → lookup | speed-up | request p50 plain → lookup | tokens per pass | accepted |',
     '|---|---|---|---|---|---|---|---|---|---|',
   );
   for (const x of runs) {
-    const name = x.model.includes('/') ? 'random opt-125m shape' : x.model;
+    const name = x.model.includes('/') ? 'random opt-125m shape' : x.assistant ? `${x.model}, drafted by ${x.assistant}` : x.model;
     out.push(
       `| ${x.task} | ${name} | ${x.inputs} | ${x.identical}/${x.inputs} | ${x.tokens} | ${f(x.plainTokensPerSecond, 1)} → ${f(x.lookupTokensPerSecond, 1)} | **${f(x.speedup, 2)}×** | ${f(x.plainTotalP50, 0)} → ${f(x.lookupTotalP50, 0)} ms | ${f(x.tokensPerPass, 2)} | ${f(x.acceptance * 100, 1)} % |`,
     );

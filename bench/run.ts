@@ -283,11 +283,13 @@ const plan: Record<SectionName, () => Promise<Measured<unknown>[]>> = {
       ['rewrite', 'opt-target', quick ? 4 : 12],
       ['ghost', 'opt-target', quick ? 6 : 24],
       ['random', random, quick ? 3 : 8],
+      ['assisted', 'opt-target', quick ? 6 : 24],
     ] as const) {
+      const assistant = task === 'assisted' ? { assistant: 'opt-draft' } : {};
       runs.push(
         await measure(
           'speculation',
-          { task, model, dtype: 'int8', lookupTokens: 10, samples },
+          { task, model, dtype: 'int8', lookupTokens: 10, samples, ...assistant },
           900_000,
           {},
           { script: SPECULATION_SCRIPT },

@@ -1,7 +1,8 @@
 // Prompt lookup against plain decoding, side by side in one process, on the same model and inputs:
 // rewrites of held-out paragraphs and code blocks (the extension's own rewrite prompt), ghost text
 // at held-out code positions (1,500 tokens of context), and a random-weights model where nothing
-// repeats (the worst case). Each input runs plain, then with lookup, alternating; the texts must be
+// repeats (the worst case); and assisted generation, the trained draft for the trained target, on
+// the ghost-text inputs. Each input runs plain, then with lookup, alternating; the texts must be
 // identical, and the figures are decode tokens per second (after the first token, which the
 // prefill produces either way), tokens per model pass and the share of candidates accepted.
 
@@ -14,7 +15,7 @@ import { ONNX_CACHE_DIR, ROOT, childScript, median } from '../lib/util.js';
 import { samplePositions } from './completionQuality.js';
 import { heldOutTexts } from './quality.js';
 
-export type SpeculationTask = 'rewrite' | 'ghost' | 'random';
+export type SpeculationTask = 'rewrite' | 'ghost' | 'random' | 'assisted';
 
 export interface SpeculationParams {
   task: SpeculationTask;
@@ -24,6 +25,8 @@ export interface SpeculationParams {
   lookupTokens: number;
   /** Inputs to run (each twice: plain and with lookup). */
   samples: number;
+  /** Assisted generation instead of prompt lookup: this trained fixture drafts. */
+  assistant?: string;
 }
 
 interface Pair {
@@ -96,10 +99,14 @@ export async function measureSpeculation(p: SpeculationParams): Promise<Speculat
   const started = performance.now();
   const dir = p.model.includes('/') ? p.model : join(TRAINED_DIR, p.model);
   const model = await loadOptModel(dir, { dtype: p.dtype, device: 'cpu', threads: 2, cacheDir: ONNX_CACHE_DIR });
+  const assistant = p.assistant
+    ? await loadOptModel(join(TRAINED_DIR, p.assistant), { dtype: p.dtype, device: 'cpu', threads: 2, cacheDir: ONNX_CACHE_DIR })
+    : undefined;
+  const faster: GenerateParams = assistant ? { assistantModel: assistant } : { prompt_lookup_num_tokens: p.lookupTokens };
   const pairs: Pair[] = [];
   const run = async (what: string, prompt: string, params: GenerateParams) => {
     const plain = await timed(model, prompt, params);
-    const fast = await timed(model, prompt, { ...params, prompt_lookup_num_tokens: p.lookupTokens });
+    const fast = await timed(model, prompt, { ...params, ...faster });
     const s = fast.row.speculation ?? { passes: fast.row.tokenIds.length, proposed: 0, accepted: 0 };
     pairs.push({
       what,
@@ -126,7 +133,7 @@ export async function measureSpeculation(p: SpeculationParams): Promise<Speculat
           stop_strings: [template.stop],
         });
       }
-    } else if (p.task === 'ghost') {
+    } else if (p.task === 'ghost' || p.task === 'assisted') {
       const files = heldOutTexts('opt-target', 400_000).filter((t) => t.kind === 'code');
       const positions = files.flatMap((f) => samplePositions(f.file, f.text, 1, 7).map((pos) => ({ ...pos, text: f.text })));
       for (const pos of positions.slice(0, p.samples)) {
@@ -144,6 +151,7 @@ export async function measureSpeculation(p: SpeculationParams): Promise<Speculat
     }
   } finally {
     await model.dispose();
+    await assistant?.dispose();
   }
   const sum = (f: (x: Pair) => number) => pairs.reduce((n, x) => n + f(x), 0);
   const decodeTokens = sum((x) => Math.max(0, x.tokens - 1));
