@@ -40,6 +40,19 @@ describe('prompt lookup candidates', () => {
     assert.deepEqual(promptLookupCandidates([1, 2, 3, 4, 5, 1, 2], 2, 10, 100, NO_EOS, 2), [3, 4]);
   });
 
+  test('rounds that cost more per token than plain passes pause speculation, as misses do; the first pass is plain', () => {
+    const b = new LookupBackoff(3, 2, 8);
+    assert.equal(b.needsPlainTiming, true);
+    b.recordCost(Number.NaN, 1, false); // the prefill's pass: not timed
+    assert.equal(b.needsPlainTiming, true);
+    b.recordCost(10, 1, false); // plain: 10 ms a token
+    assert.equal(b.needsPlainTiming, false);
+    b.recordCost(30, 4, true); // 7.5 ms a token: worth it
+    assert.equal(b.shouldTry(), true);
+    b.recordCost(30, 2, true); // 15 ms: the average (11.25) is now worse than plain
+    assert.deepEqual([b.shouldTry(), b.shouldTry(), b.shouldTry()], [false, false, true]);
+  });
+
   test('the back-off pauses after misses, longer each time, and any acceptance resets it', () => {
     const b = new LookupBackoff(2, 2, 8);
     const tries = (n: number) => Array.from({ length: n }, () => b.shouldTry());

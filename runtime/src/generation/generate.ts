@@ -293,6 +293,7 @@ export async function* generateStream(
       // random draws), and a candidate counts only when it is the token picked. What follows the
       // first miss is dropped from the cache by shortening it.
       let cands: number[] = [];
+      let passMs = Number.NaN; // the prefill's pass is not a decode pass: not timed
       for (let length = promptLen; ;) {
         signal?.throwIfAborted();
         let next = -1;
@@ -304,6 +305,8 @@ export async function* generateStream(
           accepted++;
           lookup.stats.accepted++; // counted as it happens: the result is read when the text ends, mid-pass
         }
+        // The model work of the pass that produced these tokens, against plain passes' (not the time the consumer took between them).
+        lookup.backoff.recordCost(passMs, accepted + 1, cands.length > 0);
         if (cands.length > 0) {
           lookup.backoff.record(accepted);
           lookup.spec.accepted(accepted);
@@ -314,9 +317,11 @@ export async function* generateStream(
         if (finished[0]) break;
         yield { type: 'step', length };
         signal?.throwIfAborted();
-        cands = lookup.backoff.shouldTry()
-          ? await lookup.spec.propose(tokens[0]!, Math.min(maxLength - length, lookup.spec.maxCandidates), length - promptLen)
-          : [];
+        const t0 = performance.now();
+        cands =
+          !lookup.backoff.needsPlainTiming && lookup.backoff.shouldTry()
+            ? await lookup.spec.propose(tokens[0]!, Math.min(maxLength - length, lookup.spec.maxCandidates), length - promptLen)
+            : [];
         const ids = [next, ...cands];
         out = await decoder.forward({
           inputIds: BigInt64Array.from(ids, BigInt),
@@ -331,6 +336,7 @@ export async function* generateStream(
         fed = length + cands.length;
         lookup.stats.passes++;
         lookup.stats.proposed += cands.length;
+        passMs = performance.now() - t0;
       }
       return;
     }

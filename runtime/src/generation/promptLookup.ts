@@ -51,15 +51,21 @@ export function promptLookupCandidates(
 }
 
 /**
- * When lookups keep failing (text that does not repeat itself, random weights), a pass that scores
- * candidates costs more than one that does not: after `patience` passes in a row with nothing
- * accepted, lookup pauses for a while (doubling each time it fails again, up to `maxPause` steps),
- * so speculation never costs much over plain decoding. Any accepted candidate resets it.
+ * Keeps speculation from costing more than it saves. When candidates keep being rejected (text
+ * that does not repeat itself, random weights), a pass that scores them costs more than one that
+ * does not: after `patience` rounds in a row with nothing accepted, speculation pauses for a while
+ * (doubling each time it fails again, up to `maxPause` steps); any accepted candidate resets it.
+ * And when rounds are accepted but still cost more per token than plain passes (a draft model
+ * nearly as slow as the target, or tiny models whose passes cost their fixed overhead), measured as
+ * each kind's recent milliseconds per token, it pauses the same way. The first pass is plain, to
+ * have that comparison from the start.
  */
 export class LookupBackoff {
   private _misses = 0;
   private _pause = 0;
   private _nextPause: number;
+  private _plainMs: number | undefined;
+  private _roundMs: number | undefined;
 
   constructor(
     private readonly _patience = 3,
@@ -78,6 +84,27 @@ export class LookupBackoff {
     return true;
   }
 
+  /**
+   * What a pass cost: `ms` of model work (proposing and scoring) for the `tokens` it produced;
+   * `speculative` when it scored candidates. Without timings the back-off counts misses only.
+   */
+  recordCost(ms: number, tokens: number, speculative: boolean): void {
+    if (!Number.isFinite(ms)) return;
+    const perToken = ms / Math.max(1, tokens);
+    const ewma = (old: number | undefined) => (old === undefined ? perToken : old + 0.5 * (perToken - old));
+    if (!speculative) {
+      this._plainMs = ewma(this._plainMs);
+      return;
+    }
+    this._roundMs = ewma(this._roundMs);
+    if (this._plainMs !== undefined && this._roundMs > this._plainMs) this._pauseNow();
+  }
+
+  /** True until a plain pass has been timed (then rounds can be compared with it). */
+  get needsPlainTiming(): boolean {
+    return this._plainMs === undefined;
+  }
+
   /** The outcome of a pass that scored candidates. */
   record(accepted: number): void {
     if (accepted > 0) {
@@ -86,6 +113,10 @@ export class LookupBackoff {
       return;
     }
     if (++this._misses < this._patience) return;
+    this._pauseNow();
+  }
+
+  private _pauseNow(): void {
     this._misses = 0;
     this._pause = this._nextPause;
     this._nextPause = Math.min(this._maxPause, this._nextPause * 2);
