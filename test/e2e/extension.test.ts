@@ -447,6 +447,31 @@ describe(`OPT Complete in VS Code (code-server, ${DTYPE})`, { timeout: 1_200_000
     });
   });
 
+  it('"Rewrite Selection" proposes the same text with prompt lookup off (rewrite.promptLookupTokens 0) as on', async () => {
+    await part('rewrite-lookup-off', async () => {
+      const reject = async () => {
+        await session.executeCommand(Commands.rewriteReject);
+        await waitFor('the rewrite to be rejected', async () => (await state()).rewrite.last?.status === 'rejected', 15_000);
+        await waitFor(
+          'the preview to close',
+          async () => (await session.page.locator('.editor-group-container .monaco-diff-editor').count()) === 0,
+          15_000,
+        );
+      };
+      assert.equal((await state()).settings['rewrite.promptLookupTokens'], 10, 'prompt lookup is on by default');
+      const on = await proposeRewrite(1);
+      await reject();
+      await session.bridge('updateConfig', { section: 'optComplete', key: 'rewrite.promptLookupTokens', value: 0 });
+      try {
+        const off = await proposeRewrite(1);
+        await reject();
+        assert.equal(off.proposed, on.proposed, 'the same rewrite, with or without prompt lookup');
+      } finally {
+        await session.bridge('updateConfig', { section: 'optComplete', key: 'rewrite.promptLookupTokens', value: undefined });
+      }
+    });
+  });
+
   it('a killed runtime is restarted and completions work again', async () => {
     await part('runtime-restart', async () => {
       const s0 = await runtimeReady(60_000);
