@@ -66,6 +66,8 @@ export interface EngineInfo {
   /** Generation models: KV-cache bytes per token, and the prompt + completion tokens the memory check and the prefix cache were sized for. */
   kvBytesPerToken?: number;
   contextTokens?: number;
+  /** The assistant model that drafts for generation requests, when one is loaded. */
+  assistant?: { modelId: string; dir: string; dtype: string };
 }
 
 export interface EngineStatus {

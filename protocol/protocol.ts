@@ -36,6 +36,12 @@ export interface InitializeParams {
    * the model's positions.
    */
   contextTokens?: number;
+  /**
+   * A smaller OPT with the same tokenizer that drafts tokens for the model (transformers'
+   * assisted generation), e.g. facebook/opt-125m for opt-1.3b: a folder or a Hub id, loaded beside
+   * the model on its device and precision. Requests that do not ask for prompt lookup use it.
+   */
+  assistantModel?: string;
 }
 
 export interface InitializeResult {

@@ -74,6 +74,11 @@ export class Config {
   get threads(): number {
     return this._number('threads', availableParallelism());
   }
+  /** A smaller OPT that drafts for the model (empty: none); ghost text and rewrites then skip prompt lookup. */
+  get assistantModel(): string {
+    const v = this._value('assistantModel').trim();
+    return v === '' ? '' : expandHome(v);
+  }
   get cacheDir(): string {
     return expandHome(this._value('cacheDir'));
   }
@@ -108,6 +113,7 @@ export class Config {
     if (this.device !== 'auto') init.device = this.device;
     if (this.threads > 0) init.threads = this.threads;
     if (this.cacheDir !== '') init.cacheDir = this.cacheDir;
+    if (this.assistantModel !== '') init.assistantModel = this.assistantModel;
     return init;
   }
 
@@ -154,12 +160,16 @@ export class Config {
   get rewriteMaxNewTokens(): number {
     return this._number('rewrite.maxNewTokens');
   }
-  /** Prompt lookup's candidates per pass for ghost text and for rewrites (0: off); the text is the same either way. */
+  /**
+   * Prompt lookup's candidates per pass for ghost text and for rewrites (0: off); the text is the
+   * same either way. With an assistant model it drafts instead (the runtime uses it for requests
+   * that do not ask for lookup).
+   */
   get inlinePromptLookupTokens(): number {
-    return this._number('inline.promptLookupTokens');
+    return this.assistantModel === '' ? this._number('inline.promptLookupTokens') : 0;
   }
   get rewritePromptLookupTokens(): number {
-    return this._number('rewrite.promptLookupTokens');
+    return this.assistantModel === '' ? this._number('rewrite.promptLookupTokens') : 0;
   }
   get debugStateFile(): string {
     return expandHome(this._value('debug.stateFile'));

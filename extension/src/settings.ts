@@ -17,6 +17,7 @@ export const RESTART_SETTINGS = [
   'dtype',
   'threads',
   'cacheDir',
+  'assistantModel',
   'runtime.nodePath',
   'runtime.prefixCacheMiB',
   'openai.baseUrl',
@@ -114,6 +115,7 @@ export const SETTING_RULES = {
   /** Also capped at this machine's logical CPUs (config.ts). */
   threads: int(0, 256),
   cacheDir: text,
+  assistantModel: text,
   'runtime.nodePath': text,
   'runtime.prefixCacheMiB': { ...int(0, Number.POSITIVE_INFINITY), json: ['integer', 'null'], nullable: true },
   'runtime.startup': oneOf(['onDemand', 'onStartup']),

@@ -122,6 +122,7 @@ export class StatusBar implements vscode.Disposable {
                 : []),
               ['Device', info ? `${info.device}${info.deviceFallback ? ` (${info.deviceFallback})` : ''}` : '?'],
               ['Precision', info?.dtype ?? '?'],
+              ...(info?.assistant ? [['Assistant', `${info.assistant.modelId} (drafts tokens)`] as [string, string]] : []),
               ['Loaded in', info ? `${info.loadSeconds.toFixed(1)} s` : '?'],
             ];
       if (s.last) {

@@ -41,7 +41,7 @@ commands:
   generate  --model DIR "prompt" ${wrap([...SAMPLING_USAGE, '[--assistant-model DIR|ID]', '[--num-return-sequences N]', '[--json]'], 88, '            ')}
                                                                    streams the continuation to stdout
   serve     --model DIR|ID [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--prompt-lookup-num-tokens N]
-            [--max-matching-ngram-size N]
+            [--max-matching-ngram-size N] [--assistant-model DIR|ID]
                                                                    OpenAI-compatible /v1/completions server
   rpc                                                              the runtime process: JSON-RPC over stdio (what the editor starts)
   classify  --model DIR "text"…                                    labels and scores (OPTForSequenceClassification), as JSON
@@ -214,6 +214,7 @@ async function serveCommand(v: Values): Promise<void> {
     device: deviceOf(v),
     threads: threadsOf(v),
     cacheDir: v['cache-dir'],
+    assistantModel: v['assistant-model'],
     onProgress: (m) => process.stderr.write(`opt: ${m}\n`),
   });
   const server = await startOpenAiServer(engine, {

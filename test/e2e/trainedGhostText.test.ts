@@ -3,7 +3,8 @@
 // Chromium, see harness.ts), on a held-out Python file it was never trained on. At each cursor the
 // suggestion VS Code shows is what `opt generate` greedy-decodes for the same prefix at the same
 // precision (run from source on the same checkpoint), cut to its first line as the single-line
-// policy does mid-line, and it is code.
+// policy does mid-line, and it is code; with prompt lookup drafting (the default) and with the
+// trained draft as the assistant model, neither of which may change the text.
 //
 // Prerequisites: `bash scripts/e2e-setup.sh`, and the held-out file with the hash recorded beside
 // the model (Debian's python3.11 standard library). Environment as extension.test.ts.
@@ -37,7 +38,7 @@ const CURSORS = [
 ];
 
 interface DebugState {
-  runtime: { state: string; detail: { info?: { modelId?: string; dtype?: string } } };
+  runtime: { state: string; detail: { info?: { modelId?: string; dtype?: string; assistant?: { dir: string } } } };
   inline: { last?: { text?: string; line: number; character: number; multiline: boolean; promptTokens?: number; source: string } };
 }
 
@@ -62,132 +63,145 @@ function heldOutText(): string {
 const looksLikeCode = (s: string) =>
   /[A-Za-z_]/.test(s) && /^[\w.()[\]{}:,'"=+\-*/%<>!&|@ ]+$/.test(s) && !/\b[a-z]+ [a-z]+ [a-z]+\b/.test(s);
 
-describe(`ghost text from the trained target on held-out code (code-server, ${DTYPE})`, { timeout: 900_000 }, () => {
-  let session: VsCodeSession;
-  let work = '';
-  let source = '';
-  const files: Record<string, string> = {};
+/**
+ * Ghost text drafted two ways, each compared with plain greedy `opt generate`: prompt lookup (the
+ * default) and the trained draft as the assistant model (optComplete.assistantModel).
+ */
+const DRAFT = join(REPO_ROOT, 'test', 'fixtures', 'trained', 'opt-draft');
+const DRAFTING = [
+  { key: 'lookup', name: 'prompt lookup', settings: {}, assistant: undefined },
+  { key: 'assistant', name: 'drafted by opt-draft', settings: { 'optComplete.assistantModel': DRAFT }, assistant: DRAFT },
+];
 
-  const state = () => session.executeCommand<DebugState>(Commands.debugState);
-  const part = (name: string, body: () => Promise<void>) => step(session, state, name, body);
+for (const drafting of DRAFTING) {
+  describe(`ghost text from the trained target on held-out code, ${drafting.name} (code-server, ${DTYPE})`, { timeout: 900_000 }, () => {
+    let session: VsCodeSession;
+    let work = '';
+    let source = '';
+    const files: Record<string, string> = {};
 
-  /** `opt generate` from source, greedy, on the same checkpoint and precision: the text after the prompt. */
-  async function greedy(prompt: string): Promise<string> {
-    const { stdout } = await run(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        'runtime/src/cli.ts',
-        'generate',
-        '--model',
-        TARGET,
-        '--dtype',
-        DTYPE,
-        '--device',
-        'cpu',
-        '--cache-dir',
-        join(work, 'cli-cache'),
-        '--max-new-tokens',
-        String(MAX_NEW_TOKENS),
-        '--json',
-        '--',
-        prompt,
-      ],
-      { cwd: REPO_ROOT, timeout: 120_000, maxBuffer: 16 << 20 },
-    );
-    const [row] = JSON.parse(stdout) as { generated_text: string }[];
-    assert.ok(row!.generated_text.startsWith(prompt), 'generate --json returns the prompt and its continuation');
-    return row!.generated_text.slice(prompt.length);
-  }
+    const state = () => session.executeCommand<DebugState>(Commands.debugState);
+    const part = (name: string, body: () => Promise<void>) => step(session, state, name, body);
 
-  async function promptTokens(text: string): Promise<number> {
-    const { stdout } = await run(
-      process.execPath,
-      ['--import', 'tsx', 'runtime/src/cli.ts', 'tokenize', '--model', TARGET, '--text', text],
-      {
-        cwd: REPO_ROOT,
-        timeout: 60_000,
-        maxBuffer: 16 << 20,
-      },
-    );
-    return (JSON.parse(stdout) as { ids: number[] }).ids.length;
-  }
-
-  before(async () => {
-    findPrereqs();
-    source = heldOutText();
-    const lines = source.split('\n');
-    for (const [i, c] of CURSORS.entries()) {
-      const upTo = [...lines.slice(0, c.line), lines[c.line]!.slice(0, c.column - c.typed.length)].join('\n');
-      files[`held-out-${i}.py`] = upTo;
+    /** `opt generate` from source, greedy, on the same checkpoint and precision: the text after the prompt. */
+    async function greedy(prompt: string): Promise<string> {
+      const { stdout } = await run(
+        process.execPath,
+        [
+          '--import',
+          'tsx',
+          'runtime/src/cli.ts',
+          'generate',
+          '--model',
+          TARGET,
+          '--dtype',
+          DTYPE,
+          '--device',
+          'cpu',
+          '--cache-dir',
+          join(work, 'cli-cache'),
+          '--max-new-tokens',
+          String(MAX_NEW_TOKENS),
+          '--json',
+          '--',
+          prompt,
+        ],
+        { cwd: REPO_ROOT, timeout: 120_000, maxBuffer: 16 << 20 },
+      );
+      const [row] = JSON.parse(stdout) as { generated_text: string }[];
+      assert.ok(row!.generated_text.startsWith(prompt), 'generate --json returns the prompt and its continuation');
+      return row!.generated_text.slice(prompt.length);
     }
-    const vsix = await ensureVsix();
-    work = await mkdtemp(join(tmpdir(), 'opt-e2e-trained-'));
-    session = await VsCodeSession.start({
-      name: 'trained',
-      vsix: [vsix],
-      extensionId: EXTENSION_ID,
-      activation: { channel: 'OPT Complete', pattern: /\bactivated\s*$/m },
-      files,
-      settings: {
-        'optComplete.model': TARGET,
-        'optComplete.dtype': DTYPE,
-        'optComplete.device': 'cpu',
-        'optComplete.cacheDir': join(work, 'onnx-cache'),
-        'optComplete.inline.maxNewTokens': MAX_NEW_TOKENS,
-        // The whole prefix is the prompt, as `opt generate` gets it: no cut by characters or tokens.
-        'optComplete.inline.maxContextChars': 200_000,
-        'optComplete.inline.maxContextTokens': 2000,
-        'optComplete.runtime.startup': 'onStartup',
-      },
-    });
-  });
 
-  after(async () => {
-    if (session) {
-      await session.stop();
-      assert.deepEqual(session.leftoverProcesses(), [], 'processes of the run left behind');
+    async function promptTokens(text: string): Promise<number> {
+      const { stdout } = await run(
+        process.execPath,
+        ['--import', 'tsx', 'runtime/src/cli.ts', 'tokenize', '--model', TARGET, '--text', text],
+        {
+          cwd: REPO_ROOT,
+          timeout: 60_000,
+          maxBuffer: 16 << 20,
+        },
+      );
+      return (JSON.parse(stdout) as { ids: number[] }).ids.length;
     }
-    if (work) await rm(work, { recursive: true, force: true });
-  });
 
-  for (const [i, c] of CURSORS.entries()) {
-    it(`line ${c.line + 1}: the suggestion is opt generate's greedy text for the prefix, and it is code`, async () => {
-      await part(`trained-ghost-${i}`, async () => {
-        await session.openFile(`held-out-${i}.py`);
-        await session.cursorToEnd();
-        await waitFor(
-          'the trained target to be ready',
-          async () => ((await state()).runtime.state === 'ready' ? true : undefined),
-          180_000,
-          250,
-        );
-        const before = (await state()).inline.last;
-        await session.type(c.typed);
-        const prefix = files[`held-out-${i}.py`]! + c.typed;
-        const record = await waitFor(
-          'a suggestion at the typed cursor, shown as ghost text',
-          async () => {
-            const last = (await state()).inline.last;
-            const ghost = await session.ghostText();
-            if (!last?.text || last === before || last.line !== c.line || last.character !== c.column || !ghost) return undefined;
-            return ghost.inline === last.text.split('\n')[0] ? last : undefined;
-          },
-          120_000,
-          200,
-        );
-        await session.screenshot(`trained-ghost-${i}`);
-        const expected = await greedy(prefix);
-        const firstLine = expected.split('\n')[0]!;
-        assert.equal(record.multiline, false, 'mid-line: a single-line suggestion');
-        assert.equal(record.promptTokens, await promptTokens(prefix), 'the runtime ran the whole prefix, as opt generate did');
-        assert.equal(record.text, firstLine.trimEnd(), `shown ${JSON.stringify(record.text)}; opt generate: ${JSON.stringify(expected)}`);
-        assert.ok(looksLikeCode(record.text!), `a line of code, not prose: ${JSON.stringify(record.text)}`);
-        process.stderr.write(
-          `[e2e] ${JSON.stringify(source.split('\n')[c.line]!.slice(0, c.column))} → ${JSON.stringify(record.text)} (the file has ${JSON.stringify(source.split('\n')[c.line]!.slice(c.column))})\n`,
-        );
+    before(async () => {
+      findPrereqs();
+      source = heldOutText();
+      const lines = source.split('\n');
+      for (const [i, c] of CURSORS.entries()) {
+        const upTo = [...lines.slice(0, c.line), lines[c.line]!.slice(0, c.column - c.typed.length)].join('\n');
+        files[`held-out-${i}.py`] = upTo;
+      }
+      const vsix = await ensureVsix();
+      work = await mkdtemp(join(tmpdir(), `opt-e2e-trained-${drafting.key}-`));
+      session = await VsCodeSession.start({
+        name: `trained-${drafting.key}`,
+        vsix: [vsix],
+        extensionId: EXTENSION_ID,
+        activation: { channel: 'OPT Complete', pattern: /\bactivated\s*$/m },
+        files,
+        settings: {
+          'optComplete.model': TARGET,
+          'optComplete.dtype': DTYPE,
+          'optComplete.device': 'cpu',
+          'optComplete.cacheDir': join(work, 'onnx-cache'),
+          'optComplete.inline.maxNewTokens': MAX_NEW_TOKENS,
+          // The whole prefix is the prompt, as `opt generate` gets it: no cut by characters or tokens.
+          'optComplete.inline.maxContextChars': 200_000,
+          'optComplete.inline.maxContextTokens': 2000,
+          'optComplete.runtime.startup': 'onStartup',
+          ...drafting.settings,
+        },
       });
     });
-  }
-});
+
+    after(async () => {
+      if (session) {
+        await session.stop();
+        assert.deepEqual(session.leftoverProcesses(), [], 'processes of the run left behind');
+      }
+      if (work) await rm(work, { recursive: true, force: true });
+    });
+
+    for (const [i, c] of CURSORS.entries()) {
+      it(`line ${c.line + 1}: the suggestion is opt generate's greedy text for the prefix, and it is code`, async () => {
+        await part(`trained-ghost-${drafting.key}-${i}`, async () => {
+          await session.openFile(`held-out-${i}.py`);
+          await session.cursorToEnd();
+          await waitFor(
+            'the trained target to be ready',
+            async () => ((await state()).runtime.state === 'ready' ? true : undefined),
+            180_000,
+            250,
+          );
+          const before = (await state()).inline.last;
+          await session.type(c.typed);
+          const prefix = files[`held-out-${i}.py`]! + c.typed;
+          const record = await waitFor(
+            'a suggestion at the typed cursor, shown as ghost text',
+            async () => {
+              const last = (await state()).inline.last;
+              const ghost = await session.ghostText();
+              if (!last?.text || last === before || last.line !== c.line || last.character !== c.column || !ghost) return undefined;
+              return ghost.inline === last.text.split('\n')[0] ? last : undefined;
+            },
+            120_000,
+            200,
+          );
+          await session.screenshot(`trained-ghost-${drafting.key}-${i}`);
+          const expected = await greedy(prefix);
+          const firstLine = expected.split('\n')[0]!;
+          assert.equal(record.multiline, false, 'mid-line: a single-line suggestion');
+          assert.equal(record.promptTokens, await promptTokens(prefix), 'the runtime ran the whole prefix, as opt generate did');
+          assert.equal(record.text, firstLine.trimEnd(), `shown ${JSON.stringify(record.text)}; opt generate: ${JSON.stringify(expected)}`);
+          assert.ok(looksLikeCode(record.text!), `a line of code, not prose: ${JSON.stringify(record.text)}`);
+          process.stderr.write(
+            `[e2e] ${JSON.stringify(source.split('\n')[c.line]!.slice(0, c.column))} → ${JSON.stringify(record.text)} (the file has ${JSON.stringify(source.split('\n')[c.line]!.slice(c.column))})\n`,
+          );
+        });
+      });
+    }
+  });
+}

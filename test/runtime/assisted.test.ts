@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { UsageError } from '../../protocol/errors.js';
+import { createLocalEngine } from '../../runtime/src/engine/localEngine.js';
 import { type GenerateParams, generate } from '../../runtime/src/generation/generate.js';
 import { type OptModel, loadOptModel } from '../../runtime/src/model.js';
 import { writeOptCheckpoint } from '../fixtures/optCheckpoint.js';
@@ -79,6 +80,37 @@ describe('assisted generation with the trained draft', () => {
     await assert.rejects(
       generate(target, 'x = 1', { max_new_tokens: 4, assistantModel: draft, prompt_lookup_num_tokens: 3 }),
       /choose one/,
+    );
+  });
+
+  test('the runtime loads an assistant beside the model: the same completions, drafted; prompt lookup requests use lookup', async () => {
+    const base = { dtype: 'int8' as const, device: 'cpu' as const, cacheDir, contextTokens: 512 };
+    const plain = await createLocalEngine({ ...base, model: join(TRAINED, 'opt-target') });
+    const drafted = await createLocalEngine({ ...base, model: join(TRAINED, 'opt-target'), assistantModel: join(TRAINED, 'opt-draft') });
+    try {
+      assert.equal(plain.info().assistant, undefined);
+      assert.deepEqual(drafted.info().assistant, { modelId: join(TRAINED, 'opt-draft'), dir: join(TRAINED, 'opt-draft'), dtype: 'int8' });
+      for (const prompt of PROMPTS) {
+        const request = { prompt, options: { max_new_tokens: 24 }, priority: 'interactive' as const };
+        const a = await plain.generate(request);
+        const b = await drafted.generate(request);
+        assert.equal(b.text, a.text, prompt);
+        assert.equal(a.speculation, undefined);
+        assert.ok(b.speculation && b.speculation.proposed > 0, 'the assistant drafted');
+        const c = await drafted.generate({ ...request, options: { ...request.options, prompt_lookup_num_tokens: 4 } });
+        assert.equal(c.text, a.text);
+      }
+    } finally {
+      await plain.dispose();
+      await drafted.dispose();
+    }
+  });
+
+  test('an assistant with another tokenizer fails the load, naming the difference', async () => {
+    const other = await writeOptCheckpoint(join(tmp.path, 'gpt2-vocab-engine'), { seed: 6 });
+    await assert.rejects(
+      createLocalEngine({ model: join(TRAINED, 'opt-target'), dtype: 'int8', device: 'cpu', cacheDir, assistantModel: other.dir }),
+      /tokenizers differ \(vocabularies of 12264 and \d+ tokens\)/,
     );
   });
 });

@@ -16,6 +16,7 @@ import { loadOptModel, type OptModel } from '../model.js';
 import { type TaskRequest, type TaskResults, emptyPrefixCache, emptyQueue } from '../../../protocol/engine.js';
 import { type SerializedError, serializeError } from '../../../protocol/errors.js';
 import type { LocalEngineOptions } from './localEngine.js';
+import { checkSameTokenizer } from '../generation/assistant.js';
 import { PrefixCache } from './prefixCache.js';
 import { Scheduler } from './scheduler.js';
 import type { FromWorker, ToWorker } from './workerMessages.js';
@@ -27,6 +28,7 @@ const send = (m: FromWorker) => port.postMessage(m);
 const wire = (raw: unknown): SerializedError => serializeError(fileAccessError(raw) ?? raw);
 
 let model: OptModel | undefined;
+let assistant: { model: OptModel; dir: string } | undefined;
 let scheduler: Scheduler | undefined;
 let prefixCache: PrefixCache | undefined;
 /** What the loaded checkpoint is, and where: every request is checked against its head first. */
@@ -77,6 +79,7 @@ port.on('message', (m: ToWorker) => {
       void (async () => {
         prefixCache?.clear();
         await model?.dispose();
+        await assistant?.model.dispose();
         await (await heads?.catch(() => undefined))?.dispose();
         send({ type: 'closed' });
         port.close();
@@ -84,6 +87,34 @@ port.on('message', (m: ToWorker) => {
       break;
   }
 });
+
+/**
+ * The assistant, on the model's device and precision (after any fallback), its memory checked
+ * against what the model left; refused with the reason when the tokenizers differ.
+ */
+async function loadAssistant(
+  options: LocalEngineOptions,
+  target: OptModel,
+  contextTokens: number,
+): Promise<{ model: OptModel; dir: string }> {
+  const dir = await resolveModel(options.assistantModel!);
+  send({ type: 'progress', message: `loading the assistant ${dir}` });
+  const draft = await loadOptModel(dir, {
+    dtype: target.source.dtype,
+    device: target.device,
+    threads: options.threads,
+    cacheDir: options.cacheDir,
+    checkMemory: true,
+    contextTokens,
+  });
+  try {
+    await checkSameTokenizer(target, draft);
+  } catch (err) {
+    await draft.dispose();
+    throw err;
+  }
+  return { model: draft, dir };
+}
 
 async function load(options: LocalEngineOptions): Promise<void> {
   try {
@@ -115,12 +146,14 @@ async function load(options: LocalEngineOptions): Promise<void> {
       prefixCache = new PrefixCache(options.prefixCacheBytes ?? autoPrefixCacheBytes(config, dtype, contextTokens, available));
       kv = { kvBytesPerToken: kvBytesPerToken(config, dtype), contextTokens };
       where = { device: model.device, deviceFallback: model.deviceFallback, dtype };
+      if (options.assistantModel) assistant = await loadAssistant(options, model, contextTokens);
     } else {
       const h = await OptHeadModel.load(dir, loadOptions);
       heads = Promise.resolve(h);
       where = { device: h.body.device, deviceFallback: h.body.deviceFallback, dtype: h.body.dtype };
     }
     scheduler = new Scheduler(model, {
+      assistant: assistant?.model,
       queueLimit: options.queueLimit ?? 16,
       prefixCache,
       prefillChunk: options.prefillChunk ?? PREFILL_CHUNK,
@@ -139,6 +172,9 @@ async function load(options: LocalEngineOptions): Promise<void> {
         maxPositions: config.max_position_embeddings,
         loadSeconds: (performance.now() - started) / 1000,
         ...kv,
+        ...(assistant && options.assistantModel
+          ? { assistant: { modelId: options.assistantModel, dir: assistant.dir, dtype: assistant.model.source.dtype } }
+          : {}),
       },
     });
   } catch (err) {

@@ -35,6 +35,8 @@ export interface LocalEngineOptions {
   prefixCacheBytes?: number;
   /** The longest prompt + completion the client asks for: sizes the memory check and the automatic prefix cache (default: the model's positions). */
   contextTokens?: number;
+  /** A smaller OPT with the same tokenizer that drafts for generation requests (InitializeParams.assistantModel). */
+  assistantModel?: string;
   /** Prompt tokens per prefill step (default PREFILL_CHUNK, 128: one step is what a cancellation or a more urgent request waits for). */
   prefillChunk?: number;
   /** Loading progress (downloads, conversion). */

@@ -44,6 +44,8 @@ interface Job {
 }
 
 export interface SchedulerOptions {
+  /** Drafts for generation requests that do not ask for prompt lookup (assisted generation). */
+  assistant?: GenerationModel;
   /** Jobs waiting or running; one more is refused with EngineBusyError. */
   queueLimit: number;
   /** Reused KV prefixes; only a generation model has one. */
@@ -190,6 +192,9 @@ export class Scheduler {
           prefixStore: this._options.prefixCache,
           prefillChunk: this._options.prefillChunk,
           prefillOnly: job.priority === 'warm',
+          ...(this._options.assistant && job.request.options.prompt_lookup_num_tokens === undefined && job.priority !== 'warm'
+            ? { assistantModel: this._options.assistant }
+            : {}),
         });
       }
       // Advance by one model step: a prefill chunk, or one token (and its text).

@@ -180,6 +180,7 @@ export function startRpcServer(input: Readable, output: Writable, options: RpcSe
           queueLimit: params.queueLimit,
           prefixCacheBytes: params.prefixCacheMiB !== undefined ? params.prefixCacheMiB * 2 ** 20 : undefined,
           contextTokens: params.contextTokens,
+          assistantModel: params.assistantModel,
           onProgress: (message) => {
             if (current()) quietly(() => connection.sendNotification(LoadProgress, { message }));
           },
@@ -534,6 +535,7 @@ const INITIALIZE = {
     (n) => n >= 0 && n <= 2 ** 20,
   ).optional,
   contextTokens: int(1, MAX_TOKENS).optional,
+  assistantModel: name('an assistant model folder or a Hugging Face id such as facebook/opt-125m').optional,
 };
 
 /** Sampling options: each known one checked against the spec (the engine checks how they combine); unknown ones refused. */
