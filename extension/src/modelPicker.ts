@@ -16,6 +16,7 @@ import {
   modelNeedBytes,
   parameterCount,
   resolveDtype,
+  suggestedAssistant,
 } from './models/optModels.js';
 import { DEVICE_SETTINGS, DTYPE_SETTINGS, type DeviceSetting, type DtypeSetting } from './settings.js';
 
@@ -81,6 +82,24 @@ export async function selectModelCommand(ctx: Ctx, args?: { model?: string }): P
   await ctx.config.set('model', model);
   ctx.log.info(`model set to ${model}`);
   if (ctx.config.engine === 'local') ctx.startWithProgress();
+  offerAssistant(ctx, model);
+}
+
+/** For a large OPT without an assistant, offers the small one that can draft for it (not waited on). */
+function offerAssistant(ctx: Ctx, model: string): void {
+  const assistant = suggestedAssistant(model);
+  if (!assistant || ctx.config.engine !== 'local' || ctx.config.assistantModel !== '') return;
+  const use = `Use ${assistant} as Assistant`;
+  void vscode.window
+    .showInformationMessage(
+      `${assistant} can draft tokens for ${model}, which checks them in one pass: the same text from fewer passes of the large model (assisted generation, optComplete.assistantModel).`,
+      use,
+    )
+    .then(async (choice) => {
+      if (choice !== use) return;
+      await ctx.config.set('assistantModel', assistant);
+      ctx.log.info(`assistant model set to ${assistant}`);
+    });
 }
 
 const DEVICE_DESCRIPTIONS: Record<DeviceSetting, string> = {

@@ -16,6 +16,7 @@ import {
   modelNeedBytes,
   parameterCount,
   resolveDtype,
+  suggestedAssistant,
 } from '../../extension/src/models/optModels.js';
 import { languageEnabled, samplingFromSettings } from '../../extension/src/settings.js';
 
@@ -94,6 +95,27 @@ describe('OPT sizes and memory', () => {
     assert.equal(formatBytes(512 * 2 ** 20), '512 MiB');
     assert.equal(formatBytes(1.5 * 2 ** 30), '1.5 GiB');
     assert.equal(formatBytes(123.4 * 2 ** 30), '123 GiB');
+  });
+});
+
+describe('the assistant the model picker offers', () => {
+  test('facebook/opt-125m for released OPTs of 1.3b and more; nothing for the small ones or other checkpoints', () => {
+    assert.deepEqual(
+      OPT_SIZES.map((s) => [s.label, suggestedAssistant(s.id)]),
+      [
+        ['125m', undefined],
+        ['350m', undefined],
+        ['1.3b', 'facebook/opt-125m'],
+        ['2.7b', 'facebook/opt-125m'],
+        ['6.7b', 'facebook/opt-125m'],
+        ['13b', 'facebook/opt-125m'],
+        ['30b', 'facebook/opt-125m'],
+        ['66b', 'facebook/opt-125m'],
+      ],
+    );
+    assert.equal(suggestedAssistant(' facebook/opt-6.7b '), 'facebook/opt-125m');
+    assert.equal(suggestedAssistant('/models/my-opt-13b'), undefined);
+    assert.equal(suggestedAssistant('someone/opt-1.3b-finetuned'), undefined);
   });
 });
 

@@ -87,3 +87,18 @@ export function memoryLine(c: OptShape, availableBytes: number | undefined, sizi
     return `${dt} ${formatBytes(bytes)}${fits ? '' : ' (too big)'}`;
   }).join(' · ');
 }
+
+/** The smallest released OPT, which shares every size's tokenizer: an assistant for the larger ones. */
+export const OPT_ASSISTANT = 'facebook/opt-125m';
+
+/**
+ * The assistant worth suggesting for a model: facebook/opt-125m for a released OPT of 1.3b or more
+ * (there a pass of the model costs several of the assistant's, so its drafts pay); none for the
+ * small sizes or for anything that is not a released OPT (its tokenizer is unknown here).
+ */
+export function suggestedAssistant(modelId: string): string | undefined {
+  const size = OPT_SIZES.find((s) => s.id === modelId.trim());
+  if (!size) return undefined;
+  const smallest = OPT_SIZES.find((s) => s.id === OPT_ASSISTANT)!;
+  return parameterCount(size.shape) >= 8 * parameterCount(smallest.shape) ? OPT_ASSISTANT : undefined;
+}
