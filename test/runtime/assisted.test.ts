@@ -60,10 +60,62 @@ describe('assisted generation with the trained draft', () => {
       await same(prompt, { max_new_tokens: 9 }, 'max_new_tokens mid-round');
       await same(prompt, { max_new_tokens: 30, stop_strings: ['\n'] }, 'stop string');
       await same(prompt, { max_new_tokens: 30, repetition_penalty: 1.3, no_repeat_ngram_size: 3 }, 'penalties');
-      for (const seed of [4, 5]) await same(prompt, { max_new_tokens: 30, do_sample: true, top_k: 30, seed }, `sampled, seed ${seed}`);
+      for (const seed of [4, 5]) {
+        // Speculative sampling draws differently from plain sampling (its distribution is the test
+        // below): a seed still replays the same text.
+        const params = { max_new_tokens: 30, do_sample: true, top_k: 30, seed, assistantModel: draft };
+        const [a] = await generate(target, prompt, params);
+        const [b] = await generate(target, prompt, params);
+        assert.deepEqual(a!.tokenIds, b!.tokenIds, `sampled, seed ${seed}`);
+        assert.ok(a!.speculation!.proposed > 0);
+      }
     }
     assert.ok(accepted > 0, "the draft guessed some of the target's tokens");
     assert.ok(passes < tokens, `${passes} target passes for ${tokens} tokens`);
+  });
+
+  test("sampled with the assistant, a later token follows the target's own distribution (two-sample chi-square)", async () => {
+    // Tokens 2 to 4 are the first round's three drafts, kept or replaced: the marginal of token 4
+    // over many seeds must match plain sampling's.
+    const prompt = PROMPTS[2]!;
+    const params = {
+      max_new_tokens: 4,
+      do_sample: true,
+      top_k: 8,
+      temperature: 1.5,
+      num_assistant_tokens: 3,
+      assistant_confidence_threshold: 0,
+    };
+    const counts = [new Map<number, number>(), new Map<number, number>()];
+    const N = 500;
+    for (let seed = 1; seed <= N; seed++) {
+      for (const [k, extra] of [{}, { assistantModel: draft }].entries()) {
+        const [row] = await generate(target, prompt, { ...params, ...extra, seed: seed + k * 100_000 });
+        const t = row!.tokenIds[3]!;
+        counts[k]!.set(t, (counts[k]!.get(t) ?? 0) + 1);
+      }
+    }
+    // Pool tokens seen fewer than 10 times in both runs together into one category.
+    const ids = [...new Set([...counts[0]!.keys(), ...counts[1]!.keys()])];
+    const big = ids.filter((t) => (counts[0]!.get(t) ?? 0) + (counts[1]!.get(t) ?? 0) >= 10);
+    const cat = (m: Map<number, number>) => [
+      ...big.map((t) => m.get(t) ?? 0),
+      [...m].filter(([t]) => !big.includes(t)).reduce((n, [, c]) => n + c, 0),
+    ];
+    const [a, b] = [cat(counts[0]!), cat(counts[1]!)];
+    let chi = 0;
+    for (let i = 0; i < a.length; i++) {
+      const total = a[i]! + b[i]!;
+      if (total === 0) continue;
+      const e = total / 2; // equal sample sizes
+      chi += (a[i]! - e) ** 2 / e + (b[i]! - e) ** 2 / e;
+    }
+    const df = a.filter((x, i) => x + b[i]! > 0).length - 1;
+    // The 0.999 quantile of chi-square (Wilson-Hilferty).
+    const z = 3.09;
+    const critical = df * (1 - 2 / (9 * df) + z * Math.sqrt(2 / (9 * df))) ** 3;
+    assert.ok(df >= 2, `enough categories to compare (${df + 1})`);
+    assert.ok(chi < critical, `chi-square ${chi.toFixed(1)} with ${df} degrees of freedom (0.999 quantile ${critical.toFixed(1)})`);
   });
 
   test('an assistant with another tokenizer is refused, naming the difference; lookup and an assistant together too', async () => {

@@ -1,5 +1,6 @@
 // Assisted generation (transformers' AssistedCandidateGenerator): a smaller OPT with the same
-// tokenizer drafts the next tokens greedily, one cheap pass each, and the target scores them all in
+// tokenizer drafts the next tokens (greedily, or sampled from its own processed distribution when
+// the target samples, for speculative sampling), one cheap pass each, and the target scores them all in
 // one pass (generate.ts keeps those it picks itself). The draft keeps its own KV cache, shortened
 // to what the target accepted after every round. Drafting stops early when the draft is unsure
 // (its top probability under assistant_confidence_threshold), and the number of tokens adapts
@@ -10,7 +11,8 @@ import type { KvCache } from '../decoder.js';
 import { UsageError } from '../../../protocol/errors.js';
 import type { GenerationModel } from './generate.js';
 import { type LogitsPlan, type LogitsScratch, createLogitsScratch, processLogits } from './logitsProcessors.js';
-import { argmax } from './sampling.js';
+import { type Rng, argmax } from './sampling.js';
+import { sampleFrom, softmaxInto } from './speculativeSampling.js';
 
 /** transformers' GenerationConfig defaults for assisted generation. */
 export const ASSISTANT_DEFAULTS = { numAssistantTokens: 20, schedule: 'constant', confidenceThreshold: 0.4 } as const;
@@ -61,6 +63,11 @@ export interface AssistantOptions {
   plan: LogitsPlan;
   /** Tokens the draft may read beyond the target's (its positions). */
   maxPositions: number;
+  /**
+   * Sampling (the target's do_sample): the draft samples its tokens from its own processed
+   * distribution, kept for speculative sampling; otherwise it drafts greedily.
+   */
+  sample?: { rng: Rng };
 }
 
 export class AssistantDrafter {
@@ -73,6 +80,8 @@ export class AssistantDrafter {
   private _lastProposal = 0;
   private _lastBase = 0;
   private readonly _plan: LogitsPlan;
+  /** With sampling: the draft's distribution at each token of the last proposal. */
+  private _q: Float64Array[] = [];
 
   constructor(
     private readonly _draft: GenerationModel,
@@ -83,7 +92,7 @@ export class AssistantDrafter {
     this._scratch = createLogitsScratch(Math.min(_draft.tokenizer.vocabSize, vocab));
     this._logits = new Float32Array(vocab);
     // transformers leaves the min-length processors out of the assistant's list: the target decides when text may end.
-    this._plan = { ..._o.plan, minLength: 0, minNewTokens: 0, sample: false };
+    this._plan = { ..._o.plan, minLength: 0, minNewTokens: 0, sample: _o.sample !== undefined };
   }
 
   /**
@@ -94,6 +103,7 @@ export class AssistantDrafter {
     const want = Math.min(Math.floor(this._tokens), room, this._o.maxPositions - ids.length);
     this._lastBase = ids.length;
     this._lastProposal = 0;
+    this._q = [];
     if (want <= 0) return [];
     const seq = [...ids];
     const out: number[] = [];
@@ -114,13 +124,28 @@ export class AssistantDrafter {
       this._fed = seq.length;
       const scores = r.logits.subarray(0, vocab);
       processLogits(scores, seq, generated + out.length, this._plan, this._scratch);
-      const next = argmax(scores);
+      let next: number;
+      let confidence: number;
+      if (this._o.sample) {
+        const q = softmaxInto(scores, new Float64Array(vocab));
+        next = sampleFrom(q, this._o.sample.rng);
+        this._q.push(q);
+        confidence = q[next]!;
+      } else {
+        next = argmax(scores);
+        confidence = this._o.confidenceThreshold > 0 ? topProbability(scores, next) : 1;
+      }
       out.push(next);
       seq.push(next);
-      if (this._o.confidenceThreshold > 0 && topProbability(scores, next) < this._o.confidenceThreshold) break;
+      if (confidence < this._o.confidenceThreshold) break;
     }
     this._lastProposal = out.length;
     return out;
+  }
+
+  /** With sampling: the draft's distribution for candidate `j` of the last proposal. */
+  probabilities(j: number): Float64Array | undefined {
+    return this._q[j];
   }
 
   /** `accepted` of the last proposal were kept: the draft forgets what followed them. */

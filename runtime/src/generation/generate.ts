@@ -15,7 +15,8 @@ import type { OptTokenizer } from '../tokenizer/optTokenizer.js';
 import { type GenerationOptions, type ResolvedGenerationOptions, resolveGenerationOptions, resolveLengths } from './generationConfig.js';
 import { ASSISTANT_DEFAULTS, AssistantDrafter, checkSameTokenizer } from './assistant.js';
 import { type LogitsPlan, createLogitsScratch, logitsPlan, processLogits } from './logitsProcessors.js';
-import { argmax, createRng, sampleCategorical } from './sampling.js';
+import { type Rng, argmax, createRng, sampleCategorical } from './sampling.js';
+import { acceptDraft, sampleResidual, softmaxInto } from './speculativeSampling.js';
 import { DEFAULT_MAX_MATCHING_NGRAM_SIZE, LookupBackoff, promptLookupCandidates } from './promptLookup.js';
 import { StopStringMatcher } from './stopStrings.js';
 
@@ -158,6 +159,7 @@ export async function* generateStream(
   const pads = rowPrompt.map(padOf); // a row's mask: 0 over its left padding, 1 after (generated tokens included)
   const maskBuffer = new BigInt64Array(b * maxLength); // reused every step: rows written at the current width
   const stepIds = new BigInt64Array(b);
+  const rng = createRng(o.seed);
   // Speculation (prompt lookup or an assistant model) needs one row and caches that a shorter
   // length truncates (the CPU's buffer layouts); otherwise it decodes one token per pass, as
   // transformers does for batches.
@@ -178,20 +180,27 @@ export async function* generateStream(
   const spec: Speculator | undefined = !speculate
     ? undefined
     : assistantModel
-      ? assistantSpeculator(assistantModel, o, logitsPlan(o, promptLen), maxPositions)
+      ? assistantSpeculator(assistantModel, o, logitsPlan(o, promptLen), maxPositions, rng)
       : lookupSpeculator(
           o.prompt_lookup_num_tokens!,
           o.max_matching_ngram_size ?? DEFAULT_MAX_MATCHING_NGRAM_SIZE,
           maxLength,
           new Set(o.eos_token_id),
         );
-  const lookup = spec ? { spec, backoff: new LookupBackoff(), stats: { passes: 1, proposed: 0, accepted: 0 } } : undefined;
+  const lookup = spec
+    ? {
+        spec,
+        backoff: new LookupBackoff(undefined, undefined, undefined, !(o.do_sample && assistantModel)),
+        stats: { passes: 1, proposed: 0, accepted: 0 },
+        // The target's distribution at a verified position (speculative sampling).
+        p: o.do_sample && assistantModel ? new Float64Array(Math.min(tokenizer.vocabSize, config.vocab_size)) : undefined,
+      }
+    : undefined;
   // Every pass's logits land here: one row per sequence, or the last token and each candidate.
   const logitsBuffer = new Float32Array(b * config.vocab_size * (spec ? spec.maxCandidates + 1 : 1));
   const plan = logitsPlan(o, promptLen);
   const vocab = Math.min(tokenizer.vocabSize, config.vocab_size); // rows past the tokenizer are never sampled
   const scratch = createLogitsScratch(vocab);
-  const rng = createRng(o.seed);
   const streams = rowPrompt.map(() => tokenizer.createStreamDecoder({ skipSpecialTokens: true }));
   const stops = rowPrompt.map(() => new StopStringMatcher(o.stop_strings));
   const generatedText = rowPrompt.map(() => '');
@@ -270,10 +279,8 @@ export async function* generateStream(
       return;
     }
 
-    /** Row r's next token: processed, picked, streamed; marks the row finished on EOS, a stop string or the length. */
-    const emit = function* (r: number, scores: Float32Array, length: number) {
-      processLogits(scores, tokens[r]!, length - promptLen, plan, scratch);
-      const next = o.do_sample ? sampleCategorical(scores, rng, scratch) : argmax(scores);
+    /** Row r's next token, streamed; marks the row finished on EOS, a stop string or the length. */
+    const emitToken = function* (r: number, next: number, length: number) {
       tokens[r]!.push(next);
       let text = streams[r]!.push(next);
       const stopAt = stops[r]!.push(text);
@@ -285,6 +292,11 @@ export async function* generateStream(
       else if (length + 1 >= maxLength) finished[r] = 'length';
       if (finished[r]) yield { type: 'done', sequence: r, result: result(r) } as const;
       return next;
+    };
+    /** Row r's next token picked from its scores (processed in place), as plain decoding picks it. */
+    const emit = function* (r: number, scores: Float32Array, length: number) {
+      processLogits(scores, tokens[r]!, length - promptLen, plan, scratch);
+      return yield* emitToken(r, o.do_sample ? sampleCategorical(scores, rng, scratch) : argmax(scores), length);
     };
 
     if (lookup) {
@@ -299,7 +311,22 @@ export async function* generateStream(
         let next = -1;
         let accepted = 0;
         for (let j = 0; j <= cands.length; j++) {
-          next = yield* emit(0, out.logits.subarray(j * config.vocab_size, j * config.vocab_size + vocab), length);
+          const row = out.logits.subarray(j * config.vocab_size, j * config.vocab_size + vocab);
+          const q = o.do_sample && j < cands.length ? lookup.spec.probabilities?.(j) : undefined;
+          if (q) {
+            // Speculative sampling: the draft's sample stays with probability p/q, else a draw
+            // from what p has beyond q; either way the token is distributed as the target's.
+            processLogits(row, tokens[0]!, length - promptLen, plan, scratch);
+            const p = softmaxInto(row, lookup.p!);
+            const keep = acceptDraft(p, q, cands[j]!, rng);
+            next = yield* emitToken(0, keep ? cands[j]! : sampleResidual(p, q, rng), length);
+            length++;
+            if (finished[0] || !keep) break;
+            accepted++;
+            lookup.stats.accepted++;
+            continue;
+          }
+          next = yield* emit(0, row, length);
           length++;
           if (finished[0] || j === cands.length || next !== cands[j]) break;
           accepted++;
@@ -399,6 +426,8 @@ interface Speculator {
   propose(ids: readonly number[], room: number, generated: number): number[] | Promise<number[]>;
   /** How many of the last proposal's candidates the target kept. */
   accepted(n: number): void;
+  /** With sampling: the proposer's distribution for candidate `j` (speculative sampling); none for prompt lookup. */
+  probabilities?(j: number): Float64Array | undefined;
   dispose(): void;
 }
 
@@ -414,7 +443,13 @@ function lookupSpeculator(numTokens: number, maxNgram: number, maxLength: number
 /** The heuristic schedule grows after every round all accepted (transformers: without bound); it stops here. */
 const MAX_ASSISTANT_TOKENS = 64;
 
-function assistantSpeculator(draft: GenerationModel, o: ResolvedGenerationOptions, plan: LogitsPlan, maxPositions: number): Speculator {
+function assistantSpeculator(
+  draft: GenerationModel,
+  o: ResolvedGenerationOptions,
+  plan: LogitsPlan,
+  maxPositions: number,
+  rng: Rng,
+): Speculator {
   const schedule = o.num_assistant_tokens_schedule ?? ASSISTANT_DEFAULTS.schedule;
   const numTokens = o.num_assistant_tokens ?? ASSISTANT_DEFAULTS.numAssistantTokens;
   const drafter = new AssistantDrafter(draft, {
@@ -423,11 +458,13 @@ function assistantSpeculator(draft: GenerationModel, o: ResolvedGenerationOption
     confidenceThreshold: o.assistant_confidence_threshold ?? ASSISTANT_DEFAULTS.confidenceThreshold,
     plan,
     maxPositions: Math.min(maxPositions, draft.config.max_position_embeddings),
+    ...(o.do_sample ? { sample: { rng } } : {}),
   });
   return {
     maxCandidates: schedule === 'heuristic' ? MAX_ASSISTANT_TOKENS : numTokens,
     propose: (ids, room, generated) => drafter.propose(ids, room, generated),
     accepted: (n) => drafter.accepted(n),
+    probabilities: (j) => drafter.probabilities(j),
     dispose: () => drafter.dispose(),
   };
 }

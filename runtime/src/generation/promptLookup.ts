@@ -71,6 +71,11 @@ export class LookupBackoff {
     private readonly _patience = 3,
     private readonly _firstPause = 4,
     private readonly _maxPause = 64,
+    /**
+     * Whether timings may pause it. Not with speculative sampling: its rounds draw other random
+     * numbers than plain passes, so a pause decided by the clock would make a seed replay other text.
+     */
+    private readonly _timed = true,
   ) {
     this._nextPause = _firstPause;
   }
@@ -89,7 +94,7 @@ export class LookupBackoff {
    * `speculative` when it scored candidates. Without timings the back-off counts misses only.
    */
   recordCost(ms: number, tokens: number, speculative: boolean): void {
-    if (!Number.isFinite(ms)) return;
+    if (!this._timed || !Number.isFinite(ms)) return;
     const perToken = ms / Math.max(1, tokens);
     const ewma = (old: number | undefined) => (old === undefined ? perToken : old + 0.5 * (perToken - old));
     if (!speculative) {
@@ -102,7 +107,7 @@ export class LookupBackoff {
 
   /** True until a plain pass has been timed (then rounds can be compared with it). */
   get needsPlainTiming(): boolean {
-    return this._plainMs === undefined;
+    return this._timed && this._plainMs === undefined;
   }
 
   /** The outcome of a pass that scored candidates. */
