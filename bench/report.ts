@@ -800,6 +800,23 @@ function speculationSection(r: Results): string[] {
     );
   }
   out.push('');
+  const ghost = runsOf<CompletionQualityResult>(r, 'speculation', 'completion-quality')
+    .filter((x) => x.ok)
+    .map((x) => x.result!);
+  const plain = ghost.find((x) => !x.promptLookupTokens);
+  const looked = ghost.find((x) => x.promptLookupTokens);
+  if (plain && looked) {
+    const same = plain.outcomes.filter((o, i) => o.text === looked.outcomes[i]?.text).length;
+    out.push(
+      `**Ghost text as the editor asks for it** (bench/sections/completionQuality.ts through \`opt rpc\`): the completion-quality positions (${plain.positions} in ${plain.files} held-out code files of opt-target), ${plain.contextTokens} tokens of context, int8, the extension's policy and post-processing, the file's earlier positions in the prefix cache; without prompt lookup and with it (${looked.promptLookupTokens} candidates, the editor's default).`,
+      '',
+      '| prompt lookup | same suggestion | shown | latency p50 / p90 | tokens p50 |',
+      '|---|---|---|---|---|',
+      `| off | — | ${f(plain.shownShare * 100, 1)} % | ${f(plain.latencyP50, 0)} / ${f(plain.latencyP90, 0)} ms | ${f(plain.tokensP50, 0)} |`,
+      `| ${looked.promptLookupTokens} | ${same}/${plain.positions} | ${f(looked.shownShare * 100, 1)} % | ${f(looked.latencyP50, 0)} / ${f(looked.latencyP90, 0)} ms | ${f(looked.tokensP50, 0)} |`,
+      '',
+    );
+  }
   return out;
 }
 

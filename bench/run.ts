@@ -296,6 +296,27 @@ const plan: Record<SectionName, () => Promise<Measured<unknown>[]>> = {
         ),
       );
     }
+    // Ghost text as the editor asks for it, through the runtime process: the completion-quality
+    // positions at 1,500 tokens of context, without and with prompt lookup (the editor's default).
+    for (const promptLookupTokens of [0, 10]) {
+      runs.push(
+        await measure(
+          'completion-quality',
+          {
+            model: 'opt-target',
+            dtype: 'int8',
+            contextTokens: 1500,
+            perKind: quick ? 2 : 4,
+            files: quick ? 4 : 10,
+            maxNewTokens: 48,
+            promptLookupTokens,
+          },
+          900_000,
+          {},
+          { script: COMPLETION_QUALITY_SCRIPT, retry: false },
+        ),
+      );
+    }
     return runs;
   },
 };

@@ -101,6 +101,8 @@ export interface CompletionQualityParams {
   perKind: number;
   files: number;
   maxNewTokens: number;
+  /** Prompt lookup's candidates per pass (the editor's optComplete.inline.promptLookupTokens); absent or 0: off. */
+  promptLookupTokens?: number;
 }
 
 export interface PositionOutcome extends CursorPosition {
@@ -110,6 +112,8 @@ export interface PositionOutcome extends CursorPosition {
   similarity: number;
   completionTokens: number;
   latencyMs: number;
+  /** The suggestion shown, if any. */
+  text?: string;
 }
 
 export interface CompletionQualityResult extends CompletionQualityParams {
@@ -176,7 +180,12 @@ export async function measureCompletionQuality(p: CompletionQualityParams): Prom
               prefix: cursor.prefix,
               suffix: '',
               maxContextTokens: p.contextTokens,
-              options: { max_new_tokens: p.maxNewTokens, do_sample: false, stop_strings: stopStringsFor(multiline, POLICY.stopSequences) },
+              options: {
+                max_new_tokens: p.maxNewTokens,
+                do_sample: false,
+                stop_strings: stopStringsFor(multiline, POLICY.stopSequences),
+                ...(p.promptLookupTokens ? { prompt_lookup_num_tokens: p.promptLookupTokens } : {}),
+              },
               partialResultToken,
             },
             source.token,
@@ -200,6 +209,7 @@ export async function measureCompletionQuality(p: CompletionQualityParams): Prom
           similarity: s ? editSimilarity(s.text, truth.span) : 0,
           completionTokens: completionTokens >= 0 ? completionTokens : NaN,
           latencyMs,
+          ...(s ? { text: s.text } : {}),
         });
       }
     }
