@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { UsageError } from '../../protocol/errors.js';
 import { createLocalEngine } from '../../runtime/src/engine/localEngine.js';
+import { DraftStateStore } from '../../runtime/src/generation/assistant.js';
 import { type GenerateParams, generate } from '../../runtime/src/generation/generate.js';
 import { type OptModel, loadOptModel } from '../../runtime/src/model.js';
 import { writeOptCheckpoint } from '../fixtures/optCheckpoint.js';
@@ -116,6 +117,21 @@ describe('assisted generation with the trained draft', () => {
     const critical = df * (1 - 2 / (9 * df) + z * Math.sqrt(2 / (9 * df))) ** 3;
     assert.ok(df >= 2, `enough categories to compare (${df + 1})`);
     assert.ok(chi < critical, `chi-square ${chi.toFixed(1)} with ${df} degrees of freedom (0.999 quantile ${critical.toFixed(1)})`);
+  });
+
+  test('the draft keeps its state between requests: typing on reads only the new text, with the same results', async () => {
+    const store = new DraftStateStore(draft);
+    let prompt = PROMPTS[1]!;
+    for (const typed of ['', '        self._', 'locked = False\n', '    def locked(self):\n']) {
+      prompt += typed;
+      const [plain] = await generate(target, prompt, { max_new_tokens: 16 });
+      const [kept] = await generate(target, prompt, { max_new_tokens: 16, assistantModel: draft, assistantStore: store });
+      assert.deepEqual(kept!.tokenIds, plain!.tokenIds, JSON.stringify(typed));
+    }
+    assert.equal(store.hits, 3, "every request after the first found the draft's state");
+    const promptTokens = (await target.tokenizer.encode(PROMPTS[1]!)).length;
+    assert.ok(store.reusedTokens >= 3 * promptTokens, `${store.reusedTokens} tokens not read again`);
+    store.clear();
   });
 
   test('an assistant with another tokenizer is refused, naming the difference; lookup and an assistant together too', async () => {

@@ -16,7 +16,7 @@ import { loadOptModel, type OptModel } from '../model.js';
 import { type TaskRequest, type TaskResults, emptyPrefixCache, emptyQueue } from '../../../protocol/engine.js';
 import { type SerializedError, serializeError } from '../../../protocol/errors.js';
 import type { LocalEngineOptions } from './localEngine.js';
-import { checkSameTokenizer } from '../generation/assistant.js';
+import { DraftStateStore, checkSameTokenizer } from '../generation/assistant.js';
 import { PrefixCache } from './prefixCache.js';
 import { Scheduler } from './scheduler.js';
 import type { FromWorker, ToWorker } from './workerMessages.js';
@@ -154,6 +154,7 @@ async function load(options: LocalEngineOptions): Promise<void> {
     }
     scheduler = new Scheduler(model, {
       assistant: assistant?.model,
+      assistantStore: assistant ? new DraftStateStore(assistant.model) : undefined,
       queueLimit: options.queueLimit ?? 16,
       prefixCache,
       prefillChunk: options.prefillChunk ?? PREFILL_CHUNK,

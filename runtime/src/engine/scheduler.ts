@@ -5,6 +5,7 @@
 // is bounded.
 // One-pass head requests (classify, answer, embed) are jobs of a single step in the same queue.
 
+import type { DraftStateStore } from '../generation/assistant.js';
 import { type GeneratedSequence, type GenerationEvent, type GenerationModel, generateStream } from '../generation/generate.js';
 import { type EngineRequest, type EngineResult, type Priority, emptyQueue } from '../../../protocol/engine.js';
 import { EngineBusyError, SupersededError } from '../../../protocol/errors.js';
@@ -44,8 +45,9 @@ interface Job {
 }
 
 export interface SchedulerOptions {
-  /** Drafts for generation requests that do not ask for prompt lookup (assisted generation). */
+  /** Drafts for generation requests that do not ask for prompt lookup (assisted generation), its state kept between them. */
   assistant?: GenerationModel;
+  assistantStore?: DraftStateStore;
   /** Jobs waiting or running; one more is refused with EngineBusyError. */
   queueLimit: number;
   /** Reused KV prefixes; only a generation model has one. */
@@ -193,7 +195,7 @@ export class Scheduler {
           prefillChunk: this._options.prefillChunk,
           prefillOnly: job.priority === 'warm',
           ...(this._options.assistant && job.request.options.prompt_lookup_num_tokens === undefined && job.priority !== 'warm'
-            ? { assistantModel: this._options.assistant }
+            ? { assistantModel: this._options.assistant, assistantStore: this._options.assistantStore }
             : {}),
         });
       }

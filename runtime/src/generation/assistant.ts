@@ -68,6 +68,50 @@ export interface AssistantOptions {
    * distribution, kept for speculative sampling; otherwise it drafts greedily.
    */
   sample?: { rng: Rng };
+  /** Where the draft's KV state waits between requests, so the next one (the next keystroke) reads only what changed. */
+  store?: DraftStateStore;
+}
+
+/**
+ * The draft's KV state kept between requests: the newest one only (the document being typed in),
+ * the size of one context, which the memory check counted when the assistant loaded. A request
+ * takes it (so two running at once never share it) and gives it back when it ends.
+ */
+export class DraftStateStore {
+  private _entry: { tokens: number[]; cache: KvCache } | undefined;
+  /** Requests that found a shared prefix, and the tokens they did not read again. */
+  hits = 0;
+  reusedTokens = 0;
+
+  constructor(private readonly _draft: GenerationModel) {}
+
+  /** The state if it shares a prefix with `ids`, cut to what is shared (at most all but the last token, whose scores are needed). */
+  take(ids: readonly number[]): { cache: KvCache; length: number } | undefined {
+    const e = this._entry;
+    this._entry = undefined;
+    if (!e) return undefined;
+    let shared = 0;
+    const n = Math.min(e.tokens.length, ids.length - 1);
+    while (shared < n && e.tokens[shared] === ids[shared]) shared++;
+    if (shared === 0) {
+      this._draft.decoder.releaseCache(e.cache);
+      return undefined;
+    }
+    this.hits++;
+    this.reusedTokens += shared;
+    return { cache: { ...e.cache, length: shared }, length: shared };
+  }
+
+  /** Keeps `cache`, which holds the KV of exactly `tokens`; the one kept before is released. */
+  put(tokens: number[], cache: KvCache): void {
+    if (this._entry) this._draft.decoder.releaseCache(this._entry.cache);
+    this._entry = { tokens, cache };
+  }
+
+  clear(): void {
+    if (this._entry) this._draft.decoder.releaseCache(this._entry.cache);
+    this._entry = undefined;
+  }
 }
 
 export class AssistantDrafter {
@@ -82,6 +126,9 @@ export class AssistantDrafter {
   private readonly _plan: LogitsPlan;
   /** With sampling: the draft's distribution at each token of the last proposal. */
   private _q: Float64Array[] = [];
+  /** The sequence the draft has read: its KV holds the first `_fed` of these. */
+  private _seq: number[] = [];
+  private _tookStore = false;
 
   constructor(
     private readonly _draft: GenerationModel,
@@ -105,7 +152,16 @@ export class AssistantDrafter {
     this._lastProposal = 0;
     this._q = [];
     if (want <= 0) return [];
+    if (!this._tookStore && this._o.store) {
+      this._tookStore = true;
+      const kept = this._o.store.take(ids);
+      if (kept) {
+        this._past = kept.cache;
+        this._fed = kept.length;
+      }
+    }
     const seq = [...ids];
+    this._seq = seq;
     const out: number[] = [];
     const decoder = this._draft.decoder;
     const vocab = this._scratch.vocab;
@@ -161,7 +217,9 @@ export class AssistantDrafter {
   }
 
   dispose(): void {
-    if (this._past) this._draft.decoder.releaseCache(this._past);
+    if (this._past && this._o.store && this._fed > 0)
+      this._o.store.put(this._seq.slice(0, this._fed), { ...this._past, length: this._fed });
+    else if (this._past) this._draft.decoder.releaseCache(this._past);
     this._past = undefined;
   }
 }

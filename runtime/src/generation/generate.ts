@@ -13,7 +13,7 @@ import type { FinishReason } from '../../../protocol/engine.js';
 import { UsageError } from '../../../protocol/errors.js';
 import type { OptTokenizer } from '../tokenizer/optTokenizer.js';
 import { type GenerationOptions, type ResolvedGenerationOptions, resolveGenerationOptions, resolveLengths } from './generationConfig.js';
-import { ASSISTANT_DEFAULTS, AssistantDrafter, checkSameTokenizer } from './assistant.js';
+import { ASSISTANT_DEFAULTS, AssistantDrafter, type DraftStateStore, checkSameTokenizer } from './assistant.js';
 import { type LogitsPlan, createLogitsScratch, logitsPlan, processLogits } from './logitsProcessors.js';
 import { type Rng, argmax, createRng, sampleCategorical } from './sampling.js';
 import { acceptDraft, sampleResidual, softmaxInto } from './speculativeSampling.js';
@@ -93,6 +93,8 @@ export interface GenerateParams extends Partial<GenerationOptions> {
    * model to verify (num_assistant_tokens, num_assistant_tokens_schedule, assistant_confidence_threshold).
    */
   assistantModel?: GenerationModel;
+  /** Keeps the assistant's KV state between requests (the runtime's, one per loaded assistant). */
+  assistantStore?: DraftStateStore;
 }
 
 /** A stored state whose prompt holds more than this many tokens beyond what a new prompt shares is copied from, not consumed. */
@@ -116,6 +118,7 @@ export async function* generateStream(
     prefillChunk,
     prefillOnly = false,
     assistantModel,
+    assistantStore,
     ...user
   } = params;
   const { config, tokenizer, decoder } = model;
@@ -180,7 +183,7 @@ export async function* generateStream(
   const spec: Speculator | undefined = !speculate
     ? undefined
     : assistantModel
-      ? assistantSpeculator(assistantModel, o, logitsPlan(o, promptLen), maxPositions, rng)
+      ? assistantSpeculator(assistantModel, o, logitsPlan(o, promptLen), maxPositions, rng, assistantStore)
       : lookupSpeculator(
           o.prompt_lookup_num_tokens!,
           o.max_matching_ngram_size ?? DEFAULT_MAX_MATCHING_NGRAM_SIZE,
@@ -449,6 +452,7 @@ function assistantSpeculator(
   plan: LogitsPlan,
   maxPositions: number,
   rng: Rng,
+  store: DraftStateStore | undefined,
 ): Speculator {
   const schedule = o.num_assistant_tokens_schedule ?? ASSISTANT_DEFAULTS.schedule;
   const numTokens = o.num_assistant_tokens ?? ASSISTANT_DEFAULTS.numAssistantTokens;
@@ -459,6 +463,7 @@ function assistantSpeculator(
     plan,
     maxPositions: Math.min(maxPositions, draft.config.max_position_embeddings),
     ...(o.do_sample ? { sample: { rng } } : {}),
+    ...(store ? { store } : {}),
   });
   return {
     maxCandidates: schedule === 'heuristic' ? MAX_ASSISTANT_TOKENS : numTokens,
