@@ -8,6 +8,7 @@
 
 import { join } from 'node:path';
 import { DEFAULT_TEMPLATES, buildRewritePrompt, rewriteTokenBudget } from '../../extension/src/rewrite/rewriteTemplates.js';
+import { DraftStateStore } from '../../runtime/src/generation/assistant.js';
 import { type GenerateParams, type GeneratedSequence, generateStream } from '../../runtime/src/generation/generate.js';
 import { loadOptModel, type OptModel } from '../../runtime/src/model.js';
 import type { GraphDtype } from '../../runtime/src/onnx/optGraph.js';
@@ -102,7 +103,11 @@ export async function measureSpeculation(p: SpeculationParams): Promise<Speculat
   const assistant = p.assistant
     ? await loadOptModel(join(TRAINED_DIR, p.assistant), { dtype: p.dtype, device: 'cpu', threads: 2, cacheDir: ONNX_CACHE_DIR })
     : undefined;
-  const faster: GenerateParams = assistant ? { assistantModel: assistant } : { prompt_lookup_num_tokens: p.lookupTokens };
+  // The assistant keeps its state between requests, as the runtime does: the positions of a file
+  // come in order, so each one reads only the text since the one before.
+  const faster: GenerateParams = assistant
+    ? { assistantModel: assistant, assistantStore: new DraftStateStore(assistant) }
+    : { prompt_lookup_num_tokens: p.lookupTokens };
   const pairs: Pair[] = [];
   const run = async (what: string, prompt: string, params: GenerateParams) => {
     const plain = await timed(model, prompt, params);
