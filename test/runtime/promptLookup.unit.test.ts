@@ -41,7 +41,7 @@ describe('prompt lookup candidates', () => {
   });
 
   test('rounds that cost more per token than plain passes pause speculation, as misses do; the first pass is plain', () => {
-    const b = new LookupBackoff(3, 2, 8);
+    const b = new LookupBackoff({ patience: 3, firstPause: 2, maxPause: 8 });
     assert.equal(b.needsPlainTiming, true);
     b.recordCost(Number.NaN, 1, false); // the prefill's pass: not timed
     assert.equal(b.needsPlainTiming, true);
@@ -54,7 +54,7 @@ describe('prompt lookup candidates', () => {
   });
 
   test('the back-off pauses after misses, longer each time, and any acceptance resets it', () => {
-    const b = new LookupBackoff(2, 2, 8);
+    const b = new LookupBackoff({ patience: 2, firstPause: 2, maxPause: 8 });
     const tries = (n: number) => Array.from({ length: n }, () => b.shouldTry());
     b.record(0);
     assert.deepEqual(tries(1), [true]);

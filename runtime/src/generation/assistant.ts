@@ -32,6 +32,9 @@ const PROBE = [
  * same). Throws a UsageError saying what differs.
  */
 export async function checkSameTokenizer(target: GenerationModel, draft: GenerationModel): Promise<void> {
+  // Compared once per pair of loaded models: every request with an assistant asks, and the
+  // comparison walks the whole vocabulary.
+  if (sameTokenizers.get(target)?.has(draft)) return;
   const a = target.tokenizer;
   const b = draft.tokenizer;
   let differs: string | undefined;
@@ -53,7 +56,13 @@ export async function checkSameTokenizer(target: GenerationModel, draft: Generat
         'use an assistant from the same family (e.g. facebook/opt-125m for a larger OPT)',
     );
   }
+  let drafts = sameTokenizers.get(target);
+  if (!drafts) sameTokenizers.set(target, (drafts = new WeakSet()));
+  drafts.add(draft);
 }
+
+/** Pairs already found to share a tokenizer (held weakly: disposed models are forgotten). */
+const sameTokenizers = new WeakMap<GenerationModel, WeakSet<GenerationModel>>();
 
 export interface AssistantOptions {
   numAssistantTokens: number;
@@ -121,6 +130,8 @@ export class AssistantDrafter {
   private _tokens: number;
   private readonly _scratch: LogitsScratch;
   private readonly _logits: Float32Array;
+  /** All ones (the draft's rows have no padding): each pass's attention mask is a prefix of it. */
+  private readonly _mask: BigInt64Array;
   private _lastProposal = 0;
   private _lastBase = 0;
   private readonly _plan: LogitsPlan;
@@ -138,6 +149,7 @@ export class AssistantDrafter {
     const vocab = _draft.config.vocab_size;
     this._scratch = createLogitsScratch(Math.min(_draft.tokenizer.vocabSize, vocab));
     this._logits = new Float32Array(vocab);
+    this._mask = new BigInt64Array(_o.maxPositions).fill(1n);
     // transformers leaves the min-length processors out of the assistant's list: the target decides when text may end.
     this._plan = { ..._o.plan, minLength: 0, minNewTokens: 0, sample: _o.sample !== undefined };
   }
@@ -170,7 +182,7 @@ export class AssistantDrafter {
       const r = await decoder.forward({
         inputIds: BigInt64Array.from(fresh, BigInt),
         batch: 1,
-        attentionMask: new BigInt64Array(seq.length).fill(1n),
+        attentionMask: this._mask.subarray(0, seq.length),
         past: this._past,
         logitsToKeep: 1,
         logitsBuffer: this._logits,

@@ -190,10 +190,10 @@ export async function* generateStream(
           maxLength,
           new Set(o.eos_token_id),
         );
-  const lookup = spec
+  const speculating = spec
     ? {
         spec,
-        backoff: new LookupBackoff(undefined, undefined, undefined, !(o.do_sample && assistantModel)),
+        backoff: new LookupBackoff({ timed: !(o.do_sample && assistantModel) }),
         stats: { passes: 1, proposed: 0, accepted: 0 },
         // The target's distribution at a verified position (speculative sampling).
         p: o.do_sample && assistantModel ? new Float64Array(Math.min(tokenizer.vocabSize, config.vocab_size)) : undefined,
@@ -302,7 +302,7 @@ export async function* generateStream(
       return yield* emitToken(r, o.do_sample ? sampleCategorical(scores, rng, scratch) : argmax(scores), length);
     };
 
-    if (lookup) {
+    if (speculating) {
       // One row, speculation: each pass scores the last token and the candidates after it; the
       // tokens are picked one by one exactly as plain decoding picks them (same processors, same
       // random draws), and a candidate counts only when it is the token picked. What follows the
@@ -315,31 +315,31 @@ export async function* generateStream(
         let accepted = 0;
         for (let j = 0; j <= cands.length; j++) {
           const row = out.logits.subarray(j * config.vocab_size, j * config.vocab_size + vocab);
-          const q = o.do_sample && j < cands.length ? lookup.spec.probabilities?.(j) : undefined;
+          const q = o.do_sample && j < cands.length ? speculating.spec.probabilities?.(j) : undefined;
           if (q) {
             // Speculative sampling: the draft's sample stays with probability p/q, else a draw
             // from what p has beyond q; either way the token is distributed as the target's.
             processLogits(row, tokens[0]!, length - promptLen, plan, scratch);
-            const p = softmaxInto(row, lookup.p!);
+            const p = softmaxInto(row, speculating.p!);
             const keep = acceptDraft(p, q, cands[j]!, rng);
             next = yield* emitToken(0, keep ? cands[j]! : sampleResidual(p, q, rng), length);
             length++;
             if (finished[0] || !keep) break;
             accepted++;
-            lookup.stats.accepted++;
+            speculating.stats.accepted++;
             continue;
           }
           next = yield* emit(0, row, length);
           length++;
           if (finished[0] || j === cands.length || next !== cands[j]) break;
           accepted++;
-          lookup.stats.accepted++; // counted as it happens: the result is read when the text ends, mid-pass
+          speculating.stats.accepted++; // counted as it happens: the result is read when the text ends, mid-pass
         }
         // The model work of the pass that produced these tokens, against plain passes' (not the time the consumer took between them).
-        lookup.backoff.recordCost(passMs, accepted + 1, cands.length > 0);
+        speculating.backoff.recordCost(passMs, accepted + 1, cands.length > 0);
         if (cands.length > 0) {
-          lookup.backoff.record(accepted);
-          lookup.spec.accepted(accepted);
+          speculating.backoff.record(accepted);
+          speculating.spec.accepted(accepted);
           // The pass stored the last token and every candidate; keep those up to the last accepted one.
           fed = fed - cands.length + accepted;
           past = { ...past!, length: fed };
@@ -349,8 +349,8 @@ export async function* generateStream(
         signal?.throwIfAborted();
         const t0 = performance.now();
         cands =
-          !lookup.backoff.needsPlainTiming && lookup.backoff.shouldTry()
-            ? await lookup.spec.propose(tokens[0]!, Math.min(maxLength - length, lookup.spec.maxCandidates), length - promptLen)
+          !speculating.backoff.needsPlainTiming && speculating.backoff.shouldTry()
+            ? await speculating.spec.propose(tokens[0]!, Math.min(maxLength - length, speculating.spec.maxCandidates), length - promptLen)
             : [];
         const ids = [next, ...cands];
         out = await decoder.forward({
@@ -364,8 +364,8 @@ export async function* generateStream(
         });
         past = out.present;
         fed = length + cands.length;
-        lookup.stats.passes++;
-        lookup.stats.proposed += cands.length;
+        speculating.stats.passes++;
+        speculating.stats.proposed += cands.length;
         passMs = performance.now() - t0;
       }
       return;
@@ -398,7 +398,7 @@ export async function* generateStream(
       fed = length + 1;
     }
   } finally {
-    lookup?.spec.dispose();
+    speculating?.spec.dispose();
     // The cache holds the KV of the first `fed` tokens: keep it for the next prompt that shares them.
     if (store && past) store.put(tokens[0]!.slice(0, fed), { ...past, length: fed }, Math.min(fed, promptLen));
     else if (past) decoder.releaseCache(past);
@@ -416,7 +416,7 @@ export async function* generateStream(
       promptTokens: encoded[p]!.length,
       reusedTokens: reused,
       truncated,
-      ...(lookup ? { speculation: { ...lookup.stats } } : {}),
+      ...(speculating ? { speculation: { ...speculating.stats } } : {}),
     };
   }
 }

@@ -67,17 +67,31 @@ export class LookupBackoff {
   private _plainMs: number | undefined;
   private _roundMs: number | undefined;
 
+  private readonly _patience: number;
+  private readonly _firstPause: number;
+  private readonly _maxPause: number;
+  private readonly _timed: boolean;
+
   constructor(
-    private readonly _patience = 3,
-    private readonly _firstPause = 4,
-    private readonly _maxPause = 64,
-    /**
-     * Whether timings may pause it. Not with speculative sampling: its rounds draw other random
-     * numbers than plain passes, so a pause decided by the clock would make a seed replay other text.
-     */
-    private readonly _timed = true,
+    o: {
+      /** Rounds in a row with nothing accepted before a pause (default 3). */
+      patience?: number;
+      /** The first pause in steps (default 4), doubled after each failed retry up to maxPause (default 64). */
+      firstPause?: number;
+      maxPause?: number;
+      /**
+       * Whether timings may pause it (default true). Not with speculative sampling: its rounds draw
+       * other random numbers than plain passes, so a pause decided by the clock would make a seed
+       * replay other text.
+       */
+      timed?: boolean;
+    } = {},
   ) {
-    this._nextPause = _firstPause;
+    this._patience = o.patience ?? 3;
+    this._firstPause = o.firstPause ?? 4;
+    this._maxPause = o.maxPause ?? 64;
+    this._timed = o.timed ?? true;
+    this._nextPause = this._firstPause;
   }
 
   /** Whether this step should look up candidates (call once per step). */
